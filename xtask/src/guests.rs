@@ -1,0 +1,475 @@
+//! `cargo xtask guests`: builds handler crates into wasm32-wasip2 components and
+//! copies them to `target/guests/<crate_name>.wasm`, where the host's tests and
+//! users' configurations find them.
+//!
+//! rustup's `wasm32-wasip2` standard library is used when it is installed. Where it
+//! is not (and `rustup target add` cannot download it, as on the machines this
+//! project grew up on), Debian's `rustc-web` compiler rebuilds the standard library
+//! from its `rust-web-src` sources with `-Zbuild-std`, linking against `wasi-libc`.
+
+use std::ffi::OsString;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{cargo, repo_root};
+
+const TARGET: &str = "wasm32-wasip2";
+
+/// Every handler component exports this; its name is stored verbatim in the binary.
+const EXPORTED_INTERFACE: &str = "cmq:push/handler@0.1.0";
+
+/// `\0asm`, then the component-model layer version (core modules have `1 0 0 0`).
+const COMPONENT_HEADER: [u8; 8] = *b"\0asm\x0d\x00\x01\x00";
+
+/// The fallback toolchain: Debian's packages and where they put things.
+const APT_PACKAGES: [&str; 3] = ["rustc-web", "rust-web-src", "wasi-libc"];
+const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
+const WASI_LIBC_DIR: &str = "/usr/lib/wasm32-wasi";
+
+/// Inherited variables that would leak the outer build's (or the user's host-only)
+/// settings into the wasm build; `CARGO_BUILD_*` and `CARGO_TARGET_*` go too.
+const SCRUBBED_ENV: [&str; 9] = [
+    "RUSTC",
+    "RUSTC_WRAPPER",
+    "RUSTC_WORKSPACE_WRAPPER",
+    "RUSTC_BOOTSTRAP",
+    "RUSTFLAGS",
+    "CARGO_ENCODED_RUSTFLAGS",
+    "RUSTDOC",
+    "RUSTDOCFLAGS",
+    "CARGO_MAKEFLAGS",
+];
+
+/// Parses `[--crate PATH]...`: the handler crates to build, none meaning the examples.
+pub fn parse_args(args: &[String]) -> Result<Vec<PathBuf>, String> {
+    let mut crates = Vec::new();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        if arg == "--crate" {
+            let path = args.next().ok_or("--crate needs a path")?;
+            crates.push(PathBuf::from(path));
+        } else if let Some(path) = arg.strip_prefix("--crate=") {
+            crates.push(PathBuf::from(path));
+        } else {
+            return Err(format!("unexpected argument to `guests`: {arg}"));
+        }
+    }
+    Ok(crates)
+}
+
+/// Builds the given handler crates (or every example under `guest/examples`) and
+/// returns where their components now are.
+pub fn run(crates: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let root = repo_root();
+    let crates = if crates.is_empty() {
+        examples(&root)?
+    } else {
+        crates
+            .iter()
+            .map(|path| GuestCrate::read(path))
+            .collect::<Result<_>>()?
+    };
+    let toolchain = Toolchain::find()?;
+    let out_dir = root.join("target").join("guests");
+    fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+
+    let mut built = Vec::new();
+    for krate in &crates {
+        let started = Instant::now();
+        let artifact = toolchain.build(&root, krate)?;
+        let elapsed = started.elapsed();
+
+        let dest = out_dir.join(format!("{}.wasm", krate.lib_name));
+        let bytes = fs::read(&artifact).with_context(|| {
+            format!("reading {} (is the crate a `cdylib`?)", artifact.display())
+        })?;
+        check_component(&bytes).with_context(|| format!("checking {}", artifact.display()))?;
+        fs::write(&dest, &bytes).with_context(|| format!("writing {}", dest.display()))?;
+        eprintln!(
+            "xtask: {} ({}) built in {}",
+            dest.strip_prefix(&root).unwrap_or(&dest).display(),
+            size(bytes.len()),
+            duration(elapsed),
+        );
+        built.push(dest);
+    }
+    Ok(built)
+}
+
+/// A handler crate to build: its manifest and the name of the `.wasm` it produces.
+struct GuestCrate {
+    manifest: PathBuf,
+    /// The library's crate name (`-` turned into `_`), which names the artifact.
+    lib_name: String,
+}
+
+impl GuestCrate {
+    /// Reads a crate from its directory or its `Cargo.toml`.
+    fn read(path: &Path) -> Result<Self> {
+        let manifest = if path.is_dir() {
+            path.join("Cargo.toml")
+        } else {
+            path.to_path_buf()
+        };
+        let manifest = manifest
+            .canonicalize()
+            .with_context(|| format!("no handler crate at {}", path.display()))?;
+        let text = fs::read_to_string(&manifest)
+            .with_context(|| format!("reading {}", manifest.display()))?;
+        let lib_name = lib_name(&text)
+            .with_context(|| format!("no [package] name in {}", manifest.display()))?;
+        Ok(GuestCrate { manifest, lib_name })
+    }
+
+    fn dir(&self) -> &Path {
+        self.manifest.parent().unwrap_or(Path::new("."))
+    }
+}
+
+/// Every crate under `guest/examples`, in name order.
+fn examples(root: &Path) -> Result<Vec<GuestCrate>> {
+    let dir = root.join("guest").join("examples");
+    let mut crates = Vec::new();
+    for entry in fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
+        let path = entry?.path();
+        if path.join("Cargo.toml").is_file() {
+            crates.push(GuestCrate::read(&path)?);
+        }
+    }
+    crates.sort_by(|a, b| a.lib_name.cmp(&b.lib_name));
+    Ok(crates)
+}
+
+/// The library crate name from a manifest: `[lib] name`, else `[package] name` with
+/// `-` as `_`. A line-based reading is enough for the `name = "..."` lines cargo
+/// itself writes; it spares xtask a TOML parser.
+fn lib_name(manifest: &str) -> Option<String> {
+    let (mut section, mut package, mut lib) = (String::new(), None, None);
+    for line in manifest.lines() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if let Some(header) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = header.trim().to_string();
+        } else if let Some((key, value)) = line.split_once('=') {
+            if key.trim() != "name" {
+                continue;
+            }
+            let value = value.trim().trim_matches(['"', '\'']).to_string();
+            match section.as_str() {
+                "package" => package = Some(value),
+                "lib" => lib = Some(value),
+                _ => {}
+            }
+        }
+    }
+    lib.or(package).map(|name| name.replace('-', "_"))
+}
+
+/// How this machine builds for wasm32-wasip2.
+enum Toolchain {
+    /// rustup's toolchain has the target's standard library: a plain cargo build.
+    Rustup,
+    /// Debian's compiler and library sources, with `-Zbuild-std`.
+    Fallback {
+        /// rustup's `lib/rustlib/<host>/bin`, holding `rust-lld` and
+        /// `wasm-component-ld`, which Debian's packages lack.
+        linker_dir: PathBuf,
+    },
+}
+
+impl Toolchain {
+    fn find() -> Result<Self> {
+        let rustc = rustup_rustc();
+        if has_target_std(&rustc) {
+            eprintln!(
+                "xtask: {TARGET}: using {}'s installed standard library",
+                rustc.display()
+            );
+            return Ok(Toolchain::Rustup);
+        }
+
+        let missing = missing_fallback_parts();
+        if !missing.is_empty() {
+            install_fallback(&rustc, &missing)?;
+        }
+        let linker_dir = linker_dir(&rustc)?;
+        eprintln!(
+            "xtask: {TARGET}: no standard library in {}; using the fallback: {} ({}) with \
+             -Zbuild-std, wasi-libc from {WASI_LIBC_DIR}, linkers from {}",
+            rustc.display(),
+            DEBIAN_RUSTC,
+            version(Path::new(DEBIAN_RUSTC)).unwrap_or_else(|| "version unknown".into()),
+            linker_dir.display(),
+        );
+        Ok(Toolchain::Fallback { linker_dir })
+    }
+
+    /// Builds one crate in release mode; returns the component cargo wrote.
+    fn build(&self, root: &Path, krate: &GuestCrate) -> Result<PathBuf> {
+        // The guest workspace keeps its artifacts in guest/target; other crates get
+        // one directory of their own under the repository's target, shared between
+        // them so the standard library is compiled once. The fallback's artifacts
+        // (another compiler) never share a directory with rustup's.
+        let guest_dir = root.join("guest").canonicalize()?;
+        let mut target_dir = if krate.manifest.starts_with(&guest_dir) {
+            guest_dir.join("target")
+        } else {
+            root.join("target").join("guest-crates")
+        };
+
+        let mut cmd = Command::new(cargo());
+        for (key, _) in std::env::vars_os() {
+            let Some(key) = key.to_str() else { continue };
+            if SCRUBBED_ENV.contains(&key)
+                || key.starts_with("CARGO_BUILD_")
+                || key.starts_with("CARGO_TARGET_")
+            {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.args(["build", "--release", "--target", TARGET, "--manifest-path"])
+            .arg(&krate.manifest)
+            .current_dir(krate.dir());
+
+        if let Toolchain::Fallback { linker_dir } = self {
+            target_dir.push("wasm-fallback");
+            let rustflags = [
+                format!("-Lnative={WASI_LIBC_DIR}"),
+                "-Clink-self-contained=no".into(),
+                // Handlers are reactors (exports, no `main`).
+                format!("-Clink-arg={WASI_LIBC_DIR}/crt1-reactor.o"),
+            ];
+            let mut path = OsString::from(linker_dir);
+            if let Some(old) = std::env::var_os("PATH") {
+                path.push(":");
+                path.push(old);
+            }
+            cmd.arg("-Zbuild-std=std,panic_abort")
+                // Every crate, proc-macros too, builds with the compiler whose
+                // library sources are installed.
+                .env("RUSTC", DEBIAN_RUSTC)
+                // Lets stable cargo and rustc accept -Z flags.
+                .env("RUSTC_BOOTSTRAP", "1")
+                .env("CARGO_ENCODED_RUSTFLAGS", rustflags.join("\x1f"))
+                .env("PATH", path);
+        }
+        cmd.arg("--target-dir").arg(&target_dir);
+
+        eprintln!(
+            "xtask: building {} ({})",
+            krate.lib_name,
+            krate.dir().display()
+        );
+        let status = cmd
+            .status()
+            .with_context(|| format!("running {}", cargo().display()))?;
+        if !status.success() {
+            bail!("building {} failed ({status})", krate.manifest.display());
+        }
+        Ok(target_dir
+            .join(TARGET)
+            .join("release")
+            .join(format!("{}.wasm", krate.lib_name)))
+    }
+}
+
+/// rustup's compiler: the one next to the cargo running xtask, not whatever `rustc`
+/// comes first on PATH (which may be Debian's).
+fn rustup_rustc() -> PathBuf {
+    let rustc = cargo().with_file_name("rustc");
+    if rustc.is_file() {
+        rustc
+    } else {
+        "rustc".into()
+    }
+}
+
+/// Whether `rustc`'s sysroot holds the target's `libstd-*.rlib`.
+fn has_target_std(rustc: &Path) -> bool {
+    let Some(libdir) = output(rustc, &["--print", "target-libdir", "--target", TARGET]) else {
+        return false;
+    };
+    let Ok(entries) = fs::read_dir(libdir.trim()) else {
+        return false;
+    };
+    entries.filter_map(Result::ok).any(|entry| {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        name.starts_with("libstd-") && name.ends_with(".rlib")
+    })
+}
+
+/// What the fallback needs that this machine lacks, as readable descriptions.
+fn missing_fallback_parts() -> Vec<String> {
+    let mut missing = Vec::new();
+    let sysroot = output(Path::new(DEBIAN_RUSTC), &["--print", "sysroot"]);
+    match &sysroot {
+        None => missing.push(format!("{DEBIAN_RUSTC} (package rustc-web)")),
+        Some(sysroot) => {
+            let library = Path::new(sysroot.trim()).join("lib/rustlib/src/rust/library");
+            if !library.join("std").join("Cargo.toml").is_file() {
+                missing.push(format!("{} (package rust-web-src)", library.display()));
+            }
+        }
+    }
+    for file in ["libc.a", "crt1-reactor.o"] {
+        let path = Path::new(WASI_LIBC_DIR).join(file);
+        if !path.is_file() {
+            missing.push(format!("{} (package wasi-libc)", path.display()));
+        }
+    }
+    missing
+}
+
+/// Installs the fallback's packages when that is possible without asking: as root,
+/// with apt-get. Otherwise explains the two ways to get a wasm32-wasip2 toolchain.
+fn install_fallback(rustc: &Path, missing: &[String]) -> Result<()> {
+    let is_root = output(Path::new("id"), &["-u"]).is_some_and(|uid| uid.trim() == "0");
+    let has_apt = Path::new("/usr/bin/apt-get").is_file();
+    if !(is_root && has_apt) {
+        bail!(
+            "{rustc} has no {TARGET} standard library, and the fallback toolchain is \
+             incomplete (missing: {missing}). Either:\n  \
+             - install the target: rustup target add {TARGET}\n  \
+             - or, on Debian 12 or later, install the fallback: \
+             sudo apt-get install -y {packages}\n\
+             then run this again.",
+            rustc = rustc.display(),
+            missing = missing.join(", "),
+            packages = APT_PACKAGES.join(" "),
+        );
+    }
+    eprintln!(
+        "xtask: {TARGET} standard library not installed and fallback incomplete (missing: {}); \
+         running as root, so installing {} with apt-get",
+        missing.join(", "),
+        APT_PACKAGES.join(" "),
+    );
+    apt_get(&["update"])?;
+    apt_get(&[&["install", "-y"][..], &APT_PACKAGES[..]].concat())?;
+    let still_missing = missing_fallback_parts();
+    if !still_missing.is_empty() {
+        bail!(
+            "still missing after apt-get install: {}",
+            still_missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn apt_get(args: &[&str]) -> Result<()> {
+    let status = Command::new("apt-get")
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .context("running apt-get")?;
+    if !status.success() {
+        bail!("apt-get {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+/// rustup's `lib/rustlib/<host>/bin`, checked to hold the two linkers the build needs.
+fn linker_dir(rustc: &Path) -> Result<PathBuf> {
+    let sysroot = output(rustc, &["--print", "sysroot"])
+        .with_context(|| format!("asking {} for its sysroot", rustc.display()))?;
+    let host = output(rustc, &["-vV"])
+        .and_then(|v| {
+            v.lines()
+                .find_map(|l| l.strip_prefix("host: ").map(str::to_owned))
+        })
+        .with_context(|| format!("asking {} for its host triple", rustc.display()))?;
+    let dir = Path::new(sysroot.trim())
+        .join("lib/rustlib")
+        .join(host.trim())
+        .join("bin");
+    for tool in ["rust-lld", "wasm-component-ld"] {
+        if !dir.join(tool).is_file() {
+            bail!(
+                "{} is missing: the fallback links with the rust-lld and wasm-component-ld \
+                 that rustup's toolchain ships",
+                dir.join(tool).display()
+            );
+        }
+    }
+    Ok(dir)
+}
+
+/// A component, not a core module, and one that exports the handler interface.
+fn check_component(bytes: &[u8]) -> Result<()> {
+    if !bytes.starts_with(&COMPONENT_HEADER) {
+        bail!("not a wasm component (no component header)");
+    }
+    let name = EXPORTED_INTERFACE.as_bytes();
+    if !bytes.windows(name.len()).any(|w| w == name) {
+        bail!(
+            "the component does not export {EXPORTED_INTERFACE}: is `cmq_guest::export!` missing?"
+        );
+    }
+    Ok(())
+}
+
+/// A command's stdout, when it ran and succeeded.
+fn output(program: &Path, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn version(rustc: &Path) -> Option<String> {
+    output(rustc, &["--version"]).map(|v| v.trim().to_owned())
+}
+
+fn size(bytes: usize) -> String {
+    format!("{:.1} KiB", bytes as f64 / 1024.0)
+}
+
+fn duration(elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64();
+    if secs < 60.0 {
+        format!("{secs:.1}s")
+    } else {
+        format!("{}m {:.0}s", (secs / 60.0).floor(), secs % 60.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lib_name_prefers_lib_section_and_snake_cases() {
+        let manifest = "[package]\nname = \"log-ack\" # sample\nversion = \"0.1.0\"\n\n[lib]\ncrate-type = [\"cdylib\"]\n";
+        assert_eq!(lib_name(manifest).as_deref(), Some("log_ack"));
+        let renamed =
+            "[package]\nname = \"a-b\"\n[lib]\nname = \"c_d\"\n[dependencies]\nname = \"x\"\n";
+        assert_eq!(lib_name(renamed).as_deref(), Some("c_d"));
+        assert_eq!(lib_name("[workspace]\n"), None);
+    }
+
+    #[test]
+    fn parse_args_accepts_crates_and_rejects_the_rest() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(parse_args(&args(&[])), Ok(vec![]));
+        assert_eq!(
+            parse_args(&args(&["--crate", "../a", "--crate=b"])),
+            Ok(vec![PathBuf::from("../a"), PathBuf::from("b")])
+        );
+        assert!(parse_args(&args(&["--crate"])).is_err());
+        assert!(parse_args(&args(&["--release"])).is_err());
+    }
+
+    #[test]
+    fn check_component_wants_the_header_and_the_export() {
+        let mut good = COMPONENT_HEADER.to_vec();
+        good.extend_from_slice(EXPORTED_INTERFACE.as_bytes());
+        assert!(check_component(&good).is_ok());
+        assert!(check_component(&COMPONENT_HEADER).is_err());
+        let core_module = b"\0asm\x01\x00\x00\x00cmq:push/handler@0.1.0";
+        assert!(check_component(core_module).is_err());
+    }
+}

@@ -1,0 +1,60 @@
+//! `cargo xtask`: the project's tasks, in Rust so they run wherever cargo does.
+//! `guests` builds handler components for wasm32-wasip2; `test` is the whole check
+//! suite that the README and CI call.
+
+mod guests;
+mod test;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+Usage: cargo xtask <task>
+
+Tasks:
+  guests [--crate PATH]...  Build the example guests, or the given handler crates,
+                            for wasm32-wasip2 into target/guests/<crate_name>.wasm
+  test                      Run every check: guests, fmt, clippy, tests
+  help                      Print this";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("guests") => match guests::parse_args(&args[1..]) {
+            Ok(crates) => guests::run(&crates).map(drop),
+            Err(e) => return usage_error(&e),
+        },
+        Some("test") if args.len() == 1 => test::run(),
+        Some("help" | "-h" | "--help") if args.len() == 1 => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Some(_) => return usage_error(&format!("unknown task or arguments: {}", args.join(" "))),
+        None => return usage_error("no task given"),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn usage_error(message: &str) -> ExitCode {
+    eprintln!("xtask: {message}\n\n{USAGE}");
+    ExitCode::from(2)
+}
+
+/// The repository root: xtask always runs from its own source tree.
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask/ has a parent")
+        .to_path_buf()
+}
+
+/// The cargo that runs this xtask (so the nested builds use the same toolchain).
+fn cargo() -> PathBuf {
+    std::env::var_os("CARGO").map_or_else(|| "cargo".into(), PathBuf::from)
+}

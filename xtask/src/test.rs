@@ -1,0 +1,102 @@
+//! `cargo xtask test`: every check, in the order a failure is cheapest to fix.
+//! Stops at the first failing step and names it.
+
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::{cargo, guests, repo_root};
+
+/// One check: what the failure line calls it, and how to run it.
+struct Step {
+    name: &'static str,
+    run: Box<dyn Fn() -> Result<()>>,
+}
+
+pub fn run() -> Result<()> {
+    let steps = [
+        Step {
+            name: "guests (cargo xtask guests)",
+            // The integration tests load target/guests/*.wasm, so this comes first.
+            run: Box::new(|| guests::run(&[]).map(drop)),
+        },
+        cargo_step("fmt (root workspace)", &["fmt", "--all", "--check"]),
+        cargo_step(
+            "fmt (guest workspace)",
+            &[
+                "fmt",
+                "--all",
+                "--check",
+                "--manifest-path",
+                "guest/Cargo.toml",
+            ],
+        ),
+        cargo_step(
+            "clippy (root workspace)",
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+        // The guest crates check natively: wit-bindgen's generated code compiles for
+        // any target (only the component-type custom section is wasm32-only), so
+        // clippy needs no wasm toolchain here.
+        cargo_step(
+            "clippy (guest workspace)",
+            &[
+                "clippy",
+                "--manifest-path",
+                "guest/Cargo.toml",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+        cargo_step("test (root workspace)", &["test", "--workspace"]),
+        // The SDK's conversions and doc examples run natively too.
+        cargo_step(
+            "test (guest SDK)",
+            &[
+                "test",
+                "--manifest-path",
+                "guest/Cargo.toml",
+                "--package",
+                "cmq-guest",
+            ],
+        ),
+    ];
+
+    let total = steps.len();
+    for (i, step) in steps.iter().enumerate() {
+        eprintln!("xtask test: [{}/{total}] {}", i + 1, step.name);
+        if let Err(e) = (step.run)() {
+            eprintln!("xtask test: step {}/{total} `{}` failed", i + 1, step.name);
+            return Err(e);
+        }
+    }
+    eprintln!("xtask test: all {total} steps passed");
+    Ok(())
+}
+
+fn cargo_step(name: &'static str, args: &'static [&'static str]) -> Step {
+    Step {
+        name,
+        run: Box::new(move || {
+            let status = Command::new(cargo())
+                .args(args)
+                .current_dir(repo_root())
+                .status()
+                .with_context(|| format!("running cargo {}", args.join(" ")))?;
+            if !status.success() {
+                bail!("cargo {} exited with {status}", args.join(" "));
+            }
+            Ok(())
+        }),
+    }
+}
