@@ -1,0 +1,91 @@
+//! The HTTP answer CMQ sees for one push. Only `ack` and `drop` answer 2xx; every error
+//! is a variant of [`PushError`] with exactly one status code.
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Response, StatusCode, header};
+use http_body_util::Full;
+
+use crate::GuestFault;
+use crate::bindings::Decision;
+
+/// The answer's body type.
+pub(crate) type AnswerBody = Full<Bytes>;
+
+/// Why a push got no decision from its guest.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PushError {
+    /// CMQ only ever POSTs.
+    #[error("method {0} not allowed: CMQ pushes with POST")]
+    MethodNotAllowed(Method),
+    /// The body is larger than the endpoint accepts.
+    #[error("body larger than the limit of {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    /// The sender stopped or broke the connection while sending the body.
+    #[error("body could not be read: {0}")]
+    BodyRead(String),
+    /// The push is not a CMQ message this endpoint can parse.
+    #[error(transparent)]
+    Parse(#[from] cmq_message::ParseError),
+    /// Too many messages are in flight; CMQ will retry.
+    #[error("overloaded: {0} messages already in flight")]
+    Overloaded(usize),
+    /// The guest gave no decision.
+    #[error(transparent)]
+    Guest(#[from] GuestFault),
+}
+
+impl PushError {
+    pub(crate) fn status(&self) -> StatusCode {
+        match self {
+            PushError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            PushError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            PushError::BodyRead(_) | PushError::Parse(_) => StatusCode::BAD_REQUEST,
+            PushError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            PushError::Guest(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub(crate) fn into_response(self) -> Response<AnswerBody> {
+        let status = self.status();
+        // The sender learns what was wrong with its request, but nothing of the guest's
+        // internals: those go to the log.
+        let body = match &self {
+            PushError::Guest(_) => "guest failed".to_owned(),
+            PushError::Overloaded(_) => "overloaded".to_owned(),
+            other => other.to_string(),
+        };
+        let mut response = text(status, body);
+        match self {
+            PushError::MethodNotAllowed(_) => {
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("POST"));
+            }
+            PushError::Overloaded(_) => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+/// The answer for a guest's decision: `200 ok` for ack and drop, `503` for retry.
+pub(crate) fn decision_response(decision: &Decision) -> Response<AnswerBody> {
+    match decision {
+        Decision::Ack | Decision::Drop(_) => text(StatusCode::OK, "ok".to_owned()),
+        Decision::Retry(_) => text(StatusCode::SERVICE_UNAVAILABLE, "retry".to_owned()),
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<AnswerBody> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

@@ -1,0 +1,175 @@
+//! A handler component, compiled and linked once, and run in a fresh instance for every
+//! message: nothing a guest does to its memory survives into the next message.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::error::Context as _;
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::bindings::{Decision, Message, PushHandlerPre};
+use crate::guest_output::GuestOutput;
+
+/// Why a guest gave no decision. Every fault answers non-2xx, so CMQ redelivers.
+#[derive(Debug, thiserror::Error)]
+pub enum GuestFault {
+    /// The guest ran past its deadline and was stopped.
+    #[error("deadline of {0:?} exceeded")]
+    Deadline(Duration),
+    /// The guest could not be instantiated (for example: no free instance slot).
+    #[error("instantiation failed: {0:#}")]
+    Instantiate(wasmtime::Error),
+    /// The guest trapped: a panic, a stack overflow, memory over its cap, ...
+    #[error("guest trapped: {0:#}")]
+    Trap(wasmtime::Error),
+}
+
+/// Everything one guest instance may touch: WASI with no files, no environment and no
+/// network; stdout and stderr captured for the log; a memory cap.
+struct GuestState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+}
+
+impl WasiView for GuestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// A handler component ready to be instantiated.
+pub(crate) struct Guest {
+    engine: Engine,
+    pre: PushHandlerPre<GuestState>,
+    deadline: Duration,
+    max_memory: usize,
+}
+
+impl std::fmt::Debug for Guest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guest")
+            .field("deadline", &self.deadline)
+            .field("max_memory", &self.max_memory)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Guest {
+    /// Compiles the component at `path` and checks it against the `push-handler` world:
+    /// a component that cannot serve is refused here, not at the first push.
+    pub(crate) fn load(
+        engine: &Engine,
+        path: &Path,
+        deadline: Duration,
+        max_memory: usize,
+    ) -> wasmtime::Result<Self> {
+        let component = Component::from_file(engine, path)
+            .with_context(|| format!("compiling component {}", path.display()))?;
+        let mut linker = Linker::new(engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        let instance_pre = linker.instantiate_pre(&component).with_context(|| {
+            format!(
+                "component {} imports something the host does not provide",
+                path.display()
+            )
+        })?;
+        let pre = PushHandlerPre::new(instance_pre).with_context(|| {
+            format!(
+                "component {} does not export cmq:push/handler@0.1.0 (build it with the cmq-guest SDK)",
+                path.display()
+            )
+        })?;
+        Ok(Guest {
+            engine: engine.clone(),
+            pre,
+            deadline,
+            max_memory,
+        })
+    }
+
+    /// Instantiates the component once without calling it, so that a component too large
+    /// for the instance limits is refused at start.
+    pub(crate) async fn check_instantiates(&self) -> wasmtime::Result<()> {
+        let (mut store, _, _) = self.new_store(Instant::now() + self.deadline);
+        self.pre
+            .instantiate_async(&mut store)
+            .await
+            .context("instantiating the component")?;
+        Ok(())
+    }
+
+    /// Runs `message` through a fresh instance and returns the guest's decision. The
+    /// guest's output is logged under `message_id` whatever the outcome.
+    pub(crate) async fn handle(&self, message: Message) -> Result<Decision, GuestFault> {
+        let started = Instant::now();
+        let (mut store, stdout, stderr) = self.new_store(started + self.deadline);
+        let message_id = message.message_id.clone();
+        let run = async {
+            let handler = self
+                .pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(GuestFault::Instantiate)?;
+            handler
+                .cmq_push_handler()
+                .call_handle(&mut store, &message)
+                .await
+                .map_err(|err| self.classify_trap(err))
+        };
+        let outcome = match tokio::time::timeout(self.deadline, run).await {
+            Ok(outcome) => outcome,
+            Err(_elapsed) => Err(GuestFault::Deadline(self.deadline)),
+        };
+        stdout.log(&message_id, "stdout");
+        stderr.log(&message_id, "stderr");
+        outcome
+    }
+
+    fn new_store(&self, deadline: Instant) -> (Store<GuestState>, GuestOutput, GuestOutput) {
+        let stdout = GuestOutput::default();
+        let stderr = GuestOutput::default();
+        let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .build();
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(self.max_memory)
+            // A failed `memory.grow` traps with a clear cause instead of surfacing as a
+            // guest-side allocation failure.
+            .trap_on_grow_failure(true)
+            .build();
+        let state = GuestState {
+            wasi,
+            table: ResourceTable::new(),
+            limits,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limits);
+        // Yield to the executor at every epoch tick so that a busy guest cannot hold a
+        // worker thread, and so that the deadline's timer can fire; past the deadline,
+        // trap instead, in case the timer has not been polled yet.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        (store, stdout, stderr)
+    }
+
+    fn classify_trap(&self, err: wasmtime::Error) -> GuestFault {
+        match err.downcast_ref::<Trap>() {
+            // The epoch callback interrupts only a guest past its deadline.
+            Some(Trap::Interrupt) => GuestFault::Deadline(self.deadline),
+            _ => GuestFault::Trap(err),
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! `cmq-host`: receive Tencent Cloud CMQ topic pushes over HTTP and hand each message to a
+//! fresh, sandboxed WebAssembly component, whose decision becomes the answer CMQ sees.
+//!
+//! A push is answered 2xx only when the guest acknowledged or deliberately dropped it;
+//! every fault, timeout or overload answers non-2xx so that CMQ redelivers.
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! use cmq_host::{Receiver, ReceiverOptions, Server};
+//!
+//! let receiver = Receiver::load("target/guests/log_ack.wasm".as_ref(), ReceiverOptions::default())?;
+//! let server = Server::bind("127.0.0.1:8080".parse()?, receiver).await?;
+//! println!("listening on {}", server.local_addr());
+//! server.serve(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(())
+//! # }
+//! ```
+#![deny(missing_docs)]
+
+mod answer;
+mod bindings;
+mod engine;
+mod guest;
+mod guest_output;
+mod receiver;
+mod server;
+
+pub use crate::guest::GuestFault;
+pub use crate::receiver::{Receiver, ReceiverOptions};
+pub use crate::server::Server;
+pub use cmq_message::ExpectedFormat;

@@ -1,0 +1,131 @@
+//! The `cmq-host` command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use cmq_host::{ExpectedFormat, Receiver, ReceiverOptions, Server};
+use tracing_subscriber::EnvFilter;
+
+mod byte_size;
+
+use crate::byte_size::ByteSize;
+
+/// Receive Tencent Cloud CMQ pushes and hand each message to a sandboxed wasm component.
+#[derive(Debug, Parser)]
+#[command(name = "cmq-host", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve CMQ pushes with a handler component, a fresh instance per message.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// The handler component (built with the cmq-guest SDK).
+    component: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Push format the CMQ subscription uses: auto, json or simplified.
+    #[arg(long, default_value_t = ExpectedFormat::Auto)]
+    format: ExpectedFormat,
+    /// Longest a guest may run for one message (CMQ waits about 15 s for an answer).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    deadline: Duration,
+    /// Linear memory one guest instance may use.
+    #[arg(long, default_value = "64MiB")]
+    max_memory: ByteSize,
+    /// Largest push body accepted; larger ones get 413.
+    #[arg(long, default_value = "1MiB")]
+    max_body: ByteSize,
+    /// Messages handled at once; beyond it pushes get 503 at once.
+    #[arg(long, default_value_t = 256)]
+    max_in_flight: usize,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let options = ReceiverOptions {
+        format: args.format,
+        deadline: args.deadline,
+        max_memory: args.max_memory.bytes(),
+        max_body: args.max_body.bytes(),
+        max_in_flight: args.max_in_flight,
+    };
+    // Compile and check the component before anything listens: a wrong component is an
+    // error at start, not at the first push.
+    let started = std::time::Instant::now();
+    let receiver = Receiver::load(&args.component, options)?;
+    tracing::info!(
+        component = %args.component.display(),
+        compile_ms = started.elapsed().as_millis() as u64,
+        "component ready"
+    );
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let server = Server::bind(args.listen, receiver).await?;
+        tracing::info!("listening on http://{}", server.local_addr());
+        server.serve(shutdown_signal()).await
+    })?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Completes on ctrl-c or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::warn!("cannot listen for ctrl-c: {err}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!("cannot listen for SIGTERM: {err}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

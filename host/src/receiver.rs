@@ -1,0 +1,192 @@
+//! One push, from HTTP request to HTTP answer: check it, parse it, run the guest, answer.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use cmq_message::{ExpectedFormat, PushHeaders};
+use http::{HeaderMap, Method, Request, Response, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use tokio::sync::Semaphore;
+
+use crate::answer::{AnswerBody, PushError, decision_response};
+use crate::bindings::{Decision, Message};
+use crate::engine::{EngineSizing, EpochTicker, new_engine};
+use crate::guest::Guest;
+
+/// How a receiver treats pushes; every field has a default (see [`Default`]).
+#[derive(Debug, Clone)]
+pub struct ReceiverOptions {
+    /// The push format the endpoint expects (default: detect per push).
+    pub format: ExpectedFormat,
+    /// How long one guest may run, instantiation included (default 10 s, under CMQ's
+    /// 15 s wait for an answer).
+    pub deadline: Duration,
+    /// Linear memory one guest instance may grow to (default 64 MiB).
+    pub max_memory: usize,
+    /// Largest request body accepted (default 1 MiB, CMQ's largest message).
+    pub max_body: usize,
+    /// Messages handled at once; beyond it a push is answered 503 at once (default 256).
+    pub max_in_flight: usize,
+}
+
+impl Default for ReceiverOptions {
+    fn default() -> Self {
+        ReceiverOptions {
+            format: ExpectedFormat::Auto,
+            deadline: Duration::from_secs(10),
+            max_memory: 64 << 20,
+            max_body: 1 << 20,
+            max_in_flight: 256,
+        }
+    }
+}
+
+/// Turns pushes into guest runs: owns the engine, the compiled guest and the limits.
+#[derive(Debug)]
+pub struct Receiver {
+    guest: Guest,
+    options: ReceiverOptions,
+    in_flight: Semaphore,
+    _ticker: EpochTicker,
+}
+
+impl Receiver {
+    /// Compiles and checks the component at `path`. Fails, with the reason, when the
+    /// options are unusable or the component is not a `cmq:push` handler.
+    pub fn load(path: &Path, options: ReceiverOptions) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            options.max_in_flight > 0,
+            "max in flight must be at least 1"
+        );
+        anyhow::ensure!(
+            !options.deadline.is_zero(),
+            "the deadline must be longer than zero"
+        );
+        let max_instances = u32::try_from(options.max_in_flight)
+            .context("max in flight is too large")?
+            // One more slot than messages in flight, for the start-up check.
+            .saturating_add(1);
+        let engine = new_engine(EngineSizing {
+            max_instances,
+            max_memory: options.max_memory,
+        })?;
+        let guest = Guest::load(&engine, path, options.deadline, options.max_memory)?;
+        let ticker = EpochTicker::start(&engine).context("starting the epoch ticker thread")?;
+        Ok(Receiver {
+            guest,
+            in_flight: Semaphore::new(options.max_in_flight),
+            options,
+            _ticker: ticker,
+        })
+    }
+
+    /// Instantiates the guest once without a message, so that a component that cannot
+    /// be instantiated within the limits is refused before serving.
+    pub async fn check(&self) -> anyhow::Result<()> {
+        Ok(self.guest.check_instantiates().await?)
+    }
+
+    /// How long shutdown waits for in-flight pushes: one guest deadline and a margin.
+    pub(crate) fn drain_timeout(&self) -> Duration {
+        self.options.deadline + Duration::from_secs(1)
+    }
+
+    /// Answers one HTTP request. Never fails: every problem is an answer.
+    pub(crate) async fn answer(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<AnswerBody> {
+        let started = Instant::now();
+        let message = match self.read_push(request).await {
+            Ok(message) => message,
+            Err(err) => {
+                tracing::info!(%peer, status = err.status().as_u16(), "push rejected: {err}");
+                return err.into_response();
+            }
+        };
+        let message_id = message.message_id.clone();
+        let topic = message.topic_name.clone().unwrap_or_default();
+        let result = match self.in_flight.try_acquire() {
+            Ok(_permit) => self.guest.handle(message).await.map_err(PushError::from),
+            Err(_) => Err(PushError::Overloaded(self.options.max_in_flight)),
+        };
+        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        match result {
+            Ok(decision) => {
+                let (name, reason) = match &decision {
+                    Decision::Ack => ("ack", ""),
+                    Decision::Retry(reason) => ("retry", reason.as_str()),
+                    Decision::Drop(reason) => ("drop", reason.as_str()),
+                };
+                tracing::info!(
+                    message_id,
+                    topic,
+                    decision = name,
+                    reason,
+                    duration_ms,
+                    "message handled"
+                );
+                decision_response(&decision)
+            }
+            Err(err) => {
+                let status = err.status().as_u16();
+                tracing::warn!(
+                    message_id,
+                    topic,
+                    status,
+                    duration_ms,
+                    "message not handled: {err}"
+                );
+                err.into_response()
+            }
+        }
+    }
+
+    /// Checks the method and size, reads the body, and parses the CMQ message.
+    async fn read_push(&self, request: Request<Incoming>) -> Result<Message, PushError> {
+        if request.method() != Method::POST {
+            return Err(PushError::MethodNotAllowed(request.method().clone()));
+        }
+        let limit = self.options.max_body;
+        // Refuse a declared oversize body before reading a byte of it.
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > limit as u64) {
+            return Err(PushError::BodyTooLarge { limit });
+        }
+        let (parts, body) = request.into_parts();
+        let body: Bytes = match Limited::new(body, limit).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(err) if err.is::<http_body_util::LengthLimitError>() => {
+                return Err(PushError::BodyTooLarge { limit });
+            }
+            Err(err) => return Err(PushError::BodyRead(err.to_string())),
+        };
+        let headers = push_headers(&parts.headers);
+        let message = cmq_message::parse(self.options.format, &headers, &body)?;
+        Ok(Message::from(message))
+    }
+}
+
+/// The `x-cmq-*` headers. Values that are not UTF-8 are read lossily: tags and ids are
+/// text, and a mangled id still identifies the push in the log.
+fn push_headers(headers: &HeaderMap) -> PushHeaders {
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+    };
+    PushHeaders {
+        request_id: text(cmq_message::HEADER_REQUEST_ID),
+        message_id: text(cmq_message::HEADER_MESSAGE_ID),
+        message_tag: text(cmq_message::HEADER_MESSAGE_TAG),
+    }
+}

@@ -1,0 +1,108 @@
+//! The HTTP/1.1 server: accepts connections, hands each request to the [`Receiver`], and
+//! drains in-flight pushes on shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+use crate::Receiver;
+
+/// How long a client may take to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A bound receiver, ready to serve.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    receiver: Arc<Receiver>,
+}
+
+impl Server {
+    /// Checks that the receiver's guest instantiates, then binds `addr` (port 0 picks a
+    /// free port; see [`Server::local_addr`]).
+    pub async fn bind(addr: SocketAddr, receiver: Receiver) -> anyhow::Result<Self> {
+        receiver.check().await?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        let local_addr = listener.local_addr().context("reading the bound address")?;
+        Ok(Server {
+            listener,
+            local_addr,
+            receiver: Arc::new(receiver),
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets in-flight pushes
+    /// finish for up to the guest deadline, and closes what remains without answering
+    /// (so CMQ redelivers those).
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Server {
+            listener, receiver, ..
+        } = self;
+        let graceful = GracefulShutdown::new();
+        let mut connections = JoinSet::new();
+        let mut http = http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT);
+        let drain_timeout = receiver.drain_timeout();
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(err) => {
+                        // Out of file descriptors and the like: keep serving the
+                        // connections already open, try again shortly.
+                        tracing::warn!("accept failed: {err}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let receiver = receiver.clone();
+            let service = service_fn(move |request| {
+                let receiver = receiver.clone();
+                async move { Ok::<_, Infallible>(receiver.answer(request, peer).await) }
+            });
+            let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+            connections.spawn(async move {
+                if let Err(err) = connection.await {
+                    tracing::debug!(%peer, "connection ended: {err}");
+                }
+            });
+            // Reap finished connection tasks so the set does not grow.
+            while connections.try_join_next().is_some() {}
+        }
+        drop(listener);
+        tracing::info!(
+            connections = graceful.count(),
+            "shutting down: draining in-flight pushes"
+        );
+        if tokio::time::timeout(drain_timeout, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("drain timed out: closing the remaining connections unanswered");
+        }
+        connections.shutdown().await;
+        Ok(())
+    }
+}
