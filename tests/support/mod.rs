@@ -1,0 +1,132 @@
+//! Shared pieces of the integration tests: the compiled guests, a real `cmq-host` server
+//! on `127.0.0.1:0`, the documented CMQ pushes, and the host's captured log.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+
+use cmq_host::{Receiver, ReceiverOptions, Server};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The documented JSON push body, byte for byte (../shared/cmq-push-protocol.md).
+pub const DOCUMENTED_JSON_BODY: &str = r#"{"TopicOwner":100015036,"topicName":"MyTopic","subscriptionName":"mysubscription","msgId":"6942316962","msgBody":"test message","publishTime":11203432}"#;
+
+/// A compiled guest component, as `cargo xtask guests` leaves it in `target/guests/`.
+pub fn guest(crate_name: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/guests")
+        .join(format!("{crate_name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask guests` (or the whole suite with `cargo xtask test`)",
+        path.display()
+    );
+    path
+}
+
+/// A real `cmq-host` server running in this process.
+#[derive(Debug)]
+pub struct TestHost {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestHost {
+    /// Loads `crate_name`'s component with `options` and serves it on `127.0.0.1:0`.
+    pub async fn start(crate_name: &str, options: ReceiverOptions) -> anyhow::Result<TestHost> {
+        capture_logs();
+        let receiver = Receiver::load(&guest(crate_name), options)?;
+        let server = Server::bind("127.0.0.1:0".parse()?, receiver).await?;
+        let addr = server.local_addr();
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.serve(async {
+            let _ = stopped.await;
+        }));
+        Ok(TestHost {
+            addr,
+            shutdown: Some(shutdown),
+            task,
+        })
+    }
+
+    /// The push endpoint's URL.
+    pub fn url(&self) -> String {
+        format!("http://{}/cgi", self.addr)
+    }
+
+    /// Stops the server and waits for it to drain.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        (&mut self.task).await?
+    }
+}
+
+/// A POST carrying CMQ's headers, as CMQ sends it.
+pub fn push(
+    client: &reqwest::Client,
+    url: &str,
+    message_id: &str,
+    tags: &str,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::RequestBuilder {
+    client
+        .post(url)
+        .header("content-type", "text/plain")
+        .header("user-agent", "Qcloud Notification Service Agent")
+        .header("x-cmq-request-id", "2394928734")
+        .header("x-cmq-message-id", message_id)
+        .header("x-cmq-message-tag", tags)
+        .body(body)
+}
+
+/// The documented JSON push body with another message id.
+pub fn json_body(message_id: &str) -> String {
+    DOCUMENTED_JSON_BODY.replace("6942316962", message_id)
+}
+
+static LOG: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
+
+struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let log = LOG.get_or_init(Default::default);
+        log.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Sends the host's `tracing` log of this test process to a buffer (once).
+pub fn capture_logs() {
+    static INIT: OnceLock<()> = OnceLock::new();
+    INIT.get_or_init(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("info")
+            .with_ansi(false)
+            .with_writer(|| LogWriter)
+            .try_init();
+    });
+}
+
+/// Every captured log line that mentions `needle` (for example a message id).
+pub fn log_lines_with(needle: &str) -> Vec<String> {
+    let log = LOG.get_or_init(Default::default);
+    let bytes = log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    String::from_utf8_lossy(&bytes)
+        .lines()
+        .filter(|line| line.contains(needle))
+        .map(str::to_owned)
+        .collect()
+}
