@@ -134,6 +134,11 @@ impl Receiver {
                 decision_response(&decision)
             }
             Err(err) => {
+                if let PushError::Guest(fault) = &err
+                    && let Some(backtrace) = fault.backtrace()
+                {
+                    tracing::debug!(message_id, "guest backtrace:\n{backtrace}");
+                }
                 let status = err.status().as_u16();
                 tracing::warn!(
                     message_id,

@@ -61,12 +61,12 @@ pub fn parse_args(args: &[String]) -> Result<Vec<PathBuf>, String> {
     Ok(crates)
 }
 
-/// Builds the given handler crates (or every example under `guest/examples`) and
+/// Builds the given handler crates (or every example and test fixture under `guest/`) and
 /// returns where their components now are.
 pub fn run(crates: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let root = repo_root();
     let crates = if crates.is_empty() {
-        examples(&root)?
+        workspace_guests(&root)?
     } else {
         crates
             .iter()
@@ -130,14 +130,17 @@ impl GuestCrate {
     }
 }
 
-/// Every crate under `guest/examples`, in name order.
-fn examples(root: &Path) -> Result<Vec<GuestCrate>> {
-    let dir = root.join("guest").join("examples");
+/// Every crate under `guest/examples` and `guest/fixtures` (the integration tests'
+/// misbehaving guests), in name order.
+fn workspace_guests(root: &Path) -> Result<Vec<GuestCrate>> {
     let mut crates = Vec::new();
-    for entry in fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
-        let path = entry?.path();
-        if path.join("Cargo.toml").is_file() {
-            crates.push(GuestCrate::read(&path)?);
+    for folder in ["examples", "fixtures"] {
+        let dir = root.join("guest").join(folder);
+        for entry in fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
+            let path = entry?.path();
+            if path.join("Cargo.toml").is_file() {
+                crates.push(GuestCrate::read(&path)?);
+            }
         }
     }
     crates.sort_by(|a, b| a.lib_name.cmp(&b.lib_name));
