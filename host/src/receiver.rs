@@ -118,19 +118,39 @@ impl Receiver {
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         match result {
             Ok(decision) => {
-                let (name, reason) = match &decision {
-                    Decision::Ack => ("ack", ""),
-                    Decision::Retry(reason) => ("retry", reason.as_str()),
-                    Decision::Drop(reason) => ("drop", reason.as_str()),
-                };
-                tracing::info!(
-                    message_id,
-                    topic,
-                    decision = name,
-                    reason,
-                    duration_ms,
-                    "message handled"
-                );
+                match &decision {
+                    Decision::Ack => {
+                        tracing::info!(
+                            message_id,
+                            topic,
+                            decision = "ack",
+                            duration_ms,
+                            "message handled"
+                        );
+                    }
+                    Decision::Retry(reason) => {
+                        let reason = clip(reason);
+                        tracing::info!(
+                            message_id,
+                            topic,
+                            decision = "retry",
+                            reason,
+                            duration_ms,
+                            "message handled"
+                        );
+                    }
+                    Decision::Drop(reason) => {
+                        let reason = clip(reason);
+                        tracing::info!(
+                            message_id,
+                            topic,
+                            decision = "drop",
+                            reason,
+                            duration_ms,
+                            "message handled"
+                        );
+                    }
+                }
                 decision_response(&decision)
             }
             Err(err) => {
@@ -181,6 +201,19 @@ impl Receiver {
     }
 }
 
+/// A guest's reason, cut to a length that fits a log line.
+fn clip(reason: &str) -> &str {
+    const MAX: usize = 1024;
+    if reason.len() <= MAX {
+        return reason;
+    }
+    let mut end = MAX;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
+}
+
 /// The `x-cmq-*` headers. Values that are not UTF-8 are read lossily: tags and ids are
 /// text, and a mangled id still identifies the push in the log.
 fn push_headers(headers: &HeaderMap) -> PushHeaders {
@@ -193,5 +226,19 @@ fn push_headers(headers: &HeaderMap) -> PushHeaders {
         request_id: text(cmq_message::HEADER_REQUEST_ID),
         message_id: text(cmq_message::HEADER_MESSAGE_ID),
         message_tag: text(cmq_message::HEADER_MESSAGE_TAG),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clip_keeps_short_reasons_and_cuts_long_ones_at_a_char_boundary() {
+        assert_eq!(clip("busy"), "busy");
+        let long = "é".repeat(1000); // 2000 bytes
+        let clipped = clip(&long);
+        assert!(clipped.len() <= 1024 && clipped.len() >= 1022);
+        assert!(clipped.chars().all(|c| c == 'é'));
     }
 }
