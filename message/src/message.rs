@@ -17,9 +17,10 @@ pub const HEADER_MESSAGE_ID: &str = "x-cmq-message-id";
 pub const HEADER_MESSAGE_TAG: &str = "x-cmq-message-tag";
 
 /// The format one push arrived in (the subscription's `NotifyContentFormat`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum Format {
-    /// The body was CMQ's JSON envelope; the message is its `msgBody`.
+    /// The body was CMQ's JSON envelope; the message is its `msgBody`. CMQ's default.
+    #[default]
     Json,
     /// The body was the message itself; metadata came from the `x-cmq-*` headers.
     Simplified,
@@ -84,7 +85,20 @@ pub struct PushHeaders {
 }
 
 /// One message, as CMQ pushed it. Mirrors the WIT `message` record.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `Default` gives an empty JSON-format message, handy in a handler's unit tests:
+///
+/// ```
+/// let msg = cmq_message::Message {
+///     message_id: "6942316962".into(),
+///     tags: vec!["a".into(), "b".into()],
+///     body: b"test message".to_vec(),
+///     ..Default::default()
+/// };
+/// assert!(msg.has_tag("b"));
+/// assert_eq!(msg.body_str(), Some("test message"));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Message {
     /// The message id (`msgId`, or the `x-cmq-message-id` header), trimmed and never
     /// empty. The same id arrives again when CMQ redelivers.
@@ -130,9 +144,33 @@ struct Envelope<'a> {
 }
 
 impl Message {
+    /// The body's bytes.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
     /// The body as text, or `None` when it is not UTF-8 (only possible in SIMPLIFIED).
     pub fn body_str(&self) -> Option<&str> {
         std::str::from_utf8(&self.body).ok()
+    }
+
+    /// The body parsed as JSON into `T` (for example a type deriving
+    /// `serde::Deserialize`).
+    ///
+    /// ```
+    /// let msg = cmq_message::Message { body: br#"{"id": 7}"#.to_vec(), ..Default::default() };
+    /// let order: serde_json::Value = msg.body_json()?;
+    /// assert_eq!(order["id"], 7);
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn body_json<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(&self.body)
+    }
+
+    /// Whether the message carries exactly this tag (case-sensitive, as CMQ's tag
+    /// filters match).
+    pub fn has_tag(&self, tag: &str) -> bool {
+        self.tags.iter().any(|t| t == tag)
     }
 
     /// The JSON envelope CMQ would push for this message, so that parsing it (with the
@@ -159,6 +197,29 @@ impl Message {
 mod tests {
     use super::*;
     use crate::{ParseError, parse};
+
+    #[test]
+    fn has_tag_matches_whole_tags_only() {
+        let msg = json_message();
+        assert!(msg.has_tag("a") && msg.has_tag("b"));
+        assert!(!msg.has_tag("a, b") && !msg.has_tag("A"));
+        assert!(!Message::default().has_tag(""));
+    }
+
+    #[test]
+    fn body_json_reads_json_and_reports_other_bodies() {
+        let msg = Message {
+            body: br#"{"n": 3}"#.to_vec(),
+            ..Default::default()
+        };
+        let value: serde_json::Value = msg.body_json().expect("valid JSON");
+        assert_eq!(value["n"], 3);
+        let text = Message {
+            body: b"test message".to_vec(),
+            ..Default::default()
+        };
+        assert!(text.body_json::<serde_json::Value>().is_err());
+    }
 
     fn json_message() -> Message {
         Message {

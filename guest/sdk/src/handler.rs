@@ -51,7 +51,7 @@ pub struct Export<H>(PhantomData<H>);
 
 impl<H: Handler> wit::Guest for Export<H> {
     fn handle(msg: wit::Message) -> wit::Decision {
-        H::handle(msg.into()).into()
+        H::handle(crate::message::from_wit(msg)).into()
     }
 }
 
