@@ -20,6 +20,9 @@ pub(crate) enum PushError {
     /// The body is larger than the endpoint accepts.
     #[error("body larger than the limit of {limit} bytes")]
     BodyTooLarge { limit: usize },
+    /// The sender took too long to send the body.
+    #[error("body not received within {0:?}")]
+    BodyTimeout(std::time::Duration),
     /// The sender stopped or broke the connection while sending the body.
     #[error("body could not be read: {0}")]
     BodyRead(String),
@@ -39,6 +42,7 @@ impl PushError {
         match self {
             PushError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             PushError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            PushError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             PushError::BodyRead(_) | PushError::Parse(_) => StatusCode::BAD_REQUEST,
             PushError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             PushError::Guest(_) => StatusCode::INTERNAL_SERVER_ERROR,

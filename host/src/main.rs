@@ -50,6 +50,9 @@ struct ServeArgs {
     /// Messages handled at once; beyond it pushes get 503 at once.
     #[arg(long, default_value_t = 256)]
     max_in_flight: usize,
+    /// Longest a sender may take to send a push body; slower gets 408.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    body_timeout: Duration,
 }
 
 fn main() -> ExitCode {
@@ -81,6 +84,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_memory: args.max_memory.bytes(),
         max_body: args.max_body.bytes(),
         max_in_flight: args.max_in_flight,
+        body_timeout: args.body_timeout,
     };
     // Compile and check the component before anything listens: a wrong component is an
     // error at start, not at the first push.

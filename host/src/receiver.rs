@@ -29,8 +29,11 @@ pub struct ReceiverOptions {
     pub max_memory: usize,
     /// Largest request body accepted (default 1 MiB, CMQ's largest message).
     pub max_body: usize,
-    /// Messages handled at once; beyond it a push is answered 503 at once (default 256).
+    /// Messages handled at once, from the first byte of the body to the guest's
+    /// decision; beyond it a push is answered 503 at once (default 256).
     pub max_in_flight: usize,
+    /// How long a sender may take to send a body (default 10 s); slower gets 408.
+    pub body_timeout: Duration,
 }
 
 impl Default for ReceiverOptions {
@@ -41,6 +44,7 @@ impl Default for ReceiverOptions {
             max_memory: 64 << 20,
             max_body: 1 << 20,
             max_in_flight: 256,
+            body_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -102,8 +106,22 @@ impl Receiver {
         peer: SocketAddr,
     ) -> Response<AnswerBody> {
         let started = Instant::now();
-        let message = match self.read_push(request).await {
-            Ok(message) => message,
+        // The permit is taken before the body is read, so that at most `max_in_flight`
+        // bodies are ever buffered, and held until the guest is done.
+        let admitted = self.admit(&request).and_then(|()| {
+            self.in_flight
+                .try_acquire()
+                .map_err(|_| PushError::Overloaded(self.options.max_in_flight))
+        });
+        let read = match admitted {
+            Ok(permit) => self
+                .read_message(request)
+                .await
+                .map(|message| (permit, message)),
+            Err(err) => Err(err),
+        };
+        let (_permit, message) = match read {
+            Ok(read) => read,
             Err(err) => {
                 tracing::info!(%peer, status = err.status().as_u16(), "push rejected: {err}");
                 return err.into_response();
@@ -111,10 +129,7 @@ impl Receiver {
         };
         let message_id = message.message_id.clone();
         let topic = message.topic_name.clone().unwrap_or_default();
-        let result = match self.in_flight.try_acquire() {
-            Ok(_permit) => self.guest.handle(message).await.map_err(PushError::from),
-            Err(_) => Err(PushError::Overloaded(self.options.max_in_flight)),
-        };
+        let result = self.guest.handle(message).await.map_err(PushError::from);
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         match result {
             Ok(decision) => {
@@ -172,13 +187,12 @@ impl Receiver {
         }
     }
 
-    /// Checks the method and size, reads the body, and parses the CMQ message.
-    async fn read_push(&self, request: Request<Incoming>) -> Result<Message, PushError> {
+    /// Refuses, before reading a byte of the body, what can never be a CMQ push.
+    fn admit(&self, request: &Request<Incoming>) -> Result<(), PushError> {
         if request.method() != Method::POST {
             return Err(PushError::MethodNotAllowed(request.method().clone()));
         }
         let limit = self.options.max_body;
-        // Refuse a declared oversize body before reading a byte of it.
         let declared = request
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -187,13 +201,21 @@ impl Receiver {
         if declared.is_some_and(|length| length > limit as u64) {
             return Err(PushError::BodyTooLarge { limit });
         }
+        Ok(())
+    }
+
+    /// Reads the body, within its size and time limits, and parses the CMQ message.
+    async fn read_message(&self, request: Request<Incoming>) -> Result<Message, PushError> {
+        let limit = self.options.max_body;
         let (parts, body) = request.into_parts();
-        let body: Bytes = match Limited::new(body, limit).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(err) if err.is::<http_body_util::LengthLimitError>() => {
+        let collect = Limited::new(body, limit).collect();
+        let body: Bytes = match tokio::time::timeout(self.options.body_timeout, collect).await {
+            Err(_elapsed) => return Err(PushError::BodyTimeout(self.options.body_timeout)),
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(err)) if err.is::<http_body_util::LengthLimitError>() => {
                 return Err(PushError::BodyTooLarge { limit });
             }
-            Err(err) => return Err(PushError::BodyRead(err.to_string())),
+            Ok(Err(err)) => return Err(PushError::BodyRead(err.to_string())),
         };
         let headers = push_headers(&parts.headers);
         let message = cmq_message::parse(self.options.format, &headers, &body)?;

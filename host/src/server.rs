@@ -20,6 +20,13 @@ use crate::Receiver;
 /// How long a client may take to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Most bytes of request line and headers buffered for one request (CMQ's are under
+/// 1 KiB); beyond it the answer is 431.
+const MAX_HEADER_BYTES: usize = 16 << 10;
+
+/// Most header fields in one request; beyond it the answer is 431.
+const MAX_HEADERS: usize = 64;
+
 /// A bound receiver, ready to serve.
 #[derive(Debug)]
 pub struct Server {
@@ -60,7 +67,9 @@ impl Server {
         let mut connections = JoinSet::new();
         let mut http = http1::Builder::new();
         http.timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT);
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .max_buf_size(MAX_HEADER_BYTES)
+            .max_headers(MAX_HEADERS);
         let drain_timeout = receiver.drain_timeout();
         tokio::pin!(shutdown);
         loop {

@@ -1,0 +1,172 @@
+//! Senders that do not behave like CMQ: slow, oversized, malformed, or too many at once.
+//! Each gets a clear status or a closed connection, and the server keeps serving.
+
+use std::time::{Duration, Instant};
+
+use cmq_host::ReceiverOptions;
+use cmq_tests::{DOCUMENTED_JSON_BODY, TestHost, json_body, push};
+use reqwest::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Writes `request` on a fresh connection and reads until the server closes it, or
+/// `wait` passes; returns what came back.
+async fn raw_exchange(host: &TestHost, request: &[u8], wait: Duration) -> anyhow::Result<String> {
+    let mut stream = TcpStream::connect(host.addr).await?;
+    stream.write_all(request).await?;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(wait, stream.read_to_end(&mut answer)).await;
+    Ok(String::from_utf8_lossy(&answer).into_owned())
+}
+
+fn documented_push_request(connection: &str) -> String {
+    format!(
+        "POST /cgi HTTP/1.1\r\nHost: test.com\r\nContent-Type: text/plain\r\n\
+         x-cmq-message-id: 6942316962\r\nConnection: {connection}\r\nContent-Length: {}\r\n\r\n{}",
+        DOCUMENTED_JSON_BODY.len(),
+        DOCUMENTED_JSON_BODY
+    )
+}
+
+/// The server still answers a normal push.
+async fn still_serving(host: &TestHost) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let response = push(
+        &client,
+        &host.url(),
+        "still-serving",
+        "",
+        json_body("still-serving"),
+    )
+    .send()
+    .await?;
+    assert_eq!(response.status(), StatusCode::OK);
+    Ok(())
+}
+
+#[tokio::test]
+async fn garbage_instead_of_http_gets_400_and_a_closed_connection() -> anyhow::Result<()> {
+    let host = TestHost::start("by_tag", ReceiverOptions::default()).await?;
+    let answer = raw_exchange(
+        &host,
+        b"\x00\x01\x02 garbage \xff\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await?;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
+    still_serving(&host).await?;
+    host.stop().await
+}
+
+#[tokio::test]
+async fn oversized_headers_get_431() -> anyhow::Result<()> {
+    let host = TestHost::start("by_tag", ReceiverOptions::default()).await?;
+    let huge = format!(
+        "POST /cgi HTTP/1.1\r\nx-cmq-message-tag: {}\r\n\r\n",
+        "a".repeat(64 << 10)
+    );
+    let answer = raw_exchange(&host, huge.as_bytes(), Duration::from_secs(5)).await?;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}");
+
+    let many: String = (0..200).map(|i| format!("x-filler-{i}: {i}\r\n")).collect();
+    let request = format!("POST /cgi HTTP/1.1\r\n{many}\r\n");
+    let answer = raw_exchange(&host, request.as_bytes(), Duration::from_secs(5)).await?;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}");
+    still_serving(&host).await?;
+    host.stop().await
+}
+
+#[tokio::test]
+async fn expect_continue_with_an_oversized_length_is_refused_before_the_body() -> anyhow::Result<()>
+{
+    let host = TestHost::start("by_tag", ReceiverOptions::default()).await?;
+    let request = "POST /cgi HTTP/1.1\r\nHost: x\r\nx-cmq-message-id: 1\r\n\
+                   Expect: 100-continue\r\nContent-Length: 104857600\r\n\r\n";
+    let answer = raw_exchange(&host, request.as_bytes(), Duration::from_secs(5)).await?;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer:?}");
+    assert!(!answer.contains("100 Continue"), "{answer:?}");
+    still_serving(&host).await?;
+    host.stop().await
+}
+
+#[tokio::test]
+async fn a_body_sent_too_slowly_gets_408() -> anyhow::Result<()> {
+    let options = ReceiverOptions {
+        body_timeout: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let host = TestHost::start("by_tag", options).await?;
+    // Headers promise 100 bytes; only 10 arrive.
+    let request = "POST /cgi HTTP/1.1\r\nHost: x\r\nx-cmq-message-id: 1\r\nContent-Length: 100\r\n\r\n0123456789";
+    let started = Instant::now();
+    let answer = raw_exchange(&host, request.as_bytes(), Duration::from_secs(5)).await?;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    still_serving(&host).await?;
+    host.stop().await
+}
+
+#[tokio::test]
+async fn pipelined_and_keep_alive_pushes_are_answered_in_order() -> anyhow::Result<()> {
+    let host = TestHost::start("by_tag", ReceiverOptions::default()).await?;
+    let request = format!(
+        "{}{}",
+        documented_push_request("keep-alive"),
+        documented_push_request("close")
+    );
+    let answer = raw_exchange(&host, request.as_bytes(), Duration::from_secs(5)).await?;
+    assert_eq!(answer.matches("HTTP/1.1 200 OK").count(), 2, "{answer:?}");
+    host.stop().await
+}
+
+#[tokio::test]
+async fn beyond_the_in_flight_cap_pushes_get_503_with_retry_after_at_once() -> anyhow::Result<()> {
+    let options = ReceiverOptions {
+        max_in_flight: 1,
+        deadline: Duration::from_secs(2),
+        ..Default::default()
+    };
+    let host = TestHost::start("faulty", options).await?;
+    let client = reqwest::Client::new();
+    // Occupies the only slot until its deadline.
+    let sleeper = push(
+        &client,
+        &host.url(),
+        "sleeper",
+        "sleep",
+        json_body("sleeper"),
+    )
+    .send();
+    let sleeper = tokio::spawn(sleeper);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let started = Instant::now();
+    let response = push(
+        &client,
+        &host.url(),
+        "turned-away",
+        "",
+        json_body("turned-away"),
+    )
+    .send()
+    .await?;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "1");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    assert_eq!(sleeper.await??.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    // The slot is free again.
+    let response = push(&client, &host.url(), "after", "", json_body("after"))
+        .send()
+        .await?;
+    assert_eq!(response.status(), StatusCode::OK);
+    host.stop().await
+}
