@@ -14,6 +14,9 @@ pub(crate) type AnswerBody = Full<Bytes>;
 /// Why a push got no decision from its guest.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum PushError {
+    /// The push lacks the endpoint's token; answered like an unknown path.
+    #[error("not found")]
+    NotFound,
     /// CMQ only ever POSTs.
     #[error("method {0} not allowed: CMQ pushes with POST")]
     MethodNotAllowed(Method),
@@ -40,6 +43,7 @@ pub(crate) enum PushError {
 impl PushError {
     pub(crate) fn status(&self) -> StatusCode {
         match self {
+            PushError::NotFound => StatusCode::NOT_FOUND,
             PushError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             PushError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             PushError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,

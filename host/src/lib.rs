@@ -17,6 +17,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod access;
 mod answer;
 mod bindings;
 mod engine;
@@ -25,7 +26,9 @@ mod guest_output;
 mod receiver;
 mod server;
 
+pub use crate::access::Token;
 pub use crate::guest::GuestFault;
 pub use crate::receiver::{Receiver, ReceiverOptions};
 pub use crate::server::Server;
 pub use cmq_message::ExpectedFormat;
+pub use ipnet::IpNet;

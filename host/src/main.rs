@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use cmq_host::{ExpectedFormat, Receiver, ReceiverOptions, Server};
+use cmq_host::{ExpectedFormat, IpNet, Receiver, ReceiverOptions, Server, Token};
 use tracing_subscriber::EnvFilter;
 
 mod byte_size;
@@ -53,6 +53,13 @@ struct ServeArgs {
     /// Longest a sender may take to send a push body; slower gets 408.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     body_timeout: Duration,
+    /// Secret token pushes must carry, as /push/TOKEN or ?token=TOKEN (at least 16
+    /// URL-safe characters). Prefer the environment variable: flags show in `ps`.
+    #[arg(long, env = "CMQ_HOST_TOKEN", hide_env_values = true)]
+    token: Option<Token>,
+    /// Source network allowed to connect, as CIDR (repeatable); default: any.
+    #[arg(long = "allow", value_name = "CIDR")]
+    allow: Vec<IpNet>,
 }
 
 fn main() -> ExitCode {
@@ -85,6 +92,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_body: args.max_body.bytes(),
         max_in_flight: args.max_in_flight,
         body_timeout: args.body_timeout,
+        token: args.token,
+        allow: args.allow,
     };
     // Compile and check the component before anything listens: a wrong component is an
     // error at start, not at the first push.

@@ -10,8 +10,11 @@ use cmq_message::{ExpectedFormat, PushHeaders};
 use http::{HeaderMap, Method, Request, Response, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+use ipnet::IpNet;
 use tokio::sync::Semaphore;
 
+use crate::Token;
+use crate::access::Allowlist;
 use crate::answer::{AnswerBody, PushError, decision_response};
 use crate::bindings::{Decision, Message};
 use crate::engine::{EngineSizing, EpochTicker, new_engine};
@@ -34,6 +37,12 @@ pub struct ReceiverOptions {
     pub max_in_flight: usize,
     /// How long a sender may take to send a body (default 10 s); slower gets 408.
     pub body_timeout: Duration,
+    /// The endpoint's secret: pushes must carry it as `/push/<token>` or `?token=`;
+    /// others get 404 and never reach the guest (default: none).
+    pub token: Option<Token>,
+    /// Source networks allowed to connect; others are disconnected at once (default:
+    /// empty, every address).
+    pub allow: Vec<IpNet>,
 }
 
 impl Default for ReceiverOptions {
@@ -45,6 +54,8 @@ impl Default for ReceiverOptions {
             max_body: 1 << 20,
             max_in_flight: 256,
             body_timeout: Duration::from_secs(10),
+            token: None,
+            allow: Vec::new(),
         }
     }
 }
@@ -92,6 +103,11 @@ impl Receiver {
     /// be instantiated within the limits is refused before serving.
     pub async fn check(&self) -> anyhow::Result<()> {
         Ok(self.guest.check_instantiates().await?)
+    }
+
+    /// The source addresses allowed to connect.
+    pub(crate) fn allowlist(&self) -> Allowlist {
+        Allowlist::new(self.options.allow.clone())
     }
 
     /// How long shutdown waits for in-flight pushes: one guest deadline and a margin.
@@ -189,6 +205,11 @@ impl Receiver {
 
     /// Refuses, before reading a byte of the body, what can never be a CMQ push.
     fn admit(&self, request: &Request<Incoming>) -> Result<(), PushError> {
+        if let Some(token) = &self.options.token
+            && !token.is_in(request.uri())
+        {
+            return Err(PushError::NotFound);
+        }
         if request.method() != Method::POST {
             return Err(PushError::MethodNotAllowed(request.method().clone()));
         }

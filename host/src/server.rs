@@ -71,6 +71,7 @@ impl Server {
             .max_buf_size(MAX_HEADER_BYTES)
             .max_headers(MAX_HEADERS);
         let drain_timeout = receiver.drain_timeout();
+        let allowlist = receiver.allowlist();
         tokio::pin!(shutdown);
         loop {
             let (stream, peer) = tokio::select! {
@@ -86,6 +87,11 @@ impl Server {
                 },
                 () = &mut shutdown => break,
             };
+            if !allowlist.allows(peer.ip()) {
+                tracing::info!(%peer, "connection refused: source address not allowed");
+                drop(stream);
+                continue;
+            }
             let receiver = receiver.clone();
             let service = service_fn(move |request| {
                 let receiver = receiver.clone();

@@ -1,0 +1,131 @@
+//! Who may push. CMQ signs nothing, so an endpoint is protected by what only CMQ knows
+//! (a secret token in the endpoint URL) and where CMQ comes from (source addresses).
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use http::Uri;
+use ipnet::IpNet;
+use subtle::ConstantTimeEq;
+
+/// Shortest token accepted: 16 characters is about 95 bits from a random alphanumeric
+/// generator, beyond guessing over HTTP.
+const MIN_TOKEN_LEN: usize = 16;
+
+/// The endpoint's secret. Never printed: its `Debug` and `Display` show `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl FromStr for Token {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let valid = |c: char| c.is_ascii_alphanumeric() || "-._~".contains(c);
+        if text.chars().count() < MIN_TOKEN_LEN {
+            return Err(format!(
+                "the token must be at least {MIN_TOKEN_LEN} characters"
+            ));
+        }
+        if !text.chars().all(valid) {
+            return Err(
+                "the token may hold only letters, digits and - . _ ~ (it goes in a URL)".into(),
+            );
+        }
+        Ok(Token(text.to_owned()))
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(***)")
+    }
+}
+
+impl fmt::Display for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl Token {
+    /// Whether `uri` carries this token: as the path `/push/<token>`, or as the query
+    /// parameter `token=<token>` on any path. Compared in constant time.
+    pub(crate) fn is_in(&self, uri: &Uri) -> bool {
+        let in_path = uri
+            .path()
+            .strip_prefix("/push/")
+            .is_some_and(|given| self.matches(given));
+        let in_query = uri.query().is_some_and(|query| {
+            query
+                .split('&')
+                .filter_map(|pair| pair.strip_prefix("token="))
+                .any(|given| self.matches(given))
+        });
+        // Both are evaluated whatever the first gives, so timing tells nothing.
+        in_path | in_query
+    }
+
+    fn matches(&self, given: &str) -> bool {
+        self.0.as_bytes().ct_eq(given.as_bytes()).into()
+    }
+}
+
+/// Source addresses allowed to connect; empty allows every address.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Allowlist(Vec<IpNet>);
+
+impl Allowlist {
+    pub(crate) fn new(nets: Vec<IpNet>) -> Self {
+        Allowlist(nets)
+    }
+
+    pub(crate) fn allows(&self, peer: IpAddr) -> bool {
+        // An IPv4 client of a dual-stack socket shows up as ::ffff:a.b.c.d.
+        let peer = match peer {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer, IpAddr::V4),
+            IpAddr::V4(_) => peer,
+        };
+        self.0.is_empty() || self.0.iter().any(|net| net.contains(&peer))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token() -> Token {
+        "s3cret-token-0123456789".parse().expect("valid token")
+    }
+
+    #[test]
+    fn the_token_is_accepted_in_the_path_or_the_query() {
+        let uri = |text: &str| text.parse::<Uri>().expect("uri");
+        assert!(token().is_in(&uri("/push/s3cret-token-0123456789")));
+        assert!(token().is_in(&uri("/cgi?a=1&token=s3cret-token-0123456789")));
+        assert!(!token().is_in(&uri("/push/s3cret-token-012345678")));
+        assert!(!token().is_in(&uri("/push/s3cret-token-0123456789/x")));
+        assert!(!token().is_in(&uri("/cgi?token=wrong")));
+        assert!(!token().is_in(&uri("/cgi")));
+    }
+
+    #[test]
+    fn short_or_unsafe_tokens_are_refused_and_tokens_never_print() {
+        assert!("short".parse::<Token>().is_err());
+        assert!("has a space in it, long enough".parse::<Token>().is_err());
+        assert_eq!(format!("{:?} {}", token(), token()), "Token(***) ***");
+    }
+
+    #[test]
+    fn the_allowlist_matches_cidrs_and_mapped_ipv4() {
+        let list = Allowlist::new(vec![
+            "10.0.0.0/8".parse().expect("cidr"),
+            "::1/128".parse().expect("cidr"),
+        ]);
+        assert!(list.allows("10.1.2.3".parse().expect("ip")));
+        assert!(list.allows("::ffff:10.1.2.3".parse().expect("ip")));
+        assert!(list.allows("::1".parse().expect("ip")));
+        assert!(!list.allows("192.168.0.1".parse().expect("ip")));
+        assert!(Allowlist::default().allows("192.168.0.1".parse().expect("ip")));
+    }
+}
