@@ -64,22 +64,7 @@ impl Drop for Running {
 
 #[tokio::test]
 async fn serve_answers_the_documented_push_and_stops_on_sigterm() -> anyhow::Result<()> {
-    let mut child = cmq_host()
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .arg(guest("log_ack"))
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let stderr = child.stderr.take().expect("piped stderr");
-    let mut child = Running(child);
-    let lines = lines(stderr);
-    let listening = wait_for(&lines, "listening on http://");
-    let url = listening
-        .split("listening on ")
-        .nth(1)
-        .expect("url")
-        .trim()
-        .to_owned();
-
+    let (mut child, lines, url) = serve("log_ack", &[])?;
     let response = reqwest::Client::new()
         .post(format!("{url}/cgi"))
         .header("content-type", "text/plain")
@@ -97,16 +82,126 @@ async fn serve_answers_the_documented_push_and_stops_on_sigterm() -> anyhow::Res
         "{handled}"
     );
 
-    let killed = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.0.id().to_string())
-        .status()?;
-    assert!(killed.success());
+    signal(&child, "TERM")?;
     let status = tokio::task::spawn_blocking(move || child.0.wait()).await??;
     assert!(
         status.success(),
         "cmq-host exited with {status} after SIGTERM"
     );
+    Ok(())
+}
+
+/// Starts `cmq-host serve` on a free port; returns it, its stderr lines and its URL.
+fn serve(
+    guest_name: &str,
+    flags: &[&str],
+) -> anyhow::Result<(Running, mpsc::Receiver<String>, String)> {
+    let mut child = cmq_host()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(flags)
+        .arg(guest(guest_name))
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stderr = child.stderr.take().expect("piped stderr");
+    let lines = lines(stderr);
+    let running = Running(child);
+    let listening = wait_for(&lines, "listening on http://");
+    let url = listening
+        .split("listening on ")
+        .nth(1)
+        .expect("url")
+        .trim()
+        .to_owned();
+    Ok((running, lines, url))
+}
+
+fn signal(child: &Running, name: &str) -> anyhow::Result<()> {
+    let sent = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.0.id().to_string())
+        .status()?;
+    anyhow::ensure!(sent.success(), "kill -{name} failed");
+    Ok(())
+}
+
+fn cmq_push(client: &reqwest::Client, url: &str, id: &str, tag: &str) -> reqwest::RequestBuilder {
+    client
+        .post(format!("{url}/cgi"))
+        .header("x-cmq-message-id", id)
+        .header("x-cmq-message-tag", tag)
+        .body(DOCUMENTED_JSON_BODY.replace("6942316962", id))
+}
+
+#[tokio::test]
+async fn sigterm_lets_in_flight_messages_finish_then_exits_zero() -> anyhow::Result<()> {
+    let (mut child, _lines, url) = serve("faulty", &["--deadline", "5s"])?;
+    let client = reqwest::Client::new();
+    // `slow` takes a second; SIGTERM arrives while it runs.
+    let in_flight = tokio::spawn(cmq_push(&client, &url, "drained", "slow").send());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    signal(&child, "TERM")?;
+    let response = in_flight.await??;
+    assert_eq!(
+        response.status(),
+        200,
+        "the in-flight message was not finished"
+    );
+    let status = tokio::task::spawn_blocking(move || child.0.wait()).await??;
+    assert!(status.success(), "exit status {status}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn after_sigkill_mid_burst_no_unanswered_push_was_acknowledged() -> anyhow::Result<()> {
+    // Every push whose answer is lost must be redelivered; every push answered 2xx
+    // must have been acked or dropped by its guest. The client checks both: each
+    // answer it got is the tag's decision, and resending the unanswered ones to a
+    // restarted host (as CMQ would) gets them handled.
+    let (child, _lines, url) = serve("by_tag", &[])?;
+    let client = reqwest::Client::new();
+    let case = |i: usize| match i % 3 {
+        0 => ("retry", 503),
+        1 => ("drop", 200),
+        _ => ("", 200),
+    };
+    let mut pushes = tokio::task::JoinSet::new();
+    for i in 0..600 {
+        let request = cmq_push(&client, &url, &format!("kill-{i}"), case(i).0);
+        pushes.spawn(async move { (i, request.send().await) });
+        if i == 300 {
+            signal(&child, "KILL")?;
+        }
+    }
+    let mut unanswered = Vec::new();
+    let mut answered = 0;
+    while let Some(joined) = pushes.join_next().await {
+        let (i, result) = joined?;
+        match result {
+            Ok(response) => {
+                assert_eq!(response.status().as_u16(), case(i).1, "push {i}");
+                answered += 1;
+            }
+            Err(_) => unanswered.push(i),
+        }
+    }
+    drop(child);
+    assert!(
+        !unanswered.is_empty(),
+        "SIGKILL came too late to interrupt anything"
+    );
+    assert_eq!(answered + unanswered.len(), 600);
+
+    let (_child, _lines, url) = serve("by_tag", &[])?;
+    for i in unanswered {
+        let response = cmq_push(&client, &url, &format!("kill-{i}"), case(i).0)
+            .send()
+            .await?;
+        assert_eq!(
+            response.status().as_u16(),
+            case(i).1,
+            "redelivered push {i}"
+        );
+    }
     Ok(())
 }
 
