@@ -239,3 +239,22 @@ fn futures_stream(chunks: Vec<Vec<u8>>) -> reqwest::Body {
     let chunks = chunks.into_iter().map(Ok::<_, std::io::Error>);
     reqwest::Body::wrap_stream(futures_util::stream::iter(chunks))
 }
+
+#[tokio::test]
+async fn a_memory_cap_below_the_components_own_memory_is_refused_at_start() -> anyhow::Result<()> {
+    let options = ReceiverOptions {
+        max_memory: 64 << 10,
+        ..Default::default()
+    };
+    let err = TestHost::start("log_ack", options)
+        .await
+        .expect_err("served with 64 KiB");
+    // The pooling allocator already refuses it when compiling; the on-demand one when
+    // the start-up check instantiates it.
+    let err = format!("{err:#}");
+    assert!(
+        err.contains("exceeds the limit") || err.contains("instantiating the component"),
+        "{err}"
+    );
+    Ok(())
+}

@@ -49,6 +49,9 @@ impl PushError {
             PushError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             PushError::BodyRead(_) | PushError::Parse(_) => StatusCode::BAD_REQUEST,
             PushError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            // No instance could be made (slots or memory exhausted): the host is out of
+            // room, which is overload, not a guest fault.
+            PushError::Guest(GuestFault::Instantiate(_)) => StatusCode::SERVICE_UNAVAILABLE,
             PushError::Guest(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -58,8 +61,10 @@ impl PushError {
         // The sender learns what was wrong with its request, but nothing of the guest's
         // internals: those go to the log.
         let body = match &self {
+            PushError::Overloaded(_) | PushError::Guest(GuestFault::Instantiate(_)) => {
+                "overloaded".to_owned()
+            }
             PushError::Guest(_) => "guest failed".to_owned(),
-            PushError::Overloaded(_) => "overloaded".to_owned(),
             other => other.to_string(),
         };
         let mut response = text(status, body);
@@ -69,7 +74,7 @@ impl PushError {
                     .headers_mut()
                     .insert(header::ALLOW, HeaderValue::from_static("POST"));
             }
-            PushError::Overloaded(_) => {
+            _ if status == StatusCode::SERVICE_UNAVAILABLE => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
