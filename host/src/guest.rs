@@ -9,6 +9,7 @@ use wasmtime::error::Context as _;
 use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::Grants;
 use crate::bindings::{Decision, Message, PushHandlerPre};
 use crate::guest_output::GuestOutput;
 
@@ -46,7 +47,7 @@ fn one_line(err: &wasmtime::Error) -> String {
 }
 
 /// Everything one guest instance may touch: WASI with no files, no environment and no
-/// network; stdout and stderr captured for the log; a memory cap.
+/// network unless granted; stdout and stderr captured for the log; a memory cap.
 struct GuestState {
     wasi: WasiCtx,
     table: ResourceTable,
@@ -68,6 +69,7 @@ pub(crate) struct Guest {
     pre: PushHandlerPre<GuestState>,
     deadline: Duration,
     max_memory: usize,
+    grants: Grants,
 }
 
 impl std::fmt::Debug for Guest {
@@ -87,6 +89,7 @@ impl Guest {
         path: &Path,
         deadline: Duration,
         max_memory: usize,
+        grants: Grants,
     ) -> wasmtime::Result<Self> {
         let component = Component::from_file(engine, path)
             .with_context(|| format!("compiling component {}", path.display()))?;
@@ -109,13 +112,14 @@ impl Guest {
             pre,
             deadline,
             max_memory,
+            grants,
         })
     }
 
     /// Instantiates the component once without calling it, so that a component too large
     /// for the instance limits is refused at start.
     pub(crate) async fn check_instantiates(&self) -> wasmtime::Result<()> {
-        let (mut store, _, _) = self.new_store(Instant::now() + self.deadline);
+        let (mut store, _, _) = self.new_store(Instant::now() + self.deadline)?;
         self.pre
             .instantiate_async(&mut store)
             .await
@@ -127,7 +131,9 @@ impl Guest {
     /// guest's output is logged under `message_id` whatever the outcome.
     pub(crate) async fn handle(&self, message: Message) -> Result<Decision, GuestFault> {
         let started = Instant::now();
-        let (mut store, stdout, stderr) = self.new_store(started + self.deadline);
+        let (mut store, stdout, stderr) = self
+            .new_store(started + self.deadline)
+            .map_err(GuestFault::Instantiate)?;
         let message_id = message.message_id.clone();
         let run = async {
             let handler = self
@@ -150,13 +156,16 @@ impl Guest {
         outcome
     }
 
-    fn new_store(&self, deadline: Instant) -> (Store<GuestState>, GuestOutput, GuestOutput) {
+    fn new_store(
+        &self,
+        deadline: Instant,
+    ) -> wasmtime::Result<(Store<GuestState>, GuestOutput, GuestOutput)> {
         let stdout = GuestOutput::default();
         let stderr = GuestOutput::default();
-        let wasi = WasiCtx::builder()
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .build();
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(stdout.clone()).stderr(stderr.clone());
+        self.grants.apply(&mut wasi)?;
+        let wasi = wasi.build();
         let limits = StoreLimitsBuilder::new()
             .memory_size(self.max_memory)
             // A failed `memory.grow` traps with a clear cause instead of surfacing as a
@@ -181,7 +190,7 @@ impl Guest {
                 Ok(UpdateDeadline::Yield(1))
             }
         });
-        (store, stdout, stderr)
+        Ok((store, stdout, stderr))
     }
 
     fn classify_trap(&self, err: wasmtime::Error) -> GuestFault {

@@ -21,12 +21,14 @@ mod access;
 mod answer;
 mod bindings;
 mod engine;
+mod grants;
 mod guest;
 mod guest_output;
 mod receiver;
 mod server;
 
 pub use crate::access::Token;
+pub use crate::grants::{DirGrant, EnvGrant, Grants};
 pub use crate::guest::GuestFault;
 pub use crate::receiver::{Receiver, ReceiverOptions};
 pub use crate::server::Server;

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use cmq_host::{ExpectedFormat, IpNet, Receiver, ReceiverOptions, Server, Token};
+use cmq_host::{
+    DirGrant, EnvGrant, ExpectedFormat, Grants, IpNet, Receiver, ReceiverOptions, Server, Token,
+};
 use tracing_subscriber::EnvFilter;
 
 mod byte_size;
@@ -60,6 +62,14 @@ struct ServeArgs {
     /// Source network allowed to connect, as CIDR (repeatable); default: any.
     #[arg(long = "allow", value_name = "CIDR")]
     allow: Vec<IpNet>,
+    /// Grant guests an environment variable: NAME=VALUE, or NAME for the host's own
+    /// value (repeatable).
+    #[arg(long = "env", value_name = "NAME[=VALUE]")]
+    env: Vec<EnvGrant>,
+    /// Grant guests read-only access to a host directory, seen at GUEST_DIR (default:
+    /// the same path).
+    #[arg(long = "dir", value_name = "HOST_DIR[::GUEST_DIR]")]
+    dir: Option<DirGrant>,
 }
 
 fn main() -> ExitCode {
@@ -94,6 +104,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         body_timeout: args.body_timeout,
         token: args.token,
         allow: args.allow,
+        grants: Grants {
+            env: args.env,
+            dir: args.dir,
+        },
     };
     // Compile and check the component before anything listens: a wrong component is an
     // error at start, not at the first push.

@@ -13,12 +13,12 @@ use hyper::body::Incoming;
 use ipnet::IpNet;
 use tokio::sync::Semaphore;
 
-use crate::Token;
 use crate::access::Allowlist;
 use crate::answer::{AnswerBody, PushError, decision_response};
 use crate::bindings::{Decision, Message};
 use crate::engine::{EngineSizing, EpochTicker, new_engine};
 use crate::guest::Guest;
+use crate::{Grants, Token};
 
 /// How a receiver treats pushes; every field has a default (see [`Default`]).
 #[derive(Debug, Clone)]
@@ -43,6 +43,8 @@ pub struct ReceiverOptions {
     /// Source networks allowed to connect; others are disconnected at once (default:
     /// empty, every address).
     pub allow: Vec<IpNet>,
+    /// What guests may use beyond clocks, random and stdio (default: nothing).
+    pub grants: Grants,
 }
 
 impl Default for ReceiverOptions {
@@ -56,6 +58,7 @@ impl Default for ReceiverOptions {
             body_timeout: Duration::from_secs(10),
             token: None,
             allow: Vec::new(),
+            grants: Grants::default(),
         }
     }
 }
@@ -89,7 +92,14 @@ impl Receiver {
             max_instances,
             max_memory: options.max_memory,
         })?;
-        let guest = Guest::load(&engine, path, options.deadline, options.max_memory)?;
+        options.grants.check()?;
+        let guest = Guest::load(
+            &engine,
+            path,
+            options.deadline,
+            options.max_memory,
+            options.grants.clone(),
+        )?;
         let ticker = EpochTicker::start(&engine).context("starting the epoch ticker thread")?;
         Ok(Receiver {
             guest,
