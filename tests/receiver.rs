@@ -258,3 +258,21 @@ async fn a_memory_cap_below_the_components_own_memory_is_refused_at_start() -> a
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_component_for_another_world_is_refused_at_start_with_the_reason() -> anyhow::Result<()> {
+    // The smallest valid component: the header alone. It exports nothing.
+    let dir = std::env::temp_dir().join(format!("cmq-tests-world-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("empty-component.wasm");
+    std::fs::write(&path, b"\0asm\x0d\x00\x01\x00")?;
+    let err = cmq_host::Receiver::load(&path, ReceiverOptions::default()).expect_err("loaded");
+    std::fs::remove_dir_all(&dir)?;
+    let err = format!("{err:#}");
+    assert!(
+        err.contains("does not export cmq:push/handler@0.1.0"),
+        "{err}"
+    );
+    assert!(err.contains("empty-component.wasm"), "{err}");
+    Ok(())
+}
