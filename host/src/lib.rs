@@ -26,11 +26,13 @@ mod guest;
 mod guest_output;
 mod receiver;
 mod server;
+mod tls;
 
 pub use crate::access::Token;
 pub use crate::grants::{DirGrant, EnvGrant, Grants};
 pub use crate::guest::GuestFault;
 pub use crate::receiver::{Receiver, ReceiverOptions};
 pub use crate::server::Server;
+pub use crate::tls::Tls;
 pub use cmq_message::ExpectedFormat;
 pub use ipnet::IpNet;

@@ -8,7 +8,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use cmq_host::{
-    DirGrant, EnvGrant, ExpectedFormat, Grants, IpNet, Receiver, ReceiverOptions, Server, Token,
+    DirGrant, EnvGrant, ExpectedFormat, Grants, IpNet, Receiver, ReceiverOptions, Server, Tls,
+    Token,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -62,6 +63,12 @@ struct ServeArgs {
     /// Source network allowed to connect, as CIDR (repeatable); default: any.
     #[arg(long = "allow", value_name = "CIDR")]
     allow: Vec<IpNet>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Grant guests an environment variable: NAME=VALUE, or NAME for the host's own
     /// value (repeatable).
     #[arg(long = "env", value_name = "NAME[=VALUE]")]
@@ -109,6 +116,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             dir: args.dir,
         },
     };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(Tls::from_pem_files(cert, key)?),
+        _ => None,
+    };
     // Compile and check the component before anything listens: a wrong component is an
     // error at start, not at the first push.
     let started = std::time::Instant::now();
@@ -120,8 +131,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
-        let server = Server::bind(args.listen, receiver).await?;
-        tracing::info!("listening on http://{}", server.local_addr());
+        let mut server = Server::bind(args.listen, receiver).await?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        if let Some(tls) = tls {
+            server = server.with_tls(tls);
+        }
+        tracing::info!("listening on {scheme}://{}", server.local_addr());
         server.serve(shutdown_signal()).await
     })?;
     tracing::info!("stopped");

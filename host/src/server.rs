@@ -15,7 +15,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
-use crate::Receiver;
+use crate::{Receiver, Tls};
 
 /// How long a client may take to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -33,6 +33,7 @@ pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
     receiver: Arc<Receiver>,
+    tls: Option<Tls>,
 }
 
 impl Server {
@@ -48,7 +49,14 @@ impl Server {
             listener,
             local_addr,
             receiver: Arc::new(receiver),
+            tls: None,
         })
+    }
+
+    /// Serves HTTPS with `tls` instead of plain HTTP.
+    pub fn with_tls(mut self, tls: Tls) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// The address the server listens on.
@@ -61,7 +69,10 @@ impl Server {
     /// (so CMQ redelivers those).
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let Server {
-            listener, receiver, ..
+            listener,
+            receiver,
+            tls,
+            ..
         } = self;
         let graceful = GracefulShutdown::new();
         let mut connections = JoinSet::new();
@@ -97,9 +108,35 @@ impl Server {
                 let receiver = receiver.clone();
                 async move { Ok::<_, Infallible>(receiver.answer(request, peer).await) }
             });
-            let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+            let watcher = graceful.watcher();
+            let http = http.clone();
+            let tls = tls.clone();
             connections.spawn(async move {
-                if let Err(err) = connection.await {
+                let served = match tls {
+                    None => {
+                        let connection = http.serve_connection(TokioIo::new(stream), service);
+                        watcher.watch(connection).await
+                    }
+                    Some(tls) => {
+                        // The handshake gets the same time as the headers would.
+                        let handshake =
+                            tokio::time::timeout(HEADER_READ_TIMEOUT, tls.acceptor.accept(stream));
+                        let stream = match handshake.await {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(err)) => {
+                                tracing::debug!(%peer, "TLS handshake failed: {err}");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                        let connection = http.serve_connection(TokioIo::new(stream), service);
+                        watcher.watch(connection).await
+                    }
+                };
+                if let Err(err) = served {
                     tracing::debug!(%peer, "connection ended: {err}");
                 }
             });

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
-use cmq_host::{Receiver, ReceiverOptions, Server};
+use cmq_host::{Receiver, ReceiverOptions, Server, Tls};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -38,9 +38,29 @@ pub struct TestHost {
 impl TestHost {
     /// Loads `crate_name`'s component with `options` and serves it on `127.0.0.1:0`.
     pub async fn start(crate_name: &str, options: ReceiverOptions) -> anyhow::Result<TestHost> {
+        Self::start_with(crate_name, options, None).await
+    }
+
+    /// The same, serving HTTPS with `tls`.
+    pub async fn start_tls(
+        crate_name: &str,
+        options: ReceiverOptions,
+        tls: Tls,
+    ) -> anyhow::Result<TestHost> {
+        Self::start_with(crate_name, options, Some(tls)).await
+    }
+
+    async fn start_with(
+        crate_name: &str,
+        options: ReceiverOptions,
+        tls: Option<Tls>,
+    ) -> anyhow::Result<TestHost> {
         capture_logs();
         let receiver = Receiver::load(&guest(crate_name), options)?;
-        let server = Server::bind("127.0.0.1:0".parse()?, receiver).await?;
+        let mut server = Server::bind("127.0.0.1:0".parse()?, receiver).await?;
+        if let Some(tls) = tls {
+            server = server.with_tls(tls);
+        }
         let addr = server.local_addr();
         let (shutdown, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.serve(async {
