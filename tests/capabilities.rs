@@ -71,6 +71,11 @@ async fn granted_environment_and_read_only_directory_work_and_writes_are_refused
         !probe(&host, "granted-write", "write").await?,
         "read-only directory was written"
     );
+    let denied = log_lines_with("granted-write");
+    assert!(
+        denied.iter().any(|l| l.contains("denied")),
+        "the write was not refused by the guest's filesystem: {denied:#?}"
+    );
     assert!(!dir.join("written.txt").exists());
     host.stop().await?;
     std::fs::remove_dir_all(&dir)?;

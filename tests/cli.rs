@@ -151,7 +151,7 @@ async fn sigterm_lets_in_flight_messages_finish_then_exits_zero() -> anyhow::Res
     Ok(())
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_sigkill_mid_burst_no_unanswered_push_was_acknowledged() -> anyhow::Result<()> {
     // Every push whose answer is lost must be redelivered; every push answered 2xx
     // must have been acked or dropped by its guest. The client checks both: each
@@ -168,14 +168,22 @@ async fn after_sigkill_mid_burst_no_unanswered_push_was_acknowledged() -> anyhow
     for i in 0..600 {
         let request = cmq_push(&client, &url, &format!("kill-{i}"), case(i).0);
         pushes.spawn(async move { (i, request.send().await) });
-        if i == 300 {
-            signal(&child, "KILL")?;
+    }
+    // Kill only once the burst is under way: some answers are in, many are not.
+    let mut results = Vec::new();
+    while results.len() < 50 {
+        match pushes.join_next().await {
+            Some(joined) => results.push(joined?),
+            None => break,
         }
+    }
+    signal(&child, "KILL")?;
+    while let Some(joined) = pushes.join_next().await {
+        results.push(joined?);
     }
     let mut unanswered = Vec::new();
     let mut answered = 0;
-    while let Some(joined) = pushes.join_next().await {
-        let (i, result) = joined?;
+    for (i, result) in results {
         match result {
             Ok(response) => {
                 assert_eq!(response.status().as_u16(), case(i).1, "push {i}");
@@ -185,6 +193,7 @@ async fn after_sigkill_mid_burst_no_unanswered_push_was_acknowledged() -> anyhow
         }
     }
     drop(child);
+    assert!(answered >= 50, "only {answered} answers before SIGKILL");
     assert!(
         !unanswered.is_empty(),
         "SIGKILL came too late to interrupt anything"
@@ -202,6 +211,20 @@ async fn after_sigkill_mid_burst_no_unanswered_push_was_acknowledged() -> anyhow
             "redelivered push {i}"
         );
     }
+    Ok(())
+}
+
+#[test]
+fn an_invalid_token_is_refused_without_printing_it() -> anyhow::Result<()> {
+    let secret = "base64+secret/value==";
+    let output = cmq_host()
+        .args(["serve", "no-such-file.wasm"])
+        .env("CMQ_HOST_TOKEN", secret)
+        .output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("invalid --token"), "{stderr}");
+    assert!(!stderr.contains(secret), "the token was printed: {stderr}");
     Ok(())
 }
 

@@ -80,7 +80,7 @@ async fn a_guest_blocked_in_a_wasi_sleep_is_stopped_at_the_deadline() -> anyhow:
 
 #[tokio::test]
 async fn a_memory_bomb_is_stopped_at_the_cap() -> anyhow::Result<()> {
-    fault_gives_500("grow", "guest trapped").await
+    fault_gives_500("grow", "memory cap of 16777216 bytes exceeded").await
 }
 
 #[tokio::test]

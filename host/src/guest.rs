@@ -6,12 +6,16 @@ use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::error::Context as _;
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::Grants;
 use crate::bindings::{Decision, Message, PushHandlerPre};
 use crate::guest_output::GuestOutput;
+use crate::memory_cap::MemoryCap;
+
+/// Host-side resources (streams, pollables, handles) one instance may hold at once.
+const MAX_RESOURCES: usize = 4096;
 
 /// Why a guest gave no decision. Every fault answers non-2xx, so CMQ redelivers.
 #[derive(Debug, thiserror::Error)]
@@ -51,7 +55,7 @@ fn one_line(err: &wasmtime::Error) -> String {
 struct GuestState {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: MemoryCap,
 }
 
 impl WasiView for GuestState {
@@ -140,7 +144,12 @@ impl Guest {
                 .pre
                 .instantiate_async(&mut store)
                 .await
-                .map_err(GuestFault::Instantiate)?;
+                .map_err(|err| match err.downcast_ref::<Trap>() {
+                    // A trap while instantiating (a start function, the deadline) is
+                    // the guest's fault; anything else is the host out of room.
+                    Some(_) => self.classify_trap(err),
+                    None => GuestFault::Instantiate(err),
+                })?;
             handler
                 .cmq_push_handler()
                 .call_handle(&mut store, &message)
@@ -166,15 +175,14 @@ impl Guest {
         wasi.stdout(stdout.clone()).stderr(stderr.clone());
         self.grants.apply(&mut wasi)?;
         let wasi = wasi.build();
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(self.max_memory)
-            // A failed `memory.grow` traps with a clear cause instead of surfacing as a
-            // guest-side allocation failure.
-            .trap_on_grow_failure(true)
-            .build();
+        let limits = MemoryCap::new(self.max_memory);
+        let mut table = ResourceTable::new();
+        // Every stream, pollable and file handle a guest opens lives here, in host memory:
+        // bound it like the guest's own memory.
+        table.set_max_capacity(MAX_RESOURCES);
         let state = GuestState {
             wasi,
-            table: ResourceTable::new(),
+            table,
             limits,
         };
         let mut store = Store::new(&self.engine, state);

@@ -24,6 +24,7 @@ mod engine;
 mod grants;
 mod guest;
 mod guest_output;
+mod memory_cap;
 mod receiver;
 mod server;
 mod tls;

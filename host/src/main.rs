@@ -59,7 +59,9 @@ struct ServeArgs {
     /// Secret token pushes must carry, as /push/TOKEN or ?token=TOKEN (at least 16
     /// URL-safe characters). Prefer the environment variable: flags show in `ps`.
     #[arg(long, env = "CMQ_HOST_TOKEN", hide_env_values = true)]
-    token: Option<Token>,
+    // Parsed in `serve`, not by clap: clap's error for a bad value quotes it, and a
+    // token's value must never reach a log.
+    token: Option<String>,
     /// Source network allowed to connect, as CIDR (repeatable); default: any.
     #[arg(long = "allow", value_name = "CIDR")]
     allow: Vec<IpNet>,
@@ -72,7 +74,8 @@ struct ServeArgs {
     /// Grant guests an environment variable: NAME=VALUE, or NAME for the host's own
     /// value (repeatable).
     #[arg(long = "env", value_name = "NAME[=VALUE]")]
-    env: Vec<EnvGrant>,
+    // Parsed in `serve`, like the token: values may be secrets.
+    env: Vec<String>,
     /// Grant guests read-only access to a host directory, seen at GUEST_DIR (default:
     /// the same path).
     #[arg(long = "dir", value_name = "HOST_DIR[::GUEST_DIR]")]
@@ -102,6 +105,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let token = args
+        .token
+        .map(|token| token.parse::<Token>())
+        .transpose()
+        .map_err(|reason| anyhow::anyhow!("invalid --token (value not shown): {reason}"))?;
+    let env = args
+        .env
+        .iter()
+        .map(|grant| grant.parse::<EnvGrant>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|reason| anyhow::anyhow!("invalid --env: {reason}"))?;
     let options = ReceiverOptions {
         format: args.format,
         deadline: args.deadline,
@@ -109,12 +123,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_body: args.max_body.bytes(),
         max_in_flight: args.max_in_flight,
         body_timeout: args.body_timeout,
-        token: args.token,
+        token,
         allow: args.allow,
-        grants: Grants {
-            env: args.env,
-            dir: args.dir,
-        },
+        grants: Grants { env, dir: args.dir },
     };
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(Tls::from_pem_files(cert, key)?),

@@ -28,7 +28,8 @@ pub struct ReceiverOptions {
     /// How long one guest may run, instantiation included (default 10 s, under CMQ's
     /// 15 s wait for an answer).
     pub deadline: Duration,
-    /// Linear memory one guest instance may grow to (default 64 MiB).
+    /// Linear memory one guest instance may hold, all its memories together (default
+    /// 64 MiB).
     pub max_memory: usize,
     /// Largest request body accepted (default 1 MiB, CMQ's largest message).
     pub max_body: usize,
@@ -80,9 +81,16 @@ impl Receiver {
             options.max_in_flight > 0,
             "max in flight must be at least 1"
         );
+        // CMQ gives up on an answer after about 15 s; an hour is far past any use and
+        // keeps deadline arithmetic clear of overflow.
+        let an_hour = Duration::from_secs(3600);
         anyhow::ensure!(
-            !options.deadline.is_zero(),
-            "the deadline must be longer than zero"
+            !options.deadline.is_zero() && options.deadline <= an_hour,
+            "the deadline must be longer than zero and at most an hour"
+        );
+        anyhow::ensure!(
+            !options.body_timeout.is_zero() && options.body_timeout <= an_hour,
+            "the body timeout must be longer than zero and at most an hour"
         );
         let max_instances = u32::try_from(options.max_in_flight)
             .context("max in flight is too large")?

@@ -52,7 +52,8 @@
 //! `cargo build --release --target wasm32-wasip2` where that target is installed.
 //!
 //! Handlers may print to stdout and stderr and read clocks and randomness; the host
-//! grants nothing else.
+//! grants nothing else unless its operator grants environment variables or a
+//! read-only directory.
 
 #![deny(missing_docs)]
 
