@@ -35,20 +35,8 @@ impl ResourceLimiter for MemoryCap {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if maximum.is_some_and(|maximum| desired > maximum) {
-            return Ok(false);
-        }
-        let used = self
-            .used_bytes
-            .saturating_add(desired.saturating_sub(current));
-        if used > self.max_bytes {
-            bail!(
-                "memory cap of {} bytes exceeded (growing to {used} bytes)",
-                self.max_bytes
-            );
-        }
-        self.used_bytes = used;
-        Ok(true)
+        let cap = (self.max_bytes, "memory", "bytes");
+        reserve(&mut self.used_bytes, cap, current, desired, maximum)
     }
 
     fn table_growing(
@@ -57,18 +45,35 @@ impl ResourceLimiter for MemoryCap {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if maximum.is_some_and(|maximum| desired > maximum) {
-            return Ok(false);
-        }
-        let used = self
-            .used_table_elements
-            .saturating_add(desired.saturating_sub(current));
-        if used > MAX_TABLE_ELEMENTS {
-            bail!("table cap of {MAX_TABLE_ELEMENTS} elements exceeded");
-        }
-        self.used_table_elements = used;
-        Ok(true)
+        let cap = (MAX_TABLE_ELEMENTS, "table", "elements");
+        reserve(
+            &mut self.used_table_elements,
+            cap,
+            current,
+            desired,
+            maximum,
+        )
     }
+}
+
+/// Adds the growth from `current` to `desired` to `used`. Past the resource's own
+/// `maximum` the growth fails (the guest sees it); past the cap it traps, naming it.
+fn reserve(
+    used: &mut usize,
+    (cap, what, unit): (usize, &str, &str),
+    current: usize,
+    desired: usize,
+    maximum: Option<usize>,
+) -> wasmtime::Result<bool> {
+    if maximum.is_some_and(|maximum| desired > maximum) {
+        return Ok(false);
+    }
+    let total = used.saturating_add(desired.saturating_sub(current));
+    if total > cap {
+        bail!("{what} cap of {cap} {unit} exceeded (growing to {total} {unit})");
+    }
+    *used = total;
+    Ok(true)
 }
 
 #[cfg(test)]
