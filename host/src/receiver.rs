@@ -142,19 +142,15 @@ impl Receiver {
         let started = Instant::now();
         // The permit is taken before the body is read, so that at most `max_in_flight`
         // bodies are ever buffered, and held until the guest is done.
-        let admitted = self.admit(&request).and_then(|()| {
-            self.in_flight
+        let read = async {
+            self.admit(&request)?;
+            let permit = self
+                .in_flight
                 .try_acquire()
-                .map_err(|_| PushError::Overloaded(self.options.max_in_flight))
-        });
-        let read = match admitted {
-            Ok(permit) => self
-                .read_message(request)
-                .await
-                .map(|message| (permit, message)),
-            Err(err) => Err(err),
+                .map_err(|_| PushError::Overloaded(self.options.max_in_flight))?;
+            Ok::<_, PushError>((permit, self.read_message(request).await?))
         };
-        let (_permit, message) = match read {
+        let (_permit, message) = match read.await {
             Ok(read) => read,
             Err(err) => {
                 tracing::info!(%peer, status = err.status().as_u16(), "push rejected: {err}");
@@ -167,39 +163,20 @@ impl Receiver {
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         match result {
             Ok(decision) => {
-                match &decision {
-                    Decision::Ack => {
-                        tracing::info!(
-                            message_id,
-                            topic,
-                            decision = "ack",
-                            duration_ms,
-                            "message handled"
-                        );
-                    }
-                    Decision::Retry(reason) => {
-                        let reason = clip(reason);
-                        tracing::info!(
-                            message_id,
-                            topic,
-                            decision = "retry",
-                            reason,
-                            duration_ms,
-                            "message handled"
-                        );
-                    }
-                    Decision::Drop(reason) => {
-                        let reason = clip(reason);
-                        tracing::info!(
-                            message_id,
-                            topic,
-                            decision = "drop",
-                            reason,
-                            duration_ms,
-                            "message handled"
-                        );
-                    }
-                }
+                let (name, reason) = match &decision {
+                    Decision::Ack => ("ack", None),
+                    Decision::Retry(reason) => ("retry", Some(clip(reason))),
+                    Decision::Drop(reason) => ("drop", Some(clip(reason))),
+                };
+                // `reason` is left out of the line when there is none.
+                tracing::info!(
+                    message_id,
+                    topic,
+                    decision = name,
+                    reason,
+                    duration_ms,
+                    "message handled"
+                );
                 decision_response(&decision)
             }
             Err(err) => {
