@@ -170,3 +170,85 @@ async fn beyond_the_in_flight_cap_pushes_get_503_with_retry_after_at_once() -> a
     assert_eq!(response.status(), StatusCode::OK);
     host.stop().await
 }
+
+#[tokio::test]
+async fn beyond_the_connection_cap_new_connections_wait_until_one_closes() -> anyhow::Result<()> {
+    let host = TestHost::start(
+        "log_ack",
+        ReceiverOptions {
+            max_connections: 2,
+            ..Default::default()
+        },
+    )
+    .await?;
+    // Two idle connections take both slots; prove each is being served.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(host.addr).await?;
+        stream
+            .write_all(documented_push_request("keep-alive").as_bytes())
+            .await?;
+        let mut answer = [0u8; 12];
+        stream.read_exact(&mut answer).await?;
+        assert_eq!(&answer, b"HTTP/1.1 200");
+        held.push(stream);
+    }
+    // A third connects (the kernel's backlog takes it) but is not served...
+    let mut third = TcpStream::connect(host.addr).await?;
+    third
+        .write_all(documented_push_request("close").as_bytes())
+        .await?;
+    let mut answer = Vec::new();
+    let early =
+        tokio::time::timeout(Duration::from_millis(700), third.read_to_end(&mut answer)).await;
+    assert!(
+        early.is_err() && answer.is_empty(),
+        "served beyond the cap: {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    // ...until one of the first two closes.
+    drop(held.pop());
+    tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut answer)).await??;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    drop(held);
+    host.stop().await
+}
+
+/// Reads until the server closes `stream`; returns when that happened.
+async fn closed_at(mut stream: TcpStream, started: Instant) -> Duration {
+    let mut sink = Vec::new();
+    let _ = stream.read_to_end(&mut sink).await;
+    started.elapsed()
+}
+
+#[tokio::test]
+async fn slow_headers_and_idle_keep_alive_connections_are_closed_after_ten_seconds()
+-> anyhow::Result<()> {
+    let host = TestHost::start("log_ack", ReceiverOptions::default()).await?;
+    let started = Instant::now();
+    // A slowloris: the start of a request, then nothing.
+    let mut slow = TcpStream::connect(host.addr).await?;
+    slow.write_all(b"POST /cgi HTTP/1.1\r\nHost: test.com\r\n")
+        .await?;
+    // An idle keep-alive connection, after one answered push.
+    let mut idle = TcpStream::connect(host.addr).await?;
+    idle.write_all(documented_push_request("keep-alive").as_bytes())
+        .await?;
+    let mut status = [0u8; 12];
+    idle.read_exact(&mut status).await?;
+    assert_eq!(&status, b"HTTP/1.1 200");
+    let limit = Duration::from_secs(14);
+    let (slow_closed, idle_closed) = tokio::time::timeout(limit, async {
+        tokio::join!(closed_at(slow, started), closed_at(idle, started))
+    })
+    .await?;
+    for (what, at) in [("slow headers", slow_closed), ("idle", idle_closed)] {
+        assert!(
+            at >= Duration::from_secs(9),
+            "{what} connection closed after only {at:?}"
+        );
+    }
+    still_serving(&host).await?;
+    host.stop().await
+}

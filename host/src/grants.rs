@@ -1,5 +1,5 @@
 //! What an operator grants a guest beyond the default nothing: named environment
-//! variables and one read-only directory.
+//! variables, one read-only directory, and outbound HTTP to named hosts.
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -13,6 +13,8 @@ pub struct Grants {
     pub env: Vec<EnvGrant>,
     /// One host directory the guest may read (never write).
     pub dir: Option<DirGrant>,
+    /// Hosts the guest may send HTTP requests to (wasi:http outgoing handler).
+    pub http: Vec<HttpGrant>,
 }
 
 /// One environment variable: `NAME=VALUE`, or `NAME` to pass the host's own value.
@@ -79,7 +81,99 @@ impl FromStr for DirGrant {
     }
 }
 
+/// One destination for outbound HTTP: `[SCHEME://]HOST[:PORT]`. The scheme, when given,
+/// is the only one allowed; the port, when omitted, is the scheme's default (80 for
+/// http, 443 for https), so a grant never opens a host's other services by accident.
+/// `*.example.com` matches every subdomain of example.com (not example.com itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpGrant {
+    scheme: Option<HttpScheme>,
+    host: String,
+    port: Option<u16>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HttpScheme {
+    Http,
+    Https,
+}
+
+impl HttpScheme {
+    fn default_port(self) -> u16 {
+        match self {
+            HttpScheme::Http => 80,
+            HttpScheme::Https => 443,
+        }
+    }
+}
+
+impl FromStr for HttpGrant {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let usage = || format!("{text:?}: use [http://|https://]HOST[:PORT], HOST may be *.DOMAIN");
+        let (scheme, rest) = match text.split_once("://") {
+            Some(("http", rest)) => (Some(HttpScheme::Http), rest),
+            Some(("https", rest)) => (Some(HttpScheme::Https), rest),
+            Some(_) => return Err(usage()),
+            None => (None, text),
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        let authority: http::uri::Authority = rest.parse().map_err(|_| usage())?;
+        if authority.as_str() != rest || rest.contains('@') {
+            return Err(usage());
+        }
+        // `Authority` accepts any digits as a port; a grant's must fit in 16 bits.
+        let port = match rest[authority.host().len()..].strip_prefix(':') {
+            Some(port) => Some(port.parse::<u16>().map_err(|_| usage())?),
+            None => None,
+        };
+        let host = authority.host().to_ascii_lowercase();
+        let bare = host.strip_prefix("*.").unwrap_or(&host);
+        if bare.is_empty() || bare.contains('*') {
+            return Err(usage());
+        }
+        Ok(HttpGrant { scheme, host, port })
+    }
+}
+
+impl HttpGrant {
+    /// Whether a request to `uri` falls under this grant.
+    fn permits(&self, uri: &http::Uri) -> bool {
+        let scheme = match uri.scheme_str() {
+            Some("http") => HttpScheme::Http,
+            Some("https") => HttpScheme::Https,
+            _ => return false,
+        };
+        let Some(host) = uri.host() else {
+            return false;
+        };
+        let host = host.to_ascii_lowercase();
+        let port = uri.port_u16().unwrap_or(scheme.default_port());
+        let host_matches = match self.host.strip_prefix("*.") {
+            Some(domain) => host
+                .strip_suffix(domain)
+                .is_some_and(|sub| sub.len() > 1 && sub.ends_with('.')),
+            None => host == self.host,
+        };
+        host_matches
+            && self.scheme.is_none_or(|granted| granted == scheme)
+            && match self.port {
+                Some(granted) => granted == port,
+                None => match self.scheme {
+                    Some(granted) => port == granted.default_port(),
+                    None => port == 80 || port == 443,
+                },
+            }
+    }
+}
+
 impl Grants {
+    /// Whether a guest may send an HTTP request to `uri`.
+    pub(crate) fn permits_http(&self, uri: &http::Uri) -> bool {
+        self.http.iter().any(|grant| grant.permits(uri))
+    }
+
     /// Checks, at start, that the granted directory can be opened.
     pub(crate) fn check(&self) -> anyhow::Result<()> {
         if let Some(dir) = &self.dir {
@@ -135,5 +229,56 @@ mod tests {
         let same: DirGrant = "/srv/x".parse().expect("valid");
         assert_eq!(same.guest, "/srv/x");
         assert!("::/data".parse::<DirGrant>().is_err());
+    }
+
+    fn permits(grant: &str, uri: &str) -> bool {
+        let grant: HttpGrant = grant.parse().expect("valid grant");
+        grant.permits(&uri.parse().expect("valid uri"))
+    }
+
+    #[test]
+    fn http_grants_match_scheme_host_and_port() {
+        assert!(permits("api.example.com", "https://api.example.com/v1"));
+        assert!(permits("api.example.com", "http://API.example.com/"));
+        assert!(!permits("api.example.com", "https://api.example.com:8443/"));
+        assert!(!permits("api.example.com", "https://example.com/"));
+        assert!(!permits(
+            "api.example.com",
+            "https://api.example.com.evil.net/"
+        ));
+        assert!(permits(
+            "https://api.example.com",
+            "https://api.example.com:443/"
+        ));
+        assert!(!permits(
+            "https://api.example.com",
+            "http://api.example.com/"
+        ));
+        assert!(permits(
+            "http://127.0.0.1:8080",
+            "http://127.0.0.1:8080/x?y"
+        ));
+        assert!(!permits("http://127.0.0.1:8080", "http://127.0.0.1:8081/"));
+        assert!(!permits("http://127.0.0.1:8080", "http://127.0.0.2:8080/"));
+        assert!(permits("*.example.com", "https://a.b.example.com/"));
+        assert!(!permits("*.example.com", "https://example.com/"));
+        assert!(!permits("*.example.com", "https://badexample.com/"));
+        assert!(permits("[::1]:9000", "http://[::1]:9000/"));
+    }
+
+    #[test]
+    fn http_grants_refuse_what_is_not_a_destination() {
+        for bad in [
+            "",
+            "ftp://example.com",
+            "user@example.com",
+            "example.com/path",
+            "*",
+            "*.",
+            "a.*.com",
+            "example.com:99999",
+        ] {
+            assert!(bad.parse::<HttpGrant>().is_err(), "{bad:?} was accepted");
+        }
     }
 }

@@ -2,17 +2,20 @@
 //! message: nothing a guest does to its memory survives into the next message.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::error::Context as _;
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::Grants;
 use crate::bindings::{Decision, Message, PushHandlerPre};
 use crate::guest_output::GuestOutput;
 use crate::memory_cap::MemoryCap;
+use crate::outbound_http::OutboundHttp;
 
 /// Host-side resources (streams, pollables, handles) one instance may hold at once.
 const MAX_RESOURCES: usize = 4096;
@@ -51,11 +54,24 @@ fn one_line(err: &wasmtime::Error) -> String {
 }
 
 /// Everything one guest instance may touch: WASI with no files, no environment and no
-/// network unless granted; stdout and stderr captured for the log; a memory cap.
+/// network unless granted; outbound HTTP only to granted hosts; stdout and stderr
+/// captured for the log; a memory cap.
 struct GuestState {
     wasi: WasiCtx,
+    http: WasiHttpCtx,
+    outbound: OutboundHttp,
     table: ResourceTable,
     limits: MemoryCap,
+}
+
+impl WasiHttpView for GuestState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
+        }
+    }
 }
 
 impl WasiView for GuestState {
@@ -73,7 +89,7 @@ pub(crate) struct Guest {
     pre: PushHandlerPre<GuestState>,
     deadline: Duration,
     max_memory: usize,
-    grants: Grants,
+    grants: Arc<Grants>,
 }
 
 impl std::fmt::Debug for Guest {
@@ -99,6 +115,9 @@ impl Guest {
             .with_context(|| format!("compiling component {}", path.display()))?;
         let mut linker = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        // Always linked, so that a component importing wasi:http instantiates; its
+        // requests are refused unless the operator granted the destination.
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         let instance_pre = linker.instantiate_pre(&component).with_context(|| {
             format!(
                 "component {} imports something the host does not provide",
@@ -116,7 +135,7 @@ impl Guest {
             pre,
             deadline,
             max_memory,
-            grants,
+            grants: Arc::new(grants),
         })
     }
 
@@ -182,6 +201,8 @@ impl Guest {
         table.set_max_capacity(MAX_RESOURCES);
         let state = GuestState {
             wasi,
+            http: WasiHttpCtx::new(),
+            outbound: OutboundHttp::new(self.grants.clone()),
             table,
             limits,
         };

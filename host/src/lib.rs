@@ -25,12 +25,13 @@ mod grants;
 mod guest;
 mod guest_output;
 mod memory_cap;
+mod outbound_http;
 mod receiver;
 mod server;
 mod tls;
 
 pub use crate::access::Token;
-pub use crate::grants::{DirGrant, EnvGrant, Grants};
+pub use crate::grants::{DirGrant, EnvGrant, Grants, HttpGrant};
 pub use crate::guest::GuestFault;
 pub use crate::receiver::{Receiver, ReceiverOptions};
 pub use crate::server::Server;

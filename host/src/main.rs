@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use cmq_host::{
-    DirGrant, EnvGrant, ExpectedFormat, Grants, IpNet, Receiver, ReceiverOptions, Server, Tls,
-    Token,
+    DirGrant, EnvGrant, ExpectedFormat, Grants, HttpGrant, IpNet, Receiver, ReceiverOptions,
+    Server, Tls, Token,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -56,6 +56,9 @@ struct ServeArgs {
     /// Longest a sender may take to send a push body; slower gets 408.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     body_timeout: Duration,
+    /// Connections open at once; beyond it new ones wait until one closes.
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
     /// Secret token pushes must carry, as /push/TOKEN or ?token=TOKEN (at least 16
     /// URL-safe characters). Prefer the environment variable: flags show in `ps`.
     #[arg(long, env = "CMQ_HOST_TOKEN", hide_env_values = true)]
@@ -80,6 +83,10 @@ struct ServeArgs {
     /// the same path).
     #[arg(long = "dir", value_name = "HOST_DIR[::GUEST_DIR]")]
     dir: Option<DirGrant>,
+    /// Grant guests outbound HTTP to a destination (repeatable). Without a port, only
+    /// the scheme's default port (80, 443); `*.DOMAIN` matches its subdomains.
+    #[arg(long = "http", value_name = "[SCHEME://]HOST[:PORT]")]
+    http: Vec<HttpGrant>,
 }
 
 fn main() -> ExitCode {
@@ -123,9 +130,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_body: args.max_body.bytes(),
         max_in_flight: args.max_in_flight,
         body_timeout: args.body_timeout,
+        max_connections: args.max_connections,
         token,
         allow: args.allow,
-        grants: Grants { env, dir: args.dir },
+        grants: Grants {
+            env,
+            dir: args.dir,
+            http: args.http,
+        },
     };
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(Tls::from_pem_files(cert, key)?),

@@ -38,6 +38,10 @@ pub struct ReceiverOptions {
     pub max_in_flight: usize,
     /// How long a sender may take to send a body (default 10 s); slower gets 408.
     pub body_timeout: Duration,
+    /// Connections open at once (default 1024); beyond it new connections wait in the
+    /// kernel's listen backlog until one closes, so idle or slow senders cannot exhaust
+    /// the process's file descriptors.
+    pub max_connections: usize,
     /// The endpoint's secret: pushes must carry it as `/push/<token>` or `?token=`;
     /// others get 404 and never reach the guest (default: none).
     pub token: Option<Token>,
@@ -57,6 +61,7 @@ impl Default for ReceiverOptions {
             max_body: 1 << 20,
             max_in_flight: 256,
             body_timeout: Duration::from_secs(10),
+            max_connections: 1024,
             token: None,
             allow: Vec::new(),
             grants: Grants::default(),
@@ -80,6 +85,10 @@ impl Receiver {
         anyhow::ensure!(
             options.max_in_flight > 0,
             "max in flight must be at least 1"
+        );
+        anyhow::ensure!(
+            options.max_connections > 0,
+            "max connections must be at least 1"
         );
         // CMQ gives up on an answer after about 15 s; an hour is far past any use and
         // keeps deadline arithmetic clear of overflow.
@@ -126,6 +135,11 @@ impl Receiver {
     /// The source addresses allowed to connect.
     pub(crate) fn allowlist(&self) -> Allowlist {
         Allowlist::new(self.options.allow.clone())
+    }
+
+    /// How many connections may be open at once.
+    pub(crate) fn max_connections(&self) -> usize {
+        self.options.max_connections
     }
 
     /// How long shutdown waits for in-flight pushes: one guest deadline and a margin.

@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use hyper::server::conn::http1;
@@ -13,6 +13,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::{Receiver, Tls};
@@ -26,6 +27,9 @@ const MAX_HEADER_BYTES: usize = 16 << 10;
 
 /// Most header fields in one request; beyond it the answer is 431.
 const MAX_HEADERS: usize = 64;
+
+/// Least time between two warnings that the connection limit is reached.
+const LIMIT_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 
 /// A bound receiver, ready to serve.
 #[derive(Debug)]
@@ -83,8 +87,32 @@ impl Server {
             .max_headers(MAX_HEADERS);
         let drain_timeout = receiver.drain_timeout();
         let allowlist = receiver.allowlist();
+        let max_connections = receiver.max_connections();
+        let connection_slots = Arc::new(Semaphore::new(max_connections));
+        let mut last_limit_warning: Option<Instant> = None;
         tokio::pin!(shutdown);
         loop {
+            // A slot before accepting: at the limit, new connections wait in the listen
+            // backlog (the kernel's, not ours) until an open one closes.
+            let slot = match connection_slots.clone().try_acquire_owned() {
+                Ok(slot) => slot,
+                Err(_) => {
+                    if last_limit_warning.is_none_or(|at| at.elapsed() >= LIMIT_WARNING_INTERVAL) {
+                        last_limit_warning = Some(Instant::now());
+                        tracing::warn!(
+                            max_connections,
+                            "connection limit reached: new connections wait until one closes"
+                        );
+                    }
+                    tokio::select! {
+                        slot = connection_slots.clone().acquire_owned() => match slot {
+                            Ok(slot) => slot,
+                            Err(_closed) => break,
+                        },
+                        () = &mut shutdown => break,
+                    }
+                }
+            };
             let (stream, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(accepted) => accepted,
@@ -112,6 +140,7 @@ impl Server {
             let http = http.clone();
             let tls = tls.clone();
             connections.spawn(async move {
+                let _slot = slot;
                 let served = match tls {
                     None => {
                         let connection = http.serve_connection(TokioIo::new(stream), service);
