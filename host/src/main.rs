@@ -50,8 +50,9 @@ struct ServeArgs {
     /// Largest push body accepted; larger ones get 413.
     #[arg(long, default_value = "1MiB")]
     max_body: ByteSize,
-    /// Messages handled at once; beyond it pushes get 503 at once.
-    #[arg(long, default_value_t = 256)]
+    /// Messages handled at once; beyond it pushes get 503 at once [default: 128 per
+    /// CPU].
+    #[arg(long, default_value_t = ReceiverOptions::default_max_in_flight(), hide_default_value = true)]
     max_in_flight: usize,
     /// Longest a sender may take to send a push body; slower gets 408.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]

@@ -34,7 +34,8 @@ pub struct ReceiverOptions {
     /// Largest request body accepted (default 1 MiB, CMQ's largest message).
     pub max_body: usize,
     /// Messages handled at once, from the first byte of the body to the guest's
-    /// decision; beyond it a push is answered 503 at once (default 256).
+    /// decision; beyond it a push is answered 503 at once (default: 128 per CPU, see
+    /// [`ReceiverOptions::default_max_in_flight`]).
     pub max_in_flight: usize,
     /// How long a sender may take to send a body (default 10 s); slower gets 408.
     pub body_timeout: Duration,
@@ -59,13 +60,23 @@ impl Default for ReceiverOptions {
             deadline: Duration::from_secs(10),
             max_memory: 64 << 20,
             max_body: 1 << 20,
-            max_in_flight: 256,
+            max_in_flight: Self::default_max_in_flight(),
             body_timeout: Duration::from_secs(10),
             max_connections: 1024,
             token: None,
             allow: Vec::new(),
             grants: Grants::default(),
         }
+    }
+}
+
+impl ReceiverOptions {
+    /// Messages in flight by default: 128 per CPU the process may use. A handler mostly
+    /// waits (on its own outbound calls, or on CMQ's sender), so far more messages than
+    /// cores are in flight at once; each may hold up to `max_memory`.
+    pub fn default_max_in_flight() -> usize {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        cpus.saturating_mul(128)
     }
 }
 
