@@ -259,3 +259,49 @@ fn a_bad_flag_fails_before_compiling() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn push_reports_each_message_and_exits_one_when_any_is_discarded() -> anyhow::Result<()> {
+    let (_server, _lines, url) = serve("faulty", &[])?;
+    let messages = std::env::temp_dir().join(format!("cmq-push-{}.jsonl", std::process::id()));
+    std::fs::write(
+        &messages,
+        "{\"msgId\":\"cli-ack\",\"msgBody\":\"fine\"}\n\
+         {\"msgId\":\"cli-retry\",\"msgBody\":\"again\",\"msgTag\":[\"retry\"]}\n",
+    )?;
+    let run = |extra: &[&str]| {
+        cmq_host()
+            .args(["push", &format!("{url}/cgi"), "--strategy", "backoff"])
+            .args(["--time-scale", "0.0001", "--json"])
+            .args(extra)
+            .output()
+    };
+    let mixed = run(&["--messages", messages.to_str().expect("utf-8 temp path")])?;
+    std::fs::remove_file(&messages)?;
+    assert_eq!(mixed.status.code(), Some(1), "a discard must fail the run");
+    let reports: Vec<serde_json::Value> = String::from_utf8(mixed.stdout)?
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let fate = |id: &str| {
+        reports.iter().find(|r| r["msgId"] == id).map(|r| {
+            (
+                r["outcome"].clone(),
+                r["attempts"].as_array().map_or(0, Vec::len),
+            )
+        })
+    };
+    assert_eq!(fate("cli-ack"), Some(("delivered".into(), 1)));
+    assert_eq!(fate("cli-retry"), Some(("discarded".into(), 4)));
+
+    let delivered = run(&["--generate", "3", "--format", "simplified"])?;
+    assert_eq!(delivered.status.code(), Some(0));
+    assert_eq!(String::from_utf8(delivered.stdout)?.lines().count(), 3);
+
+    let refused = cmq_host()
+        .args(["push", "https://example.com/cgi"])
+        .output()?;
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8(refused.stderr)?.contains("must be an http:// URL"));
+    Ok(())
+}

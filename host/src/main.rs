@@ -1,21 +1,13 @@
 //! The `cmq-host` command line.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use cmq_host::{
-    DirGrant, EnvGrant, ExpectedFormat, Grants, HttpGrant, IpNet, Receiver, ReceiverOptions,
-    Server, Tls, Token,
-};
 use tracing_subscriber::EnvFilter;
 
 mod byte_size;
-
-use crate::byte_size::ByteSize;
+mod push;
+mod serve;
 
 /// Receive Tencent Cloud CMQ pushes and hand each message to a sandboxed wasm component.
 #[derive(Debug, Parser)]
@@ -28,66 +20,10 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve CMQ pushes with a handler component, a fresh instance per message.
-    Serve(ServeArgs),
-}
-
-#[derive(Debug, clap::Args)]
-struct ServeArgs {
-    /// The handler component (built with the cmq-guest SDK).
-    component: PathBuf,
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
-    /// Push format the CMQ subscription uses: auto, json or simplified.
-    #[arg(long, default_value_t = ExpectedFormat::Auto)]
-    format: ExpectedFormat,
-    /// Longest a guest may run for one message (CMQ waits about 15 s for an answer).
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    deadline: Duration,
-    /// Linear memory one guest instance may use.
-    #[arg(long, default_value = "64MiB")]
-    max_memory: ByteSize,
-    /// Largest push body accepted; larger ones get 413.
-    #[arg(long, default_value = "1MiB")]
-    max_body: ByteSize,
-    /// Messages handled at once; beyond it pushes get 503 at once [default: 128 per
-    /// CPU].
-    #[arg(long, default_value_t = ReceiverOptions::default_max_in_flight(), hide_default_value = true)]
-    max_in_flight: usize,
-    /// Longest a sender may take to send a push body; slower gets 408.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    body_timeout: Duration,
-    /// Connections open at once; beyond it new ones wait until one closes.
-    #[arg(long, default_value_t = 1024)]
-    max_connections: usize,
-    /// Secret token pushes must carry, as /push/TOKEN or ?token=TOKEN (at least 16
-    /// URL-safe characters). Prefer the environment variable: flags show in `ps`.
-    #[arg(long, env = "CMQ_HOST_TOKEN", hide_env_values = true)]
-    // Parsed in `serve`, not by clap: clap's error for a bad value quotes it, and a
-    // token's value must never reach a log.
-    token: Option<String>,
-    /// Source network allowed to connect, as CIDR (repeatable); default: any.
-    #[arg(long = "allow", value_name = "CIDR")]
-    allow: Vec<IpNet>,
-    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
-    #[arg(long, value_name = "PEM", requires = "tls_key")]
-    tls_cert: Option<PathBuf>,
-    /// The PEM private key of --tls-cert.
-    #[arg(long, value_name = "PEM", requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
-    /// Grant guests an environment variable: NAME=VALUE, or NAME for the host's own
-    /// value (repeatable).
-    #[arg(long = "env", value_name = "NAME[=VALUE]")]
-    // Parsed in `serve`, like the token: values may be secrets.
-    env: Vec<String>,
-    /// Grant guests read-only access to a host directory, seen at GUEST_DIR (default:
-    /// the same path).
-    #[arg(long = "dir", value_name = "HOST_DIR[::GUEST_DIR]")]
-    dir: Option<DirGrant>,
-    /// Grant guests outbound HTTP to a destination (repeatable). Without a port, only
-    /// the scheme's default port (80, 443); `*.DOMAIN` matches its subdomains.
-    #[arg(long = "http", value_name = "[SCHEME://]HOST[:PORT]")]
-    http: Vec<HttpGrant>,
+    Serve(serve::ServeArgs),
+    /// Push messages to an endpoint exactly as CMQ does, retries and filters included,
+    /// and report each message's fate. Exits 1 when any message was discarded.
+    Push(push::PushArgs),
 }
 
 fn main() -> ExitCode {
@@ -97,101 +33,12 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!("{err:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
-        Command::Serve(args) => serve(args),
-    }
-}
-
-fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let token = args
-        .token
-        .map(|token| token.parse::<Token>())
-        .transpose()
-        .map_err(|reason| anyhow::anyhow!("invalid --token (value not shown): {reason}"))?;
-    let env = args
-        .env
-        .iter()
-        .map(|grant| grant.parse::<EnvGrant>())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|reason| anyhow::anyhow!("invalid --env: {reason}"))?;
-    let options = ReceiverOptions {
-        format: args.format,
-        deadline: args.deadline,
-        max_memory: args.max_memory.bytes(),
-        max_body: args.max_body.bytes(),
-        max_in_flight: args.max_in_flight,
-        body_timeout: args.body_timeout,
-        max_connections: args.max_connections,
-        token,
-        allow: args.allow,
-        grants: Grants {
-            env,
-            dir: args.dir,
-            http: args.http,
-        },
+    let outcome = match Cli::parse().command {
+        Command::Serve(args) => serve::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Push(args) => push::run(args),
     };
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(Tls::from_pem_files(cert, key)?),
-        _ => None,
-    };
-    // Compile and check the component before anything listens: a wrong component is an
-    // error at start, not at the first push.
-    let started = std::time::Instant::now();
-    let receiver = Receiver::load(&args.component, options)?;
-    tracing::info!(
-        component = %args.component.display(),
-        compile_ms = started.elapsed().as_millis() as u64,
-        "component ready"
-    );
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(async {
-        let mut server = Server::bind(args.listen, receiver).await?;
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        if let Some(tls) = tls {
-            server = server.with_tls(tls);
-        }
-        tracing::info!("listening on {scheme}://{}", server.local_addr());
-        server.serve(shutdown_signal()).await
-    })?;
-    tracing::info!("stopped");
-    Ok(())
-}
-
-/// Completes on ctrl-c or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(err) = tokio::signal::ctrl_c().await {
-            tracing::warn!("cannot listen for ctrl-c: {err}");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut sigterm) => {
-                sigterm.recv().await;
-            }
-            Err(err) => {
-                tracing::warn!("cannot listen for SIGTERM: {err}");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
+    outcome.unwrap_or_else(|err| {
+        tracing::error!("{err:#}");
+        ExitCode::FAILURE
+    })
 }
