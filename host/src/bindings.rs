@@ -9,7 +9,8 @@ mod generated {
 }
 
 pub(crate) use self::generated::PushHandlerPre;
-pub(crate) use self::generated::exports::cmq::push::handler::{Decision, Format, Message};
+pub use self::generated::exports::cmq::push::handler::Decision;
+pub(crate) use self::generated::exports::cmq::push::handler::{Format, Message};
 
 impl From<cmq_message::Message> for Message {
     fn from(message: cmq_message::Message) -> Self {

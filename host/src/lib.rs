@@ -31,6 +31,7 @@ mod server;
 mod tls;
 
 pub use crate::access::Token;
+pub use crate::bindings::Decision;
 pub use crate::grants::{DirGrant, EnvGrant, Grants, HttpGrant};
 pub use crate::guest::GuestFault;
 pub use crate::receiver::{Receiver, ReceiverOptions};

@@ -1,5 +1,6 @@
 //! The `cmq-host` command line.
 
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -32,6 +33,8 @@ fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colours for a person at a terminal; plain text for files, pipes and journald.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let outcome = match Cli::parse().command {
         Command::Serve(args) => serve::run(args).map(|()| ExitCode::SUCCESS),

@@ -17,7 +17,7 @@ use crate::access::Allowlist;
 use crate::answer::{AnswerBody, PushError, decision_response};
 use crate::bindings::{Decision, Message};
 use crate::engine::{EngineSizing, EpochTicker, new_engine};
-use crate::guest::Guest;
+use crate::guest::{Guest, GuestFault};
 use crate::{Grants, Token};
 
 /// How a receiver treats pushes; every field has a default (see [`Default`]).
@@ -141,6 +141,13 @@ impl Receiver {
     /// be instantiated within the limits is refused before serving.
     pub async fn check(&self) -> anyhow::Result<()> {
         Ok(self.guest.check_instantiates().await?)
+    }
+
+    /// Runs `message` through a fresh instance of the guest, exactly as for a push, and
+    /// returns the guest's decision: for tools and benchmarks that have a message and
+    /// no HTTP request. The message-in-flight cap does not apply.
+    pub async fn handle(&self, message: cmq_message::Message) -> Result<Decision, GuestFault> {
+        self.guest.handle(Message::from(message)).await
     }
 
     /// The source addresses allowed to connect.

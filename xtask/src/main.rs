@@ -1,7 +1,8 @@
 //! `cargo xtask`: the project's tasks, in Rust so they run wherever cargo does.
 //! `guests` builds handler components for wasm32-wasip2; `test` is the whole check
-//! suite that the README and CI call.
+//! suite that the README and CI call; `bench` measures the receivers side by side.
 
+mod bench;
 mod guests;
 mod test;
 
@@ -15,6 +16,9 @@ Tasks:
   guests [--crate PATH]...  Build the example guests, or the given handler crates,
                             for wasm32-wasip2 into target/guests/<crate_name>.wasm
   test                      Run every check: guests, fmt, clippy, tests
+  bench [--seconds S] [--connections 1,16,64] [--starts N]
+                            Load the receivers side by side with wrk; report to
+                            stdout and target/bench/report.md
   help                      Print this";
 
 fn main() -> ExitCode {
@@ -25,6 +29,10 @@ fn main() -> ExitCode {
             Err(e) => return usage_error(&e),
         },
         Some("test") if args.len() == 1 => test::run(),
+        Some("bench") => match bench::parse_args(&args[1..]) {
+            Ok(options) => bench::run(&options),
+            Err(e) => return usage_error(&e),
+        },
         Some("help" | "-h" | "--help") if args.len() == 1 => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -1,0 +1,538 @@
+//! `cargo xtask bench`: the receivers side by side, in one run, under the same load.
+//!
+//! Each path gets the documented JSON push from `wrk` (installed from Debian's packages
+//! when missing) at each connection count, and the report gives requests per second,
+//! p50 and p99 latency, CPU time per message and peak RSS, each as a ratio to the
+//! native receiver, then the cold start of each (process start to the first `200`).
+//! The report goes to stdout and to `target/bench/report.md`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+
+use crate::{cargo, guests, repo_root};
+
+/// The documented JSON push, as CMQ sends it.
+const BODY: &str = r#"{"TopicOwner":100015036,"topicName":"MyTopic","subscriptionName":"mysubscription","msgId":"6942316962","msgBody":"test message","publishTime":11203432}"#;
+
+/// What `cargo xtask bench` measures.
+#[derive(Debug)]
+pub struct Options {
+    /// How long each load lasts.
+    duration: Duration,
+    /// The connection counts.
+    connections: Vec<u32>,
+    /// Cold starts per path; the median is reported.
+    starts: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            duration: Duration::from_secs(5),
+            connections: vec![1, 16, 64],
+            starts: 5,
+        }
+    }
+}
+
+pub fn parse_args(args: &[String]) -> Result<Options, String> {
+    let mut options = Options::default();
+    let mut args = args.iter();
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--seconds" => {
+                let secs: u64 = value
+                    .parse()
+                    .map_err(|_| format!("bad --seconds {value:?}"))?;
+                options.duration = Duration::from_secs(secs.max(1));
+            }
+            "--connections" => {
+                options.connections = value
+                    .split(',')
+                    .map(|c| c.trim().parse::<u32>().ok().filter(|c| *c > 0))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| format!("bad --connections {value:?}"))?;
+            }
+            "--starts" => {
+                options.starts = value
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| format!("bad --starts {value:?}"))?;
+            }
+            _ => return Err(format!("unknown flag {flag}")),
+        }
+    }
+    Ok(options)
+}
+
+/// One receiver under test: how to start it on a given port.
+struct Receiver {
+    name: &'static str,
+    command: Box<dyn Fn(u16) -> Command>,
+}
+
+/// One load's figures.
+#[derive(Debug, Clone, Copy)]
+struct Load {
+    requests_per_sec: f64,
+    p50: Duration,
+    p99: Duration,
+    cpu_per_message: Duration,
+    failed: u64,
+}
+
+pub fn run(options: &Options) -> Result<()> {
+    let root = repo_root();
+    let out = root.join("target/bench");
+    std::fs::create_dir_all(&out)?;
+    guests::run(&[root.join("guest/fixtures/ack")])?;
+    eprintln!("xtask bench: building cmq-host and the native receiver (release)");
+    let built = Command::new(cargo())
+        .current_dir(&root)
+        .args(["build", "--release", "-p", "cmq-host", "-p", "cmq-bench"])
+        .status()?;
+    ensure!(built.success(), "cargo build --release failed");
+    let wrk = ensure_wrk()?;
+    let script = out.join("push.lua");
+    std::fs::write(&script, wrk_script())?;
+
+    let release = root.join("target/release");
+    let host = release.join("cmq-host");
+    let native = release.join("native-receiver");
+    let component = root.join("target/guests/ack.wasm");
+    let sample = root.join("bench/python/cmq_sample_receiver.py");
+    let paths = [
+        Receiver {
+            name: "native hyper + cmq-message (no sandbox)",
+            command: Box::new(move |port| {
+                let mut command = Command::new(&native);
+                command.arg(format!("127.0.0.1:{port}"));
+                command
+            }),
+        },
+        Receiver {
+            name: "cmq-host, ack guest, fresh instance per message",
+            command: Box::new(move |port| {
+                let mut command = Command::new(&host);
+                command
+                    .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+                    .arg(&component);
+                command
+            }),
+        },
+        Receiver {
+            name: "CMQ documentation's Python sample (Python 3 port)",
+            command: Box::new(move |port| {
+                let mut command = Command::new("python3");
+                command.arg(&sample).arg(port.to_string());
+                command
+            }),
+        },
+    ];
+
+    let mut report = String::new();
+    report.push_str(&machine()?);
+    report.push_str(&format!(
+        "\nLoad: `wrk -t1 -c<C> -d{}s --latency`, the documented JSON push (POST, CMQ's headers).\n\n",
+        options.duration.as_secs()
+    ));
+    report.push_str("| path | conns | req/s | p50 | p99 | CPU/msg | peak RSS |\n|---|---|---|---|---|---|---|\n");
+    let mut native_loads: Vec<Load> = Vec::new();
+    let mut cold_starts = Vec::new();
+    for (index, path) in paths.iter().enumerate() {
+        eprintln!("xtask bench: {}", path.name);
+        let port = free_port()?;
+        let mut server = Server::start((path.command)(port), port)?;
+        // Warm up: connections, caches, the allocator's free lists.
+        run_wrk(&wrk, &script, port, 16, Duration::from_secs(1))?;
+        let mut loads = Vec::new();
+        for &connections in &options.connections {
+            let before = cpu_time(server.pid())?;
+            let (load, requests) = run_wrk(&wrk, &script, port, connections, options.duration)?;
+            let spent = cpu_time(server.pid())?.saturating_sub(before);
+            let load = Load {
+                cpu_per_message: spent
+                    .checked_div(requests.max(1) as u32)
+                    .unwrap_or_default(),
+                ..load
+            };
+            loads.push((connections, load));
+        }
+        let rss = peak_rss_kib(server.pid())?;
+        server.stop();
+        if index == 0 {
+            native_loads = loads.iter().map(|(_, load)| *load).collect();
+        }
+        for (i, (connections, load)) in loads.iter().enumerate() {
+            let base = native_loads.get(i).copied();
+            let ratio = |value: f64, base: Option<f64>| match base {
+                Some(base) if index > 0 && base > 0.0 => format!(" ({:.2}×)", value / base),
+                _ => String::new(),
+            };
+            let failed = if load.failed > 0 {
+                format!(" **{} non-2xx**", load.failed)
+            } else {
+                String::new()
+            };
+            report.push_str(&format!(
+                "| {} | {connections} | {:.0}{}{failed} | {} | {}{} | {:.1} µs{} | {:.1} MiB |\n",
+                path.name,
+                load.requests_per_sec,
+                ratio(load.requests_per_sec, base.map(|b| b.requests_per_sec)),
+                show(load.p50),
+                show(load.p99),
+                ratio(load.p99.as_secs_f64(), base.map(|b| b.p99.as_secs_f64())),
+                load.cpu_per_message.as_secs_f64() * 1e6,
+                ratio(
+                    load.cpu_per_message.as_secs_f64(),
+                    base.map(|b| b.cpu_per_message.as_secs_f64())
+                ),
+                rss as f64 / 1024.0,
+            ));
+        }
+        let mut starts = Vec::new();
+        for _ in 0..options.starts {
+            starts.push(cold_start(&*path.command)?);
+        }
+        starts.sort();
+        cold_starts.push((path.name, starts[starts.len() / 2]));
+    }
+    report.push_str(&format!(
+        "\nCold start, process start to the first `200` (median of {}):\n\n| path | cold start |\n|---|---|\n",
+        options.starts
+    ));
+    for (name, start) in cold_starts {
+        report.push_str(&format!("| {name} | {} |\n", show(start)));
+    }
+    std::fs::write(out.join("report.md"), &report)?;
+    println!("{report}");
+    eprintln!("xtask bench: report written to target/bench/report.md");
+    Ok(())
+}
+
+/// wrk from PATH, or installed from Debian's packages.
+fn ensure_wrk() -> Result<PathBuf> {
+    if let Some(wrk) = which("wrk") {
+        return Ok(wrk);
+    }
+    eprintln!("xtask bench: installing wrk (apt-get install wrk)");
+    let mut apt = Command::new("apt-get");
+    apt.args(["install", "-y", "--no-install-recommends", "wrk"])
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    let installed = apt.status().is_ok_and(|s| s.success())
+        || (Command::new("apt-get")
+            .arg("update")
+            .status()
+            .is_ok_and(|s| s.success())
+            && apt.status().is_ok_and(|s| s.success()));
+    match which("wrk") {
+        Some(wrk) if installed => Ok(wrk),
+        _ => bail!("wrk is missing and could not be installed: install Debian's package wrk"),
+    }
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|candidate| candidate.is_file())
+    })
+}
+
+fn wrk_script() -> String {
+    format!(
+        r#"wrk.method = "POST"
+wrk.body = '{BODY}'
+wrk.headers["Content-Type"] = "text/plain"
+wrk.headers["User-Agent"] = "Qcloud Notification Service Agent"
+wrk.headers["x-cmq-request-id"] = "2394928734"
+wrk.headers["x-cmq-message-id"] = "6942316962"
+wrk.headers["x-cmq-message-tag"] = "a, b"
+"#
+    )
+}
+
+/// A running receiver; killed when dropped.
+struct Server(Child);
+
+impl Server {
+    /// Starts `command` and waits until it answers a push on `port`.
+    fn start(mut command: Command, port: u16) -> Result<Server> {
+        let child = command
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {command:?}"))?;
+        let server = Server(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while push_status(port) != Some(200) {
+            ensure!(
+                Instant::now() < deadline,
+                "{command:?} did not answer within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(server)
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    fn stop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Process start to the first `200`, on a fresh port.
+fn cold_start(command: &dyn Fn(u16) -> Command) -> Result<Duration> {
+    let port = free_port()?;
+    let mut command = command(port);
+    let started = Instant::now();
+    let child = command
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut server = Server(child);
+    while push_status(port) != Some(200) {
+        ensure!(
+            started.elapsed() < Duration::from_secs(60),
+            "no answer within 60 s"
+        );
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    let elapsed = started.elapsed();
+    server.stop();
+    Ok(elapsed)
+}
+
+/// Sends the documented push on a new connection; the answer's status, if any.
+fn push_status(port: u16) -> Option<u16> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let request = format!(
+        "POST /cgi HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n\
+         x-cmq-message-id: 6942316962\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A port that was free a moment ago.
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Runs wrk; its figures and the number of requests it completed.
+fn run_wrk(
+    wrk: &Path,
+    script: &Path,
+    port: u16,
+    connections: u32,
+    duration: Duration,
+) -> Result<(Load, u64)> {
+    let output = Command::new(wrk)
+        .args([
+            "-t1",
+            &format!("-c{connections}"),
+            &format!("-d{}s", duration.as_secs()),
+        ])
+        .arg("--latency")
+        .arg("-s")
+        .arg(script)
+        .arg(format!("http://127.0.0.1:{port}/cgi"))
+        .output()?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    ensure!(output.status.success(), "wrk failed: {text}");
+    let field = |prefix: &str| -> Option<String> {
+        text.lines()
+            .map(str::trim)
+            .find_map(|line| line.strip_prefix(prefix).map(|rest| rest.trim().to_owned()))
+    };
+    let requests_per_sec: f64 = field("Requests/sec:")
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("no Requests/sec in wrk's output:\n{text}"))?;
+    let requests: u64 = text
+        .lines()
+        .find(|line| line.contains("requests in"))
+        .and_then(|line| line.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("no request count in wrk's output:\n{text}"))?;
+    let p50 = field("50%").and_then(|v| parse_wrk_duration(&v));
+    let p99 = field("99%").and_then(|v| parse_wrk_duration(&v));
+    let failed = field("Non-2xx or 3xx responses:")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+        + text
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("Socket errors:"))
+            .map_or(0, |errors| {
+                // "connect 0, read 0, write 0, timeout 0". Read errors are left out: wrk
+                // counts one for every answered request on a connection the server then
+                // closes (the Python sample answers HTTP/1.0 and closes each one).
+                errors
+                    .split(',')
+                    .filter_map(|part| {
+                        let mut words = part.split_whitespace();
+                        let kind = words.next()?;
+                        let count = words.next()?.parse::<u64>().ok()?;
+                        (kind != "read").then_some(count)
+                    })
+                    .sum()
+            });
+    Ok((
+        Load {
+            requests_per_sec,
+            p50: p50.context("no p50 in wrk's output")?,
+            p99: p99.context("no p99 in wrk's output")?,
+            cpu_per_message: Duration::ZERO,
+            failed,
+        },
+        requests,
+    ))
+}
+
+/// wrk's `1.23ms`, `456.00us`, `1.50s`.
+fn parse_wrk_duration(text: &str) -> Option<Duration> {
+    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let secs = match unit {
+        "us" => number / 1e6,
+        "ms" => number / 1e3,
+        "s" => number,
+        "m" => number * 60.0,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(secs))
+}
+
+fn show(duration: Duration) -> String {
+    let micros = duration.as_secs_f64() * 1e6;
+    if micros < 1000.0 {
+        format!("{micros:.0} µs")
+    } else {
+        format!("{:.2} ms", micros / 1000.0)
+    }
+}
+
+/// User plus system CPU time of process `pid` so far (its threads included).
+fn cpu_time(pid: u32) -> Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let after = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .context("odd /proc stat")?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
+    let ticks: u64 = fields
+        .get(11..13)
+        .context("short /proc stat")?
+        .iter()
+        .map(|f| f.parse::<u64>())
+        .sum::<Result<u64, _>>()?;
+    Ok(Duration::from_secs_f64(
+        ticks as f64 / clock_ticks()? as f64,
+    ))
+}
+
+fn clock_ticks() -> Result<u64> {
+    let output = Command::new("getconf").arg("CLK_TCK").output()?;
+    Ok(String::from_utf8_lossy(&output.stdout).trim().parse()?)
+}
+
+/// The process's peak resident set (VmHWM), in KiB.
+fn peak_rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmHWM in /proc status")
+}
+
+/// The machine and the versions, for the report's head.
+fn machine() -> Result<String> {
+    let command_line = |program: &str, args: &[&str]| -> String {
+        Command::new(program)
+            .args(args)
+            .output()
+            .ok()
+            .map(|o| {
+                let text = if o.stdout.is_empty() {
+                    o.stderr
+                } else {
+                    o.stdout
+                };
+                String::from_utf8_lossy(&text)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_owned()
+            })
+            .unwrap_or_else(|| "not found".into())
+    };
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let lock = std::fs::read_to_string(repo_root().join("Cargo.lock")).unwrap_or_default();
+    let wasmtime = lock
+        .split("[[package]]")
+        .find(|p| p.contains("name = \"wasmtime\"\n"))
+        .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = ")))
+        .unwrap_or("?")
+        .trim_matches('"')
+        .to_owned();
+    let mut stamp = String::new();
+    let _ = BufReader::new(
+        Command::new("date")
+            .arg("-u")
+            .arg("+%Y-%m-%d %H:%M UTC")
+            .stdout(Stdio::piped())
+            .spawn()?
+            .stdout
+            .context("date")?,
+    )
+    .read_line(&mut stamp);
+    Ok(format!(
+        "Run {}: {cores} cores ({cpu}), kernel {}; {}, wasmtime {wasmtime}, {}, {}.\n",
+        stamp.trim(),
+        command_line("uname", &["-r"]),
+        command_line("rustc", &["--version"]),
+        command_line("python3", &["--version"]),
+        command_line("wrk", &["--version"])
+            .split(" [")
+            .next()
+            .unwrap_or("wrk"),
+    ))
+}
