@@ -145,9 +145,20 @@ impl HttpGrant {
             Some("https") => HttpScheme::Https,
             _ => return false,
         };
-        let Some(host) = uri.host() else {
+        let Some(authority) = uri.authority() else {
             return false;
         };
+        // The connection goes to the authority as written: it must be exactly the host
+        // and an optional valid port, with no user info for the resolver to see.
+        let host = authority.host();
+        let after_host = authority.as_str().strip_prefix(host).unwrap_or("@");
+        let port_ok = after_host.is_empty()
+            || after_host
+                .strip_prefix(':')
+                .is_some_and(|port| port.parse::<u16>().is_ok());
+        if !port_ok {
+            return false;
+        }
         let host = host.to_ascii_lowercase();
         let port = uri.port_u16().unwrap_or(scheme.default_port());
         let host_matches = match self.host.strip_prefix("*.") {
@@ -264,6 +275,13 @@ mod tests {
         assert!(!permits("*.example.com", "https://example.com/"));
         assert!(!permits("*.example.com", "https://badexample.com/"));
         assert!(permits("[::1]:9000", "http://[::1]:9000/"));
+        // What the connection would use differs from what was checked: refused.
+        assert!(!permits("api.example.com", "https://x@api.example.com/"));
+        assert!(!permits(
+            "api.example.com",
+            "https://evil.com:80@api.example.com:443/"
+        ));
+        assert!(!permits("api.example.com", "https://api.example.com:/"));
     }
 
     #[test]

@@ -2,6 +2,9 @@
 //! message: nothing a guest does to its memory survives into the next message.
 
 use std::path::Path;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,6 +12,8 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::error::Context as _;
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::Grants;
@@ -16,6 +21,17 @@ use crate::bindings::{Decision, Message, PushHandlerPre};
 use crate::guest_output::GuestOutput;
 use crate::memory_cap::MemoryCap;
 use crate::outbound_http::OutboundHttp;
+
+/// Why a wasi-http guest's call ended without a usable response.
+#[derive(Debug, thiserror::Error)]
+enum NoResponse {
+    #[error("the guest returned without setting a response")]
+    NotSet,
+    #[error("the guest answered with an error: {0:?}")]
+    Error(ErrorCode),
+    #[error("the guest's response body could not be read: {0}")]
+    Body(String),
+}
 
 /// Host-side resources (streams, pollables, handles) one instance may hold at once.
 const MAX_RESOURCES: usize = 4096;
@@ -83,10 +99,45 @@ impl WasiView for GuestState {
     }
 }
 
+/// Which interface a component is served through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ServeAs {
+    /// `push-handler` when the component exports `cmq:push/handler`, otherwise
+    /// `incoming-handler` when it exports `wasi:http/incoming-handler`.
+    #[default]
+    Auto,
+    /// `cmq:push/handler`: the host parses the push and the guest returns a decision.
+    PushHandler,
+    /// `wasi:http/incoming-handler`: the guest gets the HTTP request and its response
+    /// is the answer, as under `wasmtime serve` or Spin.
+    IncomingHandler,
+}
+
+impl std::str::FromStr for ServeAs {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "auto" => Ok(ServeAs::Auto),
+            "push-handler" => Ok(ServeAs::PushHandler),
+            "incoming-handler" => Ok(ServeAs::IncomingHandler),
+            _ => Err(format!(
+                "unknown interface {text:?}: expected auto, push-handler or incoming-handler"
+            )),
+        }
+    }
+}
+
+/// The export a loaded component is served through.
+enum Exports {
+    Push(PushHandlerPre<GuestState>),
+    Http(ProxyPre<GuestState>),
+}
+
 /// A handler component ready to be instantiated.
 pub(crate) struct Guest {
     engine: Engine,
-    pre: PushHandlerPre<GuestState>,
+    exports: Exports,
     deadline: Duration,
     max_memory: usize,
     grants: Arc<Grants>,
@@ -95,6 +146,7 @@ pub(crate) struct Guest {
 impl std::fmt::Debug for Guest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Guest")
+            .field("serves", &self.serves())
             .field("deadline", &self.deadline)
             .field("max_memory", &self.max_memory)
             .finish_non_exhaustive()
@@ -110,6 +162,7 @@ impl Guest {
         deadline: Duration,
         max_memory: usize,
         grants: Grants,
+        serve_as: ServeAs,
     ) -> wasmtime::Result<Self> {
         let component = Component::from_file(engine, path)
             .with_context(|| format!("compiling component {}", path.display()))?;
@@ -124,15 +177,35 @@ impl Guest {
                 path.display()
             )
         })?;
-        let pre = PushHandlerPre::new(instance_pre).with_context(|| {
-            format!(
-                "component {} does not export cmq:push/handler@0.1.0 (build it with the cmq-guest SDK)",
-                path.display()
-            )
-        })?;
+        let push = || PushHandlerPre::new(instance_pre.clone());
+        let http = || ProxyPre::new(instance_pre.clone());
+        let exports = match serve_as {
+            ServeAs::Auto => match push() {
+                Ok(pre) => Exports::Push(pre),
+                Err(_) => Exports::Http(http().with_context(|| {
+                    format!(
+                        "component {} exports neither cmq:push/handler@0.1.0 (build it with the \
+                         cmq-guest SDK) nor wasi:http/incoming-handler@0.2",
+                        path.display()
+                    )
+                })?),
+            },
+            ServeAs::PushHandler => Exports::Push(push().with_context(|| {
+                format!(
+                    "component {} does not export cmq:push/handler@0.1.0 (build it with the cmq-guest SDK)",
+                    path.display()
+                )
+            })?),
+            ServeAs::IncomingHandler => Exports::Http(http().with_context(|| {
+                format!(
+                    "component {} does not export wasi:http/incoming-handler@0.2",
+                    path.display()
+                )
+            })?),
+        };
         Ok(Guest {
             engine: engine.clone(),
-            pre,
+            exports,
             deadline,
             max_memory,
             grants: Arc::new(grants),
@@ -143,11 +216,19 @@ impl Guest {
     /// for the instance limits is refused at start.
     pub(crate) async fn check_instantiates(&self) -> wasmtime::Result<()> {
         let (mut store, _, _) = self.new_store(Instant::now() + self.deadline)?;
-        self.pre
-            .instantiate_async(&mut store)
-            .await
-            .context("instantiating the component")?;
-        Ok(())
+        let instantiated = match &self.exports {
+            Exports::Push(pre) => pre.instantiate_async(&mut store).await.map(drop),
+            Exports::Http(pre) => pre.instantiate_async(&mut store).await.map(drop),
+        };
+        instantiated.context("instantiating the component")
+    }
+
+    /// The interface this component is served through (never [`ServeAs::Auto`]).
+    pub(crate) fn serves(&self) -> ServeAs {
+        match self.exports {
+            Exports::Push(_) => ServeAs::PushHandler,
+            Exports::Http(_) => ServeAs::IncomingHandler,
+        }
     }
 
     /// Runs `message` through a fresh instance and returns the guest's decision. The
@@ -158,17 +239,16 @@ impl Guest {
             .new_store(started + self.deadline)
             .map_err(GuestFault::Instantiate)?;
         let message_id = message.message_id.clone();
+        let Exports::Push(pre) = &self.exports else {
+            return Err(GuestFault::Instantiate(wasmtime::format_err!(
+                "the component serves wasi:http/incoming-handler, not cmq:push/handler"
+            )));
+        };
         let run = async {
-            let handler = self
-                .pre
+            let handler = pre
                 .instantiate_async(&mut store)
                 .await
-                .map_err(|err| match err.downcast_ref::<Trap>() {
-                    // A trap while instantiating (a start function, the deadline) is
-                    // the guest's fault; anything else is the host out of room.
-                    Some(_) => self.classify_trap(err),
-                    None => GuestFault::Instantiate(err),
-                })?;
+                .map_err(|err| self.instantiate_error(err))?;
             handler
                 .cmq_push_handler()
                 .call_handle(&mut store, &message)
@@ -220,6 +300,79 @@ impl Guest {
             }
         });
         Ok((store, stdout, stderr))
+    }
+
+    /// Runs one HTTP request through a fresh instance's `wasi:http/incoming-handler`
+    /// and returns its response, the body read whole (up to `max_answer` bytes). The
+    /// guest's output is logged under `log_id`.
+    pub(crate) async fn handle_http(
+        &self,
+        request: http::Request<Full<Bytes>>,
+        log_id: &str,
+        max_answer: usize,
+    ) -> Result<http::Response<Bytes>, GuestFault> {
+        let started = Instant::now();
+        let (mut store, stdout, stderr) = self
+            .new_store(started + self.deadline)
+            .map_err(GuestFault::Instantiate)?;
+        let Exports::Http(pre) = &self.exports else {
+            return Err(GuestFault::Instantiate(wasmtime::format_err!(
+                "the component serves cmq:push/handler, not wasi:http/incoming-handler"
+            )));
+        };
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let call = async {
+            let proxy = pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|err| self.instantiate_error(err))?;
+            let mut http = store.data_mut().http();
+            let request = http
+                .new_incoming_request(Scheme::Http, request)
+                .map_err(GuestFault::Trap)?;
+            let response_out = http
+                .new_response_outparam(sender)
+                .map_err(GuestFault::Trap)?;
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, request, response_out)
+                .await
+                .map_err(|err| self.classify_trap(err))
+        };
+        // The guest writes its body while it runs, and may block on a full channel
+        // until the body is read: read it alongside the call.
+        let answer = async {
+            let response = receiver.await.map_err(|_| NoResponse::NotSet)?;
+            let response = response.map_err(NoResponse::Error)?;
+            let (parts, body) = response.into_parts();
+            let body = http_body_util::Limited::new(body, max_answer)
+                .collect()
+                .await
+                .map_err(|err| NoResponse::Body(err.to_string()))?
+                .to_bytes();
+            Ok::<_, NoResponse>(http::Response::from_parts(parts, body))
+        };
+        let run = async {
+            let (called, answered) = tokio::join!(call, answer);
+            called?;
+            answered.map_err(|no| GuestFault::Trap(wasmtime::format_err!("{no}")))
+        };
+        let outcome = match tokio::time::timeout(self.deadline, run).await {
+            Ok(outcome) => outcome,
+            Err(_elapsed) => Err(GuestFault::Deadline(self.deadline)),
+        };
+        stdout.log(log_id, "stdout");
+        stderr.log(log_id, "stderr");
+        outcome
+    }
+
+    fn instantiate_error(&self, err: wasmtime::Error) -> GuestFault {
+        match err.downcast_ref::<Trap>() {
+            // A trap while instantiating (a start function, the deadline) is the
+            // guest's fault; anything else is the host out of room.
+            Some(_) => self.classify_trap(err),
+            None => GuestFault::Instantiate(err),
+        }
     }
 
     fn classify_trap(&self, err: wasmtime::Error) -> GuestFault {

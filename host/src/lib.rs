@@ -33,7 +33,7 @@ mod tls;
 pub use crate::access::Token;
 pub use crate::bindings::Decision;
 pub use crate::grants::{DirGrant, EnvGrant, Grants, HttpGrant};
-pub use crate::guest::GuestFault;
+pub use crate::guest::{GuestFault, ServeAs};
 pub use crate::receiver::{Receiver, ReceiverOptions};
 pub use crate::server::Server;
 pub use crate::tls::Tls;

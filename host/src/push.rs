@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use cmq_simulator::{
-    Filter, Format, RetryStrategy, Simulator, Subscription, Summary, generate, read_json_lines,
+    Filter, Format, RetryStrategy, Simulator, Subscription, Summary, check_header_values, generate,
+    read_json_lines,
 };
 
 #[derive(Debug, clap::Args)]
@@ -84,12 +85,18 @@ pub(crate) fn run(args: PushArgs) -> anyhow::Result<ExitCode> {
             read_json_lines(BufReader::new(file))
                 .with_context(|| format!("reading messages from {}", path.display()))?
         }
-        None => generate(
-            args.generate.unwrap_or(1),
-            args.body.as_deref(),
-            &args.tag,
-            args.routing_key.as_deref(),
-        ),
+        None => {
+            let messages = generate(
+                args.generate.unwrap_or(1),
+                args.body.as_deref(),
+                &args.tag,
+                args.routing_key.as_deref(),
+            );
+            if let Some(first) = messages.first() {
+                check_header_values(first).map_err(|reason| anyhow::anyhow!("--tag: {reason}"))?;
+            }
+            messages
+        }
     };
     let subscription = Subscription {
         format: args.format,

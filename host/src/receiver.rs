@@ -17,7 +17,7 @@ use crate::access::Allowlist;
 use crate::answer::{AnswerBody, PushError, decision_response};
 use crate::bindings::{Decision, Message};
 use crate::engine::{EngineSizing, EpochTicker, new_engine};
-use crate::guest::{Guest, GuestFault};
+use crate::guest::{Guest, GuestFault, ServeAs};
 use crate::{Grants, Token};
 
 /// How a receiver treats pushes; every field has a default (see [`Default`]).
@@ -51,6 +51,8 @@ pub struct ReceiverOptions {
     pub allow: Vec<IpNet>,
     /// What guests may use beyond clocks, random and stdio (default: nothing).
     pub grants: Grants,
+    /// The interface the component is served through (default: detected).
+    pub serve_as: ServeAs,
 }
 
 impl Default for ReceiverOptions {
@@ -66,17 +68,19 @@ impl Default for ReceiverOptions {
             token: None,
             allow: Vec::new(),
             grants: Grants::default(),
+            serve_as: ServeAs::Auto,
         }
     }
 }
 
 impl ReceiverOptions {
-    /// Messages in flight by default: 128 per CPU the process may use. A handler mostly
-    /// waits (on its own outbound calls, or on CMQ's sender), so far more messages than
-    /// cores are in flight at once; each may hold up to `max_memory`.
+    /// Messages in flight by default: 128 per CPU the process may use, at most 1024. A
+    /// handler mostly waits (on its own outbound calls, or on CMQ's sender), so far more
+    /// messages than cores are in flight at once; each may hold up to `max_memory`, and
+    /// the instance pool reserves address space for every one.
     pub fn default_max_in_flight() -> usize {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        cpus.saturating_mul(128)
+        cpus.saturating_mul(128).min(1024)
     }
 }
 
@@ -98,8 +102,12 @@ impl Receiver {
             "max in flight must be at least 1"
         );
         anyhow::ensure!(
-            options.max_connections > 0,
-            "max connections must be at least 1"
+            (1..=MAX_LIMIT).contains(&options.max_connections),
+            "max connections must be between 1 and {MAX_LIMIT}"
+        );
+        anyhow::ensure!(
+            options.max_in_flight <= MAX_LIMIT,
+            "max in flight must be at most {MAX_LIMIT}"
         );
         // CMQ gives up on an answer after about 15 s; an hour is far past any use and
         // keeps deadline arithmetic clear of overflow.
@@ -127,6 +135,7 @@ impl Receiver {
             options.deadline,
             options.max_memory,
             options.grants.clone(),
+            options.serve_as,
         )?;
         let ticker = EpochTicker::start(&engine).context("starting the epoch ticker thread")?;
         Ok(Receiver {
@@ -148,6 +157,11 @@ impl Receiver {
     /// no HTTP request. The message-in-flight cap does not apply.
     pub async fn handle(&self, message: cmq_message::Message) -> Result<Decision, GuestFault> {
         self.guest.handle(Message::from(message)).await
+    }
+
+    /// The interface the component is served through.
+    pub fn serves(&self) -> ServeAs {
+        self.guest.serves()
     }
 
     /// The source addresses allowed to connect.
@@ -180,11 +194,25 @@ impl Receiver {
                 .in_flight
                 .try_acquire()
                 .map_err(|_| PushError::Overloaded(self.options.max_in_flight))?;
-            Ok::<_, PushError>((permit, self.read_message(request).await?))
+            let (parts, body) = request.into_parts();
+            let body = self.read_body(body).await?;
+            Ok::<_, PushError>((permit, parts, body))
         };
-        let (_permit, message) = match read.await {
+        let (_permit, parts, body) = match read.await {
             Ok(read) => read,
             Err(err) => {
+                tracing::info!(%peer, status = err.status().as_u16(), "push rejected: {err}");
+                return err.into_response();
+            }
+        };
+        if self.guest.serves() == ServeAs::IncomingHandler {
+            return self.answer_http(parts, body, started).await;
+        }
+        let parsed = cmq_message::parse(self.options.format, &push_headers(&parts.headers), &body);
+        let message = match parsed {
+            Ok(message) => Message::from(message),
+            Err(err) => {
+                let err = PushError::from(err);
                 tracing::info!(%peer, status = err.status().as_u16(), "push rejected: {err}");
                 return err.into_response();
             }
@@ -252,10 +280,56 @@ impl Receiver {
         Ok(())
     }
 
-    /// Reads the body, within its size and time limits, and parses the CMQ message.
-    async fn read_message(&self, request: Request<Incoming>) -> Result<Message, PushError> {
+    /// Answers a push with a `wasi:http/incoming-handler` guest: the guest gets the
+    /// request as it came and its response is the answer, its status the decision.
+    async fn answer_http(
+        &self,
+        mut parts: http::request::Parts,
+        body: Bytes,
+        started: Instant,
+    ) -> Response<AnswerBody> {
+        let headers = push_headers(&parts.headers);
+        let message_id = headers.message_id.clone().unwrap_or_default();
+        // wasi:http needs an authority; HTTP/1.1 senders always send `Host`.
+        if !parts.headers.contains_key(header::HOST) {
+            parts
+                .headers
+                .insert(header::HOST, http::HeaderValue::from_static("localhost"));
+        }
+        let request = Request::from_parts(parts, http_body_util::Full::new(body));
+        let result = self
+            .guest
+            .handle_http(request, &message_id, MAX_ANSWER_BODY)
+            .await;
+        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        match result {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let decision = if response.status().is_success() {
+                    "ack"
+                } else {
+                    "retry"
+                };
+                tracing::info!(message_id, status, decision, duration_ms, "message handled");
+                response.map(http_body_util::Full::new)
+            }
+            Err(fault) => {
+                let err = PushError::Guest(fault);
+                let status = err.status().as_u16();
+                tracing::warn!(
+                    message_id,
+                    status,
+                    duration_ms,
+                    "message not handled: {err}"
+                );
+                err.into_response()
+            }
+        }
+    }
+
+    /// Reads the body, within its size and time limits.
+    async fn read_body(&self, body: Incoming) -> Result<Bytes, PushError> {
         let limit = self.options.max_body;
-        let (parts, body) = request.into_parts();
         let collect = Limited::new(body, limit).collect();
         let body: Bytes = match tokio::time::timeout(self.options.body_timeout, collect).await {
             Err(_elapsed) => return Err(PushError::BodyTimeout(self.options.body_timeout)),
@@ -265,11 +339,16 @@ impl Receiver {
             }
             Ok(Err(err)) => return Err(PushError::BodyRead(err.to_string())),
         };
-        let headers = push_headers(&parts.headers);
-        let message = cmq_message::parse(self.options.format, &headers, &body)?;
-        Ok(Message::from(message))
+        Ok(body)
     }
 }
+
+/// The largest connection or in-flight cap accepted: far beyond any machine's file
+/// descriptors, and within what a semaphore and the instance pool can hold.
+const MAX_LIMIT: usize = 1 << 20;
+
+/// Most bytes of a wasi-http guest's response body passed on to the sender.
+const MAX_ANSWER_BODY: usize = 64 << 10;
 
 /// A guest's reason, cut to a length that fits a log line.
 fn clip(reason: &str) -> &str {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use cmq_host::{
     DirGrant, EnvGrant, ExpectedFormat, Grants, HttpGrant, IpNet, Receiver, ReceiverOptions,
-    Server, Tls, Token,
+    ServeAs, Server, Tls, Token,
 };
 
 use crate::byte_size::ByteSize;
@@ -19,6 +19,10 @@ pub(crate) struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// The interface to serve the component through: auto (cmq:push/handler when it
+    /// exports it, else wasi:http/incoming-handler), push-handler or incoming-handler.
+    #[arg(long, default_value = "auto")]
+    serve_as: ServeAs,
     /// Push format the CMQ subscription uses: auto, json or simplified.
     #[arg(long, default_value_t = ExpectedFormat::Auto)]
     format: ExpectedFormat,
@@ -32,7 +36,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value = "1MiB")]
     max_body: ByteSize,
     /// Messages handled at once; beyond it pushes get 503 at once [default: 128 per
-    /// CPU].
+    /// CPU, at most 1024].
     #[arg(long, default_value_t = ReceiverOptions::default_max_in_flight(), hide_default_value = true)]
     max_in_flight: usize,
     /// Longest a sender may take to send a push body; slower gets 408.
@@ -98,6 +102,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             dir: args.dir,
             http: args.http,
         },
+        serve_as: args.serve_as,
     };
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(Tls::from_pem_files(cert, key)?),
@@ -110,6 +115,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(
         component = %args.component.display(),
         compile_ms = started.elapsed().as_millis() as u64,
+        serves = ?receiver.serves(),
         "component ready"
     );
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;

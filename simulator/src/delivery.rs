@@ -148,6 +148,8 @@ impl Simulator {
         let mut reports: Vec<Option<Report>> = vec![None; messages.len()];
         let mut pushes = JoinSet::new();
         for (index, published) in messages.into_iter().enumerate() {
+            // What no header can carry is never sent, nor retried for a day.
+            let invalid = crate::check_header_values(&published).err();
             let message = Message {
                 message_id: published
                     .msg_id
@@ -171,6 +173,20 @@ impl Simulator {
                     msg_id: message.message_id,
                     outcome: Outcome::Filtered { reason },
                     attempts: Vec::new(),
+                };
+                on_report(&report);
+                reports[index] = Some(report);
+                continue;
+            }
+            if let Some(reason) = invalid {
+                let report = Report {
+                    msg_id: message.message_id,
+                    outcome: Outcome::Discarded,
+                    attempts: vec![Attempt {
+                        request_id: String::new(),
+                        at: Duration::ZERO,
+                        answer: Answer::Error(format!("not sent: {reason}")),
+                    }],
                 };
                 on_report(&report);
                 reports[index] = Some(report);

@@ -56,16 +56,22 @@ impl Filter {
 pub fn binding_key_matches(binding_key: &str, routing_key: &str) -> bool {
     let pattern: Vec<&str> = binding_key.split('.').collect();
     let words: Vec<&str> = routing_key.split('.').collect();
-    matches(&pattern, &words)
-}
-
-fn matches(pattern: &[&str], words: &[&str]) -> bool {
-    match pattern.split_first() {
-        None => words.is_empty(),
-        Some((&"#", rest)) => (0..=words.len()).any(|skip| matches(rest, &words[skip..])),
-        Some((&"*", rest)) => !words.is_empty() && matches(rest, &words[1..]),
-        Some((word, rest)) => words.first() == Some(word) && matches(rest, &words[1..]),
+    // matched[j]: the pattern so far matches the first j words. One pass per pattern
+    // word keeps this O(pattern × words), however many `#`s there are.
+    let mut matched = vec![false; words.len() + 1];
+    matched[0] = true;
+    for part in &pattern {
+        let mut next = vec![false; words.len() + 1];
+        for j in 0..=words.len() {
+            next[j] = match *part {
+                "#" => matched[j] || (j > 0 && next[j - 1]),
+                "*" => j > 0 && matched[j - 1],
+                word => j > 0 && matched[j - 1] && words[j - 1] == word,
+            };
+        }
+        matched = next;
     }
+    matched[words.len()]
 }
 
 #[cfg(test)]
@@ -86,6 +92,16 @@ mod tests {
         assert!(!binding_key_matches("a.b", "a.b.c"));
         assert!(!binding_key_matches("a.b.c", "a.b"));
         assert!(binding_key_matches("*.#", "x"));
+        assert!(binding_key_matches("#.#", "a"));
+        assert!(!binding_key_matches("*", "a.b"));
+    }
+
+    #[test]
+    fn many_hashes_match_in_linear_time() {
+        let pattern = format!("{}z", "#.".repeat(30));
+        let words = vec!["w"; 60].join(".");
+        assert!(!binding_key_matches(&pattern, &words));
+        assert!(binding_key_matches(&pattern, &format!("{words}.z")));
     }
 
     #[test]

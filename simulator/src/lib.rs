@@ -28,6 +28,6 @@ mod strategy;
 pub use crate::delivery::{ANSWER_TIMEOUT, SettingError, Simulator, Subscription, USER_AGENT};
 pub use crate::filter::{Filter, FilteredBy, binding_key_matches};
 pub use crate::report::{Answer, Attempt, Outcome, Report, Summary};
-pub use crate::source::{Published, SourceError, generate, read_json_lines};
+pub use crate::source::{Published, SourceError, check_header_values, generate, read_json_lines};
 pub use crate::strategy::RetryStrategy;
 pub use cmq_message::Format;

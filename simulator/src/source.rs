@@ -63,9 +63,30 @@ pub fn read_json_lines(reader: impl BufRead) -> Result<Vec<Published>, SourceErr
         {
             return Err(at("msgId is empty".into()));
         }
+        check_header_values(&message).map_err(at)?;
         messages.push(message);
     }
     Ok(messages)
+}
+
+/// Message ids and tags travel in HTTP headers: refuses what a header cannot carry.
+pub fn check_header_values(message: &Published) -> Result<(), String> {
+    let fits = |value: &str| http::HeaderValue::from_str(value).is_ok();
+    if let Some(id) = &message.msg_id
+        && !fits(id)
+    {
+        return Err(format!("msgId {id:?} cannot be sent in an HTTP header"));
+    }
+    match message
+        .msg_tag
+        .iter()
+        .find(|tag| !fits(tag) || tag.contains(','))
+    {
+        Some(tag) => Err(format!(
+            "tag {tag:?} cannot be sent in x-cmq-message-tag (no commas or control characters)"
+        )),
+        None => Ok(()),
+    }
 }
 
 /// `count` messages with bodies `message 1`, `message 2`, ..., or `body` when given, each
@@ -105,6 +126,8 @@ mod tests {
             ("{\"msgBody\":\"a\"}\n{\"body\":\"b\"}\n", "line 2"),
             ("{\"msgBody\":\"\"}\n", "at least one byte"),
             ("not json\n", "line 1"),
+            ("{\"msgBody\":\"a\",\"msgId\":\"a\\nb\"}\n", "HTTP header"),
+            ("{\"msgBody\":\"a\",\"msgTag\":[\"x,y\"]}\n", "no commas"),
         ] {
             let err = read_json_lines(text.as_bytes())
                 .expect_err(text)

@@ -76,6 +76,9 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
 struct Receiver {
     name: &'static str,
     command: Box<dyn Fn(u16) -> Command>,
+    /// It closes the connection after every answer (HTTP/1.0), which wrk counts as a
+    /// read error per request: those are not failures for it.
+    closes_connections: bool,
 }
 
 /// One load's figures.
@@ -116,16 +119,38 @@ pub fn run(options: &Options) -> Result<()> {
                 command.arg(format!("127.0.0.1:{port}"));
                 command
             }),
+            closes_connections: false,
         },
         Receiver {
             name: "cmq-host, ack guest, fresh instance per message",
-            command: Box::new(move |port| {
-                let mut command = Command::new(&host);
-                command
-                    .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-                    .arg(&component);
-                command
+            command: Box::new({
+                let host = host.clone();
+                let component = component.clone();
+                move |port| {
+                    let mut command = Command::new(&host);
+                    command
+                        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+                        .arg(&component);
+                    command
+                }
             }),
+            closes_connections: false,
+        },
+        Receiver {
+            name: "the same guest via wasi:http (cmq-host --serve-as incoming-handler)",
+            command: Box::new({
+                let host = host.clone();
+                let component = component.clone();
+                move |port| {
+                    let mut command = Command::new(&host);
+                    command
+                        .args(["serve", "--serve-as", "incoming-handler"])
+                        .args(["--listen", &format!("127.0.0.1:{port}")])
+                        .arg(&component);
+                    command
+                }
+            }),
+            closes_connections: false,
         },
         Receiver {
             name: "CMQ documentation's Python sample (Python 3 port)",
@@ -134,13 +159,15 @@ pub fn run(options: &Options) -> Result<()> {
                 command.arg(&sample).arg(port.to_string());
                 command
             }),
+            closes_connections: true,
         },
     ];
 
     let mut report = String::new();
     report.push_str(&machine()?);
     report.push_str(&format!(
-        "\nLoad: `wrk -t1 -c<C> -d{}s --latency`, the documented JSON push (POST, CMQ's headers).\n\n",
+        "\nLoad: `wrk -t1 -c<C> -d{}s --latency`, the documented JSON push (POST, CMQ's headers); \
+         the receiver pinned to CPU {SERVER_CPU} and wrk to CPU {LOAD_CPU} when taskset and two CPUs are there.\n\n",
         options.duration.as_secs()
     ));
     report.push_str("| path | conns | req/s | p50 | p99 | CPU/msg | peak RSS |\n|---|---|---|---|---|---|---|\n");
@@ -151,11 +178,18 @@ pub fn run(options: &Options) -> Result<()> {
         let port = free_port()?;
         let mut server = Server::start((path.command)(port), port)?;
         // Warm up: connections, caches, the allocator's free lists.
-        run_wrk(&wrk, &script, port, 16, Duration::from_secs(1))?;
+        run_wrk(&wrk, &script, port, 16, Duration::from_secs(1), true)?;
         let mut loads = Vec::new();
         for &connections in &options.connections {
             let before = cpu_time(server.pid())?;
-            let (load, requests) = run_wrk(&wrk, &script, port, connections, options.duration)?;
+            let (load, requests) = run_wrk(
+                &wrk,
+                &script,
+                port,
+                connections,
+                options.duration,
+                path.closes_connections,
+            )?;
             let spent = cpu_time(server.pid())?.saturating_sub(before);
             let load = Load {
                 cpu_per_message: spent
@@ -259,12 +293,39 @@ wrk.headers["x-cmq-message-tag"] = "a, b"
     )
 }
 
+/// The CPU the receiver under test runs on, and the one wrk runs on: on a 2-core
+/// machine each gets a core of its own instead of both competing for two.
+const SERVER_CPU: usize = 0;
+const LOAD_CPU: usize = 1;
+
+/// `command` bound to one CPU with taskset, when there are two CPUs and taskset;
+/// `command` as it is otherwise. (taskset execs the program: the pid is the same.)
+fn pinned(command: Command, cpu: usize) -> Command {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let Some(taskset) = which("taskset").filter(|_| cpus > LOAD_CPU) else {
+        return command;
+    };
+    let mut wrapped = Command::new(taskset);
+    wrapped
+        .args(["-c", &cpu.to_string()])
+        .arg(command.get_program())
+        .args(command.get_args());
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => wrapped.env(key, value),
+            None => wrapped.env_remove(key),
+        };
+    }
+    wrapped
+}
+
 /// A running receiver; killed when dropped.
 struct Server(Child);
 
 impl Server {
     /// Starts `command` and waits until it answers a push on `port`.
-    fn start(mut command: Command, port: u16) -> Result<Server> {
+    fn start(command: Command, port: u16) -> Result<Server> {
+        let mut command = pinned(command, SERVER_CPU);
         let child = command
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -351,8 +412,10 @@ fn run_wrk(
     port: u16,
     connections: u32,
     duration: Duration,
+    closes_connections: bool,
 ) -> Result<(Load, u64)> {
-    let output = Command::new(wrk)
+    let mut command = Command::new(wrk);
+    command
         .args([
             "-t1",
             &format!("-c{connections}"),
@@ -361,8 +424,8 @@ fn run_wrk(
         .arg("--latency")
         .arg("-s")
         .arg(script)
-        .arg(format!("http://127.0.0.1:{port}/cgi"))
-        .output()?;
+        .arg(format!("http://127.0.0.1:{port}/cgi"));
+    let output = pinned(command, LOAD_CPU).output()?;
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
     ensure!(output.status.success(), "wrk failed: {text}");
     let field = |prefix: &str| -> Option<String> {
@@ -388,16 +451,14 @@ fn run_wrk(
             .lines()
             .find_map(|line| line.trim().strip_prefix("Socket errors:"))
             .map_or(0, |errors| {
-                // "connect 0, read 0, write 0, timeout 0". Read errors are left out: wrk
-                // counts one for every answered request on a connection the server then
-                // closes (the Python sample answers HTTP/1.0 and closes each one).
+                // "connect 0, read 0, write 0, timeout 0".
                 errors
                     .split(',')
                     .filter_map(|part| {
                         let mut words = part.split_whitespace();
                         let kind = words.next()?;
                         let count = words.next()?.parse::<u64>().ok()?;
-                        (kind != "read").then_some(count)
+                        (kind != "read" || !closes_connections).then_some(count)
                     })
                     .sum()
             });

@@ -19,8 +19,10 @@ use crate::{cargo, repo_root};
 
 const TARGET: &str = "wasm32-wasip2";
 
-/// Every handler component exports this; its name is stored verbatim in the binary.
+/// A handler component exports one of these (the SDK exports both); names are stored
+/// verbatim in the binary.
 const EXPORTED_INTERFACE: &str = "cmq:push/handler@0.1.0";
+const WASI_HTTP_INTERFACE: &str = "wasi:http/incoming-handler@0.2";
 
 /// `\0asm`, then the component-model layer version (core modules have `1 0 0 0`).
 const COMPONENT_HEADER: [u8; 8] = *b"\0asm\x0d\x00\x01\x00";
@@ -401,15 +403,16 @@ fn linker_dir(rustc: &Path) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// A component, not a core module, and one that exports the handler interface.
+/// A component, not a core module, and one that exports a handler interface.
 fn check_component(bytes: &[u8]) -> Result<()> {
     if !bytes.starts_with(&COMPONENT_HEADER) {
         bail!("not a wasm component (no component header)");
     }
-    let name = EXPORTED_INTERFACE.as_bytes();
-    if !bytes.windows(name.len()).any(|w| w == name) {
+    let names = |name: &str| bytes.windows(name.len()).any(|w| w == name.as_bytes());
+    if !names(EXPORTED_INTERFACE) && !names(WASI_HTTP_INTERFACE) {
         bail!(
-            "the component does not export {EXPORTED_INTERFACE}: is `cmq_guest::export!` missing?"
+            "the component exports neither {EXPORTED_INTERFACE} nor {WASI_HTTP_INTERFACE}.x: \
+             is `cmq_guest::export!` missing?"
         );
     }
     Ok(())

@@ -16,8 +16,10 @@ pub trait Handler {
     fn handle(message: Message) -> Decision;
 }
 
-/// Makes this crate's component export `cmq:push/handler@0.1.0`, served by the given
-/// [`Handler`] type. Write it once, at the top level of a `cdylib` crate:
+/// Makes this crate's component export `cmq:push/handler@0.1.0` (for `cmq-host`) and
+/// `wasi:http/incoming-handler` (for Spin, `wasmtime serve` and other wasi-http
+/// platforms), both served by the given [`Handler`] type. Write it once, at the top
+/// level of a `cdylib` crate:
 ///
 /// ```
 /// struct Ack;
@@ -38,6 +40,10 @@ macro_rules! export {
             type CmqGuestExport = $crate::__Export<$handler>;
             $crate::bindings::export_push_handler!(
                 CmqGuestExport with_types_in $crate::bindings
+            );
+            type CmqGuestHttpExport = $crate::__HttpExport<$handler>;
+            $crate::__wasip2::http::proxy::export!(
+                CmqGuestHttpExport with_types_in $crate::__wasip2
             );
         };
     };

@@ -61,13 +61,18 @@
 pub mod bindings;
 mod decision;
 mod handler;
+pub mod http;
 mod message;
 
 pub use decision::Decision;
 #[doc(hidden)]
 pub use handler::Export as __Export;
 pub use handler::Handler;
+#[doc(hidden)]
+pub use http::HttpExport as __HttpExport;
 pub use message::{Format, Message};
+#[doc(hidden)]
+pub use wasip2 as __wasip2;
 
 /// serde, for `#[derive(Deserialize)]` on the types [`Message::body_json`] returns;
 /// add `#[serde(crate = "cmq_guest::serde")]` so the derive finds it here.

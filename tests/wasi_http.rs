@@ -1,0 +1,243 @@
+//! One handler, one `.wasm`, two ways in: through `cmq:push/handler` (cmq-host parses
+//! the push) and through `wasi:http/incoming-handler` (the guest parses it, as under
+//! `wasmtime serve` or Spin). Both must give every push the same answer. And a plain
+//! wasi-http component, written without the SDK, is served with its status as the
+//! decision.
+
+use cmq_host::{EnvGrant, ExpectedFormat, Grants, ReceiverOptions, ServeAs};
+use cmq_tests::{DOCUMENTED_JSON_BODY, TestHost, json_body, log_lines_with, push};
+
+/// What a sender sees of an answer.
+#[derive(Debug, PartialEq, Eq)]
+struct Seen {
+    status: u16,
+    content_type: Option<String>,
+    allow: Option<String>,
+    body: String,
+}
+
+async fn send(request: reqwest::RequestBuilder) -> anyhow::Result<Seen> {
+    let response = request.send().await?;
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    Ok(Seen {
+        status: response.status().as_u16(),
+        content_type: header("content-type"),
+        allow: header("allow"),
+        body: response.text().await?,
+    })
+}
+
+/// The pushes both paths must answer alike: both formats, every decision, bad input.
+fn cases(client: &reqwest::Client, url: &str) -> Vec<(&'static str, reqwest::RequestBuilder)> {
+    let not_utf8: Vec<u8> = vec![0xff, 0xfe, b'x'];
+    vec![
+        (
+            "json ack",
+            push(client, url, "w-1", "a, b", json_body("w-1")),
+        ),
+        (
+            "json retry",
+            push(client, url, "w-2", "retry", json_body("w-2")),
+        ),
+        (
+            "json drop",
+            push(client, url, "w-3", "drop", json_body("w-3")),
+        ),
+        ("simplified ack", push(client, url, "w-4", "", "plain text")),
+        (
+            "simplified retry",
+            push(client, url, "w-5", "retry", not_utf8),
+        ),
+        (
+            "json missing a key",
+            push(
+                client,
+                url,
+                "w-6",
+                "",
+                DOCUMENTED_JSON_BODY.replace("\"msgBody\"", "\"body\""),
+            ),
+        ),
+        (
+            "no message id",
+            client
+                .post(url)
+                .header("x-cmq-message-tag", "a")
+                .body("plain"),
+        ),
+        ("GET", client.get(url)),
+    ]
+}
+
+async fn answers(host: &TestHost) -> anyhow::Result<Vec<(&'static str, Seen)>> {
+    let client = reqwest::Client::new();
+    let mut seen = Vec::new();
+    for (name, request) in cases(&client, &host.url()) {
+        seen.push((name, send(request).await?));
+    }
+    Ok(seen)
+}
+
+/// Sends [`cases`] through both interfaces, checks the answers are equal, and returns
+/// each case's status.
+async fn both_paths(
+    push_options: ReceiverOptions,
+    http_options: ReceiverOptions,
+) -> anyhow::Result<Vec<(&'static str, u16)>> {
+    let via_push = TestHost::start(
+        "by_tag",
+        ReceiverOptions {
+            serve_as: ServeAs::PushHandler,
+            ..push_options
+        },
+    )
+    .await?;
+    let via_http = TestHost::start(
+        "by_tag",
+        ReceiverOptions {
+            serve_as: ServeAs::IncomingHandler,
+            ..http_options
+        },
+    )
+    .await?;
+    let pushed = answers(&via_push).await?;
+    let served = answers(&via_http).await?;
+    for ((name, a), (_, b)) in pushed.iter().zip(&served) {
+        assert_eq!(a, b, "{name}: push-handler and incoming-handler differ");
+    }
+    via_push.stop().await?;
+    via_http.stop().await?;
+    Ok(pushed
+        .into_iter()
+        .map(|(name, seen)| (name, seen.status))
+        .collect())
+}
+
+#[tokio::test]
+async fn the_same_component_answers_alike_through_both_interfaces() -> anyhow::Result<()> {
+    let statuses = both_paths(ReceiverOptions::default(), ReceiverOptions::default()).await?;
+    // The answers are the documented ones, not merely equal.
+    assert_eq!(
+        statuses,
+        [
+            ("json ack", 200),
+            ("json retry", 503),
+            ("json drop", 200),
+            ("simplified ack", 200),
+            ("simplified retry", 503),
+            ("json missing a key", 200),
+            ("no message id", 400),
+            ("GET", 405),
+        ]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_json_format_setting_answers_alike_through_both_interfaces() -> anyhow::Result<()> {
+    // cmq-host's --format json, and CMQ_FORMAT=json for the guest's own parsing.
+    let statuses = both_paths(
+        ReceiverOptions {
+            format: ExpectedFormat::Json,
+            ..Default::default()
+        },
+        ReceiverOptions {
+            grants: Grants {
+                env: vec![EnvGrant {
+                    name: "CMQ_FORMAT".into(),
+                    value: "json".into(),
+                }],
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .await?;
+    // Bodies that are not envelopes are refused, not taken as SIMPLIFIED.
+    let status = |name: &str| statuses.iter().find(|(n, _)| *n == name).map(|(_, s)| *s);
+    assert_eq!(status("json ack"), Some(200));
+    assert_eq!(status("simplified ack"), Some(400));
+    assert_eq!(status("json missing a key"), Some(400));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_plain_wasi_http_component_is_served_and_its_status_is_the_decision() -> anyhow::Result<()>
+{
+    // Detected: it exports no cmq:push/handler.
+    let host = TestHost::start("plain_http", ReceiverOptions::default()).await?;
+    let client = reqwest::Client::new();
+    for (id, tag, status, body) in [
+        ("plain-1", "", 202, "plain"),
+        ("plain-2", "retry", 503, "later"),
+        ("plain-3", "fail", 500, "broken"),
+    ] {
+        let seen = send(push(&client, &host.url(), id, tag, json_body(id))).await?;
+        assert_eq!((seen.status, seen.body.as_str()), (status, body), "{id}");
+        let decision = if status < 300 { "ack" } else { "retry" };
+        let logged = log_lines_with(&format!("message_id=\"{id}\""));
+        assert!(
+            logged
+                .iter()
+                .any(|l| l.contains(&format!("decision=\"{decision}\""))
+                    && l.contains(&format!("status={status}"))),
+            "{id}: {logged:#?}"
+        );
+    }
+    host.stop().await
+}
+
+#[tokio::test]
+async fn a_plain_wasi_http_component_cannot_be_served_as_a_push_handler() -> anyhow::Result<()> {
+    let refused = TestHost::start(
+        "plain_http",
+        ReceiverOptions {
+            serve_as: ServeAs::PushHandler,
+            ..Default::default()
+        },
+    )
+    .await;
+    let err = refused.err().map(|e| format!("{e:#}")).unwrap_or_default();
+    assert!(err.contains("does not export cmq:push/handler"), "{err}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn guest_faults_through_wasi_http_answer_as_through_the_push_handler() -> anyhow::Result<()> {
+    let host = TestHost::start(
+        "faulty",
+        ReceiverOptions {
+            serve_as: ServeAs::IncomingHandler,
+            deadline: std::time::Duration::from_millis(300),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let client = reqwest::Client::new();
+    for tag in ["panic", "loop", "grow", "recurse"] {
+        let id = format!("http-fault-{tag}");
+        let seen = send(push(&client, &host.url(), &id, tag, json_body(&id))).await?;
+        assert_eq!(
+            (seen.status, seen.body.as_str()),
+            (500, "guest failed"),
+            "{tag}"
+        );
+    }
+    // And the next push is served normally.
+    let seen = send(push(
+        &client,
+        &host.url(),
+        "http-after",
+        "",
+        json_body("http-after"),
+    ))
+    .await?;
+    assert_eq!((seen.status, seen.body.as_str()), (200, "ok"));
+    host.stop().await
+}
