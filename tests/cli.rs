@@ -96,10 +96,18 @@ fn serve(
     guest_name: &str,
     flags: &[&str],
 ) -> anyhow::Result<(Running, mpsc::Receiver<String>, String)> {
+    serve_path(&guest(guest_name), flags)
+}
+
+/// The same, for the component at `component`.
+fn serve_path(
+    component: &std::path::Path,
+    flags: &[&str],
+) -> anyhow::Result<(Running, mpsc::Receiver<String>, String)> {
     let mut child = cmq_host()
         .args(["serve", "--listen", "127.0.0.1:0"])
         .args(flags)
-        .arg(guest(guest_name))
+        .arg(component)
         .stderr(Stdio::piped())
         .spawn()?;
     let stderr = child.stderr.take().expect("piped stderr");
@@ -303,5 +311,39 @@ fn push_reports_each_message_and_exits_one_when_any_is_discarded() -> anyhow::Re
         .output()?;
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8(refused.stderr)?.contains("must be an http:// URL"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_compiled_component_serves_like_the_wasm_it_came_from() -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("cmq-compile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let cwasm = dir.join("log_ack.cwasm");
+    let compiled = cmq_host()
+        .args(["compile", "-o"])
+        .arg(&cwasm)
+        .arg(guest("log_ack"))
+        .output()?;
+    assert!(
+        compiled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&compiled.stderr)
+    );
+    let (child, lines, url) = serve_path(&cwasm, &[])?;
+    let response = cmq_push(&reqwest::Client::new(), &url, "from-cwasm", "a")
+        .send()
+        .await?;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await?, "ok");
+    assert!(wait_for(&lines, "message handled").contains("from-cwasm"));
+    drop(child);
+
+    // Anything else with a .cwasm name is refused before listening.
+    std::fs::write(&cwasm, b"\x7fELF not really")?;
+    let refused = cmq_host().arg("serve").arg(&cwasm).output()?;
+    std::fs::remove_dir_all(&dir)?;
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("log_ack.cwasm"), "{stderr}");
     Ok(())
 }

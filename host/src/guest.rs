@@ -137,6 +137,7 @@ enum Exports {
 /// A handler component ready to be instantiated.
 pub(crate) struct Guest {
     engine: Engine,
+    component: Component,
     exports: Exports,
     deadline: Duration,
     max_memory: usize,
@@ -164,8 +165,7 @@ impl Guest {
         grants: Grants,
         serve_as: ServeAs,
     ) -> wasmtime::Result<Self> {
-        let component = Component::from_file(engine, path)
-            .with_context(|| format!("compiling component {}", path.display()))?;
+        let component = crate::precompiled::load_component(engine, path)?;
         let mut linker = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         // Always linked, so that a component importing wasi:http instantiates; its
@@ -205,6 +205,7 @@ impl Guest {
         };
         Ok(Guest {
             engine: engine.clone(),
+            component,
             exports,
             deadline,
             max_memory,
@@ -221,6 +222,11 @@ impl Guest {
             Exports::Http(pre) => pre.instantiate_async(&mut store).await.map(drop),
         };
         instantiated.context("instantiating the component")
+    }
+
+    /// The compiled component as native code, for `cmq-host compile`.
+    pub(crate) fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
+        self.component.serialize()
     }
 
     /// The interface this component is served through (never [`ServeAs::Auto`]).

@@ -26,6 +26,7 @@ mod guest;
 mod guest_output;
 mod memory_cap;
 mod outbound_http;
+mod precompiled;
 mod receiver;
 mod server;
 mod tls;

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 mod byte_size;
+mod compile;
 mod push;
 mod serve;
 
@@ -22,6 +23,9 @@ struct Cli {
 enum Command {
     /// Serve CMQ pushes with a handler component, a fresh instance per message.
     Serve(serve::ServeArgs),
+    /// Compile a component ahead of time to a .cwasm, which serve loads without
+    /// compiling (native code: for this machine and this cmq-host only).
+    Compile(compile::CompileArgs),
     /// Push messages to an endpoint exactly as CMQ does, retries and filters included,
     /// and report each message's fate. Exits 1 when any message was discarded.
     Push(push::PushArgs),
@@ -38,6 +42,7 @@ fn main() -> ExitCode {
         .init();
     let outcome = match Cli::parse().command {
         Command::Serve(args) => serve::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Compile(args) => compile::run(args).map(|()| ExitCode::SUCCESS),
         Command::Push(args) => push::run(args),
     };
     outcome.unwrap_or_else(|err| {

@@ -159,6 +159,13 @@ impl Receiver {
         self.guest.handle(Message::from(message)).await
     }
 
+    /// The component compiled to native code for this machine and this cmq-host: what
+    /// `cmq-host compile` writes to a `.cwasm`, which [`Receiver::load`] loads without
+    /// compiling.
+    pub fn precompiled(&self) -> anyhow::Result<Vec<u8>> {
+        Ok(self.guest.serialize()?)
+    }
+
     /// The interface the component is served through.
     pub fn serves(&self) -> ServeAs {
         self.guest.serves()

@@ -14,7 +14,8 @@ use crate::byte_size::ByteSize;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
-    /// The handler component (built with the cmq-guest SDK).
+    /// The handler component: a .wasm (built with the cmq-guest SDK, or any wasi-http
+    /// component), or a .cwasm from `cmq-host compile`.
     component: PathBuf,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]

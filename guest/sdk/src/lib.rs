@@ -52,8 +52,12 @@
 //! `cargo build --release --target wasm32-wasip2` where that target is installed.
 //!
 //! Handlers may print to stdout and stderr and read clocks and randomness; the host
-//! grants nothing else unless its operator grants environment variables or a
-//! read-only directory.
+//! grants nothing else unless its operator grants environment variables, a read-only
+//! directory, or outbound HTTP to named hosts.
+//!
+//! The same component also exports `wasi:http/incoming-handler`, so it runs unchanged
+//! on wasi-http platforms (Spin, `wasmtime serve -S cli`): there the SDK checks and
+//! parses the push itself (see [`http`]) and answers as `cmq-host` would.
 
 #![deny(missing_docs)]
 
