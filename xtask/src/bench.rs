@@ -123,33 +123,12 @@ pub fn run(options: &Options) -> Result<()> {
         },
         Receiver {
             name: "cmq-host, ack guest, fresh instance per message",
-            command: Box::new({
-                let host = host.clone();
-                let component = component.clone();
-                move |port| {
-                    let mut command = Command::new(&host);
-                    command
-                        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-                        .arg(&component);
-                    command
-                }
-            }),
+            command: cmq_host_serve(&host, &component, &[]),
             closes_connections: false,
         },
         Receiver {
             name: "the same guest via wasi:http (cmq-host --serve-as incoming-handler)",
-            command: Box::new({
-                let host = host.clone();
-                let component = component.clone();
-                move |port| {
-                    let mut command = Command::new(&host);
-                    command
-                        .args(["serve", "--serve-as", "incoming-handler"])
-                        .args(["--listen", &format!("127.0.0.1:{port}")])
-                        .arg(&component);
-                    command
-                }
-            }),
+            command: cmq_host_serve(&host, &component, &["--serve-as", "incoming-handler"]),
             closes_connections: false,
         },
         Receiver {
@@ -247,15 +226,9 @@ pub fn run(options: &Options) -> Result<()> {
         .stderr(Stdio::null())
         .status()?;
     ensure!(compiled.success(), "cmq-host compile failed");
-    let precompiled = move |port: u16| {
-        let mut command = Command::new(&host);
-        command
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .arg(&cwasm);
-        command
-    };
+    let precompiled = cmq_host_serve(&host, &cwasm, &[]);
     let mut starts = (0..options.starts)
-        .map(|_| cold_start(&precompiled))
+        .map(|_| cold_start(&*precompiled))
         .collect::<Result<Vec<_>>>()?;
     starts.sort();
     cold_starts.push((
@@ -273,6 +246,24 @@ pub fn run(options: &Options) -> Result<()> {
     println!("{report}");
     eprintln!("xtask bench: report written to target/bench/report.md");
     Ok(())
+}
+
+/// `cmq-host serve FLAGS --listen 127.0.0.1:PORT COMPONENT`, for any port.
+fn cmq_host_serve(
+    host: &Path,
+    component: &Path,
+    flags: &'static [&'static str],
+) -> Box<dyn Fn(u16) -> Command> {
+    let (host, component) = (host.to_path_buf(), component.to_path_buf());
+    Box::new(move |port| {
+        let mut command = Command::new(&host);
+        command
+            .arg("serve")
+            .args(flags)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg(&component);
+        command
+    })
 }
 
 /// wrk from PATH, or installed from Debian's packages.
