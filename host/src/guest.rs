@@ -2,11 +2,11 @@
 //! message: nothing a guest does to its memory survives into the next message.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::error::Context as _;
@@ -240,17 +240,13 @@ impl Guest {
     /// Runs `message` through a fresh instance and returns the guest's decision. The
     /// guest's output is logged under `message_id` whatever the outcome.
     pub(crate) async fn handle(&self, message: Message) -> Result<Decision, GuestFault> {
-        let started = Instant::now();
-        let (mut store, stdout, stderr) = self
-            .new_store(started + self.deadline)
-            .map_err(GuestFault::Instantiate)?;
-        let message_id = message.message_id.clone();
         let Exports::Push(pre) = &self.exports else {
             return Err(GuestFault::Instantiate(wasmtime::format_err!(
                 "the component serves wasi:http/incoming-handler, not cmq:push/handler"
             )));
         };
-        let run = async {
+        let message_id = message.message_id.clone();
+        self.run_fresh(&message_id, async |mut store| {
             let handler = pre
                 .instantiate_async(&mut store)
                 .await
@@ -260,13 +256,29 @@ impl Guest {
                 .call_handle(&mut store, &message)
                 .await
                 .map_err(|err| self.classify_trap(err))
-        };
-        let outcome = match tokio::time::timeout(self.deadline, run).await {
+        })
+        .await
+    }
+
+    /// Runs `run` with a fresh store, within the deadline, then logs the guest's output
+    /// under `log_id` whatever the outcome.
+    async fn run_fresh<T, Fut>(
+        &self,
+        log_id: &str,
+        run: impl FnOnce(Store<GuestState>) -> Fut,
+    ) -> Result<T, GuestFault>
+    where
+        Fut: Future<Output = Result<T, GuestFault>>,
+    {
+        let (store, stdout, stderr) = self
+            .new_store(Instant::now() + self.deadline)
+            .map_err(GuestFault::Instantiate)?;
+        let outcome = match tokio::time::timeout(self.deadline, run(store)).await {
             Ok(outcome) => outcome,
             Err(_elapsed) => Err(GuestFault::Deadline(self.deadline)),
         };
-        stdout.log(&message_id, "stdout");
-        stderr.log(&message_id, "stderr");
+        stdout.log(log_id, "stdout");
+        stderr.log(log_id, "stderr");
         outcome
     }
 
@@ -317,59 +329,49 @@ impl Guest {
         log_id: &str,
         max_answer: usize,
     ) -> Result<http::Response<Bytes>, GuestFault> {
-        let started = Instant::now();
-        let (mut store, stdout, stderr) = self
-            .new_store(started + self.deadline)
-            .map_err(GuestFault::Instantiate)?;
         let Exports::Http(pre) = &self.exports else {
             return Err(GuestFault::Instantiate(wasmtime::format_err!(
                 "the component serves cmq:push/handler, not wasi:http/incoming-handler"
             )));
         };
-        let (sender, receiver) = tokio::sync::oneshot::channel();
-        let call = async {
-            let proxy = pre
-                .instantiate_async(&mut store)
-                .await
-                .map_err(|err| self.instantiate_error(err))?;
-            let mut http = store.data_mut().http();
-            let request = http
-                .new_incoming_request(Scheme::Http, request)
-                .map_err(GuestFault::Trap)?;
-            let response_out = http
-                .new_response_outparam(sender)
-                .map_err(GuestFault::Trap)?;
-            proxy
-                .wasi_http_incoming_handler()
-                .call_handle(&mut store, request, response_out)
-                .await
-                .map_err(|err| self.classify_trap(err))
-        };
-        // The guest writes its body while it runs, and may block on a full channel
-        // until the body is read: read it alongside the call.
-        let answer = async {
-            let response = receiver.await.map_err(|_| NoResponse::NotSet)?;
-            let response = response.map_err(NoResponse::Error)?;
-            let (parts, body) = response.into_parts();
-            let body = http_body_util::Limited::new(body, max_answer)
-                .collect()
-                .await
-                .map_err(|err| NoResponse::Body(err.to_string()))?
-                .to_bytes();
-            Ok::<_, NoResponse>(http::Response::from_parts(parts, body))
-        };
-        let run = async {
+        self.run_fresh(log_id, async |mut store| {
+            let (sender, receiver) = tokio::sync::oneshot::channel();
+            let call = async {
+                let proxy = pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(|err| self.instantiate_error(err))?;
+                let mut http = store.data_mut().http();
+                let request = http
+                    .new_incoming_request(Scheme::Http, request)
+                    .map_err(GuestFault::Trap)?;
+                let response_out = http
+                    .new_response_outparam(sender)
+                    .map_err(GuestFault::Trap)?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, request, response_out)
+                    .await
+                    .map_err(|err| self.classify_trap(err))
+            };
+            // The guest writes its body while it runs, and may block on a full channel
+            // until the body is read: read it alongside the call.
+            let answer = async {
+                let response = receiver.await.map_err(|_| NoResponse::NotSet)?;
+                let response = response.map_err(NoResponse::Error)?;
+                let (parts, body) = response.into_parts();
+                let body = http_body_util::Limited::new(body, max_answer)
+                    .collect()
+                    .await
+                    .map_err(|err| NoResponse::Body(err.to_string()))?
+                    .to_bytes();
+                Ok::<_, NoResponse>(http::Response::from_parts(parts, body))
+            };
             let (called, answered) = tokio::join!(call, answer);
             called?;
             answered.map_err(|no| GuestFault::Trap(wasmtime::format_err!("{no}")))
-        };
-        let outcome = match tokio::time::timeout(self.deadline, run).await {
-            Ok(outcome) => outcome,
-            Err(_elapsed) => Err(GuestFault::Deadline(self.deadline)),
-        };
-        stdout.log(log_id, "stdout");
-        stderr.log(log_id, "stderr");
-        outcome
+        })
+        .await
     }
 
     fn instantiate_error(&self, err: wasmtime::Error) -> GuestFault {

@@ -203,26 +203,25 @@ impl Receiver {
                 .map_err(|_| PushError::Overloaded(self.options.max_in_flight))?;
             let (parts, body) = request.into_parts();
             let body = self.read_body(body).await?;
-            Ok::<_, PushError>((permit, parts, body))
+            // A wasi-http guest gets the request as it came; a push handler, the message.
+            let work = match self.guest.serves() {
+                ServeAs::IncomingHandler => Work::Request(parts, body),
+                ServeAs::PushHandler | ServeAs::Auto => Work::Message(Message::from(
+                    cmq_message::parse(self.options.format, &push_headers(&parts.headers), &body)?,
+                )),
+            };
+            Ok::<_, PushError>((permit, work))
         };
-        let (_permit, parts, body) = match read.await {
+        let (_permit, work) = match read.await {
             Ok(read) => read,
             Err(err) => {
                 tracing::info!(%peer, status = err.status().as_u16(), "push rejected: {err}");
                 return err.into_response();
             }
         };
-        if self.guest.serves() == ServeAs::IncomingHandler {
-            return self.answer_http(parts, body, started).await;
-        }
-        let parsed = cmq_message::parse(self.options.format, &push_headers(&parts.headers), &body);
-        let message = match parsed {
-            Ok(message) => Message::from(message),
-            Err(err) => {
-                let err = PushError::from(err);
-                tracing::info!(%peer, status = err.status().as_u16(), "push rejected: {err}");
-                return err.into_response();
-            }
+        let message = match work {
+            Work::Message(message) => message,
+            Work::Request(parts, body) => return self.answer_http(parts, body, started).await,
         };
         let message_id = message.message_id.clone();
         let topic = message.topic_name.clone().unwrap_or_default();
@@ -348,6 +347,14 @@ impl Receiver {
         };
         Ok(body)
     }
+}
+
+/// What a push that passed the checks goes on to.
+enum Work {
+    /// A parsed message, for a `cmq:push/handler` guest.
+    Message(Message),
+    /// The request itself, for a `wasi:http/incoming-handler` guest.
+    Request(http::request::Parts, Bytes),
 }
 
 /// The largest connection or in-flight cap accepted: far beyond any machine's file
