@@ -164,32 +164,28 @@ impl Simulator {
                 format: self.subscription.format,
                 request_id: None,
             };
-            if let Err(reason) = self
-                .subscription
-                .filter
-                .check(&message.tags, published.routing_key.as_deref())
-            {
-                let report = Report {
-                    msg_id: message.message_id,
-                    outcome: Outcome::Filtered { reason },
-                    attempts: Vec::new(),
-                };
-                on_report(&report);
-                reports[index] = Some(report);
-                continue;
-            }
-            if let Some(reason) = invalid {
-                let report = Report {
-                    msg_id: message.message_id,
-                    outcome: Outcome::Discarded,
-                    attempts: vec![Attempt {
+            // Filtered out, or what no header can carry: settled without a push.
+            let settled = match (
+                self.subscription
+                    .filter
+                    .check(&message.tags, published.routing_key.as_deref()),
+                invalid,
+            ) {
+                (Err(reason), _) => Some((Outcome::Filtered { reason }, Vec::new())),
+                (Ok(()), Some(reason)) => Some((
+                    Outcome::Discarded,
+                    vec![Attempt {
                         request_id: String::new(),
                         at: Duration::ZERO,
                         answer: Answer::Error(format!("not sent: {reason}")),
                     }],
-                };
-                on_report(&report);
-                reports[index] = Some(report);
+                )),
+                (Ok(()), None) => None,
+            };
+            if let Some((outcome, attempts)) = settled {
+                let done = report(message, outcome, attempts);
+                on_report(&done);
+                reports[index] = Some(done);
                 continue;
             }
             let delivery = Delivery {
