@@ -6,7 +6,7 @@
 //! native receiver, then the cold start of each (process start to the first `200`).
 //! The report goes to stdout and to `target/bench/report.md`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -591,20 +591,9 @@ fn machine() -> Result<String> {
         .unwrap_or("?")
         .trim_matches('"')
         .to_owned();
-    let mut stamp = String::new();
-    let _ = BufReader::new(
-        Command::new("date")
-            .arg("-u")
-            .arg("+%Y-%m-%d %H:%M UTC")
-            .stdout(Stdio::piped())
-            .spawn()?
-            .stdout
-            .context("date")?,
-    )
-    .read_line(&mut stamp);
     Ok(format!(
         "Run {}: {cores} cores ({cpu}), kernel {}; {}, wasmtime {wasmtime}, {}, {}.\n",
-        stamp.trim(),
+        command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
         command_line("uname", &["-r"]),
         command_line("rustc", &["--version"]),
         command_line("python3", &["--version"]),
