@@ -19,6 +19,7 @@ fn message() -> cmq_message::Message {
         publish_time: Some(11203432),
         body: b"test message".to_vec(),
         format: cmq_message::Format::Json,
+        attempt: None,
     }
 }
 

@@ -7,6 +7,7 @@ use http_body_util::Full;
 
 use crate::GuestFault;
 use crate::bindings::Decision;
+use crate::store::StoreError;
 
 /// The answer's body type.
 pub(crate) type AnswerBody = Full<Bytes>;
@@ -35,6 +36,12 @@ pub(crate) enum PushError {
     /// Too many messages are in flight; CMQ will retry.
     #[error("overloaded: {0} messages already in flight")]
     Overloaded(usize),
+    /// Another push of the same message is being handled; CMQ will retry.
+    #[error("another push of this message is in progress")]
+    InProgress,
+    /// The delivery store failed; CMQ will retry.
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// The guest gave no decision.
     #[error(transparent)]
     Guest(#[from] GuestFault),
@@ -48,7 +55,9 @@ impl PushError {
             PushError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             PushError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             PushError::BodyRead(_) | PushError::Parse(_) => StatusCode::BAD_REQUEST,
-            PushError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            PushError::Overloaded(_) | PushError::InProgress | PushError::Store(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             // No instance could be made (slots or memory exhausted): the host is out of
             // room, which is overload, not a guest fault.
             PushError::Guest(GuestFault::Instantiate(_)) => StatusCode::SERVICE_UNAVAILABLE,
@@ -65,6 +74,9 @@ impl PushError {
                 "overloaded".to_owned()
             }
             PushError::Guest(_) => "guest failed".to_owned(),
+            PushError::InProgress => "in progress".to_owned(),
+            // The store's details (a path, a server's message) go to the log.
+            PushError::Store(_) => "store unavailable".to_owned(),
             other => other.to_string(),
         };
         let mut response = text(status, body);
@@ -88,9 +100,14 @@ impl PushError {
 /// The answer for a guest's decision: `200 ok` for ack and drop, `503` for retry.
 pub(crate) fn decision_response(decision: &Decision) -> Response<AnswerBody> {
     match decision {
-        Decision::Ack | Decision::Drop(_) => text(StatusCode::OK, "ok".to_owned()),
+        Decision::Ack | Decision::Drop(_) => ok_response(),
         Decision::Retry(_) => text(StatusCode::SERVICE_UNAVAILABLE, "retry".to_owned()),
     }
+}
+
+/// `200 ok`: CMQ forgets the message.
+pub(crate) fn ok_response() -> Response<AnswerBody> {
+    text(StatusCode::OK, "ok".to_owned())
 }
 
 fn text(status: StatusCode, body: String) -> Response<AnswerBody> {

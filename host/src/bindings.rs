@@ -27,6 +27,7 @@ impl From<cmq_message::Message> for Message {
                 cmq_message::Format::Json => Format::Json,
                 cmq_message::Format::Simplified => Format::Simplified,
             },
+            attempt: message.attempt,
         }
     }
 }

@@ -29,6 +29,7 @@ mod outbound_http;
 mod precompiled;
 mod receiver;
 mod server;
+mod store;
 mod tls;
 
 pub use crate::access::Token;
@@ -37,6 +38,9 @@ pub use crate::grants::{DirGrant, EnvGrant, Grants, HttpGrant};
 pub use crate::guest::{GuestFault, ServeAs};
 pub use crate::receiver::{Receiver, ReceiverOptions};
 pub use crate::server::Server;
+pub use crate::store::{
+    Claim, DeadLetter, MessageRecord, Settlement, Store, StoreError, StoreLocation,
+};
 pub use crate::tls::Tls;
 pub use cmq_message::ExpectedFormat;
 pub use ipnet::IpNet;

@@ -8,6 +8,7 @@ use tracing_subscriber::EnvFilter;
 
 mod byte_size;
 mod compile;
+mod dead_letter;
 mod push;
 mod serve;
 
@@ -29,6 +30,9 @@ enum Command {
     /// Push messages to an endpoint exactly as CMQ does, retries and filters included,
     /// and report each message's fate. Exits 1 when any message was discarded.
     Push(push::PushArgs),
+    /// Read, replay and clear the dead-letter journal: dropped messages, and messages
+    /// whose last delivery failed.
+    DeadLetter(dead_letter::DeadLetterArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +48,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args).map(|()| ExitCode::SUCCESS),
         Command::Compile(args) => compile::run(args).map(|()| ExitCode::SUCCESS),
         Command::Push(args) => push::run(args),
+        Command::DeadLetter(args) => dead_letter::run(args),
     };
     outcome.unwrap_or_else(|err| {
         tracing::error!("{err:#}");

@@ -14,10 +14,11 @@ use ipnet::IpNet;
 use tokio::sync::Semaphore;
 
 use crate::access::Allowlist;
-use crate::answer::{AnswerBody, PushError, decision_response};
+use crate::answer::{AnswerBody, PushError, decision_response, ok_response};
 use crate::bindings::{Decision, Message};
 use crate::engine::{EngineSizing, EpochTicker, new_engine};
 use crate::guest::{Guest, GuestFault, ServeAs};
+use crate::store::{Claim, DeadLetter, Settlement, Store};
 use crate::{Grants, Token};
 
 /// How a receiver treats pushes; every field has a default (see [`Default`]).
@@ -53,6 +54,17 @@ pub struct ReceiverOptions {
     pub grants: Grants,
     /// The interface the component is served through (default: detected).
     pub serve_as: ServeAs,
+    /// The delivery store, for `cmq:push/handler` guests: attempt counts, dedupe and
+    /// the dead-letter journal (default: none, every push runs the guest).
+    pub store: Option<Store>,
+    /// With a store, a message acknowledged within this window is answered `200 ok`
+    /// without running the guest again (default 24 hours, CMQ's retention; `None`: no
+    /// dedupe).
+    pub dedupe_window: Option<Duration>,
+    /// With a store, the delivery CMQ will not follow with another: when it fails
+    /// (retry, fault, deadline) the message goes to the dead-letter journal and is
+    /// answered `200 ok` (default 4, `BACKOFF_RETRY`'s; 0: never).
+    pub max_attempts: u32,
 }
 
 impl Default for ReceiverOptions {
@@ -69,6 +81,9 @@ impl Default for ReceiverOptions {
             allow: Vec::new(),
             grants: Grants::default(),
             serve_as: ServeAs::Auto,
+            store: None,
+            dedupe_window: Some(Duration::from_secs(24 * 3600)),
+            max_attempts: 4,
         }
     }
 }
@@ -206,9 +221,11 @@ impl Receiver {
             // A wasi-http guest gets the request as it came; a push handler, the message.
             let work = match self.guest.serves() {
                 ServeAs::IncomingHandler => Work::Request(parts, body),
-                ServeAs::PushHandler | ServeAs::Auto => Work::Message(Message::from(
-                    cmq_message::parse(self.options.format, &push_headers(&parts.headers), &body)?,
-                )),
+                ServeAs::PushHandler | ServeAs::Auto => {
+                    let headers = push_headers(&parts.headers);
+                    let message = cmq_message::parse(self.options.format, &headers, &body)?;
+                    Work::Message(message, RawPush { headers, body })
+                }
             };
             Ok::<_, PushError>((permit, work))
         };
@@ -219,14 +236,88 @@ impl Receiver {
                 return err.into_response();
             }
         };
-        let message = match work {
-            Work::Message(message) => message,
-            Work::Request(parts, body) => return self.answer_http(parts, body, started).await,
-        };
+        match work {
+            Work::Message(message, raw) => self.deliver(message, raw, started).await,
+            Work::Request(parts, body) => self.answer_http(parts, body, started).await,
+        }
+    }
+
+    /// Runs a parsed message through the guest, with the store's claim before and its
+    /// record after when there is a store, and answers.
+    async fn deliver(
+        &self,
+        mut message: cmq_message::Message,
+        raw: RawPush,
+        started: Instant,
+    ) -> Response<AnswerBody> {
         let message_id = message.message_id.clone();
         let topic = message.topic_name.clone().unwrap_or_default();
-        let result = self.guest.handle(message).await.map_err(PushError::from);
+        let store = self.options.store.as_ref();
+        if let Some(store) = store {
+            let lease = self.options.deadline + LEASE_MARGIN;
+            match store
+                .claim(&message_id, lease, self.options.dedupe_window)
+                .await
+            {
+                Ok(Claim::Run { attempt }) => message.attempt = Some(attempt),
+                Ok(Claim::Duplicate) => {
+                    tracing::info!(
+                        message_id,
+                        topic,
+                        decision = "duplicate",
+                        "message already acknowledged: answered without running the guest"
+                    );
+                    return ok_response();
+                }
+                Ok(Claim::Busy) => {
+                    tracing::info!(
+                        message_id,
+                        topic,
+                        status = 503,
+                        "message not handled: another push of it is in progress"
+                    );
+                    return PushError::InProgress.into_response();
+                }
+                Err(err) => {
+                    tracing::warn!(
+                        message_id,
+                        topic,
+                        status = 503,
+                        "message not handled: {err}"
+                    );
+                    return PushError::Store(err).into_response();
+                }
+            }
+        }
+        let attempt = message.attempt;
+        let format = message.format;
+        let result = self
+            .guest
+            .handle(Message::from(message))
+            .await
+            .map_err(PushError::from);
+        let kept = match (store, attempt) {
+            (Some(store), Some(attempt)) => {
+                let entry = DeadLetter {
+                    id: 0,
+                    message_id: message_id.clone(),
+                    reason: String::new(),
+                    attempts: attempt,
+                    format,
+                    request_id: raw.headers.request_id,
+                    message_tag: raw.headers.message_tag,
+                    body: raw.body.to_vec(),
+                    created: std::time::UNIX_EPOCH,
+                };
+                self.record(store, entry, &result).await
+            }
+            _ => Kept::NotStored,
+        };
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let dead_letter = match kept {
+            Kept::Journaled(id) => Some(id),
+            _ => None,
+        };
         match result {
             Ok(decision) => {
                 let (name, reason) = match &decision {
@@ -234,16 +325,22 @@ impl Receiver {
                     Decision::Retry(reason) => ("retry", Some(clip(reason))),
                     Decision::Drop(reason) => ("drop", Some(clip(reason))),
                 };
-                // `reason` is left out of the line when there is none.
+                // `reason`, `attempt` and `dead_letter` are left out when there are none.
                 tracing::info!(
                     message_id,
                     topic,
                     decision = name,
                     reason,
+                    attempt,
+                    dead_letter,
                     duration_ms,
                     "message handled"
                 );
-                decision_response(&decision)
+                match kept {
+                    Kept::Journaled(_) => ok_response(),
+                    Kept::NotJournaled(err) => PushError::Store(err).into_response(),
+                    Kept::NotStored | Kept::Recorded => decision_response(&decision),
+                }
             }
             Err(err) => {
                 if let PushError::Guest(fault) = &err
@@ -251,17 +348,105 @@ impl Receiver {
                 {
                     tracing::debug!(message_id, "guest backtrace:\n{backtrace}");
                 }
-                let status = err.status().as_u16();
+                let text = err.to_string();
+                let response = match kept {
+                    Kept::Journaled(_) => ok_response(),
+                    _ => err.into_response(),
+                };
+                let status = response.status().as_u16();
                 tracing::warn!(
                     message_id,
                     topic,
                     status,
+                    attempt,
+                    dead_letter,
                     duration_ms,
-                    "message not handled: {err}"
+                    "message not handled: {text}"
                 );
-                err.into_response()
+                response
             }
         }
+    }
+
+    /// Records how a claimed delivery ended. Drops, and failures on the last attempt,
+    /// go to the dead-letter journal (synced) so that their 2xx keeps them.
+    async fn record(
+        &self,
+        store: &Store,
+        mut entry: DeadLetter,
+        result: &Result<Decision, PushError>,
+    ) -> Kept {
+        let message_id = entry.message_id.clone();
+        let attempt = entry.attempts;
+        let failure = match result {
+            Ok(Decision::Ack) => {
+                return match store.settle(&message_id, Settlement::Acked).await {
+                    Ok(()) => Kept::Recorded,
+                    Err(err) => {
+                        // The guest acknowledged: the answer stays 2xx. Only a later
+                        // duplicate would run again.
+                        tracing::warn!(message_id, "acknowledgement not recorded: {err}");
+                        Kept::NotStored
+                    }
+                };
+            }
+            Ok(Decision::Drop(reason)) => {
+                entry.reason = format!("dropped: {}", clip(reason));
+                return match store.journal(entry).await {
+                    Ok(id) => Kept::Journaled(id),
+                    Err(err) => {
+                        let failed = Settlement::Failed("drop not journaled".into());
+                        let _ = store.settle(&message_id, failed).await;
+                        Kept::NotJournaled(err)
+                    }
+                };
+            }
+            Ok(Decision::Retry(reason)) => format!("retry: {}", clip(reason)),
+            Err(err) => format!("fault: {err}"),
+        };
+        let max = self.options.max_attempts;
+        if max > 0 && attempt >= max {
+            entry.reason = format!("{failure} (attempt {attempt}, the last of {max})");
+            match store.journal(entry).await {
+                Ok(id) => return Kept::Journaled(id),
+                Err(err) => {
+                    tracing::warn!(
+                        message_id,
+                        "last attempt failed and could not be journaled: {err}"
+                    );
+                }
+            }
+        }
+        match store.settle(&message_id, Settlement::Failed(failure)).await {
+            Ok(()) => Kept::Recorded,
+            Err(err) => {
+                tracing::warn!(message_id, "failure not recorded: {err}");
+                Kept::NotStored
+            }
+        }
+    }
+
+    /// Forgets old message records every hour, while the returned future runs: those
+    /// older than the dedupe window and a day of CMQ's retries (journal entries stay
+    /// until removed).
+    pub(crate) fn store_upkeep(&self) -> Option<impl Future<Output = ()> + Send + 'static> {
+        let store = self.options.store.clone()?;
+        let retry_span = Duration::from_secs(25 * 3600);
+        let age = self
+            .options
+            .dedupe_window
+            .map_or(retry_span, |w| w.max(retry_span));
+        Some(async move {
+            let mut every_hour = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                every_hour.tick().await;
+                match store.prune(age).await {
+                    Ok(0) => {}
+                    Ok(pruned) => tracing::info!(pruned, "old message records forgotten"),
+                    Err(err) => tracing::warn!("pruning the store failed: {err}"),
+                }
+            }
+        })
     }
 
     /// Refuses, before reading a byte of the body, what can never be a CMQ push.
@@ -351,11 +536,33 @@ impl Receiver {
 
 /// What a push that passed the checks goes on to.
 enum Work {
-    /// A parsed message, for a `cmq:push/handler` guest.
-    Message(Message),
+    /// A parsed message, for a `cmq:push/handler` guest, and the push it came in.
+    Message(cmq_message::Message, RawPush),
     /// The request itself, for a `wasi:http/incoming-handler` guest.
     Request(http::request::Parts, Bytes),
 }
+
+/// A push as it came, for the dead-letter journal.
+struct RawPush {
+    headers: PushHeaders,
+    body: Bytes,
+}
+
+/// What the store kept of a delivery.
+enum Kept {
+    /// No store, or the record failed (logged); the guest's decision is the answer.
+    NotStored,
+    /// Recorded; the guest's decision is the answer.
+    Recorded,
+    /// In the dead-letter journal under this id: answered `200 ok`.
+    Journaled(i64),
+    /// A drop that could not be journaled: answered 503 so that CMQ redelivers.
+    NotJournaled(crate::store::StoreError),
+}
+
+/// How much longer than the guest deadline a claim holds off other pushes of its
+/// message: a host that dies mid-run frees its claims after this.
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 /// The largest connection or in-flight cap accepted: far beyond any machine's file
 /// descriptors, and within what a semaphore and the instance pool can hold.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use cmq_host::{
     DirGrant, EnvGrant, ExpectedFormat, Grants, HttpGrant, IpNet, Receiver, ReceiverOptions,
-    ServeAs, Server, Tls, Token,
+    ServeAs, Server, Store, StoreLocation, Tls, Token,
 };
 
 use crate::byte_size::ByteSize;
@@ -74,6 +74,58 @@ pub(crate) struct ServeArgs {
     /// the scheme's default port (80, 443); `*.DOMAIN` matches its subdomains.
     #[arg(long = "http", value_name = "[SCHEME://]HOST[:PORT]")]
     http: Vec<HttpGrant>,
+    #[command(flatten)]
+    state: StateArg,
+    /// Keep no delivery state: every push runs the guest, with no attempt count, dedupe
+    /// or dead-letter journal.
+    #[arg(long)]
+    no_state: bool,
+    /// A message acknowledged this recently is answered 200 without running the guest
+    /// again; `off` runs every push.
+    #[arg(long, default_value = "24h", value_name = "DURATION|off", value_parser = parse_window)]
+    dedupe_window: Window,
+    /// The delivery CMQ makes last (4 for BACKOFF_RETRY, 177 for
+    /// EXPONENTIAL_DECAY_RETRY): when it fails, the message goes to the dead-letter
+    /// journal and is answered 200; 0 never does.
+    #[arg(long, default_value_t = 4)]
+    max_attempts: u32,
+}
+
+/// Where the delivery store is: shared by `serve` and `dead-letter`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct StateArg {
+    /// The delivery store: a SQLite file (created when missing), or a postgres:// URL
+    /// that several hosts share. Prefer the environment variable for a URL with a
+    /// password: flags show in `ps`.
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH|URL",
+        default_value = "cmq-state.db",
+        env = "CMQ_HOST_STATE",
+        hide_env_values = true
+    )]
+    // Parsed here, not by clap, whose error would quote a URL's password.
+    state: String,
+}
+
+impl StateArg {
+    pub(crate) fn location(&self) -> anyhow::Result<StoreLocation> {
+        self.state
+            .parse()
+            .map_err(|reason| anyhow::anyhow!("invalid --state (value not shown): {reason}"))
+    }
+}
+
+/// A dedupe window; `None` is off.
+type Window = Option<Duration>;
+
+fn parse_window(text: &str) -> Result<Window, String> {
+    if text == "off" {
+        return Ok(None);
+    }
+    let window = humantime::parse_duration(text).map_err(|err| err.to_string())?;
+    Ok((!window.is_zero()).then_some(window))
 }
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -88,6 +140,15 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         .map(|grant| grant.parse::<EnvGrant>())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|reason| anyhow::anyhow!("invalid --env: {reason}"))?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let store = if args.no_state {
+        None
+    } else {
+        let location = args.state.location()?;
+        let store = runtime.block_on(Store::open(&location))?;
+        tracing::info!(store = %location, "delivery store open");
+        Some(store)
+    };
     let options = ReceiverOptions {
         format: args.format,
         deadline: args.deadline,
@@ -104,6 +165,9 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             http: args.http,
         },
         serve_as: args.serve_as,
+        store,
+        dedupe_window: args.dedupe_window,
+        max_attempts: args.max_attempts,
     };
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(Tls::from_pem_files(cert, key)?),
@@ -119,7 +183,9 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         serves = ?receiver.serves(),
         "component ready"
     );
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    if receiver.serves() == ServeAs::IncomingHandler && !args.no_state {
+        tracing::info!("a wasi:http component answers for itself: the delivery store is not used");
+    }
     runtime.block_on(async {
         let mut server = Server::bind(args.listen, receiver).await?;
         let scheme = if tls.is_some() { "https" } else { "http" };

@@ -86,6 +86,7 @@ impl Server {
             .max_buf_size(MAX_HEADER_BYTES)
             .max_headers(MAX_HEADERS);
         let drain_timeout = receiver.drain_timeout();
+        let upkeep = receiver.store_upkeep().map(tokio::spawn);
         let allowlist = receiver.allowlist();
         let max_connections = receiver.max_connections();
         let connection_slots = Arc::new(Semaphore::new(max_connections));
@@ -184,6 +185,9 @@ impl Server {
             tracing::warn!("drain timed out: closing the remaining connections unanswered");
         }
         connections.shutdown().await;
+        if let Some(upkeep) = upkeep {
+            upkeep.abort();
+        }
         Ok(())
     }
 }

@@ -122,6 +122,10 @@ pub struct Message {
     pub body: Vec<u8>,
     /// The format the push arrived in.
     pub format: Format,
+    /// Which delivery of this message this is, counted from 1 by `cmq-host`'s delivery
+    /// store across CMQ's redeliveries; `None` when nothing counts them (parsing alone
+    /// never does).
+    pub attempt: Option<u32>,
 }
 
 /// CMQ's JSON envelope, keys in the documented order and casing.
@@ -233,6 +237,7 @@ mod tests {
             // Quotes, a backslash, a newline and non-ASCII, to exercise escaping.
             body: "say \"hi\"\\\n 你好".as_bytes().to_vec(),
             format: Format::Json,
+            attempt: None,
         }
     }
 

@@ -125,6 +125,7 @@ fn from_envelope(
         publish_time: Some(publish_time),
         body,
         format: Format::Json,
+        attempt: None,
     })
 }
 
@@ -145,6 +146,7 @@ fn from_simplified(headers: &PushHeaders, body: &[u8]) -> Result<Message, ParseE
         publish_time: None,
         body: body.to_vec(),
         format: Format::Simplified,
+        attempt: None,
     })
 }
 
@@ -225,6 +227,7 @@ mod tests {
             publish_time: Some(11_203_432),
             body: b"test message".to_vec(),
             format: Format::Json,
+            attempt: None,
         }
     }
 
@@ -235,6 +238,7 @@ mod tests {
             subscription_name: None,
             publish_time: None,
             format: Format::Simplified,
+            attempt: None,
             ..doc_json_message()
         }
     }

@@ -76,6 +76,7 @@ fn json_message() -> impl Strategy<Value = Message> {
                 publish_time: Some(time),
                 body: body.into_bytes(),
                 format: Format::Json,
+                attempt: None,
             },
         )
 }

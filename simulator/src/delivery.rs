@@ -162,6 +162,7 @@ impl Simulator {
                 publish_time: Some(publish_time),
                 body: published.msg_body.into_bytes(),
                 format: self.subscription.format,
+                attempt: None,
                 request_id: None,
             };
             // Filtered out, or what no header can carry: settled without a push.
@@ -252,34 +253,79 @@ impl Delivery {
         let Ok(_slot) = self.slots.acquire().await else {
             return Answer::Error("simulator shut down".into());
         };
-        let mut request = Request::builder()
-            .method(Method::POST)
-            .uri(self.endpoint.clone())
-            .header(header::CONTENT_TYPE, "text/plain")
-            .header(header::USER_AGENT, USER_AGENT)
-            .header(HEADER_REQUEST_ID, request_id)
-            .header(HEADER_MESSAGE_ID, &message.message_id);
-        if !message.tags.is_empty() {
-            request = request.header(HEADER_MESSAGE_TAG, message.tags.join(", "));
-        }
-        let request = match request.body(Full::new(body)) {
-            Ok(request) => request,
-            Err(err) => return Answer::Error(format!("invalid request: {err}")),
+        let tags = (!message.tags.is_empty()).then(|| message.tags.join(", "));
+        let push = Push {
+            message_id: &message.message_id,
+            message_tag: tags.as_deref(),
+            request_id,
+            body,
         };
-        let exchange = async {
-            let response = self.client.request(request).await?;
-            let status = response.status().as_u16();
-            // Read the answer (up to a bound) so the connection can carry the next push.
-            let _ = http_body_util::Limited::new(response.into_body(), MAX_ANSWER_BODY)
-                .collect()
-                .await;
-            Ok::<_, hyper_util::client::legacy::Error>(status)
-        };
-        match tokio::time::timeout(ANSWER_TIMEOUT, exchange).await {
-            Ok(Ok(status)) => Answer::Status(status),
-            Ok(Err(err)) => Answer::Error(one_line(&err)),
-            Err(_) => Answer::Error(format!("no answer within {ANSWER_TIMEOUT:?}")),
-        }
+        send(&self.client, &self.endpoint, push).await
+    }
+}
+
+/// One push as it goes on the wire.
+struct Push<'a> {
+    message_id: &'a str,
+    message_tag: Option<&'a str>,
+    request_id: &'a str,
+    body: Bytes,
+}
+
+/// Sends one push again, as CMQ would: the same message id, tag header and body (the
+/// whole request body, a JSON envelope included), a new random `x-cmq-request-id`, CMQ's
+/// user agent and content type, and CMQ's 15 s wait for the answer. For replaying a
+/// push that was received and kept.
+pub async fn push_once(
+    endpoint: &Uri,
+    message_id: &str,
+    message_tag: Option<&str>,
+    body: Bytes,
+) -> Answer {
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let request_id = fastrand::u64(1_000_000_000..9_000_000_000).to_string();
+    let push = Push {
+        message_id,
+        message_tag,
+        request_id: &request_id,
+        body,
+    };
+    send(&client, endpoint, push).await
+}
+
+async fn send(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    endpoint: &Uri,
+    push: Push<'_>,
+) -> Answer {
+    let mut request = Request::builder()
+        .method(Method::POST)
+        .uri(endpoint.clone())
+        .header(header::CONTENT_TYPE, "text/plain")
+        .header(header::USER_AGENT, USER_AGENT)
+        .header(HEADER_REQUEST_ID, push.request_id)
+        .header(HEADER_MESSAGE_ID, push.message_id);
+    if let Some(tag) = push.message_tag {
+        request = request.header(HEADER_MESSAGE_TAG, tag);
+    }
+    let request = match request.body(Full::new(push.body)) {
+        Ok(request) => request,
+        Err(err) => return Answer::Error(format!("invalid request: {err}")),
+    };
+    let exchange = async {
+        let response = client.request(request).await?;
+        let status = response.status().as_u16();
+        // Read the answer (up to a bound) so the connection can carry the next push.
+        let _ = http_body_util::Limited::new(response.into_body(), MAX_ANSWER_BODY)
+            .collect()
+            .await;
+        Ok::<_, hyper_util::client::legacy::Error>(status)
+    };
+    match tokio::time::timeout(ANSWER_TIMEOUT, exchange).await {
+        Ok(Ok(status)) => Answer::Status(status),
+        Ok(Err(err)) => Answer::Error(one_line(&err)),
+        Err(_) => Answer::Error(format!("no answer within {ANSWER_TIMEOUT:?}")),
     }
 }
 

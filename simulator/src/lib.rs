@@ -25,7 +25,9 @@ mod report;
 mod source;
 mod strategy;
 
-pub use crate::delivery::{ANSWER_TIMEOUT, SettingError, Simulator, Subscription, USER_AGENT};
+pub use crate::delivery::{
+    ANSWER_TIMEOUT, SettingError, Simulator, Subscription, USER_AGENT, push_once,
+};
 pub use crate::filter::{Filter, FilteredBy, binding_key_matches};
 pub use crate::report::{Answer, Attempt, Outcome, Report, Summary};
 pub use crate::source::{Published, SourceError, check_header_values, generate, read_json_lines};

@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
-use cmq_host::{Receiver, ReceiverOptions, Server, Tls};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use cmq_host::{Receiver, ReceiverOptions, Server, StoreLocation, Tls};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -149,4 +151,61 @@ pub fn log_lines_with(needle: &str) -> Vec<String> {
         .filter(|line| line.contains(needle))
         .map(str::to_owned)
         .collect()
+}
+
+/// The environment variable naming the PostgreSQL server for the shared store's tests:
+/// a URL of a role that may create databases (`cargo xtask test` starts a server and
+/// sets it). Each test gets a database of its own on it.
+pub const POSTGRES_URL_VAR: &str = "CMQ_TEST_POSTGRES_URL";
+
+/// The two delivery store backends, for tests that run against each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded store, a SQLite file.
+    Sqlite,
+    /// The shared store, a PostgreSQL database.
+    Postgres,
+}
+
+/// Both backends.
+pub const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
+
+/// A new, empty store of `backend`: a SQLite file in the temp directory, or a new
+/// PostgreSQL database on the server `CMQ_TEST_POSTGRES_URL` names.
+pub async fn fresh_store(backend: Backend) -> anyhow::Result<StoreLocation> {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let name = format!(
+        "cmq_test_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    match backend {
+        Backend::Sqlite => {
+            let dir = std::env::temp_dir().join("cmq-tests");
+            std::fs::create_dir_all(&dir)?;
+            let path = dir.join(format!("{name}.db"));
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+            Ok(StoreLocation::Sqlite(path))
+        }
+        Backend::Postgres => {
+            let admin = std::env::var(POSTGRES_URL_VAR).map_err(|_| {
+                anyhow::anyhow!(
+                    "{POSTGRES_URL_VAR} is not set: run the suite with `cargo xtask test`, \
+                     which starts a PostgreSQL server, or point it at one"
+                )
+            })?;
+            let (client, connection) =
+                tokio_postgres::connect(&admin, tokio_postgres::NoTls).await?;
+            tokio::spawn(connection);
+            client
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .await?;
+            let base = admin
+                .rsplit_once('/')
+                .map_or(admin.as_str(), |(base, _database)| base);
+            Ok(StoreLocation::Postgres(format!("{base}/{name}")))
+        }
+    }
 }

@@ -93,6 +93,7 @@ mod tests {
             publish_time: None,
             body: Vec::new(),
             format: wit::Format::Simplified,
+            attempt: None,
         };
         let retry = <Export<ByTag> as wit::Guest>::handle(msg(vec!["retry".into()]));
         assert!(matches!(retry, wit::Decision::Retry(r) if r == "m1"));

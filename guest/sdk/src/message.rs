@@ -21,6 +21,7 @@ pub(crate) fn from_wit(msg: wit::Message) -> Message {
             wit::Format::Json => Format::Json,
             wit::Format::Simplified => Format::Simplified,
         },
+        attempt: msg.attempt,
     }
 }
 
@@ -39,6 +40,7 @@ mod tests {
             publish_time: Some(11203432),
             body: b"test message".to_vec(),
             format: wit::Format::Json,
+            attempt: Some(3),
         }
     }
 
@@ -57,6 +59,7 @@ mod tests {
                 publish_time: Some(11203432),
                 body: b"test message".to_vec(),
                 format: Format::Json,
+                attempt: Some(3),
             }
         );
         let simplified = wit::Message {

@@ -1,0 +1,286 @@
+//! `cmq-host dead-letter`: read, replay and clear the dead-letter journal.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use bytes::Bytes;
+use cmq_host::{DeadLetter, Decision, ExpectedFormat, Receiver, ReceiverOptions, Store};
+use cmq_message::{Format, PushHeaders};
+use serde_json::json;
+
+use crate::serve::StateArg;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct DeadLetterArgs {
+    #[command(flatten)]
+    state: StateArg,
+    /// Print JSON, one object per entry and line, for scripts.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    action: Action,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Action {
+    /// List the journal's entries, oldest first.
+    List,
+    /// Show one entry whole, its body included.
+    Show {
+        /// The entry's id (the first column of `list`).
+        id: i64,
+    },
+    /// Deliver entries again, and remove each that is acknowledged.
+    Replay {
+        /// The entries' ids.
+        #[arg(required = true)]
+        ids: Vec<i64>,
+        /// Run each through a fresh instance of this component (with no grants); kept
+        /// unless the guest acks.
+        #[arg(
+            long,
+            value_name = "X.wasm",
+            required_unless_present = "url",
+            conflicts_with = "url"
+        )]
+        component: Option<PathBuf>,
+        /// Push each to this endpoint as CMQ would; kept unless answered 2xx.
+        #[arg(long)]
+        url: Option<http::Uri>,
+    },
+    /// Remove every entry.
+    Purge,
+}
+
+pub(crate) fn run(args: DeadLetterArgs) -> anyhow::Result<ExitCode> {
+    let location = args.state.location()?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let store = Store::open(&location).await?;
+        match args.action {
+            Action::List => list(&store, args.json).await,
+            Action::Show { id } => show(&store, id, args.json).await,
+            Action::Replay {
+                ids,
+                component,
+                url,
+            } => replay(&store, &ids, component, url, args.json).await,
+            Action::Purge => {
+                let removed = store.remove_dead_letters(None).await?;
+                if args.json {
+                    println!("{}", json!({ "removed": removed }));
+                } else {
+                    println!("removed {removed} entries");
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    })
+}
+
+async fn list(store: &Store, as_json: bool) -> anyhow::Result<ExitCode> {
+    let entries = store.dead_letters().await?;
+    let mut out = std::io::stdout().lock();
+    if as_json {
+        for entry in &entries {
+            writeln!(out, "{}", entry_json(entry))?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if entries.is_empty() {
+        writeln!(out, "the dead-letter journal is empty")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(
+        out,
+        "{:<6} {:<20} {:<20} {:>8}  REASON",
+        "ID", "JOURNALED (UTC)", "MESSAGE ID", "ATTEMPTS"
+    )?;
+    for entry in &entries {
+        writeln!(
+            out,
+            "{:<6} {:<20} {:<20} {:>8}  {}",
+            entry.id,
+            timestamp(entry.created),
+            shorten(&entry.message_id, 20),
+            entry.attempts,
+            shorten(&entry.reason, 80)
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn show(store: &Store, id: i64, as_json: bool) -> anyhow::Result<ExitCode> {
+    let Some(entry) = store.dead_letter(id).await? else {
+        anyhow::bail!("no dead-letter entry {id}");
+    };
+    if as_json {
+        println!("{}", entry_json(&entry));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "id:          {}", entry.id)?;
+    writeln!(out, "message id:  {}", shorten(&entry.message_id, 1024))?;
+    writeln!(out, "journaled:   {}", timestamp(entry.created))?;
+    writeln!(out, "attempts:    {}", entry.attempts)?;
+    writeln!(out, "reason:      {}", entry.reason)?;
+    writeln!(out, "format:      {}", format_name(entry.format))?;
+    writeln!(
+        out,
+        "request id:  {}",
+        entry.request_id.as_deref().unwrap_or("-")
+    )?;
+    writeln!(
+        out,
+        "tags:        {}",
+        entry.message_tag.as_deref().unwrap_or("-")
+    )?;
+    match std::str::from_utf8(&entry.body) {
+        Ok(text) => writeln!(out, "body:        {} bytes\n{text}", entry.body.len())?,
+        Err(_) => writeln!(
+            out,
+            "body:        {} bytes, not UTF-8, as base64\n{}",
+            entry.body.len(),
+            base64::engine::general_purpose::STANDARD.encode(&entry.body)
+        )?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn replay(
+    store: &Store,
+    ids: &[i64],
+    component: Option<PathBuf>,
+    url: Option<http::Uri>,
+    as_json: bool,
+) -> anyhow::Result<ExitCode> {
+    let receiver = match &component {
+        Some(path) => {
+            let receiver = Receiver::load(path, ReceiverOptions::default())?;
+            receiver.check().await?;
+            Some(receiver)
+        }
+        None => None,
+    };
+    let mut all_removed = true;
+    for &id in ids {
+        let outcome = match store.dead_letter(id).await? {
+            None => Err("no such entry".to_owned()),
+            Some(entry) => match (&receiver, &url) {
+                (Some(receiver), _) => run_guest(receiver, &entry).await,
+                (None, Some(url)) => push(url, &entry).await,
+                (None, None) => Err("nothing to replay to".to_owned()),
+            },
+        };
+        let removed = match &outcome {
+            Ok(()) => store.remove_dead_letters(Some(vec![id])).await? == 1,
+            Err(_) => false,
+        };
+        all_removed &= removed;
+        if as_json {
+            let failure = outcome.as_ref().err();
+            println!(
+                "{}",
+                json!({ "id": id, "acknowledged": outcome.is_ok(), "removed": removed, "failure": failure })
+            );
+        } else {
+            match outcome {
+                Ok(()) => println!("{id}: acknowledged, removed from the journal"),
+                Err(why) => println!("{id}: {why}; kept"),
+            }
+        }
+    }
+    Ok(if all_removed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Runs the entry through a fresh guest: `Ok` when it acks.
+async fn run_guest(receiver: &Receiver, entry: &DeadLetter) -> Result<(), String> {
+    let headers = PushHeaders {
+        request_id: entry.request_id.clone(),
+        message_id: Some(entry.message_id.clone()),
+        message_tag: entry.message_tag.clone(),
+    };
+    let expected = match entry.format {
+        Format::Json => ExpectedFormat::Json,
+        Format::Simplified => ExpectedFormat::Simplified,
+    };
+    let message = cmq_message::parse(expected, &headers, &entry.body)
+        .map_err(|err| format!("the kept push no longer parses: {err}"))?;
+    match receiver.handle(message).await {
+        Ok(Decision::Ack) => Ok(()),
+        Ok(Decision::Retry(reason)) => Err(format!("retry: {reason}")),
+        Ok(Decision::Drop(reason)) => Err(format!("dropped again: {reason}")),
+        Err(fault) => Err(format!("fault: {fault}")),
+    }
+}
+
+/// Pushes the entry to `url` as CMQ would: `Ok` on 2xx.
+async fn push(url: &http::Uri, entry: &DeadLetter) -> Result<(), String> {
+    let answer = cmq_simulator::push_once(
+        url,
+        &entry.message_id,
+        entry.message_tag.as_deref(),
+        Bytes::from(entry.body.clone()),
+    )
+    .await;
+    if answer.is_success() {
+        Ok(())
+    } else {
+        Err(format!("answered {answer}"))
+    }
+}
+
+fn entry_json(entry: &DeadLetter) -> serde_json::Value {
+    let (body, body_base64) = match std::str::from_utf8(&entry.body) {
+        Ok(text) => (Some(text.to_owned()), None),
+        Err(_) => (
+            None,
+            Some(base64::engine::general_purpose::STANDARD.encode(&entry.body)),
+        ),
+    };
+    json!({
+        "id": entry.id,
+        "message_id": entry.message_id,
+        "journaled_at": timestamp(entry.created),
+        "attempts": entry.attempts,
+        "reason": entry.reason,
+        "format": format_name(entry.format),
+        "request_id": entry.request_id,
+        "message_tag": entry.message_tag,
+        "body": body,
+        "body_base64": body_base64,
+    })
+}
+
+fn format_name(format: Format) -> &'static str {
+    match format {
+        Format::Json => "json",
+        Format::Simplified => "simplified",
+    }
+}
+
+fn timestamp(at: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+/// `text` on one line, cut to `max` characters.
+fn shorten(text: &str, max: usize) -> String {
+    let line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if line.chars().count() <= max {
+        return line;
+    }
+    let mut cut: String = line.chars().take(max - 1).collect();
+    cut.push('…');
+    cut
+}

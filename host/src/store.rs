@@ -1,0 +1,416 @@
+//! The delivery store: per message id, the attempts seen and the last decision, and the
+//! dead-letter journal. It is what turns CMQ's "at least once, then discard" into
+//! "handled once, or kept for a human".
+//!
+//! Two backends with the same semantics: SQLite in one file ([`sqlite`], the default:
+//! one machine needs no server) and PostgreSQL ([`postgres`], shared by several hosts
+//! behind a load balancer). Every operation that decides something is one atomic
+//! statement in the database, so two hosts never both claim one message.
+//!
+//! Durability: a dead-letter write is synced before it returns, since the 2xx sent after
+//! it is the only copy's receipt. Claims and settlements are committed before they
+//! return but not synced one by one (SQLite: WAL with `synchronous=NORMAL`, group
+//! committed; PostgreSQL: `synchronous_commit=off`); a crash of the machine may lose
+//! the last of them, which costs a duplicate run of a guest, never a message.
+
+mod postgres;
+mod sqlite;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use cmq_message::Format;
+
+/// Where the delivery state lives: a SQLite file, or a PostgreSQL database URL.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// A SQLite database file, created when missing.
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL (`postgres://user:password@host/db`), shared by several hosts.
+    Postgres(String),
+}
+
+impl FromStr for StoreLocation {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.is_empty() {
+            return Err("the store location is empty".into());
+        }
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            return Ok(StoreLocation::Postgres(text.to_owned()));
+        }
+        if text.contains("://") {
+            return Err("a store is a file path or a postgres:// URL".into());
+        }
+        Ok(StoreLocation::Sqlite(PathBuf::from(text)))
+    }
+}
+
+impl fmt::Display for StoreLocation {
+    /// A PostgreSQL URL is shown without its user info: it may hold a password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreLocation::Sqlite(path) => write!(f, "{}", path.display()),
+            StoreLocation::Postgres(url) => {
+                let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
+                let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+                write!(f, "{scheme}://{rest}")
+            }
+        }
+    }
+}
+
+impl fmt::Debug for StoreLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StoreLocation({self})")
+    }
+}
+
+/// The store could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[error("delivery store: {0}")]
+pub struct StoreError(String);
+
+impl StoreError {
+    fn new(context: &str, err: impl fmt::Display) -> Self {
+        StoreError(format!("{context}: {err}"))
+    }
+}
+
+/// What a push may do with its message, decided atomically with recording it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Run the guest: this is delivery number `attempt` of the message.
+    Run {
+        /// Counted from 1; starts again at 1 after the message was settled for good.
+        attempt: u32,
+    },
+    /// The message was acknowledged within the dedupe window: answer `200 ok` without
+    /// running the guest again.
+    Duplicate,
+    /// Another push of the same message is being handled (here or on another host):
+    /// answer non-2xx, CMQ asks again later.
+    Busy,
+}
+
+/// How a claimed delivery ended, when it did not go to the journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    /// The guest acknowledged: later pushes of the message are duplicates.
+    Acked,
+    /// The delivery failed (retry, fault, deadline); CMQ will redeliver. The text is
+    /// the decision as logged.
+    Failed(String),
+}
+
+/// What the store knows of one message id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRecord {
+    /// Deliveries claimed in the current round.
+    pub attempts: u32,
+    /// `running`, `failed`, `acked` or `journaled`.
+    pub state: String,
+    /// The last decision, as logged (`ack`, `retry: ...`, `fault: ...`).
+    pub last_decision: Option<String>,
+    /// When the record last changed.
+    pub updated: SystemTime,
+}
+
+/// A message kept in the dead-letter journal, as it was pushed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The journal's id for the entry (not the message id).
+    pub id: i64,
+    /// The message id.
+    pub message_id: String,
+    /// Why it was journaled: `dropped: ...`, or the last failure on the last attempt.
+    pub reason: String,
+    /// Deliveries seen, the journaled one included.
+    pub attempts: u32,
+    /// The format it was pushed in.
+    pub format: Format,
+    /// The `x-cmq-request-id` of the journaled delivery.
+    pub request_id: Option<String>,
+    /// The `x-cmq-message-tag` header, as sent.
+    pub message_tag: Option<String>,
+    /// The push body, byte for byte (the whole JSON envelope in JSON format).
+    pub body: Vec<u8>,
+    /// When it was journaled.
+    pub created: SystemTime,
+}
+
+/// The delivery store, shared by every push of a receiver (cheap to clone).
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+    location: StoreLocation,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PostgresStore),
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens the store at `location`, creating its tables when missing.
+    pub async fn open(location: &StoreLocation) -> Result<Store, StoreError> {
+        let backend = match location {
+            StoreLocation::Sqlite(path) => Backend::Sqlite(sqlite::SqliteStore::open(path).await?),
+            StoreLocation::Postgres(url) => {
+                Backend::Postgres(postgres::PostgresStore::open(url).await?)
+            }
+        };
+        Ok(Store {
+            backend,
+            location: location.clone(),
+        })
+    }
+
+    /// Where the store is (a URL's password left out).
+    pub fn location(&self) -> &StoreLocation {
+        &self.location
+    }
+
+    /// Records a delivery of `message_id` and says whether to run the guest. `lease` is
+    /// how long a claim holds off other pushes of the message (a host that dies
+    /// mid-run frees it by expiry); acknowledgements within `dedupe_window` make later
+    /// pushes duplicates (`None`: never).
+    pub async fn claim(
+        &self,
+        message_id: &str,
+        lease: Duration,
+        dedupe_window: Option<Duration>,
+    ) -> Result<Claim, StoreError> {
+        let now = now_ms();
+        let lease_until = now.saturating_add(millis(lease));
+        // Acknowledged after this instant makes a duplicate; i64::MAX: nothing does.
+        let acked_since = dedupe_window.map_or(i64::MAX, |window| now - millis(window));
+        let claimed = match &self.backend {
+            Backend::Sqlite(store) => {
+                store
+                    .claim(message_id.to_owned(), now, lease_until, acked_since)
+                    .await?
+            }
+            Backend::Postgres(store) => {
+                store
+                    .claim(message_id, now, lease_until, acked_since)
+                    .await?
+            }
+        };
+        Ok(claimed)
+    }
+
+    /// Records how a claimed delivery ended.
+    pub async fn settle(&self, message_id: &str, settlement: Settlement) -> Result<(), StoreError> {
+        let (state, decision) = match settlement {
+            Settlement::Acked => ("acked", "ack".to_owned()),
+            Settlement::Failed(decision) => ("failed", decision),
+        };
+        match &self.backend {
+            Backend::Sqlite(store) => {
+                store
+                    .settle(message_id.to_owned(), state, decision, now_ms())
+                    .await
+            }
+            Backend::Postgres(store) => store.settle(message_id, state, &decision, now_ms()).await,
+        }
+    }
+
+    /// Writes `entry` to the dead-letter journal and marks its message settled, synced
+    /// to disk before returning. Returns the entry's id. `entry.id` and `entry.created`
+    /// are ignored: the journal assigns them.
+    pub async fn journal(&self, entry: DeadLetter) -> Result<i64, StoreError> {
+        let created = now_ms();
+        match &self.backend {
+            Backend::Sqlite(store) => store.journal(entry, created).await,
+            Backend::Postgres(store) => store.journal(&entry, created).await,
+        }
+    }
+
+    /// The journal's entries, oldest first.
+    pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.dead_letters(None).await,
+            Backend::Postgres(store) => store.dead_letters(None).await,
+        }
+    }
+
+    /// One journal entry, if it exists.
+    pub async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetter>, StoreError> {
+        let found = match &self.backend {
+            Backend::Sqlite(store) => store.dead_letters(Some(id)).await?,
+            Backend::Postgres(store) => store.dead_letters(Some(id)).await?,
+        };
+        Ok(found.into_iter().next())
+    }
+
+    /// Removes the journal entries `ids` (all of them with `None`); returns how many
+    /// were removed.
+    pub async fn remove_dead_letters(&self, ids: Option<Vec<i64>>) -> Result<u64, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.remove_dead_letters(ids).await,
+            Backend::Postgres(store) => store.remove_dead_letters(ids).await,
+        }
+    }
+
+    /// What the store knows of `message_id`.
+    pub async fn record(&self, message_id: &str) -> Result<Option<MessageRecord>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(store) => store.record(message_id.to_owned()).await,
+            Backend::Postgres(store) => store.record(message_id).await,
+        }
+    }
+
+    /// Forgets message records (not journal entries) unchanged for longer than `age`,
+    /// except claims still running; returns how many.
+    pub async fn prune(&self, age: Duration) -> Result<u64, StoreError> {
+        let before = now_ms() - millis(age);
+        match &self.backend {
+            Backend::Sqlite(store) => store.prune(before).await,
+            Backend::Postgres(store) => store.prune(before).await,
+        }
+    }
+}
+
+/// The schema, the same in both backends but for the types the `{id}`, `{int}` and
+/// `{bytes}` placeholders stand for. Times are Unix milliseconds.
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS cmq_messages (
+    message_id TEXT PRIMARY KEY NOT NULL,
+    attempts {int} NOT NULL,
+    state TEXT NOT NULL,
+    last_decision TEXT,
+    lease_until_ms {int} NOT NULL DEFAULT 0,
+    updated_ms {int} NOT NULL
+);
+CREATE INDEX IF NOT EXISTS cmq_messages_updated ON cmq_messages (updated_ms);
+CREATE TABLE IF NOT EXISTS cmq_dead_letters (
+    id {id},
+    message_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    attempts {int} NOT NULL,
+    format TEXT NOT NULL,
+    request_id TEXT,
+    message_tag TEXT,
+    body {bytes} NOT NULL,
+    created_ms {int} NOT NULL
+);
+";
+
+/// Claims a delivery in one statement: `$1` message id, `$2` now, `$3` the lease's end,
+/// `$4` the instant after which an acknowledgement makes a duplicate. Returns the
+/// attempt number, or no row when the message is running elsewhere or a duplicate.
+const CLAIM: &str = "
+INSERT INTO cmq_messages AS m (message_id, attempts, state, lease_until_ms, updated_ms)
+VALUES ($1, 1, 'running', $3, $2)
+ON CONFLICT (message_id) DO UPDATE SET
+    attempts = CASE WHEN m.state IN ('acked', 'journaled') THEN 1 ELSE m.attempts + 1 END,
+    state = 'running',
+    last_decision = NULL,
+    lease_until_ms = $3,
+    updated_ms = $2
+WHERE NOT (m.state = 'running' AND m.lease_until_ms > $2)
+  AND NOT (m.state = 'acked' AND m.updated_ms > $4)
+RETURNING attempts
+";
+
+/// `$1` message id, `$2` state, `$3` decision, `$4` now.
+const SETTLE: &str = "
+UPDATE cmq_messages SET state = $2, last_decision = $3, lease_until_ms = 0, updated_ms = $4
+WHERE message_id = $1
+";
+
+/// `$1` message id, `$2` reason, `$3` attempts, `$4` format, `$5` request id, `$6` tag,
+/// `$7` body, `$8` now.
+const INSERT_DEAD_LETTER: &str = "
+INSERT INTO cmq_dead_letters
+    (message_id, reason, attempts, format, request_id, message_tag, body, created_ms)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+RETURNING id
+";
+
+/// `$1` message id, `$2` reason, `$8` now (numbered as in [`INSERT_DEAD_LETTER`]).
+const MARK_JOURNALED: &str = "
+UPDATE cmq_messages SET state = 'journaled', last_decision = $2, lease_until_ms = 0,
+    updated_ms = $8
+WHERE message_id = $1
+";
+
+const SELECT_DEAD_LETTERS: &str = "
+SELECT id, message_id, reason, attempts, format, request_id, message_tag, body, created_ms
+FROM cmq_dead_letters
+";
+
+const SELECT_RECORD: &str = "
+SELECT attempts, state, last_decision, updated_ms FROM cmq_messages WHERE message_id = $1
+";
+
+/// `$1`: records unchanged since before this instant go, unless running.
+const PRUNE: &str = "
+DELETE FROM cmq_messages WHERE updated_ms < $1 AND state <> 'running'
+";
+
+fn format_name(format: Format) -> &'static str {
+    match format {
+        Format::Json => "json",
+        Format::Simplified => "simplified",
+    }
+}
+
+fn parse_format(name: &str) -> Format {
+    if name == "json" {
+        Format::Json
+    } else {
+        Format::Simplified
+    }
+}
+
+fn attempts(count: i64) -> u32 {
+    u32::try_from(count).unwrap_or(u32::MAX)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| millis(since))
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn time_of(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_parse_and_hide_passwords() {
+        assert_eq!(
+            "state/cmq.db".parse::<StoreLocation>(),
+            Ok(StoreLocation::Sqlite("state/cmq.db".into()))
+        );
+        let url = "postgres://cmq:s3cret@db.internal:5432/cmq";
+        let location: StoreLocation = url.parse().expect("a postgres URL");
+        assert_eq!(location, StoreLocation::Postgres(url.into()));
+        assert_eq!(location.to_string(), "postgres://db.internal:5432/cmq");
+        assert!(!format!("{location:?}").contains("s3cret"));
+        assert!("redis://localhost".parse::<StoreLocation>().is_err());
+        assert!("".parse::<StoreLocation>().is_err());
+    }
+}

@@ -1,0 +1,276 @@
+//! The shared store: PostgreSQL, for several hosts behind one load balancer.
+//!
+//! Claims are single `INSERT ... ON CONFLICT DO UPDATE ... WHERE` statements, so two
+//! hosts given the same push at once serialize on the message's row and only one runs
+//! the guest. Two connections: claims and settlements go over one with
+//! `synchronous_commit=off` (committed and visible at once, synced by the server a
+//! moment later), dead-letter writes over one with the server's default, synced
+//! before the commit returns. A connection that breaks is reopened by the next call.
+
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
+use tokio_postgres::{Client, Config, NoTls, Statement};
+
+use super::{
+    CLAIM, Claim, DeadLetter, INSERT_DEAD_LETTER, MARK_JOURNALED, MessageRecord, PRUNE, SCHEMA,
+    SELECT_DEAD_LETTERS, SELECT_RECORD, SETTLE, StoreError, attempts, format_name, parse_format,
+    time_of,
+};
+
+/// Serializes schema creation between hosts starting at once (any fixed number).
+const SCHEMA_LOCK: i64 = 0x636d_715f_7374_6f72;
+
+#[derive(Clone)]
+pub(super) struct PostgresStore {
+    /// Claims, settlements and reads.
+    fast: Arc<Session>,
+    /// Dead-letter writes and removals.
+    durable: Arc<Session>,
+}
+
+/// One connection, reopened when it breaks, with its prepared statements.
+struct Session {
+    config: Config,
+    open: Mutex<Option<Arc<Prepared>>>,
+}
+
+struct Prepared {
+    client: Client,
+    claim: Statement,
+    settle: Statement,
+    journal: Statement,
+    record: Statement,
+}
+
+impl PostgresStore {
+    pub(super) async fn open(url: &str) -> Result<Self, StoreError> {
+        // The URL is never part of an error: it may hold a password.
+        let mut config: Config = url
+            .parse()
+            .map_err(|err| StoreError::new("invalid PostgreSQL URL", err))?;
+        config.application_name("cmq-host");
+        // "relation already exists, skipping" and such are not worth a log line.
+        config.options("-c client_min_messages=warning");
+        let durable = Session {
+            config: config.clone(),
+            open: Mutex::new(None),
+        };
+        config.options("-c client_min_messages=warning -c synchronous_commit=off");
+        let fast = Session {
+            config,
+            open: Mutex::new(None),
+        };
+        let schema = SCHEMA
+            .replace("{id}", "BIGSERIAL PRIMARY KEY")
+            .replace("{int}", "BIGINT")
+            .replace("{bytes}", "BYTEA");
+        // The statements are prepared on first use, once the tables exist.
+        connect(&durable.config)
+            .await?
+            .batch_execute(&format!(
+                "BEGIN; SELECT pg_advisory_xact_lock({SCHEMA_LOCK}); {schema} COMMIT;"
+            ))
+            .await
+            .map_err(|err| StoreError::new("creating the tables", err))?;
+        Ok(PostgresStore {
+            fast: Arc::new(fast),
+            durable: Arc::new(durable),
+        })
+    }
+
+    pub(super) async fn claim(
+        &self,
+        message_id: &str,
+        now: i64,
+        lease_until: i64,
+        acked_since: i64,
+    ) -> Result<Claim, StoreError> {
+        let session = self.fast.get().await?;
+        let claimed = session
+            .client
+            .query_opt(
+                &session.claim,
+                &[&message_id, &now, &lease_until, &acked_since],
+            )
+            .await
+            .map_err(|err| StoreError::new("claiming", err))?;
+        if let Some(row) = claimed {
+            return Ok(Claim::Run {
+                attempt: attempts(row.get(0)),
+            });
+        }
+        // No row: acknowledged (a duplicate), or running here or elsewhere.
+        Ok(match self.record(message_id).await? {
+            Some(record) if record.state == "acked" => Claim::Duplicate,
+            _ => Claim::Busy,
+        })
+    }
+
+    pub(super) async fn settle(
+        &self,
+        message_id: &str,
+        state: &str,
+        decision: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let session = self.fast.get().await?;
+        session
+            .client
+            .execute(&session.settle, &[&message_id, &state, &decision, &now])
+            .await
+            .map_err(|err| StoreError::new("settling", err))?;
+        Ok(())
+    }
+
+    pub(super) async fn journal(&self, entry: &DeadLetter, now: i64) -> Result<i64, StoreError> {
+        let session = self.durable.get().await?;
+        let row = session
+            .client
+            .query_one(
+                &session.journal,
+                &[
+                    &entry.message_id,
+                    &entry.reason,
+                    &i64::from(entry.attempts),
+                    &format_name(entry.format),
+                    &entry.request_id,
+                    &entry.message_tag,
+                    &entry.body,
+                    &now,
+                ],
+            )
+            .await
+            .map_err(|err| StoreError::new("writing the dead letter", err))?;
+        Ok(row.get(0))
+    }
+
+    pub(super) async fn dead_letters(
+        &self,
+        id: Option<i64>,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        let session = self.fast.get().await?;
+        let sql = format!("{SELECT_DEAD_LETTERS} WHERE $1::BIGINT IS NULL OR id = $1 ORDER BY id");
+        let rows = session
+            .client
+            .query(&sql, &[&id])
+            .await
+            .map_err(|err| StoreError::new("reading the journal", err))?;
+        Ok(rows
+            .iter()
+            .map(|row| DeadLetter {
+                id: row.get(0),
+                message_id: row.get(1),
+                reason: row.get(2),
+                attempts: attempts(row.get(3)),
+                format: parse_format(row.get(4)),
+                request_id: row.get(5),
+                message_tag: row.get(6),
+                body: row.get(7),
+                created: time_of(row.get(8)),
+            })
+            .collect())
+    }
+
+    pub(super) async fn remove_dead_letters(
+        &self,
+        ids: Option<Vec<i64>>,
+    ) -> Result<u64, StoreError> {
+        let session = self.durable.get().await?;
+        let removed = match ids {
+            None => {
+                session
+                    .client
+                    .execute("DELETE FROM cmq_dead_letters", &[])
+                    .await
+            }
+            Some(ids) => {
+                session
+                    .client
+                    .execute("DELETE FROM cmq_dead_letters WHERE id = ANY($1)", &[&ids])
+                    .await
+            }
+        };
+        removed.map_err(|err| StoreError::new("removing dead letters", err))
+    }
+
+    pub(super) async fn record(
+        &self,
+        message_id: &str,
+    ) -> Result<Option<MessageRecord>, StoreError> {
+        let session = self.fast.get().await?;
+        let row = session
+            .client
+            .query_opt(&session.record, &[&message_id])
+            .await
+            .map_err(|err| StoreError::new("reading a message record", err))?;
+        Ok(row.map(|row| MessageRecord {
+            attempts: attempts(row.get(0)),
+            state: row.get(1),
+            last_decision: row.get(2),
+            updated: time_of(row.get(3)),
+        }))
+    }
+
+    pub(super) async fn prune(&self, before: i64) -> Result<u64, StoreError> {
+        let session = self.fast.get().await?;
+        session
+            .client
+            .execute(PRUNE, &[&before])
+            .await
+            .map_err(|err| StoreError::new("pruning", err))
+    }
+}
+
+impl Session {
+    /// The open connection, or a new one when there is none or it broke.
+    async fn get(&self) -> Result<Arc<Prepared>, StoreError> {
+        let mut open = self.open.lock().await;
+        if let Some(prepared) = open.as_ref()
+            && !prepared.client.is_closed()
+        {
+            return Ok(prepared.clone());
+        }
+        let prepared = Arc::new(self.connect().await?);
+        *open = Some(prepared.clone());
+        Ok(prepared)
+    }
+
+    async fn connect(&self) -> Result<Prepared, StoreError> {
+        let client = connect(&self.config).await?;
+        let prepare = |sql: String| {
+            let client = &client;
+            async move {
+                client
+                    .prepare(&sql)
+                    .await
+                    .map_err(|err| StoreError::new("preparing statements", err))
+            }
+        };
+        Ok(Prepared {
+            claim: prepare(CLAIM.to_owned()).await?,
+            settle: prepare(SETTLE.to_owned()).await?,
+            journal: prepare(format!(
+                "WITH entry AS ({INSERT_DEAD_LETTER}), marked AS ({MARK_JOURNALED}) \
+                 SELECT id FROM entry"
+            ))
+            .await?,
+            record: prepare(SELECT_RECORD.to_owned()).await?,
+            client,
+        })
+    }
+}
+
+/// A new connection, driven by its own task until it closes.
+async fn connect(config: &Config) -> Result<Client, StoreError> {
+    let (client, connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(|err| StoreError::new("connecting to PostgreSQL", err))?;
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            tracing::warn!("PostgreSQL connection closed: {err}");
+        }
+    });
+    Ok(client)
+}

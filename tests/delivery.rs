@@ -1,0 +1,313 @@
+//! Delivery guarantees with a store, each against the embedded store (SQLite) and the
+//! shared one (PostgreSQL): dedupe within its window and not after, attempt counts
+//! across redeliveries that reach the guest, the exhaustion guard that journals the
+//! last failed attempt and acknowledges it, drops in the journal, and two hosts sharing
+//! one store that never both run the guest for one message.
+
+use std::time::Duration;
+
+use cmq_host::{Claim, ReceiverOptions, Settlement, Store, StoreLocation};
+use cmq_tests::{BACKENDS, Backend, TestHost, fresh_store, json_body, log_lines_with, push};
+use reqwest::StatusCode;
+
+async fn host_with(location: &StoreLocation, options: ReceiverOptions) -> anyhow::Result<TestHost> {
+    let options = ReceiverOptions {
+        store: Some(Store::open(location).await?),
+        ..options
+    };
+    TestHost::start("faulty", options).await
+}
+
+/// Pushes `id` tagged `tags` once; returns the status and body.
+async fn send(host: &TestHost, id: &str, tags: &str) -> anyhow::Result<(StatusCode, String)> {
+    let response = push(
+        &reqwest::Client::new(),
+        &host.url(),
+        id,
+        tags,
+        json_body(id),
+    )
+    .send()
+    .await?;
+    Ok((response.status(), response.text().await?))
+}
+
+/// How many times the guest ran for `id`, by the host's one line per run.
+fn runs(id: &str) -> usize {
+    let quoted = format!("message_id=\"{id}\"");
+    log_lines_with(&quoted)
+        .iter()
+        .filter(|line| line.contains("message handled"))
+        .count()
+}
+
+fn unique(prefix: &str, backend: Backend) -> String {
+    format!("{prefix}-{backend:?}-{}", std::process::id())
+}
+
+#[tokio::test]
+async fn an_acknowledged_message_is_not_run_again_within_the_window_and_is_after_it()
+-> anyhow::Result<()> {
+    for backend in BACKENDS {
+        let location = fresh_store(backend).await?;
+        let window = Duration::from_millis(1500);
+        let options = ReceiverOptions {
+            dedupe_window: Some(window),
+            ..Default::default()
+        };
+        let host = host_with(&location, options).await?;
+        let id = unique("dedupe", backend);
+
+        assert_eq!(send(&host, &id, "").await?, (StatusCode::OK, "ok".into()));
+        assert_eq!(runs(&id), 1, "{backend:?}");
+        // Within the window: answered 200, the guest not run.
+        assert_eq!(send(&host, &id, "").await?, (StatusCode::OK, "ok".into()));
+        assert_eq!(runs(&id), 1, "{backend:?}: a duplicate ran the guest");
+        let duplicates = log_lines_with(&format!("message_id=\"{id}\""))
+            .into_iter()
+            .filter(|line| line.contains("decision=\"duplicate\""))
+            .count();
+        assert_eq!(duplicates, 1, "{backend:?}");
+
+        // After it: the guest runs again, as attempt 1 of a new round.
+        tokio::time::sleep(window + Duration::from_millis(200)).await;
+        assert_eq!(send(&host, &id, "").await?, (StatusCode::OK, "ok".into()));
+        assert_eq!(runs(&id), 2, "{backend:?}: not run after the window");
+        host.stop().await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn with_dedupe_off_every_push_runs_the_guest() -> anyhow::Result<()> {
+    for backend in BACKENDS {
+        let location = fresh_store(backend).await?;
+        let options = ReceiverOptions {
+            dedupe_window: None,
+            ..Default::default()
+        };
+        let host = host_with(&location, options).await?;
+        let id = unique("no-dedupe", backend);
+        for _ in 0..3 {
+            assert_eq!(send(&host, &id, "").await?.0, StatusCode::OK);
+        }
+        assert_eq!(runs(&id), 3, "{backend:?}");
+        host.stop().await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn attempts_are_counted_across_redeliveries_and_reach_the_guest() -> anyhow::Result<()> {
+    for backend in BACKENDS {
+        let location = fresh_store(backend).await?;
+        let host = host_with(&location, ReceiverOptions::default()).await?;
+        let id = unique("attempts", backend);
+        // The fixture retries until the host says this is attempt 3, then acks.
+        let answers = [
+            send(&host, &id, "ack-on-3").await?.0,
+            send(&host, &id, "ack-on-3").await?.0,
+            send(&host, &id, "ack-on-3").await?.0,
+        ];
+        assert_eq!(
+            answers,
+            [
+                StatusCode::SERVICE_UNAVAILABLE,
+                StatusCode::SERVICE_UNAVAILABLE,
+                StatusCode::OK
+            ],
+            "{backend:?}"
+        );
+        let lines = log_lines_with(&format!("message_id=\"{id}\""));
+        for attempt in 1..=3 {
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.contains(&format!("attempt={attempt} "))),
+                "{backend:?}: attempt {attempt} not logged: {lines:#?}"
+            );
+        }
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("attempt Some(2), acking on 3")),
+            "{backend:?}: the guest did not see attempt 2: {lines:#?}"
+        );
+        let store = Store::open(&location).await?;
+        let record = store.record(&id).await?.expect("a record");
+        assert_eq!((record.attempts, record.state.as_str()), (3, "acked"));
+        host.stop().await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_last_attempt_is_journaled_and_acknowledged_instead_of_lost() -> anyhow::Result<()> {
+    for backend in BACKENDS {
+        let location = fresh_store(backend).await?;
+        let options = ReceiverOptions {
+            max_attempts: 4,
+            deadline: Duration::from_millis(500),
+            ..Default::default()
+        };
+        let host = host_with(&location, options).await?;
+        let store = Store::open(&location).await?;
+
+        // A guest that always asks for a retry: three 503s, then the journal and 200.
+        let retried = unique("exhausted", backend);
+        let mut answers = Vec::new();
+        for _ in 0..4 {
+            answers.push(send(&host, &retried, "a, retry").await?);
+        }
+        let unavailable = (StatusCode::SERVICE_UNAVAILABLE, "retry".to_owned());
+        let ok = (StatusCode::OK, "ok".to_owned());
+        assert_eq!(
+            answers,
+            [
+                unavailable.clone(),
+                unavailable.clone(),
+                unavailable,
+                ok.clone()
+            ],
+            "{backend:?}"
+        );
+
+        // A fault on the last attempt is kept the same way.
+        let faulted = unique("exhausted-fault", backend);
+        for _ in 0..3 {
+            assert_eq!(
+                send(&host, &faulted, "panic").await?.0,
+                StatusCode::INTERNAL_SERVER_ERROR
+            );
+        }
+        assert_eq!(send(&host, &faulted, "panic").await?, ok);
+
+        // A drop is acknowledged at once and kept too.
+        let dropped = unique("dropped", backend);
+        assert_eq!(send(&host, &dropped, "drop").await?, ok);
+
+        let journal = store.dead_letters().await?;
+        let entry = |id: &str| {
+            journal
+                .iter()
+                .find(|entry| entry.message_id == id)
+                .unwrap_or_else(|| panic!("{backend:?}: {id} not journaled: {journal:#?}"))
+        };
+        let kept = entry(&retried);
+        assert_eq!(kept.attempts, 4);
+        assert_eq!(
+            kept.reason,
+            "retry: tagged retry (attempt 4, the last of 4)"
+        );
+        // The whole push, as it came: the JSON envelope and the tag header.
+        assert_eq!(kept.body, json_body(&retried).into_bytes());
+        assert_eq!(kept.message_tag.as_deref(), Some("a, retry"));
+        assert_eq!(kept.request_id.as_deref(), Some("2394928734"));
+        assert!(
+            entry(&faulted).reason.starts_with("fault: guest trapped"),
+            "{:?}",
+            entry(&faulted).reason
+        );
+        assert_eq!(entry(&dropped).reason, "dropped: tagged drop");
+        assert_eq!(entry(&dropped).attempts, 1);
+        assert_eq!(journal.len(), 3, "{backend:?}: {journal:#?}");
+
+        let record = store.record(&retried).await?.expect("a record");
+        assert_eq!(record.state, "journaled");
+        // CMQ is done with it; a later push of the same id starts a new round.
+        assert_eq!(
+            send(&host, &retried, "retry").await?.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(store.record(&retried).await?.expect("a record").attempts, 1);
+        host.stop().await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn two_hosts_sharing_a_store_never_run_the_guest_twice_for_one_message() -> anyhow::Result<()>
+{
+    for backend in BACKENDS {
+        let location = fresh_store(backend).await?;
+        let first = host_with(&location, ReceiverOptions::default()).await?;
+        let second = host_with(&location, ReceiverOptions::default()).await?;
+        let client = reqwest::Client::new();
+        for n in 0..5 {
+            // `slow` holds the guest for a second, so both pushes overlap.
+            let id = format!("{}-{n}", unique("shared", backend));
+            let (a, b) = tokio::join!(
+                push(&client, &first.url(), &id, "slow", json_body(&id)).send(),
+                push(&client, &second.url(), &id, "slow", json_body(&id)).send(),
+            );
+            let mut statuses = [a?.status(), b?.status()];
+            statuses.sort();
+            assert_eq!(
+                statuses,
+                [StatusCode::OK, StatusCode::SERVICE_UNAVAILABLE],
+                "{backend:?}: one runs, the other is told to come back"
+            );
+            assert_eq!(runs(&id), 1, "{backend:?}: {id} ran twice");
+            // CMQ's redelivery, to either host, is a duplicate.
+            for host in [&first, &second] {
+                assert_eq!(send(host, &id, "slow").await?.0, StatusCode::OK);
+            }
+            assert_eq!(runs(&id), 1, "{backend:?}: {id} ran again");
+        }
+        first.stop().await?;
+        second.stop().await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn claims_are_atomic_and_a_dead_hosts_claim_expires() -> anyhow::Result<()> {
+    for backend in BACKENDS {
+        let location = fresh_store(backend).await?;
+        let store = Store::open(&location).await?;
+        let other = Store::open(&location).await?;
+        let window = Some(Duration::from_secs(3600));
+        let lease = Duration::from_millis(300);
+
+        // Fifty racing claims of one message, over two connections: exactly one runs.
+        let mut claims = Vec::new();
+        for n in 0..50 {
+            let store = if n % 2 == 0 {
+                store.clone()
+            } else {
+                other.clone()
+            };
+            claims.push(tokio::spawn(async move {
+                store.claim("raced", lease, window).await
+            }));
+        }
+        let mut runs = 0;
+        for claim in claims {
+            match claim.await?? {
+                Claim::Run { attempt } => {
+                    runs += 1;
+                    assert_eq!(attempt, 1);
+                }
+                Claim::Busy => {}
+                Claim::Duplicate => panic!("{backend:?}: nothing was acknowledged"),
+            }
+        }
+        assert_eq!(runs, 1, "{backend:?}");
+
+        // The claimant never settles (its host died): once the lease is over, the next
+        // push runs, as attempt 2.
+        assert_eq!(store.claim("raced", lease, window).await?, Claim::Busy);
+        tokio::time::sleep(lease + Duration::from_millis(100)).await;
+        assert_eq!(
+            store.claim("raced", lease, window).await?,
+            Claim::Run { attempt: 2 }
+        );
+        store.settle("raced", Settlement::Acked).await?;
+        assert_eq!(other.claim("raced", lease, window).await?, Claim::Duplicate);
+        assert_eq!(
+            store.claim("raced", lease, None).await?,
+            Claim::Run { attempt: 1 }
+        );
+    }
+    Ok(())
+}
