@@ -24,9 +24,19 @@ fn guest(crate_name: &str) -> PathBuf {
     path
 }
 
+/// The binary, with a delivery store of its own in the temp directory unless the test
+/// names one with `--state`.
 fn cmq_host() -> Command {
+    let state = std::env::temp_dir().join("cmq-tests").join(format!(
+        "cmq_cli_{}_{}.db",
+        std::process::id(),
+        next_number()
+    ));
     let mut command = Command::new(env!("CARGO_BIN_EXE_cmq-host"));
-    command.env("RUST_LOG", "info").env("NO_COLOR", "1");
+    command
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .env("CMQ_HOST_STATE", state);
     command
 }
 
@@ -160,66 +170,251 @@ async fn sigterm_lets_in_flight_messages_finish_then_exits_zero() -> anyhow::Res
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_sigkill_mid_burst_no_unanswered_push_was_acknowledged() -> anyhow::Result<()> {
+async fn after_sigkill_mid_burst_the_store_holds_every_answered_push() -> anyhow::Result<()> {
     // Every push whose answer is lost must be redelivered; every push answered 2xx
-    // must have been acked or dropped by its guest. The client checks both: each
-    // answer it got is the tag's decision, and resending the unanswered ones to a
-    // restarted host (as CMQ would) gets them handled.
-    let (child, _lines, url) = serve("by_tag", &[])?;
-    let client = reqwest::Client::new();
-    let case = |i: usize| match i % 3 {
-        0 => ("retry", 503),
-        1 => ("drop", 200),
-        _ => ("", 200),
-    };
-    let mut pushes = tokio::task::JoinSet::new();
-    for i in 0..600 {
-        let request = cmq_push(&client, &url, &format!("kill-{i}"), case(i).0);
-        pushes.spawn(async move { (i, request.send().await) });
-    }
-    // Kill only once the burst is under way: some answers are in, many are not.
-    let mut results = Vec::new();
-    while results.len() < 50 {
-        match pushes.join_next().await {
-            Some(joined) => results.push(joined?),
-            None => break,
+    // must have been acked or dropped by its guest, and be in the store as such after
+    // a restart: acked ones as acknowledged (later pushes are duplicates), dropped ones
+    // in the journal. Against each backend.
+    for postgres in [false, true] {
+        let state = fresh_state(postgres).await?;
+        // A short deadline keeps the claims the kill leaves behind short: they hold off
+        // redeliveries for the deadline and 5 s.
+        // Room for the whole burst in flight.
+        let flags = [
+            "--state",
+            state.as_str(),
+            "--deadline",
+            "2s",
+            "--max-in-flight",
+            "1024",
+        ];
+        let (child, _lines, url) = serve("by_tag", &flags)?;
+        let client = reqwest::Client::new();
+        let case = |i: usize| match i % 3 {
+            0 => ("retry", 503),
+            1 => ("drop", 200),
+            _ => ("", 200),
+        };
+        let id = |i: usize| format!("kill-{postgres}-{i}");
+        let mut pushes = tokio::task::JoinSet::new();
+        for i in 0..600 {
+            let request = cmq_push(&client, &url, &id(i), case(i).0);
+            pushes.spawn(async move {
+                let answer = async {
+                    let response = request.send().await?;
+                    let status = response.status().as_u16();
+                    Ok::<_, reqwest::Error>((status, response.text().await?))
+                };
+                (i, answer.await)
+            });
         }
-    }
-    signal(&child, "KILL")?;
-    while let Some(joined) = pushes.join_next().await {
-        results.push(joined?);
-    }
-    let mut unanswered = Vec::new();
-    let mut answered = 0;
-    for (i, result) in results {
-        match result {
-            Ok(response) => {
-                assert_eq!(response.status().as_u16(), case(i).1, "push {i}");
-                answered += 1;
+        // Kill only once the burst is under way: some answers are in, many are not.
+        let mut results = Vec::new();
+        while results.len() < 50 {
+            match pushes.join_next().await {
+                Some(joined) => results.push(joined?),
+                None => break,
             }
-            Err(_) => unanswered.push(i),
         }
-    }
-    drop(child);
-    assert!(answered >= 50, "only {answered} answers before SIGKILL");
-    assert!(
-        !unanswered.is_empty(),
-        "SIGKILL came too late to interrupt anything"
-    );
-    assert_eq!(answered + unanswered.len(), 600);
-
-    let (_child, _lines, url) = serve("by_tag", &[])?;
-    for i in unanswered {
-        let response = cmq_push(&client, &url, &format!("kill-{i}"), case(i).0)
-            .send()
-            .await?;
-        assert_eq!(
-            response.status().as_u16(),
-            case(i).1,
-            "redelivered push {i}"
+        signal(&child, "KILL")?;
+        while let Some(joined) = pushes.join_next().await {
+            results.push(joined?);
+        }
+        let mut unanswered = Vec::new();
+        let mut acknowledged = Vec::new();
+        for (i, result) in results {
+            match result {
+                Ok((status, _)) if status == case(i).1 => {
+                    if status == 200 {
+                        acknowledged.push(i);
+                    }
+                }
+                // More at once than --max-in-flight: CMQ redelivers these too.
+                Ok((503, body)) if body == "overloaded" => unanswered.push(i),
+                Ok((status, body)) => panic!("push {i}: answered {status} {body}"),
+                Err(_) => unanswered.push(i),
+            }
+        }
+        drop(child);
+        let answered = 600 - unanswered.len();
+        assert!(answered >= 50, "only {answered} answers before SIGKILL");
+        assert!(
+            !unanswered.is_empty(),
+            "SIGKILL came too late to interrupt anything"
         );
+
+        // The store, reopened after the kill, has every acknowledgement.
+        let location: cmq_host::StoreLocation = state.parse().map_err(anyhow::Error::msg)?;
+        let store = cmq_host::Store::open(&location).await?;
+        let journal = store.dead_letters().await?;
+        for &i in &acknowledged {
+            if case(i).0 == "drop" {
+                assert!(
+                    journal.iter().any(|entry| entry.message_id == id(i)),
+                    "postgres={postgres}: dropped push {i} answered 200 but not journaled"
+                );
+            } else {
+                let record = store.record(&id(i)).await?;
+                assert_eq!(
+                    record.map(|r| r.state),
+                    Some("acked".to_owned()),
+                    "postgres={postgres}: push {i} answered 200 but not recorded as acked"
+                );
+            }
+        }
+        if let cmq_host::StoreLocation::Sqlite(path) = &location {
+            let db = rusqlite::Connection::open(path)?;
+            let check: String = db.query_row("PRAGMA integrity_check", [], |row| row.get(0))?;
+            assert_eq!(check, "ok");
+        }
+
+        // Restarted on the same store: the unanswered ones, redelivered as CMQ would,
+        // are handled; the acknowledged ones are duplicates. A push that was running
+        // when the host died is answered `503 in progress` until its claim's lease is
+        // over, and CMQ asks again.
+        let (_child, lines, url) = serve("by_tag", &flags)?;
+        for i in unanswered {
+            let mut tries = 0;
+            let status = loop {
+                let response = cmq_push(&client, &url, &id(i), case(i).0).send().await?;
+                let status = response.status().as_u16();
+                let body = response.text().await?;
+                if status != 503 || body != "in progress" || tries == 10 {
+                    break status;
+                }
+                tries += 1;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            };
+            assert_eq!(status, case(i).1, "redelivered push {i}");
+        }
+        let acked = acknowledged
+            .iter()
+            .copied()
+            .find(|&i| case(i).0.is_empty())
+            .expect("an acked push among the answered");
+        let response = cmq_push(&client, &url, &id(acked), "").send().await?;
+        assert_eq!(response.status(), 200);
+        let line = wait_for(&lines, &format!("\"{}\"", id(acked)));
+        assert!(line.contains("duplicate"), "{line}");
     }
     Ok(())
+}
+
+#[tokio::test]
+async fn dead_letters_are_listed_shown_replayed_and_purged() -> anyhow::Result<()> {
+    for postgres in [false, true] {
+        let state = fresh_state(postgres).await?;
+        // Every failure is on the last attempt: it goes to the journal at once.
+        let (_faulty, _lines, url) = serve("faulty", &["--state", &state, "--max-attempts", "1"])?;
+        let client = reqwest::Client::new();
+        for (id, tag) in [
+            ("dl-retry", "retry"),
+            ("dl-again", "retry"),
+            ("dl-drop", "drop"),
+        ] {
+            let response = cmq_push(&client, &url, id, tag).send().await?;
+            assert_eq!(response.status(), 200, "{id}");
+        }
+        let dead_letter = |args: &[&str]| {
+            cmq_host()
+                .arg("dead-letter")
+                .args(args)
+                .args(["--state", &state])
+                .output()
+        };
+        let listed = dead_letter(&["list", "--json"])?;
+        assert!(listed.status.success());
+        let entries: Vec<serde_json::Value> = String::from_utf8(listed.stdout)?
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()?;
+        let ids: Vec<&str> = entries
+            .iter()
+            .filter_map(|e| e["message_id"].as_str())
+            .collect();
+        assert_eq!(ids, ["dl-retry", "dl-again", "dl-drop"]);
+        assert_eq!(entries[2]["reason"], "dropped: tagged drop");
+        let entry_id = |n: usize| entries[n]["id"].to_string();
+
+        let shown = dead_letter(&["show", &entry_id(0)])?;
+        let shown = String::from_utf8(shown.stdout)?;
+        assert!(shown.contains("message id:  dl-retry"), "{shown}");
+        assert!(
+            shown.contains(&DOCUMENTED_JSON_BODY.replace("6942316962", "dl-retry")),
+            "{shown}"
+        );
+
+        // Replayed through a component that still asks for a retry: kept, exit 1.
+        let faulty = guest("faulty");
+        let faulty = faulty.to_str().expect("a UTF-8 path");
+        let kept = dead_letter(&["replay", &entry_id(0), "--component", faulty])?;
+        assert_eq!(kept.status.code(), Some(1));
+        assert!(String::from_utf8(kept.stdout)?.contains("retry: tagged retry; kept"));
+        // Through one that acks: removed.
+        let ack = guest("ack");
+        let ack = ack.to_str().expect("a UTF-8 path");
+        let replayed = dead_letter(&["replay", &entry_id(0), "--component", ack])?;
+        assert!(replayed.status.success(), "{replayed:?}");
+        // Pushed to an endpoint that acks: removed.
+        let (_ack_host, _ack_lines, ack_url) = serve("ack", &["--no-state"])?;
+        let pushed = dead_letter(&["replay", &entry_id(1), "--url", &format!("{ack_url}/cgi")])?;
+        assert!(pushed.status.success(), "{pushed:?}");
+
+        let left = String::from_utf8(dead_letter(&["list"])?.stdout)?;
+        assert!(
+            left.contains("dl-drop") && !left.contains("dl-retry"),
+            "{left}"
+        );
+        assert!(!left.contains("dl-again"), "{left}");
+        let purged = String::from_utf8(dead_letter(&["purge"])?.stdout)?;
+        assert_eq!(purged.trim(), "removed 1 entries");
+        let empty = String::from_utf8(dead_letter(&["list"])?.stdout)?;
+        assert_eq!(empty.trim(), "the dead-letter journal is empty");
+    }
+    Ok(())
+}
+
+#[test]
+fn an_unreachable_store_fails_before_listening_without_printing_its_password() -> anyhow::Result<()>
+{
+    let output = cmq_host()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("CMQ_HOST_STATE", "postgres://cmq:s3cret-pw@127.0.0.1:1/cmq")
+        .arg(guest("ack"))
+        .output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("connecting to PostgreSQL"), "{stderr}");
+    assert!(!stderr.contains("s3cret-pw"), "{stderr}");
+    assert!(!stderr.contains("listening on"), "{stderr}");
+    Ok(())
+}
+
+/// A new, empty store for a spawned `cmq-host`: a SQLite file, or with `postgres` a new
+/// database on the server `CMQ_TEST_POSTGRES_URL` names (set by `cargo xtask test`).
+async fn fresh_state(postgres: bool) -> anyhow::Result<String> {
+    let name = format!("cmq_cli_{}_{}", std::process::id(), next_number());
+    if !postgres {
+        let dir = std::env::temp_dir().join("cmq-tests");
+        std::fs::create_dir_all(&dir)?;
+        return Ok(dir.join(format!("{name}.db")).display().to_string());
+    }
+    let admin = std::env::var("CMQ_TEST_POSTGRES_URL")
+        .map_err(|_| anyhow::anyhow!("CMQ_TEST_POSTGRES_URL is not set: run `cargo xtask test`"))?;
+    let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await?;
+    let base = admin
+        .rsplit_once('/')
+        .map_or(admin.as_str(), |(base, _)| base);
+    Ok(format!("{base}/{name}"))
+}
+
+fn next_number() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 #[test]
@@ -270,7 +465,8 @@ fn a_bad_flag_fails_before_compiling() -> anyhow::Result<()> {
 
 #[test]
 fn push_reports_each_message_and_exits_one_when_any_is_discarded() -> anyhow::Result<()> {
-    let (_server, _lines, url) = serve("faulty", &[])?;
+    // Without a store CMQ's discard shows; with one, the last attempt is journaled.
+    let (_server, _lines, url) = serve("faulty", &["--no-state"])?;
     let messages = std::env::temp_dir().join(format!("cmq-push-{}.jsonl", std::process::id()));
     std::fs::write(
         &messages,
@@ -284,8 +480,8 @@ fn push_reports_each_message_and_exits_one_when_any_is_discarded() -> anyhow::Re
             .args(extra)
             .output()
     };
-    let mixed = run(&["--messages", messages.to_str().expect("utf-8 temp path")])?;
-    std::fs::remove_file(&messages)?;
+    let messages_flag = ["--messages", messages.to_str().expect("utf-8 temp path")];
+    let mixed = run(&messages_flag)?;
     assert_eq!(mixed.status.code(), Some(1), "a discard must fail the run");
     let reports: Vec<serde_json::Value> = String::from_utf8(mixed.stdout)?
         .lines()
@@ -301,6 +497,30 @@ fn push_reports_each_message_and_exits_one_when_any_is_discarded() -> anyhow::Re
     };
     assert_eq!(fate("cli-ack"), Some(("delivered".into(), 1)));
     assert_eq!(fate("cli-retry"), Some(("discarded".into(), 4)));
+
+    // With a store, the fourth and last BACKOFF_RETRY delivery is kept and acknowledged.
+    let (_guarded, _lines, guarded_url) = serve("faulty", &[])?;
+    let guarded = cmq_host()
+        .args([
+            "push",
+            &format!("{guarded_url}/cgi"),
+            "--strategy",
+            "backoff",
+        ])
+        .args(["--time-scale", "0.0001", "--json"])
+        .args(messages_flag)
+        .output()?;
+    std::fs::remove_file(&messages)?;
+    assert_eq!(guarded.status.code(), Some(0), "nothing is discarded");
+    let retry_report = String::from_utf8(guarded.stdout)?
+        .lines()
+        .map(serde_json::from_str::<serde_json::Value>)
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .find(|r| r["msgId"] == "cli-retry")
+        .expect("a report for cli-retry");
+    assert_eq!(retry_report["outcome"], "delivered");
+    assert_eq!(retry_report["attempts"].as_array().map(Vec::len), Some(4));
 
     let delivered = run(&["--generate", "3", "--format", "simplified"])?;
     assert_eq!(delivered.status.code(), Some(0));

@@ -384,7 +384,7 @@ fn attempts(count: i64) -> u32 {
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| millis(since))
+        .map_or(0, millis)
 }
 
 fn millis(duration: Duration) -> i64 {

@@ -111,6 +111,10 @@ pub fn run(options: &Options) -> Result<()> {
     let native = release.join("native-receiver");
     let component = root.join("target/guests/ack.wasm");
     let sample = root.join("bench/python/cmq_sample_receiver.py");
+    let states = out.join("state");
+    let _ = std::fs::remove_dir_all(&states);
+    std::fs::create_dir_all(&states)?;
+    let database = bench_database().context("the PostgreSQL store's row needs a server")?;
     let paths = [
         Receiver {
             name: "native hyper + cmq-message (no sandbox)",
@@ -122,13 +126,28 @@ pub fn run(options: &Options) -> Result<()> {
             closes_connections: false,
         },
         Receiver {
-            name: "cmq-host, ack guest, fresh instance per message",
-            command: cmq_host_serve(&host, &component, &[]),
+            name: "cmq-host, ack guest, fresh instance per message, no store",
+            command: cmq_host_serve(&host, &component, &[], State::None),
+            closes_connections: false,
+        },
+        Receiver {
+            name: "the same, with the SQLite store (dedupe, attempts)",
+            command: cmq_host_serve(&host, &component, &[], State::Sqlite(states.clone())),
+            closes_connections: false,
+        },
+        Receiver {
+            name: "the same, with the PostgreSQL store (local server)",
+            command: cmq_host_serve(&host, &component, &[], State::Postgres(database)),
             closes_connections: false,
         },
         Receiver {
             name: "the same guest via wasi:http (cmq-host --serve-as incoming-handler)",
-            command: cmq_host_serve(&host, &component, &["--serve-as", "incoming-handler"]),
+            command: cmq_host_serve(
+                &host,
+                &component,
+                &["--serve-as", "incoming-handler"],
+                State::None,
+            ),
             closes_connections: false,
         },
         Receiver {
@@ -226,7 +245,7 @@ pub fn run(options: &Options) -> Result<()> {
         .stderr(Stdio::null())
         .status()?;
     ensure!(compiled.success(), "cmq-host compile failed");
-    let precompiled = cmq_host_serve(&host, &cwasm, &[]);
+    let precompiled = cmq_host_serve(&host, &cwasm, &[], State::None);
     let mut starts = (0..options.starts)
         .map(|_| cold_start(&*precompiled))
         .collect::<Result<Vec<_>>>()?;
@@ -248,22 +267,57 @@ pub fn run(options: &Options) -> Result<()> {
     Ok(())
 }
 
-/// `cmq-host serve FLAGS --listen 127.0.0.1:PORT COMPONENT`, for any port.
+/// Where a benchmarked `cmq-host` keeps its delivery state.
+#[derive(Clone)]
+enum State {
+    /// `--no-state`.
+    None,
+    /// A new SQLite file in this directory for every start.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database, by URL.
+    Postgres(String),
+}
+
+/// `cmq-host serve FLAGS --listen 127.0.0.1:PORT COMPONENT` with `state`, for any port.
 fn cmq_host_serve(
     host: &Path,
     component: &Path,
     flags: &'static [&'static str],
+    state: State,
 ) -> Box<dyn Fn(u16) -> Command> {
     let (host, component) = (host.to_path_buf(), component.to_path_buf());
     Box::new(move |port| {
         let mut command = Command::new(&host);
+        command.arg("serve").args(flags);
+        match &state {
+            State::None => {
+                command.arg("--no-state");
+            }
+            State::Sqlite(dir) => {
+                command
+                    .arg("--state")
+                    .arg(dir.join(format!("state-{port}.db")));
+            }
+            // Through the environment, as the README advises for a URL with a password.
+            State::Postgres(url) => {
+                command.env("CMQ_HOST_STATE", url);
+            }
+        }
         command
-            .arg("serve")
-            .args(flags)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .arg(&component);
         command
     })
+}
+
+/// A fresh PostgreSQL database for the shared-store row, when a server can be had.
+fn bench_database() -> Result<String> {
+    let admin = crate::postgres::ensure()?;
+    let (base, _) = admin
+        .rsplit_once('/')
+        .context("the PostgreSQL URL has no database part")?;
+    crate::postgres::recreate_database("cmq_bench")?;
+    Ok(format!("{base}/cmq_bench"))
 }
 
 /// wrk from PATH, or installed from Debian's packages.
@@ -297,15 +351,24 @@ fn which(program: &str) -> Option<PathBuf> {
     })
 }
 
+/// The documented push with a new message id on every request (in the header and the
+/// envelope's `msgId`), so that a store never takes one for a duplicate.
 fn wrk_script() -> String {
+    let body = BODY.replace("6942316962", "%s").replace('"', "\\\"");
     format!(
         r#"wrk.method = "POST"
-wrk.body = '{BODY}'
 wrk.headers["Content-Type"] = "text/plain"
 wrk.headers["User-Agent"] = "Qcloud Notification Service Agent"
 wrk.headers["x-cmq-request-id"] = "2394928734"
-wrk.headers["x-cmq-message-id"] = "6942316962"
 wrk.headers["x-cmq-message-tag"] = "a, b"
+local prefix = tostring(os.time()) .. tostring(math.floor(os.clock() * 1e6))
+local sent = 0
+request = function()
+  sent = sent + 1
+  local id = prefix .. "-" .. sent
+  wrk.headers["x-cmq-message-id"] = id
+  return wrk.format(nil, nil, nil, string.format("{body}", id))
+end
 "#
     )
 }

@@ -332,7 +332,7 @@ fn missing_fallback_parts() -> Vec<String> {
 /// Installs the fallback's packages when that is possible without asking: as root,
 /// with apt-get. Otherwise explains the two ways to get a wasm32-wasip2 toolchain.
 fn install_fallback(rustc: &Path, missing: &[String]) -> Result<()> {
-    let is_root = output(Path::new("id"), &["-u"]).is_some_and(|uid| uid.trim() == "0");
+    let is_root = is_root();
     let has_apt = Path::new("/usr/bin/apt-get").is_file();
     if !(is_root && has_apt) {
         bail!(
@@ -365,7 +365,12 @@ fn install_fallback(rustc: &Path, missing: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn apt_get(args: &[&str]) -> Result<()> {
+/// Whether this runs as root (and so may install packages without asking).
+pub(crate) fn is_root() -> bool {
+    output(Path::new("id"), &["-u"]).is_some_and(|uid| uid.trim() == "0")
+}
+
+pub(crate) fn apt_get(args: &[&str]) -> Result<()> {
     let status = Command::new("apt-get")
         .args(args)
         .env("DEBIAN_FRONTEND", "noninteractive")

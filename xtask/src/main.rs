@@ -4,6 +4,7 @@
 
 mod bench;
 mod guests;
+mod postgres;
 mod test;
 
 use std::path::{Path, PathBuf};
@@ -15,7 +16,8 @@ Usage: cargo xtask <task>
 Tasks:
   guests [--crate PATH]...  Build the example guests, or the given handler crates,
                             for wasm32-wasip2 into target/guests/<crate_name>.wasm
-  test                      Run every check: guests, fmt, clippy, tests
+  test                      Run every check: guests, fmt, clippy, tests (starting
+                            a PostgreSQL server for the shared store's tests)
   bench [--seconds S] [--connections 1,16,64] [--starts N]
                             Load the receivers side by side with wrk; report to
                             stdout and target/bench/report.md

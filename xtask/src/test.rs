@@ -5,7 +5,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{cargo, guests, repo_root};
+use crate::{cargo, guests, postgres, repo_root};
 
 /// One check: what the failure line calls it, and how to run it.
 struct Step {
@@ -58,7 +58,22 @@ pub fn run() -> Result<()> {
                 "warnings",
             ],
         ),
-        cargo_step("test (root workspace)", &["test", "--workspace"]),
+        Step {
+            name: "test (root workspace, with PostgreSQL for the shared store)",
+            run: Box::new(|| {
+                let postgres = postgres::ensure()?;
+                let status = Command::new(cargo())
+                    .args(["test", "--workspace"])
+                    .env(postgres::URL_VAR, postgres)
+                    .current_dir(repo_root())
+                    .status()
+                    .context("running cargo test --workspace")?;
+                if !status.success() {
+                    bail!("cargo test --workspace exited with {status}");
+                }
+                Ok(())
+            }),
+        },
         // The SDK's conversions and doc examples run natively too.
         cargo_step(
             "test (guest SDK)",

@@ -36,8 +36,10 @@ pub(super) struct SqliteStore {
 /// commit's outcome is known.
 struct Job {
     durable: bool,
-    run: Box<dyn FnOnce(Option<&Connection>) -> Reply + Send>,
+    run: Operation,
 }
+
+type Operation = Box<dyn FnOnce(Option<&Connection>) -> Reply + Send>;
 
 type Reply = Box<dyn FnOnce(Result<(), &str>) + Send>;
 

@@ -1,0 +1,145 @@
+//! The PostgreSQL server the shared store's tests run against: Debian's package,
+//! installed when missing, its cluster started, and a test role created.
+//!
+//! `CMQ_TEST_POSTGRES_URL`, when set, names a server of your own instead: a URL ending
+//! in a database name, of a role that may create databases.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// The variable the tests read.
+pub const URL_VAR: &str = "CMQ_TEST_POSTGRES_URL";
+
+const ROLE: &str = "cmq_test";
+
+/// The server's URL for the tests: the caller's own, or the local cluster's, made ready.
+pub fn ensure() -> Result<String> {
+    if let Ok(url) = std::env::var(URL_VAR) {
+        return Ok(url);
+    }
+    let is_root = crate::guests::is_root();
+    if !is_root {
+        bail!(
+            "the shared store's tests need a PostgreSQL server: set {URL_VAR} to \
+             postgres://USER:PASSWORD@HOST:PORT/DATABASE (a role that may create \
+             databases), or run as root so that this installs and starts Debian's"
+        );
+    }
+    if !Path::new("/usr/bin/pg_ctlcluster").is_file() || server_versions().is_empty() {
+        eprintln!("xtask: installing PostgreSQL (apt-get install postgresql)");
+        if crate::guests::apt_get(&["install", "-y", "postgresql"]).is_err() {
+            crate::guests::apt_get(&["update"])?;
+            crate::guests::apt_get(&["install", "-y", "postgresql"])?;
+        }
+    }
+    let version = server_versions()
+        .pop()
+        .context("no PostgreSQL server under /usr/lib/postgresql after installing it")?;
+    let port = start_cluster(&version)?;
+    // Idempotent: the role is created once per machine.
+    psql(
+        &port,
+        &format!(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{ROLE}') \
+             THEN CREATE ROLE {ROLE} LOGIN CREATEDB PASSWORD '{ROLE}'; END IF; END $$"
+        ),
+    )?;
+    Ok(format!(
+        "postgres://{ROLE}:{ROLE}@127.0.0.1:{port}/postgres"
+    ))
+}
+
+/// Drops database `name` when it exists and creates it anew, owned by the test role.
+pub fn recreate_database(name: &str) -> Result<()> {
+    let version = server_versions()
+        .pop()
+        .context("no local PostgreSQL server")?;
+    let port = start_cluster(&version)?;
+    psql(
+        &port,
+        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+    )?;
+    psql(&port, &format!("CREATE DATABASE {name} OWNER {ROLE}"))
+}
+
+/// Installed server versions, oldest first.
+fn server_versions() -> Vec<String> {
+    let mut versions: Vec<String> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|dir| {
+            dir.filter_map(|entry| entry.ok())
+                .filter(|entry| entry.path().join("bin/postgres").is_file())
+                .filter_map(|entry| entry.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    versions.sort_by_key(|v| v.parse::<u32>().unwrap_or(0));
+    versions
+}
+
+/// Starts cluster `main` of `version` (creating it when missing); returns its port.
+fn start_cluster(version: &str) -> Result<String> {
+    let clusters = run("pg_lsclusters", &["--no-header"])?;
+    let main = clusters.lines().find(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.first() == Some(&version) && fields.get(1) == Some(&"main")
+    });
+    let line = match main {
+        Some(line) => line.to_owned(),
+        None => {
+            run("pg_createcluster", &[version, "main"])?;
+            run("pg_lsclusters", &["--no-header"])?
+                .lines()
+                .find(|line| line.starts_with(&format!("{version} main")))
+                .context("the new cluster is not listed")?
+                .to_owned()
+        }
+    };
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let port = fields
+        .get(2)
+        .context("no port in pg_lsclusters")?
+        .to_string();
+    if fields.get(3) != Some(&"online") {
+        eprintln!("xtask: starting PostgreSQL {version} (cluster main, port {port})");
+        run("pg_ctlcluster", &[version, "main", "start"])?;
+    }
+    Ok(port)
+}
+
+fn psql(port: &str, sql: &str) -> Result<()> {
+    run(
+        "runuser",
+        &[
+            "-u",
+            "postgres",
+            "--",
+            "psql",
+            "-q",
+            "-p",
+            port,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ],
+    )
+    .map(drop)
+}
+
+fn run(program: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {program}"))?;
+    if !out.status.success() {
+        bail!(
+            "{program} {} failed ({}): {}",
+            args.first().copied().unwrap_or_default(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
