@@ -270,7 +270,7 @@ async fn a_component_for_another_world_is_refused_at_start_with_the_reason() -> 
     std::fs::remove_dir_all(&dir)?;
     let err = format!("{err:#}");
     assert!(
-        err.contains("exports neither cmq:push/handler@0.1.0"),
+        err.contains("exports neither cmq:push/handler@0.2.0"),
         "{err}"
     );
     assert!(err.contains("empty-component.wasm"), "{err}");

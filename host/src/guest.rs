@@ -184,7 +184,7 @@ impl Guest {
                 Ok(pre) => Exports::Push(pre),
                 Err(_) => Exports::Http(http().with_context(|| {
                     format!(
-                        "component {} exports neither cmq:push/handler@0.1.0 (build it with the \
+                        "component {} exports neither cmq:push/handler@0.2.0 (build it with the \
                          cmq-guest SDK) nor wasi:http/incoming-handler@0.2",
                         path.display()
                     )
@@ -192,7 +192,7 @@ impl Guest {
             },
             ServeAs::PushHandler => Exports::Push(push().with_context(|| {
                 format!(
-                    "component {} does not export cmq:push/handler@0.1.0 (build it with the cmq-guest SDK)",
+                    "component {} does not export cmq:push/handler@0.2.0 (build it with the cmq-guest SDK)",
                     path.display()
                 )
             })?),

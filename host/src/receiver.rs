@@ -18,7 +18,7 @@ use crate::answer::{AnswerBody, PushError, decision_response, ok_response};
 use crate::bindings::{Decision, Message};
 use crate::engine::{EngineSizing, EpochTicker, new_engine};
 use crate::guest::{Guest, GuestFault, ServeAs};
-use crate::store::{Claim, DeadLetter, Settlement, Store};
+use crate::store::{Claim, ClaimToken, DeadLetter, Settlement, Store};
 use crate::{Grants, Token};
 
 /// How a receiver treats pushes; every field has a default (see [`Default`]).
@@ -252,14 +252,20 @@ impl Receiver {
     ) -> Response<AnswerBody> {
         let message_id = message.message_id.clone();
         let topic = message.topic_name.clone().unwrap_or_default();
-        let store = self.options.store.as_ref();
-        if let Some(store) = store {
+        let mut claimed = None;
+        if let Some(store) = &self.options.store {
+            let key = delivery_key(&message);
             let lease = self.options.deadline + LEASE_MARGIN;
-            match store
-                .claim(&message_id, lease, self.options.dedupe_window)
-                .await
-            {
-                Ok(Claim::Run { attempt }) => message.attempt = Some(attempt),
+            match store.claim(&key, lease, self.options.dedupe_window).await {
+                Ok(Claim::Run { attempt, token }) => {
+                    message.attempt = Some(attempt);
+                    claimed = Some(Claimed {
+                        store,
+                        key,
+                        token,
+                        attempt,
+                    });
+                }
                 Ok(Claim::Duplicate) => {
                     tracing::info!(
                         message_id,
@@ -269,14 +275,9 @@ impl Receiver {
                     );
                     return ok_response();
                 }
-                Ok(Claim::Busy) => {
-                    tracing::info!(
-                        message_id,
-                        topic,
-                        status = 503,
-                        "message not handled: another push of it is in progress"
-                    );
-                    return PushError::InProgress.into_response();
+                Ok(Claim::Busy { attempt }) => {
+                    let kept = Kept::of(&message, &raw, attempt);
+                    return self.answer_busy(store, &key, kept, &topic).await;
                 }
                 Err(err) => {
                     tracing::warn!(
@@ -290,32 +291,21 @@ impl Receiver {
             }
         }
         let attempt = message.attempt;
-        let format = message.format;
+        let kept = claimed
+            .as_ref()
+            .map(|claimed| Kept::of(&message, &raw, claimed.attempt));
         let result = self
             .guest
             .handle(Message::from(message))
             .await
             .map_err(PushError::from);
-        let kept = match (store, attempt) {
-            (Some(store), Some(attempt)) => {
-                let entry = DeadLetter {
-                    id: 0,
-                    message_id: message_id.clone(),
-                    reason: String::new(),
-                    attempts: attempt,
-                    format,
-                    request_id: raw.headers.request_id,
-                    message_tag: raw.headers.message_tag,
-                    body: raw.body.to_vec(),
-                    created: std::time::UNIX_EPOCH,
-                };
-                self.record(store, entry, &result).await
-            }
-            _ => Kept::NotStored,
+        let recorded = match (&claimed, kept) {
+            (Some(claimed), Some(kept)) => self.record(claimed, kept, &result).await,
+            _ => Recorded::NotStored,
         };
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let dead_letter = match kept {
-            Kept::Journaled(id) => Some(id),
+        let dead_letter = match recorded {
+            Recorded::Journaled(id) => Some(id),
             _ => None,
         };
         match result {
@@ -336,10 +326,10 @@ impl Receiver {
                     duration_ms,
                     "message handled"
                 );
-                match kept {
-                    Kept::Journaled(_) => ok_response(),
-                    Kept::NotJournaled(err) => PushError::Store(err).into_response(),
-                    Kept::NotStored | Kept::Recorded => decision_response(&decision),
+                match recorded {
+                    Recorded::Journaled(_) => ok_response(),
+                    Recorded::DropNotJournaled(err) => PushError::Store(err).into_response(),
+                    Recorded::NotStored | Recorded::Settled => decision_response(&decision),
                 }
             }
             Err(err) => {
@@ -349,8 +339,8 @@ impl Receiver {
                     tracing::debug!(message_id, "guest backtrace:\n{backtrace}");
                 }
                 let text = err.to_string();
-                let response = match kept {
-                    Kept::Journaled(_) => ok_response(),
+                let response = match recorded {
+                    Recorded::Journaled(_) => ok_response(),
                     _ => err.into_response(),
                 };
                 let status = response.status().as_u16();
@@ -368,36 +358,86 @@ impl Receiver {
         }
     }
 
+    /// Answers a push whose message another push is running: `503 in progress`, or on
+    /// the last attempt the journal and `200 ok` (CMQ would not ask again, and the
+    /// other run may yet fail).
+    async fn answer_busy(
+        &self,
+        store: &Store,
+        key: &str,
+        kept: Kept,
+        topic: &str,
+    ) -> Response<AnswerBody> {
+        let (message_id, attempt) = (kept.message_id.clone(), kept.attempt);
+        let max = self.options.max_attempts;
+        if max > 0 && attempt >= max {
+            let entry = kept.entry(format!(
+                "another push of it was in progress on attempt {attempt}, the last of {max}"
+            ));
+            match store.journal(entry, key, None).await {
+                Ok(dead_letter) => {
+                    tracing::info!(
+                        message_id,
+                        topic,
+                        attempt,
+                        dead_letter,
+                        "message kept: another push of it is in progress on the last attempt"
+                    );
+                    return ok_response();
+                }
+                Err(err) => tracing::error!(
+                    message_id,
+                    attempt,
+                    "last attempt could not be journaled, CMQ may discard the message: {err}"
+                ),
+            }
+        }
+        tracing::info!(
+            message_id,
+            topic,
+            attempt,
+            status = 503,
+            "message not handled: another push of it is in progress"
+        );
+        PushError::InProgress.into_response()
+    }
+
     /// Records how a claimed delivery ended. Drops, and failures on the last attempt,
     /// go to the dead-letter journal (synced) so that their 2xx keeps them.
     async fn record(
         &self,
-        store: &Store,
-        mut entry: DeadLetter,
+        claimed: &Claimed<'_>,
+        kept: Kept,
         result: &Result<Decision, PushError>,
-    ) -> Kept {
-        let message_id = entry.message_id.clone();
-        let attempt = entry.attempts;
+    ) -> Recorded {
+        let Claimed {
+            store,
+            key,
+            token,
+            attempt,
+        } = claimed;
+        let (attempt, token) = (*attempt, *token);
+        let message_id = kept.message_id.clone();
         let failure = match result {
             Ok(Decision::Ack) => {
-                return match store.settle(&message_id, Settlement::Acked).await {
-                    Ok(()) => Kept::Recorded,
+                return match store.settle(key, token, Settlement::Acked).await {
+                    Ok(()) => Recorded::Settled,
                     Err(err) => {
                         // The guest acknowledged: the answer stays 2xx. Only a later
                         // duplicate would run again.
                         tracing::warn!(message_id, "acknowledgement not recorded: {err}");
-                        Kept::NotStored
+                        Recorded::NotStored
                     }
                 };
             }
             Ok(Decision::Drop(reason)) => {
-                entry.reason = format!("dropped: {}", clip(reason));
-                return match store.journal(entry).await {
-                    Ok(id) => Kept::Journaled(id),
+                let entry = kept.entry(format!("dropped: {}", clip(reason)));
+                return match store.journal(entry, key, Some(token)).await {
+                    Ok(id) => Recorded::Journaled(id),
                     Err(err) => {
                         let failed = Settlement::Failed("drop not journaled".into());
-                        let _ = store.settle(&message_id, failed).await;
-                        Kept::NotJournaled(err)
+                        let _ = store.settle(key, token, failed).await;
+                        Recorded::DropNotJournaled(err)
                     }
                 };
             }
@@ -406,22 +446,22 @@ impl Receiver {
         };
         let max = self.options.max_attempts;
         if max > 0 && attempt >= max {
-            entry.reason = format!("{failure} (attempt {attempt}, the last of {max})");
-            match store.journal(entry).await {
-                Ok(id) => return Kept::Journaled(id),
-                Err(err) => {
-                    tracing::warn!(
-                        message_id,
-                        "last attempt failed and could not be journaled: {err}"
-                    );
-                }
+            let entry = kept.entry(format!("{failure} (attempt {attempt}, the last of {max})"));
+            match store.journal(entry, key, Some(token)).await {
+                Ok(id) => return Recorded::Journaled(id),
+                Err(err) => tracing::error!(
+                    message_id,
+                    attempt,
+                    "last attempt failed and could not be journaled, CMQ may discard the \
+                     message: {err}"
+                ),
             }
         }
-        match store.settle(&message_id, Settlement::Failed(failure)).await {
-            Ok(()) => Kept::Recorded,
+        match store.settle(key, token, Settlement::Failed(failure)).await {
+            Ok(()) => Recorded::Settled,
             Err(err) => {
                 tracing::warn!(message_id, "failure not recorded: {err}");
-                Kept::NotStored
+                Recorded::NotStored
             }
         }
     }
@@ -548,16 +588,71 @@ struct RawPush {
     body: Bytes,
 }
 
-/// What the store kept of a delivery.
-enum Kept {
+/// A delivery this push claimed in the store.
+struct Claimed<'a> {
+    store: &'a Store,
+    key: String,
+    token: ClaimToken,
+    attempt: u32,
+}
+
+/// What the store did with a claimed delivery.
+enum Recorded {
     /// No store, or the record failed (logged); the guest's decision is the answer.
     NotStored,
-    /// Recorded; the guest's decision is the answer.
-    Recorded,
+    /// Settled; the guest's decision is the answer.
+    Settled,
     /// In the dead-letter journal under this id: answered `200 ok`.
     Journaled(i64),
     /// A drop that could not be journaled: answered 503 so that CMQ redelivers.
-    NotJournaled(crate::store::StoreError),
+    DropNotJournaled(crate::store::StoreError),
+}
+
+/// What a push's journal entry would hold, kept cheaply (the body is shared) until
+/// the entry is written.
+struct Kept {
+    message_id: String,
+    format: cmq_message::Format,
+    headers: PushHeaders,
+    body: Bytes,
+    attempt: u32,
+}
+
+impl Kept {
+    fn of(message: &cmq_message::Message, raw: &RawPush, attempt: u32) -> Kept {
+        Kept {
+            message_id: message.message_id.clone(),
+            format: message.format,
+            headers: raw.headers.clone(),
+            body: raw.body.clone(),
+            attempt,
+        }
+    }
+
+    /// The journal entry, with `reason`.
+    fn entry(self, reason: String) -> DeadLetter {
+        DeadLetter {
+            id: 0,
+            message_id: self.message_id,
+            reason,
+            attempts: self.attempt,
+            format: self.format,
+            request_id: self.headers.request_id,
+            message_tag: self.headers.message_tag,
+            body: self.body.to_vec(),
+            created: std::time::UNIX_EPOCH,
+        }
+    }
+}
+
+/// What the store keys a message by: its id, within its subscription when the push
+/// names one (JSON format), since every subscription of a topic gets the same message
+/// id and one endpoint may serve several.
+fn delivery_key(message: &cmq_message::Message) -> String {
+    match &message.subscription_name {
+        Some(subscription) => format!("{subscription}/{}", message.message_id),
+        None => message.message_id.clone(),
+    }
 }
 
 /// How much longer than the guest deadline a claim holds off other pushes of its

@@ -19,6 +19,7 @@ mod sqlite;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cmq_message::Format;
@@ -50,12 +51,14 @@ impl FromStr for StoreLocation {
 }
 
 impl fmt::Display for StoreLocation {
-    /// A PostgreSQL URL is shown without its user info: it may hold a password.
+    /// A PostgreSQL URL is shown without its user info and its query: either may hold
+    /// a password.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreLocation::Sqlite(path) => write!(f, "{}", path.display()),
             StoreLocation::Postgres(url) => {
                 let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
+                let rest = rest.split_once('?').map_or(rest, |(before, _)| before);
                 let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
                 write!(f, "{scheme}://{rest}")
             }
@@ -83,17 +86,42 @@ impl StoreError {
 /// What a push may do with its message, decided atomically with recording it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
-    /// Run the guest: this is delivery number `attempt` of the message.
+    /// Run the guest: this is delivery number `attempt` of the message. Settle it with
+    /// `token`.
     Run {
-        /// Counted from 1; starts again at 1 after the message was settled for good.
+        /// Deliveries seen, this one included, counted from 1; starts again at 1 after
+        /// the message was settled for good.
         attempt: u32,
+        /// Identifies this claim: settling with it is refused once another push has
+        /// taken the message over (after this claim's lease ran out).
+        token: ClaimToken,
     },
     /// The message was acknowledged within the dedupe window: answer `200 ok` without
     /// running the guest again.
     Duplicate,
     /// Another push of the same message is being handled (here or on another host):
-    /// answer non-2xx, CMQ asks again later.
-    Busy,
+    /// answer non-2xx, CMQ asks again later. This delivery is counted all the same.
+    Busy {
+        /// Deliveries seen, this one included.
+        attempt: u32,
+    },
+}
+
+/// The identity of one claim (see [`Claim::Run`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimToken(i64);
+
+impl ClaimToken {
+    /// A new random token: unique across hosts for all practical purposes.
+    fn new() -> Self {
+        use std::hash::BuildHasher as _;
+        static COUNT: AtomicU64 = AtomicU64::new(0);
+        let count = COUNT.fetch_add(1, Ordering::Relaxed);
+        // RandomState draws fresh random keys per process; the counter makes every
+        // token of this process different.
+        let random = std::hash::RandomState::new().hash_one((count, std::process::id()));
+        ClaimToken(i64::from_ne_bytes(random.to_ne_bytes()))
+    }
 }
 
 /// How a claimed delivery ended, when it did not go to the journal.
@@ -183,75 +211,86 @@ impl Store {
         &self.location
     }
 
-    /// Records a delivery of `message_id` and says whether to run the guest. `lease` is
-    /// how long a claim holds off other pushes of the message (a host that dies
-    /// mid-run frees it by expiry); acknowledgements within `dedupe_window` make later
-    /// pushes duplicates (`None`: never).
+    /// Records a delivery of the message `key` names and says whether to run the
+    /// guest. `lease` is how long a claim holds off other pushes of the message (a host
+    /// that dies mid-run frees it by expiry); acknowledgements within `dedupe_window`
+    /// make later pushes duplicates (`None`: never).
     pub async fn claim(
         &self,
-        message_id: &str,
+        key: &str,
         lease: Duration,
         dedupe_window: Option<Duration>,
     ) -> Result<Claim, StoreError> {
-        let now = now_ms();
-        let lease_until = now.saturating_add(millis(lease));
-        // Acknowledged after this instant makes a duplicate; i64::MAX: nothing does.
-        let acked_since = dedupe_window.map_or(i64::MAX, |window| now - millis(window));
+        let request = ClaimRequest {
+            key: key.to_owned(),
+            token: ClaimToken::new(),
+            lease,
+            dedupe_window,
+        };
         let claimed = match &self.backend {
-            Backend::Sqlite(store) => {
-                store
-                    .claim(message_id.to_owned(), now, lease_until, acked_since)
-                    .await?
-            }
-            Backend::Postgres(store) => {
-                store
-                    .claim(message_id, now, lease_until, acked_since)
-                    .await?
-            }
+            Backend::Sqlite(store) => timed(store.claim(request)).await?,
+            Backend::Postgres(store) => timed(store.claim(request)).await?,
         };
         Ok(claimed)
     }
 
-    /// Records how a claimed delivery ended.
-    pub async fn settle(&self, message_id: &str, settlement: Settlement) -> Result<(), StoreError> {
+    /// Records how the claim `token` of `key` ended; does nothing when another push has
+    /// taken the message over since.
+    pub async fn settle(
+        &self,
+        key: &str,
+        token: ClaimToken,
+        settlement: Settlement,
+    ) -> Result<(), StoreError> {
         let (state, decision) = match settlement {
             Settlement::Acked => ("acked", "ack".to_owned()),
             Settlement::Failed(decision) => ("failed", decision),
         };
+        let settle = Settle {
+            key: key.to_owned(),
+            token: token.0,
+            state,
+            decision,
+        };
         match &self.backend {
-            Backend::Sqlite(store) => {
-                store
-                    .settle(message_id.to_owned(), state, decision, now_ms())
-                    .await
-            }
-            Backend::Postgres(store) => store.settle(message_id, state, &decision, now_ms()).await,
+            Backend::Sqlite(store) => timed(store.settle(settle)).await,
+            Backend::Postgres(store) => timed(store.settle(settle)).await,
         }
     }
 
-    /// Writes `entry` to the dead-letter journal and marks its message settled, synced
-    /// to disk before returning. Returns the entry's id. `entry.id` and `entry.created`
-    /// are ignored: the journal assigns them.
-    pub async fn journal(&self, entry: DeadLetter) -> Result<i64, StoreError> {
-        let created = now_ms();
+    /// Writes `entry` to the dead-letter journal, synced to disk before returning, and
+    /// with `claim` marks the message `key` settled by it. Returns the entry's id.
+    /// `entry.id` and `entry.created` are ignored: the journal assigns them.
+    pub async fn journal(
+        &self,
+        entry: DeadLetter,
+        key: &str,
+        claim: Option<ClaimToken>,
+    ) -> Result<i64, StoreError> {
+        let journal = Journal {
+            entry,
+            key: key.to_owned(),
+            token: claim.map(|token| token.0),
+        };
         match &self.backend {
-            Backend::Sqlite(store) => store.journal(entry, created).await,
-            Backend::Postgres(store) => store.journal(&entry, created).await,
+            Backend::Sqlite(store) => timed(store.journal(journal)).await,
+            Backend::Postgres(store) => timed(store.journal(journal)).await,
         }
     }
 
     /// The journal's entries, oldest first.
     pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
         match &self.backend {
-            Backend::Sqlite(store) => store.dead_letters(None).await,
-            Backend::Postgres(store) => store.dead_letters(None).await,
+            Backend::Sqlite(store) => timed(store.dead_letters(None)).await,
+            Backend::Postgres(store) => timed(store.dead_letters(None)).await,
         }
     }
 
     /// One journal entry, if it exists.
     pub async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetter>, StoreError> {
         let found = match &self.backend {
-            Backend::Sqlite(store) => store.dead_letters(Some(id)).await?,
-            Backend::Postgres(store) => store.dead_letters(Some(id)).await?,
+            Backend::Sqlite(store) => timed(store.dead_letters(Some(id))).await?,
+            Backend::Postgres(store) => timed(store.dead_letters(Some(id))).await?,
         };
         Ok(found.into_iter().next())
     }
@@ -260,26 +299,26 @@ impl Store {
     /// were removed.
     pub async fn remove_dead_letters(&self, ids: Option<Vec<i64>>) -> Result<u64, StoreError> {
         match &self.backend {
-            Backend::Sqlite(store) => store.remove_dead_letters(ids).await,
-            Backend::Postgres(store) => store.remove_dead_letters(ids).await,
+            Backend::Sqlite(store) => timed(store.remove_dead_letters(ids)).await,
+            Backend::Postgres(store) => timed(store.remove_dead_letters(ids)).await,
         }
     }
 
-    /// What the store knows of `message_id`.
-    pub async fn record(&self, message_id: &str) -> Result<Option<MessageRecord>, StoreError> {
+    /// What the store knows of the message `key` names.
+    pub async fn record(&self, key: &str) -> Result<Option<MessageRecord>, StoreError> {
         match &self.backend {
-            Backend::Sqlite(store) => store.record(message_id.to_owned()).await,
-            Backend::Postgres(store) => store.record(message_id).await,
+            Backend::Sqlite(store) => timed(store.record(key.to_owned())).await,
+            Backend::Postgres(store) => timed(store.record(key)).await,
         }
     }
 
-    /// Forgets message records (not journal entries) unchanged for longer than `age`,
-    /// except claims still running; returns how many.
+    /// Forgets message records (not journal entries) unchanged for longer than `age`;
+    /// returns how many.
     pub async fn prune(&self, age: Duration) -> Result<u64, StoreError> {
         let before = now_ms() - millis(age);
         match &self.backend {
-            Backend::Sqlite(store) => store.prune(before).await,
-            Backend::Postgres(store) => store.prune(before).await,
+            Backend::Sqlite(store) => timed(store.prune(before)).await,
+            Backend::Postgres(store) => timed(store.prune(before)).await,
         }
     }
 }
@@ -292,6 +331,7 @@ CREATE TABLE IF NOT EXISTS cmq_messages (
     attempts {int} NOT NULL,
     state TEXT NOT NULL,
     last_decision TEXT,
+    claim {int},
     lease_until_ms {int} NOT NULL DEFAULT 0,
     updated_ms {int} NOT NULL
 );
@@ -309,27 +349,33 @@ CREATE TABLE IF NOT EXISTS cmq_dead_letters (
 );
 ";
 
-/// Claims a delivery in one statement: `$1` message id, `$2` now, `$3` the lease's end,
-/// `$4` the instant after which an acknowledgement makes a duplicate. Returns the
-/// attempt number, or no row when the message is running elsewhere or a duplicate.
+/// Claims a delivery in one statement: `$1` key, `$2` now, `$3` the lease's end, `$4`
+/// the instant after which an acknowledgement makes a duplicate, `$5` the new claim's
+/// token. Every delivery is counted; the claim is taken unless another one's lease is
+/// still running. Returns the count and the claim that holds the message (this one's
+/// token when this delivery is to run), or no row for a duplicate. `SET` reads the
+/// row as it was before the statement, in both databases.
 const CLAIM: &str = "
-INSERT INTO cmq_messages AS m (message_id, attempts, state, lease_until_ms, updated_ms)
-VALUES ($1, 1, 'running', $3, $2)
+INSERT INTO cmq_messages AS m (message_id, attempts, state, claim, lease_until_ms, updated_ms)
+VALUES ($1, 1, 'running', $5, $3, $2)
 ON CONFLICT (message_id) DO UPDATE SET
     attempts = CASE WHEN m.state IN ('acked', 'journaled') THEN 1 ELSE m.attempts + 1 END,
+    claim = CASE WHEN m.state = 'running' AND m.lease_until_ms > $2 THEN m.claim ELSE $5 END,
+    last_decision = CASE WHEN m.state = 'running' AND m.lease_until_ms > $2
+        THEN m.last_decision ELSE NULL END,
+    lease_until_ms = CASE WHEN m.state = 'running' AND m.lease_until_ms > $2
+        THEN m.lease_until_ms ELSE $3 END,
     state = 'running',
-    last_decision = NULL,
-    lease_until_ms = $3,
     updated_ms = $2
-WHERE NOT (m.state = 'running' AND m.lease_until_ms > $2)
-  AND NOT (m.state = 'acked' AND m.updated_ms > $4)
-RETURNING attempts
+WHERE NOT (m.state = 'acked' AND m.updated_ms > $4)
+RETURNING attempts, claim
 ";
 
-/// `$1` message id, `$2` state, `$3` decision, `$4` now.
+/// `$1` key, `$2` state, `$3` decision, `$4` now, `$5` the claim's token: only the
+/// claim that holds the message settles it.
 const SETTLE: &str = "
 UPDATE cmq_messages SET state = $2, last_decision = $3, lease_until_ms = 0, updated_ms = $4
-WHERE message_id = $1
+WHERE message_id = $1 AND claim = $5 AND state = 'running'
 ";
 
 /// `$1` message id, `$2` reason, `$3` attempts, `$4` format, `$5` request id, `$6` tag,
@@ -341,11 +387,12 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 RETURNING id
 ";
 
-/// `$1` message id, `$2` reason, `$8` now (numbered as in [`INSERT_DEAD_LETTER`]).
+/// `$2` reason, `$8` now (numbered as in [`INSERT_DEAD_LETTER`]), `$9` key, `$10` the
+/// claim's token (NULL: a push that held no claim, which marks nothing).
 const MARK_JOURNALED: &str = "
 UPDATE cmq_messages SET state = 'journaled', last_decision = $2, lease_until_ms = 0,
     updated_ms = $8
-WHERE message_id = $1
+WHERE message_id = $9 AND claim = $10 AND state = 'running'
 ";
 
 const SELECT_DEAD_LETTERS: &str = "
@@ -357,10 +404,74 @@ const SELECT_RECORD: &str = "
 SELECT attempts, state, last_decision, updated_ms FROM cmq_messages WHERE message_id = $1
 ";
 
-/// `$1`: records unchanged since before this instant go, unless running.
+/// `$1`: records unchanged since before this instant go (a claim's lease is far
+/// shorter than the age records are kept).
 const PRUNE: &str = "
-DELETE FROM cmq_messages WHERE updated_ms < $1 AND state <> 'running'
+DELETE FROM cmq_messages WHERE updated_ms < $1
 ";
+
+/// A claim, as the backends receive it.
+#[derive(Debug)]
+struct ClaimRequest {
+    key: String,
+    token: ClaimToken,
+    lease: Duration,
+    dedupe_window: Option<Duration>,
+}
+
+impl ClaimRequest {
+    /// The statement's times, read when it is about to run: `(now, the lease's end, the
+    /// instant after which an acknowledgement makes a duplicate)`.
+    fn times(&self) -> (i64, i64, i64) {
+        let now = now_ms();
+        let lease_until = now.saturating_add(millis(self.lease));
+        // i64::MAX: no acknowledgement is that recent, so nothing is a duplicate.
+        let acked_since = self
+            .dedupe_window
+            .map_or(i64::MAX, |window| now.saturating_sub(millis(window)));
+        (now, lease_until, acked_since)
+    }
+
+    /// What the claim statement's row says.
+    fn outcome(&self, row: Option<(i64, Option<i64>)>) -> Claim {
+        match row {
+            None => Claim::Duplicate,
+            Some((count, holder)) if holder == Some(self.token.0) => Claim::Run {
+                attempt: attempts(count),
+                token: self.token,
+            },
+            Some((count, _)) => Claim::Busy {
+                attempt: attempts(count),
+            },
+        }
+    }
+}
+
+/// A settlement, as the backends receive it.
+#[derive(Debug)]
+struct Settle {
+    key: String,
+    token: i64,
+    state: &'static str,
+    decision: String,
+}
+
+/// A journal write, as the backends receive it.
+#[derive(Debug)]
+struct Journal {
+    entry: DeadLetter,
+    key: String,
+    token: Option<i64>,
+}
+
+/// Longest any store operation may take before the push gets `503 store unavailable`.
+const STORE_TIMEOUT: Duration = Duration::from_secs(3);
+
+async fn timed<T>(operation: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    tokio::time::timeout(STORE_TIMEOUT, operation)
+        .await
+        .unwrap_or_else(|_| Err(StoreError(format!("no answer within {STORE_TIMEOUT:?}"))))
+}
 
 fn format_name(format: Format) -> &'static str {
     match format {

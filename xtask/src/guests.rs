@@ -21,7 +21,7 @@ const TARGET: &str = "wasm32-wasip2";
 
 /// A handler component exports one of these (the SDK exports both); names are stored
 /// verbatim in the binary.
-const EXPORTED_INTERFACE: &str = "cmq:push/handler@0.1.0";
+const EXPORTED_INTERFACE: &str = "cmq:push/handler@0.2.0";
 const WASI_HTTP_INTERFACE: &str = "wasi:http/incoming-handler@0.2";
 
 /// `\0asm`, then the component-model layer version (core modules have `1 0 0 0`).
@@ -480,7 +480,7 @@ mod tests {
         good.extend_from_slice(EXPORTED_INTERFACE.as_bytes());
         assert!(check_component(&good).is_ok());
         assert!(check_component(&COMPONENT_HEADER).is_err());
-        let core_module = b"\0asm\x01\x00\x00\x00cmq:push/handler@0.1.0";
+        let core_module = b"\0asm\x01\x00\x00\x00cmq:push/handler@0.2.0";
         assert!(check_component(core_module).is_err());
     }
 }

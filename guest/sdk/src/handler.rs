@@ -16,7 +16,7 @@ pub trait Handler {
     fn handle(message: Message) -> Decision;
 }
 
-/// Makes this crate's component export `cmq:push/handler@0.1.0` (for `cmq-host`) and
+/// Makes this crate's component export `cmq:push/handler@0.2.0` (for `cmq-host`) and
 /// `wasi:http/incoming-handler` (for Spin, `wasmtime serve` and other wasi-http
 /// platforms), both served by the given [`Handler`] type. Write it once, at the top
 /// level of a `cdylib` crate:

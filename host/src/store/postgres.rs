@@ -8,15 +8,22 @@
 //! before the commit returns. A connection that breaks is reopened by the next call.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, Config, NoTls, Statement};
 
 use super::{
-    CLAIM, Claim, DeadLetter, INSERT_DEAD_LETTER, MARK_JOURNALED, MessageRecord, PRUNE, SCHEMA,
-    SELECT_DEAD_LETTERS, SELECT_RECORD, SETTLE, StoreError, attempts, format_name, parse_format,
-    time_of,
+    CLAIM, Claim, ClaimRequest, DeadLetter, INSERT_DEAD_LETTER, Journal, MARK_JOURNALED,
+    MessageRecord, PRUNE, SCHEMA, SELECT_DEAD_LETTERS, SELECT_RECORD, SETTLE, Settle, StoreError,
+    attempts, format_name, now_ms, parse_format, time_of,
 };
+
+/// How long connecting may take; the store's per-operation timeout bounds the rest.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Idle time before TCP keepalives probe a connection, so a dead server is noticed.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 
 /// Serializes schema creation between hosts starting at once (any fixed number).
 const SCHEMA_LOCK: i64 = 0x636d_715f_7374_6f72;
@@ -49,9 +56,14 @@ impl PostgresStore {
         let mut config: Config = url
             .parse()
             .map_err(|err| StoreError::new("invalid PostgreSQL URL", err))?;
-        config.application_name("cmq-host");
         // "relation already exists, skipping" and such are not worth a log line.
-        config.options("-c client_min_messages=warning");
+        config.application_name("cmq-host");
+        config
+            .connect_timeout(CONNECT_TIMEOUT)
+            .keepalives_idle(KEEPALIVE_IDLE);
+        // Whatever the server's or the role's default: journal writes are synced
+        // before the commit returns.
+        config.options("-c client_min_messages=warning -c synchronous_commit=on");
         let durable = Session {
             config: config.clone(),
             open: Mutex::new(None),
@@ -79,52 +91,49 @@ impl PostgresStore {
         })
     }
 
-    pub(super) async fn claim(
-        &self,
-        message_id: &str,
-        now: i64,
-        lease_until: i64,
-        acked_since: i64,
-    ) -> Result<Claim, StoreError> {
+    pub(super) async fn claim(&self, request: ClaimRequest) -> Result<Claim, StoreError> {
         let session = self.fast.get().await?;
-        let claimed = session
+        // The times are read once the connection is there, as the statement is sent.
+        let (now, lease_until, acked_since) = request.times();
+        let row = session
             .client
             .query_opt(
                 &session.claim,
-                &[&message_id, &now, &lease_until, &acked_since],
+                &[
+                    &request.key,
+                    &now,
+                    &lease_until,
+                    &acked_since,
+                    &request.token.0,
+                ],
             )
             .await
             .map_err(|err| StoreError::new("claiming", err))?;
-        if let Some(row) = claimed {
-            return Ok(Claim::Run {
-                attempt: attempts(row.get(0)),
-            });
-        }
-        // No row: acknowledged (a duplicate), or running here or elsewhere.
-        Ok(match self.record(message_id).await? {
-            Some(record) if record.state == "acked" => Claim::Duplicate,
-            _ => Claim::Busy,
-        })
+        Ok(request.outcome(row.map(|row| (row.get(0), row.get(1)))))
     }
 
-    pub(super) async fn settle(
-        &self,
-        message_id: &str,
-        state: &str,
-        decision: &str,
-        now: i64,
-    ) -> Result<(), StoreError> {
+    pub(super) async fn settle(&self, settle: Settle) -> Result<(), StoreError> {
         let session = self.fast.get().await?;
         session
             .client
-            .execute(&session.settle, &[&message_id, &state, &decision, &now])
+            .execute(
+                &session.settle,
+                &[
+                    &settle.key,
+                    &settle.state,
+                    &settle.decision,
+                    &now_ms(),
+                    &settle.token,
+                ],
+            )
             .await
             .map_err(|err| StoreError::new("settling", err))?;
         Ok(())
     }
 
-    pub(super) async fn journal(&self, entry: &DeadLetter, now: i64) -> Result<i64, StoreError> {
+    pub(super) async fn journal(&self, journal: Journal) -> Result<i64, StoreError> {
         let session = self.durable.get().await?;
+        let entry = &journal.entry;
         let row = session
             .client
             .query_one(
@@ -137,7 +146,9 @@ impl PostgresStore {
                     &entry.request_id,
                     &entry.message_tag,
                     &entry.body,
-                    &now,
+                    &now_ms(),
+                    &journal.key,
+                    &journal.token,
                 ],
             )
             .await

@@ -14,9 +14,9 @@ use rusqlite::{Connection, OptionalExtension as _, params};
 use tokio::sync::oneshot;
 
 use super::{
-    CLAIM, Claim, DeadLetter, INSERT_DEAD_LETTER, MARK_JOURNALED, MessageRecord, PRUNE, SCHEMA,
-    SELECT_DEAD_LETTERS, SELECT_RECORD, SETTLE, StoreError, attempts, format_name, parse_format,
-    time_of,
+    CLAIM, Claim, ClaimRequest, DeadLetter, INSERT_DEAD_LETTER, Journal, MARK_JOURNALED,
+    MessageRecord, PRUNE, SCHEMA, SELECT_DEAD_LETTERS, SELECT_RECORD, SETTLE, Settle, StoreError,
+    attempts, format_name, now_ms, parse_format, time_of,
 };
 
 /// Most operations committed together.
@@ -98,47 +98,39 @@ impl SqliteStore {
             .map_err(|_| StoreError("the store thread stopped".into()))?
     }
 
-    pub(super) async fn claim(
-        &self,
-        message_id: String,
-        now: i64,
-        lease_until: i64,
-        acked_since: i64,
-    ) -> Result<Claim, StoreError> {
+    pub(super) async fn claim(&self, request: ClaimRequest) -> Result<Claim, StoreError> {
         self.run(false, move |conn| {
-            let claimed: Option<i64> = conn
+            // The times are read here, on the writer thread, as the statement runs.
+            let (now, lease_until, acked_since) = request.times();
+            let row = conn
                 .prepare_cached(&numbered(CLAIM))?
-                .query_row(params![message_id, now, lease_until, acked_since], |row| {
-                    row.get(0)
-                })
+                .query_row(
+                    params![request.key, now, lease_until, acked_since, request.token.0],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
                 .optional()?;
-            Ok(match claimed {
-                Some(count) => Claim::Run {
-                    attempt: attempts(count),
-                },
-                None => unclaimed(conn, &message_id)?,
-            })
+            Ok(request.outcome(row))
         })
         .await
     }
 
-    pub(super) async fn settle(
-        &self,
-        message_id: String,
-        state: &'static str,
-        decision: String,
-        now: i64,
-    ) -> Result<(), StoreError> {
+    pub(super) async fn settle(&self, settle: Settle) -> Result<(), StoreError> {
         self.run(false, move |conn| {
-            conn.prepare_cached(&numbered(SETTLE))?
-                .execute(params![message_id, state, decision, now])?;
+            conn.prepare_cached(&numbered(SETTLE))?.execute(params![
+                settle.key,
+                settle.state,
+                settle.decision,
+                now_ms(),
+                settle.token
+            ])?;
             Ok(())
         })
         .await
     }
 
-    pub(super) async fn journal(&self, entry: DeadLetter, now: i64) -> Result<i64, StoreError> {
+    pub(super) async fn journal(&self, journal: Journal) -> Result<i64, StoreError> {
         self.run(true, move |conn| {
+            let entry = &journal.entry;
             let values = params![
                 entry.message_id,
                 entry.reason,
@@ -147,11 +139,13 @@ impl SqliteStore {
                 entry.request_id,
                 entry.message_tag,
                 entry.body,
-                now
+                now_ms(),
+                journal.key,
+                journal.token
             ];
             let id: i64 = conn
                 .prepare_cached(&numbered(INSERT_DEAD_LETTER))?
-                .query_row(values, |row| row.get(0))?;
+                .query_row(&values[..8], |row| row.get(0))?;
             conn.prepare_cached(&numbered(MARK_JOURNALED))?
                 .execute(values)?;
             Ok(id)
@@ -222,14 +216,6 @@ impl SqliteStore {
     }
 }
 
-/// Why a claim returned no row: the message is acknowledged (a duplicate) or running.
-fn unclaimed(conn: &Connection, message_id: &str) -> rusqlite::Result<Claim> {
-    Ok(match read_record(conn, message_id)? {
-        Some(record) if record.state == "acked" => Claim::Duplicate,
-        _ => Claim::Busy,
-    })
-}
-
 fn read_record(conn: &Connection, message_id: &str) -> rusqlite::Result<Option<MessageRecord>> {
     conn.prepare_cached(&numbered(SELECT_RECORD))?
         .query_row([message_id], |row| {
@@ -272,6 +258,10 @@ fn write_loop(conn: &Connection, queue: &mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
+        // A transaction some failure left open would refuse the pragma below.
+        if !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
         let durable = batch.iter().any(|job| job.durable);
         let began = conn
             .pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })
@@ -283,14 +273,29 @@ fn write_loop(conn: &Connection, queue: &mpsc::Receiver<Job>) {
             }
             continue;
         }
-        let replies: Vec<Reply> = batch.into_iter().map(|job| (job.run)(Some(conn))).collect();
-        match conn.execute_batch("COMMIT") {
-            Ok(()) => replies.into_iter().for_each(|reply| reply(Ok(()))),
-            Err(err) => {
-                let _ = conn.execute_batch("ROLLBACK");
-                let reason = err.to_string();
-                replies.into_iter().for_each(|reply| reply(Err(&reason)));
+        let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
+        let mut rolled_back = false;
+        for job in batch {
+            if rolled_back {
+                replies.push((job.run)(None));
+                continue;
             }
+            replies.push((job.run)(Some(conn)));
+            // Some errors (a full disk, an I/O error) make SQLite roll back the whole
+            // transaction: what ran before in the batch is undone too.
+            rolled_back = conn.is_autocommit();
+        }
+        let committed = if rolled_back {
+            Err("the transaction was rolled back".to_owned())
+        } else {
+            conn.execute_batch("COMMIT").map_err(|err| {
+                let _ = conn.execute_batch("ROLLBACK");
+                err.to_string()
+            })
+        };
+        let committed = committed.as_ref().map(|_| ()).map_err(String::as_str);
+        for reply in replies {
+            reply(committed);
         }
     }
 }
