@@ -114,7 +114,8 @@ pub fn run(options: &Options) -> Result<()> {
     let states = out.join("state");
     let _ = std::fs::remove_dir_all(&states);
     std::fs::create_dir_all(&states)?;
-    let database = bench_database().context("the PostgreSQL store's row needs a server")?;
+    let database = crate::postgres::fresh_local_database("cmq_bench")
+        .context("the PostgreSQL store's row needs the local server")?;
     let paths = [
         Receiver {
             name: "native hyper + cmq-message (no sandbox)",
@@ -308,16 +309,6 @@ fn cmq_host_serve(
             .arg(&component);
         command
     })
-}
-
-/// A fresh PostgreSQL database for the shared-store row, when a server can be had.
-fn bench_database() -> Result<String> {
-    let admin = crate::postgres::ensure()?;
-    let (base, _) = admin
-        .rsplit_once('/')
-        .context("the PostgreSQL URL has no database part")?;
-    crate::postgres::recreate_database("cmq_bench")?;
-    Ok(format!("{base}/cmq_bench"))
 }
 
 /// wrk from PATH, or installed from Debian's packages.

@@ -19,8 +19,25 @@ pub fn ensure() -> Result<String> {
     if let Ok(url) = std::env::var(URL_VAR) {
         return Ok(url);
     }
-    let is_root = crate::guests::is_root();
-    if !is_root {
+    let port = local_cluster()?;
+    Ok(role_url(&port, "postgres"))
+}
+
+/// A new, empty database `name` on the local cluster (dropped first when it exists),
+/// owned by the test role; returns its URL.
+pub fn fresh_local_database(name: &str) -> Result<String> {
+    let port = local_cluster()?;
+    psql(
+        &port,
+        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+    )?;
+    psql(&port, &format!("CREATE DATABASE {name} OWNER {ROLE}"))?;
+    Ok(role_url(&port, name))
+}
+
+/// Installs, starts and prepares the local cluster; returns its port.
+fn local_cluster() -> Result<String> {
+    if !crate::guests::is_root() {
         bail!(
             "the shared store's tests need a PostgreSQL server: set {URL_VAR} to \
              postgres://USER:PASSWORD@HOST:PORT/DATABASE (a role that may create \
@@ -46,22 +63,11 @@ pub fn ensure() -> Result<String> {
              THEN CREATE ROLE {ROLE} LOGIN CREATEDB PASSWORD '{ROLE}'; END IF; END $$"
         ),
     )?;
-    Ok(format!(
-        "postgres://{ROLE}:{ROLE}@127.0.0.1:{port}/postgres"
-    ))
+    Ok(port)
 }
 
-/// Drops database `name` when it exists and creates it anew, owned by the test role.
-pub fn recreate_database(name: &str) -> Result<()> {
-    let version = server_versions()
-        .pop()
-        .context("no local PostgreSQL server")?;
-    let port = start_cluster(&version)?;
-    psql(
-        &port,
-        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-    )?;
-    psql(&port, &format!("CREATE DATABASE {name} OWNER {ROLE}"))
+fn role_url(port: &str, database: &str) -> String {
+    format!("postgres://{ROLE}:{ROLE}@127.0.0.1:{port}/{database}")
 }
 
 /// Installed server versions, oldest first.
