@@ -36,7 +36,12 @@ fn cmq_host() -> Command {
     command
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
-        .env("CMQ_HOST_STATE", state);
+        .env("CMQ_HOST_STATE", state)
+        // The compile cache of this test process, not the user's.
+        .env(
+            "XDG_CACHE_HOME",
+            std::env::temp_dir().join(format!("cmq-tests/cache-{}", std::process::id())),
+        );
     command
 }
 
@@ -578,5 +583,70 @@ async fn a_compiled_component_serves_like_the_wasm_it_came_from() -> anyhow::Res
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("log_ack.cwasm"), "{stderr}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_second_start_loads_the_component_from_the_compile_cache() -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let cache =
+        std::env::temp_dir().join(format!("cmq-tests/compile-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&cache);
+    let cache_flag = cache.display().to_string();
+    // Starts `serve` on the cache, checks how the component was loaded, pushes once.
+    let start = |expected: &'static str| {
+        let cache_flag = cache_flag.clone();
+        async move {
+            let mut child = cmq_host()
+                .args(["serve", "--listen", "127.0.0.1:0", "--no-state"])
+                .args(["--compile-cache", &cache_flag])
+                .arg(guest("log_ack"))
+                .stderr(Stdio::piped())
+                .spawn()?;
+            let lines = lines(child.stderr.take().expect("piped stderr"));
+            let running = Running(child);
+            let ready = wait_for(&lines, "component ready");
+            assert!(ready.contains(&format!("loaded={expected}")), "{ready}");
+            let listening = wait_for(&lines, "listening on ");
+            let url = listening
+                .split("listening on ")
+                .nth(1)
+                .expect("url")
+                .trim()
+                .to_owned();
+            let response = cmq_push(&reqwest::Client::new(), &url, "cached-1", "")
+                .send()
+                .await?;
+            assert_eq!(response.status(), 200);
+            drop(running);
+            anyhow::Ok(())
+        }
+    };
+    start("Compiled").await?;
+    let entries: Vec<_> = std::fs::read_dir(&cache)?
+        .filter_map(Result::ok)
+        .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "cwasm"))
+        .collect();
+    assert_eq!(entries.len(), 1, "one cache entry");
+    let entry = entries[0].path();
+    assert_eq!(
+        std::fs::metadata(&entry)?.permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::metadata(&cache)?.permissions().mode() & 0o777,
+        0o700
+    );
+    start("FromCache").await?;
+
+    // A damaged entry is compiled again (and replaced).
+    std::fs::write(&entry, b"not native code")?;
+    std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o600))?;
+    start("Compiled").await?;
+    start("FromCache").await?;
+    // A directory others may write is not trusted.
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777))?;
+    start("Compiled").await?;
+    std::fs::remove_dir_all(&cache)?;
     Ok(())
 }

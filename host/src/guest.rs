@@ -21,6 +21,7 @@ use crate::bindings::{Decision, Message, PushHandlerPre};
 use crate::guest_output::GuestOutput;
 use crate::memory_cap::MemoryCap;
 use crate::outbound_http::OutboundHttp;
+use crate::precompiled::Loaded;
 
 /// Why a wasi-http guest's call ended without a usable response.
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +140,7 @@ pub(crate) struct Guest {
     engine: Engine,
     component: Component,
     exports: Exports,
+    loaded: Loaded,
     deadline: Duration,
     max_memory: usize,
     grants: Arc<Grants>,
@@ -164,8 +166,9 @@ impl Guest {
         max_memory: usize,
         grants: Grants,
         serve_as: ServeAs,
+        compile_cache: Option<&Path>,
     ) -> wasmtime::Result<Self> {
-        let component = crate::precompiled::load_component(engine, path)?;
+        let (component, loaded) = crate::precompiled::load_component(engine, path, compile_cache)?;
         let mut linker = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         // Always linked, so that a component importing wasi:http instantiates; its
@@ -207,6 +210,7 @@ impl Guest {
             engine: engine.clone(),
             component,
             exports,
+            loaded,
             deadline,
             max_memory,
             grants: Arc::new(grants),
@@ -227,6 +231,11 @@ impl Guest {
     /// The compiled component as native code, for `cmq-host compile`.
     pub(crate) fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
         self.component.serialize()
+    }
+
+    /// Where the component's native code came from.
+    pub(crate) fn loaded(&self) -> Loaded {
+        self.loaded
     }
 
     /// The interface this component is served through (never [`ServeAs::Auto`]).

@@ -20,6 +20,7 @@
 mod access;
 mod answer;
 mod bindings;
+mod compile_cache;
 mod engine;
 mod grants;
 mod guest;
@@ -34,8 +35,10 @@ mod tls;
 
 pub use crate::access::Token;
 pub use crate::bindings::Decision;
+pub use crate::compile_cache::default_dir as compile_cache_dir;
 pub use crate::grants::{DirGrant, EnvGrant, Grants, HttpGrant};
 pub use crate::guest::{GuestFault, ServeAs};
+pub use crate::precompiled::Loaded;
 pub use crate::receiver::{Receiver, ReceiverOptions};
 pub use crate::server::Server;
 pub use crate::store::{

@@ -1,7 +1,7 @@
 //! One push, from HTTP request to HTTP answer: check it, parse it, run the guest, answer.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -18,6 +18,7 @@ use crate::answer::{AnswerBody, PushError, decision_response, ok_response};
 use crate::bindings::{Decision, Message};
 use crate::engine::{EngineSizing, EpochTicker, new_engine};
 use crate::guest::{Guest, GuestFault, ServeAs};
+use crate::precompiled::Loaded;
 use crate::store::{Claim, ClaimToken, DeadLetter, Settlement, Store};
 use crate::{Grants, Token};
 
@@ -65,6 +66,9 @@ pub struct ReceiverOptions {
     /// (retry, fault, deadline) the message goes to the dead-letter journal and is
     /// answered `200 ok` (default 4, `BACKOFF_RETRY`'s; 0: never).
     pub max_attempts: u32,
+    /// Where compiled `.wasm` components are kept between starts (default: none, every
+    /// start compiles; `cmq-host serve` uses [`crate::compile_cache_dir`]).
+    pub compile_cache: Option<PathBuf>,
 }
 
 impl Default for ReceiverOptions {
@@ -84,6 +88,7 @@ impl Default for ReceiverOptions {
             store: None,
             dedupe_window: Some(Duration::from_secs(24 * 3600)),
             max_attempts: 4,
+            compile_cache: None,
         }
     }
 }
@@ -151,6 +156,7 @@ impl Receiver {
             options.max_memory,
             options.grants.clone(),
             options.serve_as,
+            options.compile_cache.as_deref(),
         )?;
         let ticker = EpochTicker::start(&engine).context("starting the epoch ticker thread")?;
         Ok(Receiver {
@@ -179,6 +185,12 @@ impl Receiver {
     /// compiling.
     pub fn precompiled(&self) -> anyhow::Result<Vec<u8>> {
         Ok(self.guest.serialize()?)
+    }
+
+    /// Where the component's native code came from: compiled at this start, the
+    /// compile cache, or a `.cwasm`.
+    pub fn loaded(&self) -> Loaded {
+        self.guest.loaded()
     }
 
     /// The interface the component is served through.

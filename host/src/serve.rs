@@ -89,6 +89,11 @@ pub(crate) struct ServeArgs {
     /// journal and is answered 200; 0 never does.
     #[arg(long, default_value_t = 4)]
     max_attempts: u32,
+    /// Keep compiled components here between starts, so that the next start of the same
+    /// .wasm loads native code instead of compiling (`off`: compile every time)
+    /// [default: $XDG_CACHE_HOME/cmq-host, else ~/.cache/cmq-host].
+    #[arg(long, value_name = "DIR|off")]
+    compile_cache: Option<PathBuf>,
 }
 
 /// Where the delivery store is: shared by `serve` and `dead-letter`.
@@ -168,6 +173,11 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         store,
         dedupe_window: args.dedupe_window,
         max_attempts: args.max_attempts,
+        compile_cache: match args.compile_cache {
+            Some(dir) if dir.as_os_str() == "off" => None,
+            Some(dir) => Some(dir),
+            None => cmq_host::compile_cache_dir(),
+        },
     };
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(Tls::from_pem_files(cert, key)?),
@@ -179,7 +189,8 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let receiver = Receiver::load(&args.component, options)?;
     tracing::info!(
         component = %args.component.display(),
-        compile_ms = started.elapsed().as_millis() as u64,
+        load_ms = started.elapsed().as_millis() as u64,
+        loaded = ?receiver.loaded(),
         serves = ?receiver.serves(),
         "component ready"
     );
