@@ -112,8 +112,7 @@ fn trusted(dir: &Path, entry: &Path) -> Result<bool, String> {
     let user = std::fs::metadata("/proc/self")
         .map_err(|err| format!("cannot tell this process's user: {err}"))?
         .uid();
-    let safe = |path: &Path| -> Result<(), String> {
-        let meta = std::fs::symlink_metadata(path).map_err(|err| err.to_string())?;
+    let safe = |meta: std::fs::Metadata, path: &Path| -> Result<(), String> {
         if meta.uid() != user {
             return Err(format!("{} belongs to another user", path.display()));
         }
@@ -122,9 +121,12 @@ fn trusted(dir: &Path, entry: &Path) -> Result<bool, String> {
         }
         Ok(())
     };
-    safe(dir)?;
+    // The directory may be a symbolic link (systemd's DynamicUser makes one): what it
+    // points to is checked. An entry must be a plain file.
+    safe(std::fs::metadata(dir).map_err(|err| err.to_string())?, dir)?;
     match std::fs::symlink_metadata(entry) {
-        Ok(_) => safe(entry).map(|()| true),
+        Ok(meta) if meta.is_file() => safe(meta, entry).map(|()| true),
+        Ok(_) => Err(format!("{} is not a plain file", entry.display())),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(err) => Err(err.to_string()),
     }
