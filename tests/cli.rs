@@ -384,6 +384,15 @@ async fn dead_letters_are_listed_shown_replayed_and_purged() -> anyhow::Result<(
         let empty = String::from_utf8(dead_letter(&["list"])?.stdout)?;
         assert_eq!(empty.trim(), "the dead-letter journal is empty");
     }
+    // A store that does not exist is an error, not an empty journal.
+    let missing = std::env::temp_dir().join("cmq-tests/no-such-store.db");
+    let output = cmq_host()
+        .args(["dead-letter", "list", "--state"])
+        .arg(&missing)
+        .output()?;
+    assert!(!output.status.success());
+    assert!(String::from_utf8(output.stderr)?.contains("no store at"));
+    assert!(!missing.exists());
     Ok(())
 }
 

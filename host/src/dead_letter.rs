@@ -8,7 +8,9 @@ use std::time::SystemTime;
 use anyhow::Context as _;
 use base64::Engine as _;
 use bytes::Bytes;
-use cmq_host::{DeadLetter, Decision, ExpectedFormat, Receiver, ReceiverOptions, Store};
+use cmq_host::{
+    DeadLetter, Decision, ExpectedFormat, Receiver, ReceiverOptions, Store, StoreLocation,
+};
 use cmq_message::{Format, PushHeaders};
 use serde_json::json;
 
@@ -58,6 +60,15 @@ enum Action {
 
 pub(crate) fn run(args: DeadLetterArgs) -> anyhow::Result<ExitCode> {
     let location = args.state.location()?;
+    // Reading a journal must not create an empty store in the wrong directory.
+    if let StoreLocation::Sqlite(path) = &location
+        && !path.exists()
+    {
+        anyhow::bail!(
+            "no store at {}: name the one `serve` uses with --state or CMQ_HOST_STATE",
+            path.display()
+        );
+    }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let store = Store::open(&location).await?;
