@@ -139,7 +139,7 @@ async fn show(store: &Store, id: i64, as_json: bool) -> anyhow::Result<ExitCode>
     writeln!(out, "journaled:   {}", timestamp(entry.created))?;
     writeln!(out, "attempts:    {}", entry.attempts)?;
     writeln!(out, "reason:      {}", entry.reason)?;
-    writeln!(out, "format:      {}", format_name(entry.format))?;
+    writeln!(out, "format:      {}", entry.format.name())?;
     writeln!(
         out,
         "request id:  {}",
@@ -263,19 +263,12 @@ fn entry_json(entry: &DeadLetter) -> serde_json::Value {
         "journaled_at": timestamp(entry.created),
         "attempts": entry.attempts,
         "reason": entry.reason,
-        "format": format_name(entry.format),
+        "format": entry.format.name(),
         "request_id": entry.request_id,
         "message_tag": entry.message_tag,
         "body": body,
         "body_base64": body_base64,
     })
-}
-
-fn format_name(format: Format) -> &'static str {
-    match format {
-        Format::Json => "json",
-        Format::Simplified => "simplified",
-    }
 }
 
 fn timestamp(at: SystemTime) -> String {

@@ -473,13 +473,6 @@ async fn timed<T>(operation: impl Future<Output = Result<T, StoreError>>) -> Res
         .unwrap_or_else(|_| Err(StoreError(format!("no answer within {STORE_TIMEOUT:?}"))))
 }
 
-fn format_name(format: Format) -> &'static str {
-    match format {
-        Format::Json => "json",
-        Format::Simplified => "simplified",
-    }
-}
-
 fn parse_format(name: &str) -> Format {
     if name == "json" {
         Format::Json

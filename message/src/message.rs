@@ -26,6 +26,16 @@ pub enum Format {
     Simplified,
 }
 
+impl Format {
+    /// The lowercase name, as `ExpectedFormat` spells the same format.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Simplified => "simplified",
+        }
+    }
+}
+
 /// The format an endpoint expects its pushes in.
 ///
 /// Parses from `"auto"`, `"json"` or `"simplified"` (ASCII case ignored, so CMQ's own

@@ -16,7 +16,7 @@ use tokio_postgres::{Client, Config, NoTls, Statement};
 use super::{
     CLAIM, Claim, ClaimRequest, DeadLetter, INSERT_DEAD_LETTER, Journal, MARK_JOURNALED,
     MessageRecord, PRUNE, SCHEMA, SELECT_DEAD_LETTERS, SELECT_RECORD, SETTLE, Settle, StoreError,
-    attempts, format_name, now_ms, parse_format, time_of,
+    attempts, now_ms, parse_format, time_of,
 };
 
 /// How long connecting may take; the store's per-operation timeout bounds the rest.
@@ -142,7 +142,7 @@ impl PostgresStore {
                     &entry.message_id,
                     &entry.reason,
                     &i64::from(entry.attempts),
-                    &format_name(entry.format),
+                    &entry.format.name(),
                     &entry.request_id,
                     &entry.message_tag,
                     &entry.body,
