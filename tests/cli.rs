@@ -4,78 +4,12 @@
 //! This file is a test target of the `cmq-host` package (see host/Cargo.toml), so that
 //! cargo builds the binary for it.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, ChildStderr, Command, Stdio};
-use std::sync::mpsc;
+mod binary;
+
+use std::process::Stdio;
 use std::time::Duration;
 
-const DOCUMENTED_JSON_BODY: &str = r#"{"TopicOwner":100015036,"topicName":"MyTopic","subscriptionName":"mysubscription","msgId":"6942316962","msgBody":"test message","publishTime":11203432}"#;
-
-fn guest(crate_name: &str) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/guests")
-        .join(format!("{crate_name}.wasm"));
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo xtask guests`",
-        path.display()
-    );
-    path
-}
-
-/// The binary, with a delivery store of its own in the temp directory unless the test
-/// names one with `--state`.
-fn cmq_host() -> Command {
-    let state = std::env::temp_dir().join("cmq-tests").join(format!(
-        "cmq_cli_{}_{}.db",
-        std::process::id(),
-        next_number()
-    ));
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cmq-host"));
-    command
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .env("CMQ_HOST_STATE", state)
-        // The compile cache of this test process, not the user's.
-        .env(
-            "XDG_CACHE_HOME",
-            std::env::temp_dir().join(format!("cmq-tests/cache-{}", std::process::id())),
-        );
-    command
-}
-
-/// Reads the child's stderr on a thread, line by line, so the test can wait for a line.
-fn lines(stderr: ChildStderr) -> mpsc::Receiver<String> {
-    let (sender, receiver) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if sender.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    receiver
-}
-
-fn wait_for(lines: &mpsc::Receiver<String>, needle: &str) -> String {
-    loop {
-        match lines.recv_timeout(Duration::from_secs(60)) {
-            Ok(line) if line.contains(needle) => return line,
-            Ok(_) => continue,
-            Err(err) => panic!("no line with {needle:?} from cmq-host: {err}"),
-        }
-    }
-}
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use binary::*;
 
 #[tokio::test]
 async fn serve_answers_the_documented_push_and_stops_on_sigterm() -> anyhow::Result<()> {
@@ -104,55 +38,6 @@ async fn serve_answers_the_documented_push_and_stops_on_sigterm() -> anyhow::Res
         "cmq-host exited with {status} after SIGTERM"
     );
     Ok(())
-}
-
-/// Starts `cmq-host serve` on a free port; returns it, its stderr lines and its URL.
-fn serve(
-    guest_name: &str,
-    flags: &[&str],
-) -> anyhow::Result<(Running, mpsc::Receiver<String>, String)> {
-    serve_path(&guest(guest_name), flags)
-}
-
-/// The same, for the component at `component`.
-fn serve_path(
-    component: &std::path::Path,
-    flags: &[&str],
-) -> anyhow::Result<(Running, mpsc::Receiver<String>, String)> {
-    let mut child = cmq_host()
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(flags)
-        .arg(component)
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let stderr = child.stderr.take().expect("piped stderr");
-    let lines = lines(stderr);
-    let running = Running(child);
-    let listening = wait_for(&lines, "listening on http://");
-    let url = listening
-        .split("listening on ")
-        .nth(1)
-        .expect("url")
-        .trim()
-        .to_owned();
-    Ok((running, lines, url))
-}
-
-fn signal(child: &Running, name: &str) -> anyhow::Result<()> {
-    let sent = Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(child.0.id().to_string())
-        .status()?;
-    anyhow::ensure!(sent.success(), "kill -{name} failed");
-    Ok(())
-}
-
-fn cmq_push(client: &reqwest::Client, url: &str, id: &str, tag: &str) -> reqwest::RequestBuilder {
-    client
-        .post(format!("{url}/cgi"))
-        .header("x-cmq-message-id", id)
-        .header("x-cmq-message-tag", tag)
-        .body(DOCUMENTED_JSON_BODY.replace("6942316962", id))
 }
 
 #[tokio::test]
@@ -264,7 +149,9 @@ async fn after_sigkill_mid_burst_the_store_holds_every_answered_push() -> anyhow
                 );
             } else {
                 // JSON pushes are keyed within their subscription.
-                let record = store.record(&format!("mysubscription/{}", id(i))).await?;
+                let record = store
+                    .record(&format!("default/mysubscription/{}", id(i)))
+                    .await?;
                 assert_eq!(
                     record.map(|r| r.state),
                     Some("acked".to_owned()),
@@ -437,11 +324,6 @@ async fn fresh_state(postgres: bool) -> anyhow::Result<String> {
         .rsplit_once('/')
         .map_or(admin.as_str(), |(base, _)| base);
     Ok(format!("{base}/{name}"))
-}
-
-fn next_number() -> usize {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 #[test]

@@ -135,7 +135,7 @@ async fn attempts_are_counted_across_redeliveries_and_reach_the_guest() -> anyho
         );
         let store = Store::open(&location).await?;
         let record = store
-            .record(&format!("mysubscription/{id}"))
+            .record(&format!("default/mysubscription/{id}"))
             .await?
             .expect("a record");
         assert_eq!((record.attempts, record.state.as_str()), (3, "acked"));
@@ -215,7 +215,7 @@ async fn the_last_attempt_is_journaled_and_acknowledged_instead_of_lost() -> any
         assert_eq!(journal.len(), 3, "{backend:?}: {journal:#?}");
 
         let record = store
-            .record(&format!("mysubscription/{retried}"))
+            .record(&format!("default/mysubscription/{retried}"))
             .await?
             .expect("a record");
         assert_eq!(record.state, "journaled");
@@ -226,7 +226,7 @@ async fn the_last_attempt_is_journaled_and_acknowledged_instead_of_lost() -> any
         );
         assert_eq!(
             store
-                .record(&format!("mysubscription/{retried}"))
+                .record(&format!("default/mysubscription/{retried}"))
                 .await?
                 .expect("a record")
                 .attempts,

@@ -1,14 +1,15 @@
-//! Sizes on the command line: `65536`, `64KiB`, `64MiB`, `1GiB`.
+//! Sizes on the command line and in the config: `65536`, `64KiB`, `64MiB`, `1GiB`.
 
 use std::fmt;
 use std::str::FromStr;
 
 /// A number of bytes, parsed from a plain count or one with a binary unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ByteSize(usize);
+pub struct ByteSize(usize);
 
 impl ByteSize {
-    pub(crate) fn bytes(self) -> usize {
+    /// The count of bytes.
+    pub fn bytes(self) -> usize {
         self.0
     }
 }

@@ -18,28 +18,39 @@
 #![deny(missing_docs)]
 
 mod access;
+mod admin;
 mod answer;
 mod bindings;
+mod byte_size;
 mod compile_cache;
+mod config;
 mod engine;
 mod grants;
 mod guest;
 mod guest_output;
 mod memory_cap;
+mod metrics;
 mod outbound_http;
 mod precompiled;
 mod receiver;
+mod reload;
+mod route;
 mod server;
 mod store;
 mod tls;
 
 pub use crate::access::Token;
+pub use crate::admin::AdminServer;
 pub use crate::bindings::Decision;
+pub use crate::byte_size::ByteSize;
 pub use crate::compile_cache::default_dir as compile_cache_dir;
+pub use crate::config::{Config, ConfigError, DEFAULT_LISTEN, SINGLE_ROUTE, TlsFiles};
 pub use crate::grants::{DirGrant, EnvGrant, Grants, HttpGrant};
 pub use crate::guest::{GuestFault, ServeAs};
 pub use crate::precompiled::Loaded;
 pub use crate::receiver::{Receiver, ReceiverOptions};
+pub use crate::reload::{ConfigSource, Reloader};
+pub use crate::route::{LoadedRoute, RouteOptions, RoutePlan, SharedLimits};
 pub use crate::server::Server;
 pub use crate::store::{
     Claim, DeadLetter, MessageRecord, Settlement, Store, StoreError, StoreLocation,

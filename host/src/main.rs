@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-mod byte_size;
+mod check;
 mod compile;
 mod dead_letter;
 mod push;
@@ -18,12 +18,29 @@ mod serve;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How log lines look: human (the default), or json, one object per line.
+    #[arg(
+        long,
+        global = true,
+        default_value = "human",
+        value_name = "human|json"
+    )]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve CMQ pushes with a handler component, a fresh instance per message.
     Serve(serve::ServeArgs),
+    /// Check a config: read it, compile and instantiate every route's component, and
+    /// report each, without listening. Exits 1 on the first problem.
+    Check(check::CheckArgs),
     /// Compile a component ahead of time to a .cwasm, which serve loads without
     /// compiling (native code: for this machine and this cmq-host only).
     Compile(compile::CompileArgs),
@@ -36,16 +53,20 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
         // Colours for a person at a terminal; plain text for files, pipes and journald.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-    let outcome = match Cli::parse().command {
+        LogFormat::Human => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        // One JSON object per line, the event's fields at the top level.
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
+    let outcome = match cli.command {
         Command::Serve(args) => serve::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Check(args) => check::run(args).map(|()| ExitCode::SUCCESS),
         Command::Compile(args) => compile::run(args).map(|()| ExitCode::SUCCESS),
         Command::Push(args) => push::run(args),
         Command::DeadLetter(args) => dead_letter::run(args),

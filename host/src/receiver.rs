@@ -2,6 +2,8 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -11,14 +13,15 @@ use http::{HeaderMap, Method, Request, Response, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use ipnet::IpNet;
-use tokio::sync::Semaphore;
 
 use crate::access::Allowlist;
 use crate::answer::{AnswerBody, PushError, decision_response, ok_response};
 use crate::bindings::{Decision, Message};
-use crate::engine::{EngineSizing, EpochTicker, new_engine};
-use crate::guest::{Guest, GuestFault, ServeAs};
+use crate::config::Config;
+use crate::guest::{GuestFault, ServeAs};
+use crate::metrics::{Metrics, NO_ROUTE};
 use crate::precompiled::Loaded;
+use crate::route::{CurrentRoutes, LoadedRoute, MAX_LIMIT, Route, Routes, SharedLimits};
 use crate::store::{Claim, ClaimToken, DeadLetter, Settlement, Store};
 use crate::{Grants, Token};
 
@@ -99,118 +102,182 @@ impl ReceiverOptions {
     /// messages than cores are in flight at once; each may hold up to `max_memory`, and
     /// the instance pool reserves address space for every one.
     pub fn default_max_in_flight() -> usize {
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        cpus.saturating_mul(128).min(1024)
+        crate::route::default_max_in_flight()
     }
 }
 
-/// Turns pushes into guest runs: owns the engine, the compiled guest and the limits.
+/// Turns pushes into guest runs: owns the routes, with their engine and compiled guests,
+/// the delivery store and the metrics. Its routes can be reloaded while it serves.
 #[derive(Debug)]
 pub struct Receiver {
-    guest: Guest,
-    options: ReceiverOptions,
-    in_flight: Semaphore,
-    _ticker: EpochTicker,
+    routes: CurrentRoutes,
+    /// Held while a reload builds and checks, so that reloads do not overlap.
+    reloading: tokio::sync::Mutex<()>,
+    generation: AtomicU64,
+    store: Option<Store>,
+    compile_cache: Option<PathBuf>,
+    max_connections: usize,
+    allow: Vec<IpNet>,
+    metrics: Metrics,
+    draining: AtomicBool,
 }
 
 impl Receiver {
-    /// Compiles and checks the component at `path`. Fails, with the reason, when the
-    /// options are unusable or the component is not a `cmq:push` handler.
+    /// Compiles and checks the component at `path`, served on every path. Fails, with
+    /// the reason, when the options are unusable or the component is not a `cmq:push`
+    /// (or wasi-http) handler.
     pub fn load(path: &Path, options: ReceiverOptions) -> anyhow::Result<Self> {
+        let config = Config::single(path.to_owned(), &options);
+        Self::from_config(&config, options.store, options.compile_cache)
+    }
+
+    /// Compiles every route of `config` and checks it, logging each component as it is
+    /// ready. `store` keeps delivery state for every route; `compile_cache` keeps
+    /// compiled components between starts.
+    pub fn from_config(
+        config: &Config,
+        store: Option<Store>,
+        compile_cache: Option<PathBuf>,
+    ) -> anyhow::Result<Self> {
         anyhow::ensure!(
-            options.max_in_flight > 0,
-            "max in flight must be at least 1"
-        );
-        anyhow::ensure!(
-            (1..=MAX_LIMIT).contains(&options.max_connections),
+            (1..=MAX_LIMIT).contains(&config.max_connections),
             "max connections must be between 1 and {MAX_LIMIT}"
         );
-        anyhow::ensure!(
-            options.max_in_flight <= MAX_LIMIT,
-            "max in flight must be at most {MAX_LIMIT}"
-        );
-        // CMQ gives up on an answer after about 15 s; an hour is far past any use and
-        // keeps deadline arithmetic clear of overflow.
-        let an_hour = Duration::from_secs(3600);
-        anyhow::ensure!(
-            !options.deadline.is_zero() && options.deadline <= an_hour,
-            "the deadline must be longer than zero and at most an hour"
-        );
-        anyhow::ensure!(
-            !options.body_timeout.is_zero() && options.body_timeout <= an_hour,
-            "the body timeout must be longer than zero and at most an hour"
-        );
-        let max_instances = u32::try_from(options.max_in_flight)
-            .context("max in flight is too large")?
-            // One more slot than messages in flight, for the start-up check.
-            .saturating_add(1);
-        let engine = new_engine(EngineSizing {
-            max_instances,
-            max_memory: options.max_memory,
-        })?;
-        options.grants.check()?;
-        let guest = Guest::load(
-            &engine,
-            path,
-            options.deadline,
-            options.max_memory,
-            options.grants.clone(),
-            options.serve_as,
-            options.compile_cache.as_deref(),
-        )?;
-        let ticker = EpochTicker::start(&engine).context("starting the epoch ticker thread")?;
+        let routes = Routes::build(&config.routes, config.limits, compile_cache.as_deref(), 1)?;
+        let metrics = Metrics::default();
+        metrics.serving(1);
         Ok(Receiver {
-            guest,
-            in_flight: Semaphore::new(options.max_in_flight),
-            options,
-            _ticker: ticker,
+            routes: CurrentRoutes::new(routes),
+            reloading: tokio::sync::Mutex::new(()),
+            generation: AtomicU64::new(1),
+            store,
+            compile_cache,
+            max_connections: config.max_connections,
+            allow: config.allow.clone(),
+            metrics,
+            draining: AtomicBool::new(false),
         })
     }
 
-    /// Instantiates the guest once without a message, so that a component that cannot
-    /// be instantiated within the limits is refused before serving.
+    /// Builds and checks the routes of `config` beside the ones serving, then serves
+    /// them: pushes already running finish on the routes they started with. When
+    /// anything is wrong, the routes serving now go on serving and the error is
+    /// returned. The listener, TLS, connection cap and allowlist stay as they started.
+    pub async fn reload(&self, config: &Config) -> anyhow::Result<Vec<LoadedRoute>> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let generation = self.generation.load(Ordering::Relaxed) + 1;
+        let plans = config.routes.clone();
+        let limits = config.limits;
+        let cache = self.compile_cache.clone();
+        let built = tokio::task::spawn_blocking(move || {
+            Routes::build(&plans, limits, cache.as_deref(), generation)
+        })
+        .await
+        .context("the reload's compile task failed")
+        .and_then(|built| built);
+        let checked = match built {
+            Ok(routes) => routes.check().await.map(|()| routes),
+            Err(err) => Err(err),
+        };
+        match checked {
+            Ok(routes) => {
+                let report = routes.report();
+                self.routes.replace(routes);
+                self.generation.store(generation, Ordering::Relaxed);
+                self.metrics.reloaded(true, generation);
+                Ok(report)
+            }
+            Err(err) => {
+                self.metrics.reloaded(false, generation);
+                Err(err)
+            }
+        }
+    }
+
+    /// Counts a reload that failed before [`Receiver::reload`]: its config did not read.
+    pub(crate) fn count_failed_reload(&self) {
+        self.metrics.reloaded(false, self.generation());
+    }
+
+    /// Instantiates every route's guest once without a message, so that a component
+    /// that cannot be instantiated within the limits is refused before serving.
     pub async fn check(&self) -> anyhow::Result<()> {
-        Ok(self.guest.check_instantiates().await?)
+        self.routes.get().check().await
     }
 
-    /// Runs `message` through a fresh instance of the guest, exactly as for a push, and
-    /// returns the guest's decision: for tools and benchmarks that have a message and
-    /// no HTTP request. The message-in-flight cap does not apply.
+    /// What each route serves now, in path order.
+    pub fn routes(&self) -> Vec<LoadedRoute> {
+        self.routes.get().report()
+    }
+
+    /// Which load of the routes is serving: 1 at start, one more per reload.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    /// Runs `message` through a fresh instance of the first route's guest, exactly as
+    /// for a push, and returns the guest's decision: for tools and benchmarks that have
+    /// a message and no HTTP request. The message-in-flight cap does not apply.
     pub async fn handle(&self, message: cmq_message::Message) -> Result<Decision, GuestFault> {
-        self.guest.handle(Message::from(message)).await
+        let routes = self.routes.get();
+        let route = routes.first();
+        route.guest.handle(Message::from(message)).await
     }
 
-    /// The component compiled to native code for this machine and this cmq-host: what
-    /// `cmq-host compile` writes to a `.cwasm`, which [`Receiver::load`] loads without
-    /// compiling.
+    /// The first route's component compiled to native code for this machine and this
+    /// cmq-host: what `cmq-host compile` writes to a `.cwasm`, which
+    /// [`Receiver::load`] loads without compiling.
     pub fn precompiled(&self) -> anyhow::Result<Vec<u8>> {
-        Ok(self.guest.serialize()?)
+        Ok(self.routes.get().first().guest.serialize()?)
     }
 
-    /// Where the component's native code came from: compiled at this start, the
+    /// Where the first route's native code came from: compiled at this start, the
     /// compile cache, or a `.cwasm`.
     pub fn loaded(&self) -> Loaded {
-        self.guest.loaded()
+        self.routes.get().first().guest.loaded()
     }
 
-    /// The interface the component is served through.
+    /// The interface the first route's component is served through.
     pub fn serves(&self) -> ServeAs {
-        self.guest.serves()
+        self.routes.get().first().guest.serves()
+    }
+
+    /// The metrics in Prometheus' text format.
+    pub fn metrics_text(&self) -> String {
+        self.metrics.encode()
+    }
+
+    /// Whether the receiver takes pushes: false once it drains for shutdown.
+    pub fn is_ready(&self) -> bool {
+        !self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Marks the receiver draining: `/readyz` answers 503 from now on.
+    pub(crate) fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
     }
 
     /// The source addresses allowed to connect.
     pub(crate) fn allowlist(&self) -> Allowlist {
-        Allowlist::new(self.options.allow.clone())
+        Allowlist::new(self.allow.clone())
     }
 
     /// How many connections may be open at once.
     pub(crate) fn max_connections(&self) -> usize {
-        self.options.max_connections
+        self.max_connections
     }
 
-    /// How long shutdown waits for in-flight pushes: one guest deadline and a margin.
+    /// How long shutdown waits for in-flight pushes: the longest route deadline and a
+    /// margin.
     pub(crate) fn drain_timeout(&self) -> Duration {
-        self.options.deadline + Duration::from_secs(1)
+        let longest = self
+            .routes
+            .get()
+            .iter()
+            .map(|route| route.options.deadline)
+            .max()
+            .unwrap_or_default();
+        longest + Duration::from_secs(1)
     }
 
     /// Answers one HTTP request. Never fails: every problem is an answer.
@@ -220,55 +287,78 @@ impl Receiver {
         peer: SocketAddr,
     ) -> Response<AnswerBody> {
         let started = Instant::now();
-        // The permit is taken before the body is read, so that at most `max_in_flight`
-        // bodies are ever buffered, and held until the guest is done.
+        // The routes now: this push finishes on them whatever a reload does meanwhile.
+        let routes = self.routes.get();
+        let path = request.uri().path().to_owned();
+        let Some((route, rest)) = routes.find(&path) else {
+            // The path is not logged: it may hold a token.
+            tracing::info!(%peer, status = 404, "push rejected: no route serves the path");
+            self.metrics.rejected(NO_ROUTE, 404);
+            return PushError::NotFound.into_response();
+        };
+        // The permits are taken before the body is read, so that at most
+        // `max_in_flight` bodies are ever buffered, and held until the guest is done.
         let read = async {
-            self.admit(&request)?;
-            let permit = self
+            admit(route, rest, &request, routes.limits.max_body)?;
+            let permit = routes
                 .in_flight
                 .try_acquire()
-                .map_err(|_| PushError::Overloaded(self.options.max_in_flight))?;
+                .map_err(|_| PushError::Overloaded(routes.limits.max_in_flight))?;
+            let route_permit = match (&route.in_flight, route.options.max_in_flight) {
+                (Some(cap), Some(max)) => {
+                    Some(cap.try_acquire().map_err(|_| PushError::Overloaded(max))?)
+                }
+                _ => None,
+            };
             let (parts, body) = request.into_parts();
-            let body = self.read_body(body).await?;
+            let body = read_body(body, &routes.limits).await?;
             // A wasi-http guest gets the request as it came; a push handler, the message.
-            let work = match self.guest.serves() {
+            let work = match route.guest.serves() {
                 ServeAs::IncomingHandler => Work::Request(parts, body),
                 ServeAs::PushHandler | ServeAs::Auto => {
                     let headers = push_headers(&parts.headers);
-                    let message = cmq_message::parse(self.options.format, &headers, &body)?;
+                    let message = cmq_message::parse(route.options.format, &headers, &body)?;
                     Work::Message(message, RawPush { headers, body })
                 }
             };
-            Ok::<_, PushError>((permit, work))
+            Ok::<_, PushError>(((permit, route_permit), work))
         };
-        let (_permit, work) = match read.await {
+        let (_permits, work) = match read.await {
             Ok(read) => read,
             Err(err) => {
-                tracing::info!(%peer, status = err.status().as_u16(), "push rejected: {err}");
+                let status = err.status().as_u16();
+                tracing::info!(%peer, route = route.name, status, "push rejected: {err}");
+                match err {
+                    PushError::Overloaded(_) => self.metrics.overloaded(&route.name),
+                    _ => self.metrics.rejected(&route.name, status),
+                }
                 return err.into_response();
             }
         };
+        let _in_flight = self.metrics.in_flight(&route.name);
         match work {
-            Work::Message(message, raw) => self.deliver(message, raw, started).await,
-            Work::Request(parts, body) => self.answer_http(parts, body, started).await,
+            Work::Message(message, raw) => self.deliver(route, message, raw, started).await,
+            Work::Request(parts, body) => self.answer_http(route, parts, body, started).await,
         }
     }
 
-    /// Runs a parsed message through the guest, with the store's claim before and its
-    /// record after when there is a store, and answers.
+    /// Runs a parsed message through the route's guest, with the store's claim before
+    /// and its record after when there is a store, and answers.
     async fn deliver(
         &self,
+        route: &Route,
         mut message: cmq_message::Message,
         raw: RawPush,
         started: Instant,
     ) -> Response<AnswerBody> {
         let message_id = message.message_id.clone();
         let topic = message.topic_name.clone().unwrap_or_default();
+        let route_name = route.name.as_str();
         let mut claimed = None;
-        if let Some(store) = &self.options.store {
-            let key = delivery_key(&message);
-            let lease = self.options.deadline + LEASE_MARGIN;
-            match store.claim(&key, lease, self.options.dedupe_window).await {
+        if let Some(store) = &self.store {
+            let key = delivery_key(route_name, &message);
+            let lease = route.options.deadline + LEASE_MARGIN;
+            match store.claim(&key, lease, route.options.dedupe_window).await {
                 Ok(Claim::Run { attempt, token }) => {
                     message.attempt = Some(attempt);
                     claimed = Some(Claimed {
@@ -280,24 +370,28 @@ impl Receiver {
                 }
                 Ok(Claim::Duplicate) => {
                     tracing::info!(
+                        route = route_name,
                         message_id,
                         topic,
                         decision = "duplicate",
                         "message already acknowledged: answered without running the guest"
                     );
+                    self.metrics.dedupe_hit(route_name);
                     return ok_response();
                 }
                 Ok(Claim::Busy { attempt }) => {
                     let kept = Kept::of(&message, &raw, attempt);
-                    return self.answer_busy(store, &key, kept, &topic).await;
+                    return self.answer_busy(route, store, &key, kept, &topic).await;
                 }
                 Err(err) => {
                     tracing::warn!(
+                        route = route_name,
                         message_id,
                         topic,
                         status = 503,
                         "message not handled: {err}"
                     );
+                    self.metrics.store_error(route_name);
                     return PushError::Store(err).into_response();
                 }
             }
@@ -306,18 +400,26 @@ impl Receiver {
         let kept = claimed
             .as_ref()
             .map(|claimed| Kept::of(&message, &raw, claimed.attempt));
-        let result = self
+        let result = route
             .guest
             .handle(Message::from(message))
             .await
             .map_err(PushError::from);
         let recorded = match (&claimed, kept) {
-            (Some(claimed), Some(kept)) => self.record(claimed, kept, &result).await,
+            (Some(claimed), Some(kept)) => self.record(route, claimed, kept, &result).await,
             _ => Recorded::NotStored,
         };
-        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let elapsed = started.elapsed().as_secs_f64();
+        let duration_ms = elapsed * 1000.0;
         let dead_letter = match recorded {
-            Recorded::Journaled(id) => Some(id),
+            Recorded::Journaled(id) => {
+                self.metrics.dead_letter(route_name);
+                Some(id)
+            }
+            Recorded::DropNotJournaled(_) => {
+                self.metrics.store_error(route_name);
+                None
+            }
             _ => None,
         };
         match result {
@@ -327,8 +429,11 @@ impl Receiver {
                     Decision::Retry(reason) => ("retry", Some(clip(reason))),
                     Decision::Drop(reason) => ("drop", Some(clip(reason))),
                 };
+                self.metrics.message(route_name, name, elapsed);
                 // `reason`, `attempt` and `dead_letter` are left out when there are none.
                 tracing::info!(
+                    route = route_name,
+                    generation = route.generation,
                     message_id,
                     topic,
                     decision = name,
@@ -345,10 +450,11 @@ impl Receiver {
                 }
             }
             Err(err) => {
-                if let PushError::Guest(fault) = &err
-                    && let Some(backtrace) = fault.backtrace()
-                {
-                    tracing::debug!(message_id, "guest backtrace:\n{backtrace}");
+                if let PushError::Guest(fault) = &err {
+                    self.count_fault(route_name, fault, elapsed);
+                    if let Some(backtrace) = fault.backtrace() {
+                        tracing::debug!(message_id, "guest backtrace:\n{backtrace}");
+                    }
                 }
                 let text = err.to_string();
                 let response = match recorded {
@@ -357,6 +463,8 @@ impl Receiver {
                 };
                 let status = response.status().as_u16();
                 tracing::warn!(
+                    route = route_name,
+                    generation = route.generation,
                     message_id,
                     topic,
                     status,
@@ -370,18 +478,31 @@ impl Receiver {
         }
     }
 
+    /// Counts a message whose guest gave no decision, and the kind of fault.
+    fn count_fault(&self, route_name: &str, fault: &GuestFault, elapsed: f64) {
+        let kind = match fault {
+            GuestFault::Deadline(_) => "deadline",
+            GuestFault::Instantiate(_) => "instantiate",
+            GuestFault::Trap(_) => "trap",
+        };
+        self.metrics.fault(route_name, kind);
+        self.metrics.message(route_name, "fault", elapsed);
+    }
+
     /// Answers a push whose message another push is running: `503 in progress`, or on
     /// the last attempt the journal and `200 ok` (CMQ would not ask again, and the
     /// other run may yet fail).
     async fn answer_busy(
         &self,
+        route: &Route,
         store: &Store,
         key: &str,
         kept: Kept,
         topic: &str,
     ) -> Response<AnswerBody> {
         let (message_id, attempt) = (kept.message_id.clone(), kept.attempt);
-        let max = self.options.max_attempts;
+        let route_name = route.name.as_str();
+        let max = route.options.max_attempts;
         if max > 0 && attempt >= max {
             let entry = kept.entry(format!(
                 "another push of it was in progress on attempt {attempt}, the last of {max}"
@@ -389,22 +510,29 @@ impl Receiver {
             match store.journal(entry, key, None).await {
                 Ok(dead_letter) => {
                     tracing::info!(
+                        route = route_name,
                         message_id,
                         topic,
                         attempt,
                         dead_letter,
                         "message kept: another push of it is in progress on the last attempt"
                     );
+                    self.metrics.dead_letter(route_name);
                     return ok_response();
                 }
-                Err(err) => tracing::error!(
-                    message_id,
-                    attempt,
-                    "last attempt could not be journaled, CMQ may discard the message: {err}"
-                ),
+                Err(err) => {
+                    self.metrics.store_error(route_name);
+                    tracing::error!(
+                        route = route_name,
+                        message_id,
+                        attempt,
+                        "last attempt could not be journaled, CMQ may discard the message: {err}"
+                    )
+                }
             }
         }
         tracing::info!(
+            route = route_name,
             message_id,
             topic,
             attempt,
@@ -418,6 +546,7 @@ impl Receiver {
     /// go to the dead-letter journal (synced) so that their 2xx keeps them.
     async fn record(
         &self,
+        route: &Route,
         claimed: &Claimed<'_>,
         kept: Kept,
         result: &Result<Decision, PushError>,
@@ -456,7 +585,7 @@ impl Receiver {
             Ok(Decision::Retry(reason)) => format!("retry: {}", clip(reason)),
             Err(err) => format!("fault: {err}"),
         };
-        let max = self.options.max_attempts;
+        let max = route.options.max_attempts;
         if max > 0 && attempt >= max {
             let entry = kept.entry(format!("{failure} (attempt {attempt}, the last of {max})"));
             match store.journal(entry, key, Some(token)).await {
@@ -479,19 +608,28 @@ impl Receiver {
     }
 
     /// Forgets old message records every hour, while the returned future runs: those
-    /// older than the dedupe window and a day of CMQ's retries (journal entries stay
-    /// until removed).
-    pub(crate) fn store_upkeep(&self) -> Option<impl Future<Output = ()> + Send + 'static> {
-        let store = self.options.store.clone()?;
-        let retry_span = Duration::from_secs(25 * 3600);
-        let age = self
-            .options
-            .dedupe_window
-            .map_or(retry_span, |w| w.max(retry_span));
+    /// older than the longest dedupe window and a day of CMQ's retries (journal entries
+    /// stay until removed).
+    pub(crate) fn store_upkeep(
+        self: &Arc<Self>,
+    ) -> Option<impl Future<Output = ()> + Send + 'static> {
+        let store = self.store.clone()?;
+        let receiver = Arc::downgrade(self);
         Some(async move {
             let mut every_hour = tokio::time::interval(Duration::from_secs(3600));
             loop {
                 every_hour.tick().await;
+                let Some(receiver) = receiver.upgrade() else {
+                    return;
+                };
+                let retry_span = Duration::from_secs(25 * 3600);
+                let age = receiver
+                    .routes
+                    .get()
+                    .iter()
+                    .filter_map(|route| route.options.dedupe_window)
+                    .fold(retry_span, Duration::max);
+                drop(receiver);
                 match store.prune(age).await {
                     Ok(0) => {}
                     Ok(pruned) => tracing::info!(pruned, "old message records forgotten"),
@@ -501,38 +639,18 @@ impl Receiver {
         })
     }
 
-    /// Refuses, before reading a byte of the body, what can never be a CMQ push.
-    fn admit(&self, request: &Request<Incoming>) -> Result<(), PushError> {
-        if let Some(token) = &self.options.token
-            && !token.is_in(request.uri())
-        {
-            return Err(PushError::NotFound);
-        }
-        if request.method() != Method::POST {
-            return Err(PushError::MethodNotAllowed(request.method().clone()));
-        }
-        let limit = self.options.max_body;
-        let declared = request
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.parse::<u64>().ok());
-        if declared.is_some_and(|length| length > limit as u64) {
-            return Err(PushError::BodyTooLarge { limit });
-        }
-        Ok(())
-    }
-
     /// Answers a push with a `wasi:http/incoming-handler` guest: the guest gets the
     /// request as it came and its response is the answer, its status the decision.
     async fn answer_http(
         &self,
+        route: &Route,
         mut parts: http::request::Parts,
         body: Bytes,
         started: Instant,
     ) -> Response<AnswerBody> {
         let headers = push_headers(&parts.headers);
         let message_id = headers.message_id.clone().unwrap_or_default();
+        let route_name = route.name.as_str();
         // wasi:http needs an authority; HTTP/1.1 senders always send `Host`.
         if !parts.headers.contains_key(header::HOST) {
             parts
@@ -540,11 +658,12 @@ impl Receiver {
                 .insert(header::HOST, http::HeaderValue::from_static("localhost"));
         }
         let request = Request::from_parts(parts, http_body_util::Full::new(body));
-        let result = self
+        let result = route
             .guest
             .handle_http(request, &message_id, MAX_ANSWER_BODY)
             .await;
-        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let elapsed = started.elapsed().as_secs_f64();
+        let duration_ms = elapsed * 1000.0;
         match result {
             Ok(response) => {
                 let status = response.status().as_u16();
@@ -553,13 +672,24 @@ impl Receiver {
                 } else {
                     "retry"
                 };
-                tracing::info!(message_id, status, decision, duration_ms, "message handled");
+                self.metrics.message(route_name, decision, elapsed);
+                tracing::info!(
+                    route = route_name,
+                    generation = route.generation,
+                    message_id,
+                    status,
+                    decision,
+                    duration_ms,
+                    "message handled"
+                );
                 response.map(http_body_util::Full::new)
             }
             Err(fault) => {
+                self.count_fault(route_name, &fault, elapsed);
                 let err = PushError::Guest(fault);
                 let status = err.status().as_u16();
                 tracing::warn!(
+                    route = route_name,
                     message_id,
                     status,
                     duration_ms,
@@ -569,21 +699,48 @@ impl Receiver {
             }
         }
     }
+}
 
-    /// Reads the body, within its size and time limits.
-    async fn read_body(&self, body: Incoming) -> Result<Bytes, PushError> {
-        let limit = self.options.max_body;
-        let collect = Limited::new(body, limit).collect();
-        let body: Bytes = match tokio::time::timeout(self.options.body_timeout, collect).await {
-            Err(_elapsed) => return Err(PushError::BodyTimeout(self.options.body_timeout)),
-            Ok(Ok(collected)) => collected.to_bytes(),
-            Ok(Err(err)) if err.is::<http_body_util::LengthLimitError>() => {
-                return Err(PushError::BodyTooLarge { limit });
-            }
-            Ok(Err(err)) => return Err(PushError::BodyRead(err.to_string())),
-        };
-        Ok(body)
+/// Refuses, before reading a byte of the body, what can never be a CMQ push for
+/// `route`; `rest` is what is left of the path after the route's own.
+fn admit(
+    route: &Route,
+    rest: &str,
+    request: &Request<Incoming>,
+    max_body: usize,
+) -> Result<(), PushError> {
+    if let Some(token) = &route.options.token
+        && !token.is_in(rest, request.uri().query())
+    {
+        return Err(PushError::NotFound);
     }
+    if request.method() != Method::POST {
+        return Err(PushError::MethodNotAllowed(request.method().clone()));
+    }
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > max_body as u64) {
+        return Err(PushError::BodyTooLarge { limit: max_body });
+    }
+    Ok(())
+}
+
+/// Reads the body, within its size and time limits.
+async fn read_body(body: Incoming, limits: &SharedLimits) -> Result<Bytes, PushError> {
+    let limit = limits.max_body;
+    let collect = Limited::new(body, limit).collect();
+    let body: Bytes = match tokio::time::timeout(limits.body_timeout, collect).await {
+        Err(_elapsed) => return Err(PushError::BodyTimeout(limits.body_timeout)),
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(err)) if err.is::<http_body_util::LengthLimitError>() => {
+            return Err(PushError::BodyTooLarge { limit });
+        }
+        Ok(Err(err)) => return Err(PushError::BodyRead(err.to_string())),
+    };
+    Ok(body)
 }
 
 /// What a push that passed the checks goes on to.
@@ -658,22 +815,18 @@ impl Kept {
 }
 
 /// What the store keys a message by: its id, within its subscription when the push
-/// names one (JSON format), since every subscription of a topic gets the same message
-/// id and one endpoint may serve several.
-fn delivery_key(message: &cmq_message::Message) -> String {
+/// names one (JSON format), within its route: every subscription of a topic gets the
+/// same message id, and each may push to its own route or share one.
+fn delivery_key(route: &str, message: &cmq_message::Message) -> String {
     match &message.subscription_name {
-        Some(subscription) => format!("{subscription}/{}", message.message_id),
-        None => message.message_id.clone(),
+        Some(subscription) => format!("{route}/{subscription}/{}", message.message_id),
+        None => format!("{route}/{}", message.message_id),
     }
 }
 
 /// How much longer than the guest deadline a claim holds off other pushes of its
 /// message: a host that dies mid-run frees its claims after this.
 const LEASE_MARGIN: Duration = Duration::from_secs(5);
-
-/// The largest connection or in-flight cap accepted: far beyond any machine's file
-/// descriptors, and within what a semaphore and the instance pool can hold.
-const MAX_LIMIT: usize = 1 << 20;
 
 /// Most bytes of a wasi-http guest's response body passed on to the sender.
 const MAX_ANSWER_BODY: usize = 64 << 10;

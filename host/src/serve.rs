@@ -6,20 +6,30 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use cmq_host::{
-    DirGrant, EnvGrant, ExpectedFormat, Grants, HttpGrant, IpNet, Receiver, ReceiverOptions,
-    ServeAs, Server, Store, StoreLocation, Tls, Token,
+    AdminServer, Config, ConfigSource, DirGrant, EnvGrant, ExpectedFormat, Grants, HttpGrant,
+    IpNet, Receiver, ReceiverOptions, Reloader, ServeAs, Server, Store, StoreLocation, Tls,
+    TlsFiles, Token,
 };
 
-use crate::byte_size::ByteSize;
+use cmq_host::ByteSize;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
     /// The handler component: a .wasm (built with the cmq-guest SDK, or any wasi-http
     /// component), or a .cwasm from `cmq-host compile`.
-    component: PathBuf,
+    #[arg(required_unless_present = "config")]
+    component: Option<PathBuf>,
+    /// Serve the routes of this TOML config instead of one component (see the README's
+    /// operations section); the flags below that describe the one component are refused
+    /// with it.
+    #[arg(long, value_name = "FILE", conflicts_with_all = SINGLE_COMPONENT_FLAGS)]
+    config: Option<PathBuf>,
     /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(long, default_value = cmq_host::DEFAULT_LISTEN)]
     listen: SocketAddr,
+    /// Serve /metrics, /healthz and /readyz on this address (keep it private).
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<SocketAddr>,
     /// The interface to serve the component through: auto (cmq:push/handler when it
     /// exports it, else wasi:http/incoming-handler), push-handler or incoming-handler.
     #[arg(long, default_value = "auto")]
@@ -75,7 +85,7 @@ pub(crate) struct ServeArgs {
     #[arg(long = "http", value_name = "[SCHEME://]HOST[:PORT]")]
     http: Vec<HttpGrant>,
     #[command(flatten)]
-    state: StateArg,
+    pub(crate) state: StateArg,
     /// Keep no delivery state: every push runs the guest, with no attempt count, dedupe
     /// or dead-letter journal.
     #[arg(long)]
@@ -93,8 +103,33 @@ pub(crate) struct ServeArgs {
     /// .wasm loads native code instead of compiling (`off`: compile every time)
     /// [default: $XDG_CACHE_HOME/cmq-host, else ~/.cache/cmq-host].
     #[arg(long, value_name = "DIR|off")]
-    compile_cache: Option<PathBuf>,
+    pub(crate) compile_cache: Option<PathBuf>,
 }
+
+/// The flags that describe the one component of `serve COMPONENT`: a config file
+/// describes its routes itself.
+const SINGLE_COMPONENT_FLAGS: [&str; 20] = [
+    "component",
+    "listen",
+    "admin_listen",
+    "serve_as",
+    "format",
+    "deadline",
+    "max_memory",
+    "max_body",
+    "max_in_flight",
+    "body_timeout",
+    "max_connections",
+    "token",
+    "allow",
+    "tls_cert",
+    "tls_key",
+    "env",
+    "dir",
+    "http",
+    "dedupe_window",
+    "max_attempts",
+];
 
 /// Where the delivery store is: shared by `serve` and `dead-letter`.
 #[derive(Debug, clap::Args)]
@@ -134,17 +169,13 @@ fn parse_window(text: &str) -> Result<Window, String> {
 }
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let token = args
-        .token
-        .map(|token| token.parse::<Token>())
-        .transpose()
-        .map_err(|reason| anyhow::anyhow!("invalid --token (value not shown): {reason}"))?;
-    let env = args
-        .env
-        .iter()
-        .map(|grant| grant.parse::<EnvGrant>())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|reason| anyhow::anyhow!("invalid --env: {reason}"))?;
+    let source = match &args.config {
+        Some(path) => ConfigSource::File(path.clone()),
+        None => ConfigSource::Fixed(Box::new(flags_config(&args)?)),
+    };
+    let config = source.load()?;
+    // Before the components load, so that a change made meanwhile reloads.
+    let reloader = Reloader::new(source, config.clone());
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let store = if args.no_state {
         None
@@ -154,6 +185,88 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(store = %location, "delivery store open");
         Some(store)
     };
+    let compile_cache = compile_cache_dir(args.compile_cache.as_deref());
+    let tls = match &config.tls {
+        Some(files) => Some(Tls::from_pem_files(&files.cert, &files.key)?),
+        None => None,
+    };
+    // Compile and check every component before anything listens: a wrong component is
+    // an error at start, not at the first push.
+    let started = std::time::Instant::now();
+    let receiver = Receiver::from_config(&config, store, compile_cache)?;
+    tracing::info!(
+        routes = config.routes.len(),
+        load_ms = started.elapsed().as_millis() as u64,
+        "routes ready"
+    );
+    if !args.no_state
+        && let Some(route) = receiver
+            .routes()
+            .into_iter()
+            .find(|route| route.serves == ServeAs::IncomingHandler)
+    {
+        tracing::info!(
+            route = route.name,
+            "a wasi:http component answers for itself: the delivery store is not used for it"
+        );
+    }
+    runtime.block_on(async {
+        let mut server = Server::bind(config.listen, receiver).await?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        if let Some(tls) = tls {
+            server = server.with_tls(tls);
+        }
+        let admin = match config.admin_listen {
+            Some(addr) => Some(AdminServer::bind(addr, server.receiver()).await?),
+            None => None,
+        };
+        tracing::info!("listening on {scheme}://{}", server.local_addr());
+        let admin = admin.map(|admin| {
+            tracing::info!(
+                "metrics and health on http://{}/metrics, /healthz, /readyz",
+                admin.local_addr()
+            );
+            tokio::spawn(admin.serve(std::future::pending()))
+        });
+        let reloads = tokio::spawn(reloader.run(server.receiver()));
+        let served = server.serve(shutdown_signal()).await;
+        reloads.abort();
+        if let Some(admin) = admin {
+            admin.abort();
+        }
+        served
+    })?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The compile cache directory: `DIR`, none for `off`, or the default.
+pub(crate) fn compile_cache_dir(flag: Option<&std::path::Path>) -> Option<PathBuf> {
+    match flag {
+        Some(dir) if dir.as_os_str() == "off" => None,
+        Some(dir) => Some(dir.to_owned()),
+        None => cmq_host::compile_cache_dir(),
+    }
+}
+
+/// The config the flags of `serve COMPONENT` describe.
+fn flags_config(args: &ServeArgs) -> anyhow::Result<Config> {
+    let token = args
+        .token
+        .as_deref()
+        .map(|token| token.parse::<Token>())
+        .transpose()
+        .map_err(|reason| anyhow::anyhow!("invalid --token (value not shown): {reason}"))?;
+    let env = args
+        .env
+        .iter()
+        .map(|grant| grant.parse::<EnvGrant>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|reason| anyhow::anyhow!("invalid --env: {reason}"))?;
+    let component = args
+        .component
+        .clone()
+        .context("a component to serve, or --config")?;
     let options = ReceiverOptions {
         format: args.format,
         deadline: args.deadline,
@@ -163,51 +276,29 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         body_timeout: args.body_timeout,
         max_connections: args.max_connections,
         token,
-        allow: args.allow,
+        allow: args.allow.clone(),
         grants: Grants {
             env,
-            dir: args.dir,
-            http: args.http,
+            dir: args.dir.clone(),
+            http: args.http.clone(),
         },
         serve_as: args.serve_as,
-        store,
+        store: None,
         dedupe_window: args.dedupe_window,
         max_attempts: args.max_attempts,
-        compile_cache: match args.compile_cache {
-            Some(dir) if dir.as_os_str() == "off" => None,
-            Some(dir) => Some(dir),
-            None => cmq_host::compile_cache_dir(),
-        },
+        compile_cache: None,
     };
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(Tls::from_pem_files(cert, key)?),
+    let mut config = Config::single(component, &options);
+    config.listen = args.listen;
+    config.admin_listen = args.admin_listen;
+    config.tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
         _ => None,
     };
-    // Compile and check the component before anything listens: a wrong component is an
-    // error at start, not at the first push.
-    let started = std::time::Instant::now();
-    let receiver = Receiver::load(&args.component, options)?;
-    tracing::info!(
-        component = %args.component.display(),
-        load_ms = started.elapsed().as_millis() as u64,
-        loaded = ?receiver.loaded(),
-        serves = ?receiver.serves(),
-        "component ready"
-    );
-    if receiver.serves() == ServeAs::IncomingHandler && !args.no_state {
-        tracing::info!("a wasi:http component answers for itself: the delivery store is not used");
-    }
-    runtime.block_on(async {
-        let mut server = Server::bind(args.listen, receiver).await?;
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        if let Some(tls) = tls {
-            server = server.with_tls(tls);
-        }
-        tracing::info!("listening on {scheme}://{}", server.local_addr());
-        server.serve(shutdown_signal()).await
-    })?;
-    tracing::info!("stopped");
-    Ok(())
+    Ok(config)
 }
 
 /// Completes on ctrl-c or SIGTERM.

@@ -68,6 +68,11 @@ impl Server {
         self.local_addr
     }
 
+    /// The receiver it serves: to reload its routes, or to serve its metrics.
+    pub fn receiver(&self) -> Arc<Receiver> {
+        self.receiver.clone()
+    }
+
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight pushes
     /// finish for up to the guest deadline, and closes what remains without answering
     /// (so CMQ redelivers those).
@@ -174,6 +179,7 @@ impl Server {
             while connections.try_join_next().is_some() {}
         }
         drop(listener);
+        receiver.start_draining();
         tracing::info!(
             connections = graceful.count(),
             "shutting down: draining in-flight pushes"

@@ -1,0 +1,140 @@
+//! The admin listener: `/metrics`, `/healthz` and `/readyz`, on an address of their own so
+//! that the push listener, which faces CMQ, shows nothing of them.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::Receiver;
+
+/// Connections the admin listener serves at once: scrapers and probes, a handful.
+const MAX_CONNECTIONS: usize = 64;
+
+/// How long a client may take to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The content type of Prometheus' text format, OpenMetrics flavour, which is what
+/// `prometheus-client` writes.
+const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// A bound admin listener, ready to serve.
+#[derive(Debug)]
+pub struct AdminServer {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    receiver: Arc<Receiver>,
+}
+
+impl AdminServer {
+    /// Binds `addr` (port 0 picks a free port) for `receiver`'s metrics and health.
+    pub async fn bind(addr: SocketAddr, receiver: Arc<Receiver>) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the admin listener {addr}"))?;
+        let local_addr = listener.local_addr().context("reading the bound address")?;
+        Ok(AdminServer {
+            listener,
+            local_addr,
+            receiver,
+        })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` completes. `/healthz` answers 200 while the process
+    /// serves; `/readyz` 200 until the receiver starts draining, then 503.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let mut http = http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .keep_alive(true);
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        tokio::pin!(shutdown);
+        loop {
+            let slot = tokio::select! {
+                slot = slots.clone().acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_closed) => break,
+                },
+                () = &mut shutdown => break,
+            };
+            let stream = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(err) => {
+                        tracing::warn!("admin accept failed: {err}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let receiver = self.receiver.clone();
+            let service = service_fn(move |request| {
+                let receiver = receiver.clone();
+                async move { Ok::<_, Infallible>(answer(&receiver, &request)) }
+            });
+            let http = http.clone();
+            tokio::spawn(async move {
+                let _slot = slot;
+                if let Err(err) = http.serve_connection(TokioIo::new(stream), service).await {
+                    tracing::debug!("admin connection ended: {err}");
+                }
+            });
+        }
+        Ok(())
+    }
+}
+
+fn answer(receiver: &Receiver, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".into());
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    match request.uri().path() {
+        "/metrics" => {
+            let mut response = text(StatusCode::OK, receiver.metrics_text());
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(METRICS_CONTENT_TYPE),
+            );
+            response
+        }
+        "/healthz" => text(StatusCode::OK, "ok\n".into()),
+        "/readyz" if receiver.is_ready() => text(StatusCode::OK, "ready\n".into()),
+        "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "draining\n".into()),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found: /metrics, /healthz or /readyz\n".into(),
+        ),
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

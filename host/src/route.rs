@@ -1,0 +1,353 @@
+//! Routes: which component serves which request path, with what limits. A receiver
+//! serves one [`Routes`] at a time; a reload builds a new one beside it and swaps it in,
+//! while pushes already running finish on the one they started with.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use cmq_message::ExpectedFormat;
+use tokio::sync::Semaphore;
+
+use crate::engine::{EngineSizing, EpochTicker, new_engine};
+use crate::guest::{Guest, ServeAs};
+use crate::precompiled::Loaded;
+use crate::{Grants, Token};
+
+/// How one route treats its pushes; every field has a default (see [`Default`]).
+#[derive(Debug, Clone)]
+pub struct RouteOptions {
+    /// The push format the route expects (default: detect per push).
+    pub format: ExpectedFormat,
+    /// How long one guest may run, instantiation included (default 10 s, under CMQ's
+    /// 15 s wait for an answer).
+    pub deadline: Duration,
+    /// Linear memory one guest instance may hold, all its memories together (default
+    /// 64 MiB).
+    pub max_memory: usize,
+    /// Messages this route handles at once, within the receiver's own cap (default:
+    /// none beyond the receiver's).
+    pub max_in_flight: Option<usize>,
+    /// The route's secret: pushes must carry it as `<path>/push/<token>` or `?token=`;
+    /// others get 404 and never reach the guest (default: none).
+    pub token: Option<Token>,
+    /// What guests may use beyond clocks, random and stdio (default: nothing).
+    pub grants: Grants,
+    /// The interface the component is served through (default: detected).
+    pub serve_as: ServeAs,
+    /// With a store, a message acknowledged within this window is answered `200 ok`
+    /// without running the guest again (default 24 hours, CMQ's retention; `None`: no
+    /// dedupe).
+    pub dedupe_window: Option<Duration>,
+    /// With a store, the delivery CMQ will not follow with another: when it fails
+    /// (retry, fault, deadline) the message goes to the dead-letter journal and is
+    /// answered `200 ok` (default 4, `BACKOFF_RETRY`'s; 0: never).
+    pub max_attempts: u32,
+}
+
+impl Default for RouteOptions {
+    fn default() -> Self {
+        RouteOptions {
+            format: ExpectedFormat::Auto,
+            deadline: Duration::from_secs(10),
+            max_memory: 64 << 20,
+            max_in_flight: None,
+            token: None,
+            grants: Grants::default(),
+            serve_as: ServeAs::Auto,
+            dedupe_window: Some(Duration::from_secs(24 * 3600)),
+            max_attempts: 4,
+        }
+    }
+}
+
+/// One route to build: its name, the path it serves, its component and options.
+#[derive(Debug, Clone)]
+pub struct RoutePlan {
+    /// Names the route in logs and metrics.
+    pub name: String,
+    /// The request path it serves, and every path under it; `/` serves every path.
+    pub path: String,
+    /// The handler component: a `.wasm`, or a `.cwasm` from `cmq-host compile`.
+    pub component: PathBuf,
+    /// How it treats its pushes.
+    pub options: RouteOptions,
+}
+
+/// Limits that hold across routes.
+#[derive(Debug, Clone, Copy)]
+pub struct SharedLimits {
+    /// Messages handled at once over all routes; beyond it a push is answered 503 at
+    /// once (default: 128 per CPU, at most 1024).
+    pub max_in_flight: usize,
+    /// Largest request body accepted (default 1 MiB, CMQ's largest message).
+    pub max_body: usize,
+    /// How long a sender may take to send a body (default 10 s); slower gets 408.
+    pub body_timeout: Duration,
+}
+
+impl Default for SharedLimits {
+    fn default() -> Self {
+        SharedLimits {
+            max_in_flight: default_max_in_flight(),
+            max_body: 1 << 20,
+            body_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Messages in flight by default: 128 per CPU the process may use, at most 1024. A
+/// handler mostly waits (on its own outbound calls, or on CMQ's sender), so far more
+/// messages than cores are in flight at once; each may hold up to its memory cap, and
+/// the instance pool reserves address space for every one.
+pub(crate) fn default_max_in_flight() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cpus.saturating_mul(128).min(1024)
+}
+
+/// The largest connection or in-flight cap accepted: far beyond any machine's file
+/// descriptors, and within what a semaphore and the instance pool can hold.
+pub(crate) const MAX_LIMIT: usize = 1 << 20;
+
+/// A route ready to serve: its compiled guest and its own in-flight cap.
+#[derive(Debug)]
+pub(crate) struct Route {
+    pub(crate) name: String,
+    pub(crate) path: String,
+    pub(crate) component: PathBuf,
+    pub(crate) guest: Guest,
+    pub(crate) options: RouteOptions,
+    pub(crate) in_flight: Option<Semaphore>,
+    /// The load of the routes this one belongs to: 1 at start, one more per reload.
+    pub(crate) generation: u64,
+    load_time: Duration,
+}
+
+/// What is left of `path` when a route at `route_path` serves it, or `None` when it does
+/// not: a route serves its own path and every path under it, and `/` serves them all.
+fn rest_of<'p>(route_path: &str, path: &'p str) -> Option<&'p str> {
+    if route_path == "/" {
+        return Some(path);
+    }
+    let rest = path.strip_prefix(route_path)?;
+    (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+}
+
+/// One generation of routes: compiled with one engine, served together.
+#[derive(Debug)]
+pub(crate) struct Routes {
+    /// Longest path first, so that the first match is the most specific.
+    routes: Vec<Route>,
+    pub(crate) limits: SharedLimits,
+    pub(crate) in_flight: Semaphore,
+    _ticker: EpochTicker,
+}
+
+/// A component as one route loaded it, for reports.
+#[derive(Debug, Clone)]
+pub struct LoadedRoute {
+    /// The route's name.
+    pub name: String,
+    /// The path it serves.
+    pub path: String,
+    /// Its component file.
+    pub component: PathBuf,
+    /// The interface it is served through.
+    pub serves: ServeAs,
+    /// Where its native code came from.
+    pub loaded: Loaded,
+    /// How long loading took.
+    pub load_time: Duration,
+}
+
+impl Routes {
+    /// Checks `plans` and `limits`, then compiles every route's component with one new
+    /// engine, logging each as it is ready. Fails on the first route that cannot serve.
+    pub(crate) fn build(
+        plans: &[RoutePlan],
+        limits: SharedLimits,
+        compile_cache: Option<&Path>,
+        generation: u64,
+    ) -> anyhow::Result<Routes> {
+        check_limits(plans, &limits)?;
+        let max_memory = plans
+            .iter()
+            .map(|plan| plan.options.max_memory)
+            .max()
+            .unwrap_or(64 << 20);
+        let route_count = u32::try_from(plans.len()).context("too many routes")?;
+        let max_instances = u32::try_from(limits.max_in_flight)
+            .context("max in flight is too large")?
+            // One more slot per route than messages in flight, for the start-up check.
+            .saturating_add(route_count);
+        let engine = new_engine(EngineSizing {
+            max_instances,
+            max_memory,
+        })?;
+        let mut routes = Vec::with_capacity(plans.len());
+        for plan in plans {
+            let started = Instant::now();
+            if plans.len() > 1 {
+                tracing::info!(route = plan.name, component = %plan.component.display(), "loading component");
+            }
+            let guest = Guest::load(
+                &engine,
+                &plan.component,
+                plan.options.deadline,
+                plan.options.max_memory,
+                plan.options.grants.clone(),
+                plan.options.serve_as,
+                compile_cache,
+            )
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("route {:?}", plan.name))?;
+            tracing::info!(
+                route = plan.name,
+                path = plan.path,
+                component = %plan.component.display(),
+                load_ms = started.elapsed().as_millis() as u64,
+                loaded = ?guest.loaded(),
+                serves = ?guest.serves(),
+                "component ready"
+            );
+            routes.push(Route {
+                name: plan.name.clone(),
+                path: plan.path.clone(),
+                component: plan.component.clone(),
+                in_flight: plan.options.max_in_flight.map(Semaphore::new),
+                options: plan.options.clone(),
+                guest,
+                generation,
+                load_time: started.elapsed(),
+            });
+        }
+        routes.sort_by_key(|route| std::cmp::Reverse(route.path.len()));
+        let ticker = EpochTicker::start(&engine).context("starting the epoch ticker thread")?;
+        Ok(Routes {
+            routes,
+            in_flight: Semaphore::new(limits.max_in_flight),
+            limits,
+            _ticker: ticker,
+        })
+    }
+
+    /// Instantiates every route's guest once without a message, so that a component
+    /// that cannot be instantiated within its limits is refused before it serves.
+    pub(crate) async fn check(&self) -> anyhow::Result<()> {
+        for route in &self.routes {
+            route
+                .guest
+                .check_instantiates()
+                .await
+                .map_err(anyhow::Error::from)
+                .with_context(|| format!("route {:?}", route.name))?;
+        }
+        Ok(())
+    }
+
+    /// The route serving `path`, and what is left of the path after the route's own.
+    pub(crate) fn find<'p>(&self, path: &'p str) -> Option<(&Route, &'p str)> {
+        self.routes
+            .iter()
+            .find_map(|route| rest_of(&route.path, path).map(|rest| (route, rest)))
+    }
+
+    /// The route listed first: the one route of a single component.
+    pub(crate) fn first(&self) -> &Route {
+        // `build` refuses an empty list of routes.
+        &self.routes[0]
+    }
+
+    /// Every route, for reports and the single-route API.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Route> {
+        self.routes.iter()
+    }
+
+    /// What each route loaded, in path order.
+    pub(crate) fn report(&self) -> Vec<LoadedRoute> {
+        let mut report: Vec<LoadedRoute> = self
+            .routes
+            .iter()
+            .map(|route| LoadedRoute {
+                name: route.name.clone(),
+                path: route.path.clone(),
+                component: route.component.clone(),
+                serves: route.guest.serves(),
+                loaded: route.guest.loaded(),
+                load_time: route.load_time,
+            })
+            .collect();
+        report.sort_by(|a, b| a.path.cmp(&b.path));
+        report
+    }
+}
+
+/// Refuses limits no route could serve with, before anything is compiled.
+fn check_limits(plans: &[RoutePlan], limits: &SharedLimits) -> anyhow::Result<()> {
+    anyhow::ensure!(!plans.is_empty(), "there are no routes to serve");
+    anyhow::ensure!(
+        (1..=MAX_LIMIT).contains(&limits.max_in_flight),
+        "max in flight must be between 1 and {MAX_LIMIT}"
+    );
+    // CMQ gives up on an answer after about 15 s; an hour is far past any use and keeps
+    // deadline arithmetic clear of overflow.
+    let an_hour = Duration::from_secs(3600);
+    anyhow::ensure!(
+        !limits.body_timeout.is_zero() && limits.body_timeout <= an_hour,
+        "the body timeout must be longer than zero and at most an hour"
+    );
+    for plan in plans {
+        let route = &plan.name;
+        anyhow::ensure!(
+            !plan.options.deadline.is_zero() && plan.options.deadline <= an_hour,
+            "route {route:?}: the deadline must be longer than zero and at most an hour"
+        );
+        if let Some(max) = plan.options.max_in_flight {
+            anyhow::ensure!(
+                (1..=MAX_LIMIT).contains(&max),
+                "route {route:?}: max in flight must be between 1 and {MAX_LIMIT}"
+            );
+        }
+        plan.options
+            .grants
+            .check()
+            .with_context(|| format!("route {route:?}"))?;
+    }
+    Ok(())
+}
+
+/// The routes a receiver serves now, swapped whole by a reload.
+#[derive(Debug)]
+pub(crate) struct CurrentRoutes(std::sync::RwLock<Arc<Routes>>);
+
+impl CurrentRoutes {
+    pub(crate) fn new(routes: Routes) -> Self {
+        CurrentRoutes(std::sync::RwLock::new(Arc::new(routes)))
+    }
+
+    /// The routes now: a push keeps them until it is answered.
+    pub(crate) fn get(&self) -> Arc<Routes> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Serves `routes` from now on.
+    pub(crate) fn replace(&self, routes: Routes) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(routes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_route_serves_its_path_and_the_paths_under_it() {
+        let rest = rest_of;
+        assert_eq!(rest("/orders", "/orders"), Some(""));
+        assert_eq!(rest("/orders", "/orders/push/t"), Some("/push/t"));
+        assert_eq!(rest("/orders", "/ordersx"), None);
+        assert_eq!(rest("/orders", "/audit"), None);
+        assert_eq!(rest("/", "/anything"), Some("/anything"));
+    }
+}

@@ -1,0 +1,147 @@
+//! Shared by the test targets that run the `cmq-host` binary (cli.rs, operations.rs):
+//! starting it on a free port, reading its log, signalling it, pushing to it.
+
+#![allow(dead_code, reason = "each test target uses its own part of these")]
+
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, ChildStderr, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub const DOCUMENTED_JSON_BODY: &str = r#"{"TopicOwner":100015036,"topicName":"MyTopic","subscriptionName":"mysubscription","msgId":"6942316962","msgBody":"test message","publishTime":11203432}"#;
+
+pub fn guest(crate_name: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/guests")
+        .join(format!("{crate_name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask guests`",
+        path.display()
+    );
+    path
+}
+
+/// The binary, with a delivery store of its own in the temp directory unless the test
+/// names one with `--state`.
+pub fn cmq_host() -> Command {
+    let state = std::env::temp_dir().join("cmq-tests").join(format!(
+        "cmq_cli_{}_{}.db",
+        std::process::id(),
+        next_number()
+    ));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cmq-host"));
+    command
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .env("CMQ_HOST_STATE", state)
+        // The compile cache of this test process, not the user's.
+        .env(
+            "XDG_CACHE_HOME",
+            std::env::temp_dir().join(format!("cmq-tests/cache-{}", std::process::id())),
+        );
+    command
+}
+
+/// Reads the child's stderr on a thread, line by line, so the test can wait for a line.
+pub fn lines(stderr: ChildStderr) -> mpsc::Receiver<String> {
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    receiver
+}
+
+pub fn wait_for(lines: &mpsc::Receiver<String>, needle: &str) -> String {
+    loop {
+        match lines.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(_) => continue,
+            Err(err) => panic!("no line with {needle:?} from cmq-host: {err}"),
+        }
+    }
+}
+
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `cmq-host serve` on a free port; returns it, its stderr lines and its URL.
+pub fn serve(
+    guest_name: &str,
+    flags: &[&str],
+) -> anyhow::Result<(Running, mpsc::Receiver<String>, String)> {
+    serve_path(&guest(guest_name), flags)
+}
+
+/// The same, for the component at `component`.
+pub fn serve_path(
+    component: &std::path::Path,
+    flags: &[&str],
+) -> anyhow::Result<(Running, mpsc::Receiver<String>, String)> {
+    let mut args: Vec<&OsStr> = vec![
+        "serve".as_ref(),
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+    ];
+    args.extend(flags.iter().map(OsStr::new));
+    args.push(component.as_os_str());
+    spawn_serve(&args)
+}
+
+/// Runs `cmq-host ARGS` (a `serve`) and waits until it listens; returns it, its stderr
+/// lines and its URL.
+pub fn spawn_serve(args: &[&OsStr]) -> anyhow::Result<(Running, mpsc::Receiver<String>, String)> {
+    let mut child = cmq_host().args(args).stderr(Stdio::piped()).spawn()?;
+    let stderr = child.stderr.take().expect("piped stderr");
+    let lines = lines(stderr);
+    let running = Running(child);
+    let listening = wait_for(&lines, "listening on http://");
+    // The URL ends the human line, and a quote ends it in a JSON one.
+    let url = listening
+        .split("listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split(['"', ' ']).next())
+        .expect("url")
+        .trim()
+        .to_owned();
+    Ok((running, lines, url))
+}
+
+pub fn signal(child: &Running, name: &str) -> anyhow::Result<()> {
+    let sent = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.0.id().to_string())
+        .status()?;
+    anyhow::ensure!(sent.success(), "kill -{name} failed");
+    Ok(())
+}
+
+pub fn cmq_push(
+    client: &reqwest::Client,
+    url: &str,
+    id: &str,
+    tag: &str,
+) -> reqwest::RequestBuilder {
+    client
+        .post(format!("{url}/cgi"))
+        .header("x-cmq-message-id", id)
+        .header("x-cmq-message-tag", tag)
+        .body(DOCUMENTED_JSON_BODY.replace("6942316962", id))
+}
+
+pub fn next_number() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
