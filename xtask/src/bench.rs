@@ -95,7 +95,16 @@ pub fn run(options: &Options) -> Result<()> {
     let root = repo_root();
     let out = root.join("target/bench");
     std::fs::create_dir_all(&out)?;
-    guests::run(&[root.join("guest/fixtures/ack")])?;
+    guests::run(&guests::Selection {
+        crates: vec![
+            root.join("guest/fixtures/ack"),
+            root.join("guest/examples/by-tag"),
+        ],
+        scripts: vec![
+            root.join("guest/python/by_tag.py"),
+            root.join("guest/js/by_tag.js"),
+        ],
+    })?;
     eprintln!("xtask bench: building cmq-host and the native receiver (release)");
     let built = Command::new(cargo())
         .current_dir(&root)
@@ -116,6 +125,20 @@ pub fn run(options: &Options) -> Result<()> {
     std::fs::create_dir_all(&states)?;
     let database = crate::postgres::fresh_local_database("cmq_bench")
         .context("the PostgreSQL store's row needs the local server")?;
+    // The same handler in three languages, each loaded from a compile cache primed by
+    // its first start (a Python or JavaScript component takes seconds to compile).
+    let languages = out.join("compile-cache-languages");
+    let _ = std::fs::remove_dir_all(&languages);
+    let languages = languages.to_string_lossy().into_owned();
+    let by_tag = |file: &str| root.join("target/guests").join(file);
+    let in_language = |file: &str| {
+        cmq_host_serve(
+            &host,
+            &by_tag(file),
+            &["--compile-cache", &languages],
+            State::None,
+        )
+    };
     let paths = [
         Receiver {
             name: "native hyper + cmq-message (no sandbox)",
@@ -149,6 +172,21 @@ pub fn run(options: &Options) -> Result<()> {
                 &["--serve-as", "incoming-handler"],
                 State::None,
             ),
+            closes_connections: false,
+        },
+        Receiver {
+            name: "cmq-host, by-tag handler in Rust, no store",
+            command: in_language("by_tag.wasm"),
+            closes_connections: false,
+        },
+        Receiver {
+            name: "the same handler in Python (componentize-py)",
+            command: in_language("py_by_tag.wasm"),
+            closes_connections: false,
+        },
+        Receiver {
+            name: "the same handler in JavaScript (componentize-js)",
+            command: in_language("js_by_tag.wasm"),
             closes_connections: false,
         },
         Receiver {
@@ -269,8 +307,26 @@ pub fn run(options: &Options) -> Result<()> {
         "cmq-host, ack guest .wasm, from the compile cache (second and later starts)",
         starts[starts.len() / 2],
     ));
+    // And each language's first start, compiling (once: it takes seconds).
+    for (name, file) in [
+        (
+            "by-tag in Rust, first start (compiling the .wasm)",
+            "by_tag.wasm",
+        ),
+        (
+            "by-tag in Python, first start (compiling the .wasm)",
+            "py_by_tag.wasm",
+        ),
+        (
+            "by-tag in JavaScript, first start (compiling the .wasm)",
+            "js_by_tag.wasm",
+        ),
+    ] {
+        let compiling = cmq_host_serve(&host, &by_tag(file), &[], State::None);
+        cold_starts.push((name, cold_start(&*compiling)?));
+    }
     report.push_str(&format!(
-        "\nCold start, process start to the first `200` (median of {}):\n\n| path | cold start |\n|---|---|\n",
+        "\nCold start, process start to the first `200` (median of {}; a first start once):\n\n| path | cold start |\n|---|---|\n",
         options.starts
     ));
     for (name, start) in cold_starts {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::{cargo, repo_root};
+use crate::{cargo, componentize, repo_root};
 
 const TARGET: &str = "wasm32-wasip2";
 
@@ -46,60 +46,110 @@ const SCRUBBED_ENV: [&str; 9] = [
     "CARGO_MAKEFLAGS",
 ];
 
-/// Parses `[--crate PATH]...`: the handler crates to build, none meaning the examples.
-pub fn parse_args(args: &[String]) -> Result<Vec<PathBuf>, String> {
-    let mut crates = Vec::new();
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        if arg == "--crate" {
-            let path = args.next().ok_or("--crate needs a path")?;
-            crates.push(PathBuf::from(path));
-        } else if let Some(path) = arg.strip_prefix("--crate=") {
-            crates.push(PathBuf::from(path));
-        } else {
-            return Err(format!("unexpected argument to `guests`: {arg}"));
-        }
-    }
-    Ok(crates)
+/// What `cargo xtask guests` builds: Rust handler crates, and Python or JavaScript
+/// handler files. Nothing named means every example and test fixture.
+#[derive(Debug, Default)]
+pub struct Selection {
+    pub crates: Vec<PathBuf>,
+    pub scripts: Vec<PathBuf>,
 }
 
-/// Builds the given handler crates (or every example and test fixture under `guest/`) and
+/// Parses `[--crate PATH]... [--script FILE.py|FILE.js]...`.
+pub fn parse_args(args: &[String]) -> Result<Selection, String> {
+    let mut selection = Selection::default();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) => (flag, Some(value.to_owned())),
+            None => (arg.as_str(), None),
+        };
+        let list = match flag {
+            "--crate" => &mut selection.crates,
+            "--script" => &mut selection.scripts,
+            _ => return Err(format!("unexpected argument to `guests`: {arg}")),
+        };
+        let value = match inline {
+            Some(value) => value,
+            None => args.next().ok_or(format!("{flag} needs a path"))?.clone(),
+        };
+        list.push(PathBuf::from(value));
+    }
+    Ok(selection)
+}
+
+/// Builds the selected handlers (or every example and test fixture under `guest/`) and
 /// returns where their components now are.
-pub fn run(crates: &[PathBuf]) -> Result<Vec<PathBuf>> {
+pub fn run(selection: &Selection) -> Result<Vec<PathBuf>> {
     let root = repo_root();
-    let crates = if crates.is_empty() {
+    let everything = selection.crates.is_empty() && selection.scripts.is_empty();
+    let crates = if everything {
         workspace_guests(&root)?
     } else {
-        crates
+        selection
+            .crates
             .iter()
             .map(|path| GuestCrate::read(path))
             .collect::<Result<_>>()?
     };
-    let toolchain = Toolchain::find()?;
+    let scripts = if everything {
+        componentize::examples(&root)?
+    } else {
+        selection
+            .scripts
+            .iter()
+            .map(|path| componentize::Script::read(path))
+            .collect::<Result<_>>()?
+    };
     let out_dir = root.join("target").join("guests");
     fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
 
     let mut built = Vec::new();
-    for krate in &crates {
-        let started = Instant::now();
-        let artifact = toolchain.build(&root, krate)?;
-        let elapsed = started.elapsed();
+    if !crates.is_empty() {
+        let toolchain = Toolchain::find()?;
+        for krate in &crates {
+            let started = Instant::now();
+            let artifact = toolchain.build(&root, krate)?;
+            let elapsed = started.elapsed();
 
-        let dest = out_dir.join(format!("{}.wasm", krate.lib_name));
-        let bytes = fs::read(&artifact).with_context(|| {
-            format!("reading {} (is the crate a `cdylib`?)", artifact.display())
-        })?;
-        check_component(&bytes).with_context(|| format!("checking {}", artifact.display()))?;
-        fs::write(&dest, &bytes).with_context(|| format!("writing {}", dest.display()))?;
-        eprintln!(
-            "xtask: {} ({}) built in {}",
-            dest.strip_prefix(&root).unwrap_or(&dest).display(),
-            size(bytes.len()),
-            duration(elapsed),
+            let dest = out_dir.join(format!("{}.wasm", krate.lib_name));
+            let bytes = fs::read(&artifact).with_context(|| {
+                format!("reading {} (is the crate a `cdylib`?)", artifact.display())
+            })?;
+            check_component(&bytes).with_context(|| format!("checking {}", artifact.display()))?;
+            fs::write(&dest, &bytes).with_context(|| format!("writing {}", dest.display()))?;
+            report(&root, &dest, bytes.len(), Some(elapsed));
+            built.push(dest);
+        }
+    }
+    for script in &scripts {
+        let started = Instant::now();
+        let dest = out_dir.join(script.component_name());
+        let rebuilt = componentize::build(&root, script, &dest)?;
+        let bytes = fs::read(&dest).with_context(|| format!("reading {}", dest.display()))?;
+        check_component(&bytes).with_context(|| format!("checking {}", dest.display()))?;
+        report(
+            &root,
+            &dest,
+            bytes.len(),
+            rebuilt.then(|| started.elapsed()),
         );
         built.push(dest);
     }
     Ok(built)
+}
+
+/// One line per component: where it is, its size, and how long it took (or that it was
+/// up to date).
+fn report(root: &Path, dest: &Path, bytes: usize, elapsed: Option<Duration>) {
+    let when = match elapsed {
+        Some(elapsed) => format!("built in {}", duration(elapsed)),
+        None => "up to date".into(),
+    };
+    eprintln!(
+        "xtask: {} ({}) {when}",
+        dest.strip_prefix(root).unwrap_or(dest).display(),
+        size(bytes),
+    );
 }
 
 /// A handler crate to build: its manifest and the name of the `.wasm` it produces.
@@ -436,7 +486,11 @@ fn version(rustc: &Path) -> Option<String> {
 }
 
 fn size(bytes: usize) -> String {
-    format!("{:.1} KiB", bytes as f64 / 1024.0)
+    if bytes >= 1 << 20 {
+        format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
+    } else {
+        format!("{:.1} KiB", bytes as f64 / 1024.0)
+    }
 }
 
 fn duration(elapsed: Duration) -> String {
@@ -463,13 +517,17 @@ mod tests {
     }
 
     #[test]
-    fn parse_args_accepts_crates_and_rejects_the_rest() {
+    fn parse_args_accepts_crates_and_scripts_and_rejects_the_rest() {
         let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(parse_args(&args(&[])), Ok(vec![]));
+        let empty = parse_args(&args(&[])).expect("no arguments");
+        assert!(empty.crates.is_empty() && empty.scripts.is_empty());
+        let selection = parse_args(&args(&["--crate", "../a", "--crate=b", "--script", "h.py"]))
+            .expect("valid arguments");
         assert_eq!(
-            parse_args(&args(&["--crate", "../a", "--crate=b"])),
-            Ok(vec![PathBuf::from("../a"), PathBuf::from("b")])
+            selection.crates,
+            [PathBuf::from("../a"), PathBuf::from("b")]
         );
+        assert_eq!(selection.scripts, [PathBuf::from("h.py")]);
         assert!(parse_args(&args(&["--crate"])).is_err());
         assert!(parse_args(&args(&["--release"])).is_err());
     }

@@ -3,6 +3,7 @@
 //! suite that the README and CI call; `bench` measures the receivers side by side.
 
 mod bench;
+mod componentize;
 mod guests;
 mod postgres;
 mod test;
@@ -14,8 +15,11 @@ const USAGE: &str = "\
 Usage: cargo xtask <task>
 
 Tasks:
-  guests [--crate PATH]...  Build the example guests, or the given handler crates,
-                            for wasm32-wasip2 into target/guests/<crate_name>.wasm
+  guests [--crate PATH]... [--script FILE.py|FILE.js]...
+                            Build the example guests (Rust, Python, JavaScript), or
+                            the given handler crates and files, into
+                            target/guests/<crate_name>.wasm (Python and JavaScript:
+                            py_<name>.wasm, js_<name>.wasm)
   test                      Run every check: guests, fmt, clippy, tests (starting
                             a PostgreSQL server for the shared store's tests)
   bench [--seconds S] [--connections 1,16,64] [--starts N]
@@ -27,7 +31,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("guests") => match guests::parse_args(&args[1..]) {
-            Ok(crates) => guests::run(&crates).map(drop),
+            Ok(selection) => guests::run(&selection).map(drop),
             Err(e) => return usage_error(&e),
         },
         Some("test") if args.len() == 1 => test::run(),
