@@ -148,3 +148,22 @@ fn guest_output(line: &str) -> Option<&str> {
     let text = line.split("cmq_host::guest: ").nth(1)?;
     Some(text.split(" message_id=").next().unwrap_or(text))
 }
+
+#[tokio::test]
+async fn a_memory_cap_below_what_an_interpreter_needs_is_refused_at_start_with_the_setting()
+-> anyhow::Result<()> {
+    // Python and JavaScript components start with about 12 MiB and 9 MiB of memory.
+    for component in ["py_by_tag", "js_by_tag"] {
+        let options = ReceiverOptions {
+            max_memory: 8 << 20,
+            ..options()
+        };
+        let err = TestHost::start(component, options)
+            .await
+            .expect_err("a component that cannot fit is refused");
+        let text = format!("{err:#}");
+        assert!(text.contains("raise --max-memory"), "{component}: {text}");
+        assert!(text.contains("8192 KiB"), "{component}: {text}");
+    }
+    Ok(())
+}

@@ -200,7 +200,19 @@ impl Routes {
                 plan.options.serve_as,
                 compile_cache,
             )
-            .map_err(anyhow::Error::from)
+            .map_err(|err| {
+                let err = anyhow::Error::from(err);
+                // wasmtime says which memory and how many bytes; say which setting.
+                if format!("{err:#}").contains("minimum byte size") {
+                    err.context(format!(
+                        "its memory at start is more than the memory cap of {} KiB: raise \
+                         --max-memory (max_memory in a config)",
+                        plan.options.max_memory >> 10
+                    ))
+                } else {
+                    err
+                }
+            })
             .with_context(|| format!("route {:?}", plan.name))?;
             tracing::info!(
                 route = plan.name,
