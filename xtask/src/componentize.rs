@@ -147,6 +147,29 @@ pub fn build(root: &Path, script: &Script, dest: &Path) -> Result<bool> {
     Ok(true)
 }
 
+/// Why this machine cannot build `language`'s handlers, if it cannot: its interpreter
+/// is missing and xtask, not being root, cannot install it.
+pub fn unavailable(language: Language) -> Option<String> {
+    let (program, packages) = match language {
+        Language::Python => ("python3", &PYTHON_PACKAGES),
+        Language::JavaScript => ("npm", &NODE_PACKAGES),
+    };
+    if crate::guests::is_root() || runs(program, &["--version"]) {
+        return None;
+    }
+    Some(format!(
+        "{program} is missing (install Debian's {})",
+        packages.join(", ")
+    ))
+}
+
+fn runs(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .output()
+        .is_ok_and(|output| output.status.success())
+}
+
 /// `componentize-py`, installed in a virtual environment under `target/tools/python`.
 fn python_tool(root: &Path) -> Result<PathBuf> {
     let dir = root.join("target/tools/python");
@@ -214,12 +237,7 @@ fn mark_installed(dir: &Path, spec: &str) -> Result<()> {
 /// Makes sure `program` runs, installing Debian's `packages` when it does not and this
 /// is root; otherwise says what to install.
 fn ensure_command(program: &str, args: &[&str], packages: &[&str]) -> Result<()> {
-    let runs = || {
-        Command::new(program)
-            .args(args)
-            .output()
-            .is_ok_and(|output| output.status.success())
-    };
+    let runs = || runs(program, args);
     if runs() {
         return Ok(());
     }
