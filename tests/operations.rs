@@ -74,6 +74,20 @@ fn push_to(client: &reqwest::Client, url: &str, id: &str, tag: &str) -> reqwest:
         .body(DOCUMENTED_JSON_BODY.replace("6942316962", id))
 }
 
+/// Pushes message `id` with `tag` to `url`; the answer's status.
+async fn push_status(
+    client: &reqwest::Client,
+    url: &str,
+    id: &str,
+    tag: &str,
+) -> anyhow::Result<u16> {
+    Ok(push_to(client, url, id, tag)
+        .send()
+        .await?
+        .status()
+        .as_u16())
+}
+
 /// Every log line until none has come for `quiet`.
 fn drain(lines: &mpsc::Receiver<String>, quiet: Duration) -> Vec<String> {
     let mut all = Vec::new();
@@ -119,27 +133,15 @@ async fn each_path_goes_to_its_own_component_and_logs_name_the_route() -> anyhow
     let client = reqwest::Client::new();
 
     // by-tag retries a message tagged `retry`; ack acknowledges everything.
-    let orders = push_to(&client, &format!("{url}/orders"), "1001", "retry")
-        .send()
-        .await?;
-    assert_eq!(orders.status(), 503, "the orders route ran by-tag");
-    let audit = push_to(&client, &format!("{url}/audit"), "1002", "retry")
-        .send()
-        .await?;
-    assert_eq!(audit.status(), 200, "the audit route ran ack");
-    let under = push_to(&client, &format!("{url}/audit/eu"), "1003", "retry")
-        .send()
-        .await?;
-    assert_eq!(
-        under.status(),
-        200,
-        "a route serves the paths under its own"
-    );
+    let orders = push_status(&client, &format!("{url}/orders"), "1001", "retry").await?;
+    assert_eq!(orders, 503, "the orders route ran by-tag");
+    let audit = push_status(&client, &format!("{url}/audit"), "1002", "retry").await?;
+    assert_eq!(audit, 200, "the audit route ran ack");
+    let under = push_status(&client, &format!("{url}/audit/eu"), "1003", "retry").await?;
+    assert_eq!(under, 200, "a route serves the paths under its own");
     for stray in ["/", "/cgi", "/auditx"] {
-        let answer = push_to(&client, &format!("{url}{stray}"), "1004", "")
-            .send()
-            .await?;
-        assert_eq!(answer.status(), 404, "no route serves {stray}");
+        let answer = push_status(&client, &format!("{url}{stray}"), "1004", "").await?;
+        assert_eq!(answer, 404, "no route serves {stray}");
     }
 
     // One JSON object per line, with the route and decision as fields.
@@ -304,42 +306,20 @@ async fn metrics_count_pushes_by_route_and_decision_and_health_answers() -> anyh
     };
     assert_eq!(acks(&before), 0.0);
 
+    let status = |path: &str, id: &str, tag: &str| {
+        let url = format!("{url}{path}");
+        let (client, id, tag) = (client.clone(), id.to_owned(), tag.to_owned());
+        async move { push_status(&client, &url, &id, &tag).await }
+    };
     for i in 0..5 {
-        let id = format!("20{i}");
-        assert_eq!(
-            push_to(&client, &format!("{url}/orders"), &id, "")
-                .send()
-                .await?
-                .status(),
-            200
-        );
+        assert_eq!(status("/orders", &format!("20{i}"), "").await?, 200);
     }
     for i in 0..3 {
-        let id = format!("30{i}");
-        let tag = "retry";
-        assert_eq!(
-            push_to(&client, &format!("{url}/orders"), &id, tag)
-                .send()
-                .await?
-                .status(),
-            503
-        );
+        assert_eq!(status("/orders", &format!("30{i}"), "retry").await?, 503);
     }
     // The same message again on the orders route: a dedupe hit, no guest run.
-    assert_eq!(
-        push_to(&client, &format!("{url}/orders"), "200", "")
-            .send()
-            .await?
-            .status(),
-        200
-    );
-    assert_eq!(
-        push_to(&client, &format!("{url}/nowhere"), "400", "")
-            .send()
-            .await?
-            .status(),
-        404
-    );
+    assert_eq!(status("/orders", "200", "").await?, 200);
+    assert_eq!(status("/nowhere", "400", "").await?, 404);
     let not_json = client
         .post(format!("{url}/orders"))
         .body("{")
