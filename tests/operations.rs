@@ -119,16 +119,22 @@ dedupe_window = "off"
     )
 }
 
-#[tokio::test]
-async fn each_path_goes_to_its_own_component_and_logs_name_the_route() -> anyhow::Result<()> {
+/// The two-route config, as `cmq.toml` in a scratch directory, with by-tag by absolute
+/// path and a copy of ack by a path relative to the config.
+fn two_route_setup() -> anyhow::Result<PathBuf> {
     let dir = scratch()?;
-    // One component by absolute path, one relative to the config file.
     std::fs::copy(guest("ack"), dir.join("ack.wasm"))?;
     let config = dir.join("cmq.toml");
     std::fs::write(
         &config,
         two_route_config(&dir, &guest("by_tag"), &dir.join("ack.wasm")),
     )?;
+    Ok(config)
+}
+
+#[tokio::test]
+async fn each_path_goes_to_its_own_component_and_logs_name_the_route() -> anyhow::Result<()> {
+    let config = two_route_setup()?;
     let (_host, lines, url) = serve_config(&config, &["--log-format", "json"])?;
     let client = reqwest::Client::new();
 
@@ -173,13 +179,7 @@ async fn each_path_goes_to_its_own_component_and_logs_name_the_route() -> anyhow
 
 #[test]
 fn check_reports_a_good_config_and_names_the_line_and_key_of_a_bad_one() -> anyhow::Result<()> {
-    let dir = scratch()?;
-    std::fs::copy(guest("ack"), dir.join("ack.wasm"))?;
-    let config = dir.join("cmq.toml");
-    std::fs::write(
-        &config,
-        two_route_config(&dir, &guest("by_tag"), &dir.join("ack.wasm")),
-    )?;
+    let config = two_route_setup()?;
     let good = cmq_host()
         .args(["check", "--config"])
         .arg(&config)
@@ -197,8 +197,7 @@ fn check_reports_a_good_config_and_names_the_line_and_key_of_a_bad_one() -> anyh
     );
 
     // A value that is wrong.
-    let text = two_route_config(&dir, &guest("by_tag"), &dir.join("ack.wasm"))
-        .replace("format = \"json\"", "format = \"xml\"");
+    let text = std::fs::read_to_string(&config)?.replace("format = \"json\"", "format = \"xml\"");
     let line = 1 + text
         .lines()
         .position(|line| line == "format = \"xml\"")
@@ -274,13 +273,7 @@ async fn scrape(client: &reqwest::Client, admin: &str) -> anyhow::Result<prometh
 
 #[tokio::test]
 async fn metrics_count_pushes_by_route_and_decision_and_health_answers() -> anyhow::Result<()> {
-    let dir = scratch()?;
-    std::fs::copy(guest("ack"), dir.join("ack.wasm"))?;
-    let config = dir.join("cmq.toml");
-    std::fs::write(
-        &config,
-        two_route_config(&dir, &guest("by_tag"), &dir.join("ack.wasm")),
-    )?;
+    let config = two_route_setup()?;
     let (_host, lines, url) = serve_config(&config, &[])?;
     let admin = admin_url(&lines);
     let client = reqwest::Client::new();
