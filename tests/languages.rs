@@ -167,3 +167,22 @@ async fn a_memory_cap_below_what_an_interpreter_needs_is_refused_at_start_with_t
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn an_exception_escaping_the_handler_is_a_guest_fault_answered_500() -> anyhow::Result<()> {
+    for (component, id) in [("py_raises", "7101"), ("js_throws", "7102")] {
+        let host = TestHost::start(component, options()).await?;
+        let client = reqwest::Client::new();
+        let response = push(&client, &host.url(), id, "", json_body(id))
+            .send()
+            .await?;
+        assert_eq!(response.status(), 500, "{component}");
+        assert_eq!(response.text().await?, "guest failed", "{component}");
+        host.stop().await?;
+        let not_handled = log_lines_with(&format!("message_id=\"{id}\""))
+            .into_iter()
+            .any(|line| line.contains("message not handled: guest trapped"));
+        assert!(not_handled, "{component}: no trap logged for {id}");
+    }
+    Ok(())
+}

@@ -77,10 +77,11 @@ impl Script {
     }
 }
 
-/// The example handlers: every `.py` in `guest/python` and `.js` in `guest/js`.
+/// The example handlers, every `.py` in `guest/python` and `.js` in `guest/js`, and the
+/// tests' fixtures among `guest/fixtures`.
 pub fn examples(root: &Path) -> Result<Vec<Script>> {
     let mut scripts = Vec::new();
-    for folder in ["python", "js"] {
+    for folder in ["python", "js", "fixtures"] {
         let dir = root.join("guest").join(folder);
         for entry in fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
             let path = entry?.path();
