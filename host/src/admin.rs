@@ -8,9 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -19,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::Receiver;
+use crate::answer::{AnswerBody, text};
 
 /// Connections the admin listener serves at once: scrapers and probes, a handful.
 const MAX_CONNECTIONS: usize = 64;
@@ -102,7 +101,7 @@ impl AdminServer {
     }
 }
 
-fn answer(receiver: &Receiver, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn answer(receiver: &Receiver, request: &Request<Incoming>) -> Response<AnswerBody> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".into());
         response
@@ -127,14 +126,4 @@ fn answer(receiver: &Receiver, request: &Request<Incoming>) -> Response<Full<Byt
             "not found: /metrics, /healthz or /readyz\n".into(),
         ),
     }
-}
-
-fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
 }

@@ -110,7 +110,8 @@ pub(crate) fn ok_response() -> Response<AnswerBody> {
     text(StatusCode::OK, "ok".to_owned())
 }
 
-fn text(status: StatusCode, body: String) -> Response<AnswerBody> {
+/// A `text/plain` answer.
+pub(crate) fn text(status: StatusCode, body: String) -> Response<AnswerBody> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     response.headers_mut().insert(

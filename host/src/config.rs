@@ -216,14 +216,7 @@ impl Config {
         }
         Ok(Config {
             source: Some(path.to_owned()),
-            listen: raw.listen.map_or_else(
-                || {
-                    DEFAULT_LISTEN
-                        .parse()
-                        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080)))
-                },
-                |listen| listen.0,
-            ),
+            listen: raw.listen.map_or_else(default_listen, |listen| listen.0),
             admin_listen: raw.admin_listen.map(|listen| listen.0),
             tls,
             max_connections: raw.max_connections.unwrap_or(1024),
@@ -238,7 +231,7 @@ impl Config {
     pub fn single(component: PathBuf, options: &ReceiverOptions) -> Config {
         Config {
             source: None,
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            listen: default_listen(),
             admin_listen: None,
             tls: None,
             max_connections: options.max_connections,
@@ -274,6 +267,13 @@ impl Config {
             .map(|route| route.component.clone())
             .collect()
     }
+}
+
+/// [`DEFAULT_LISTEN`] as an address.
+fn default_listen() -> SocketAddr {
+    DEFAULT_LISTEN
+        .parse()
+        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080)))
 }
 
 /// The name of the one route a single component is served as.
