@@ -7,6 +7,7 @@
 mod binary;
 
 use std::process::Stdio;
+use std::sync::mpsc;
 use std::time::Duration;
 
 use binary::*;
@@ -36,6 +37,49 @@ async fn serve_answers_the_documented_push_and_stops_on_sigterm() -> anyhow::Res
     assert!(
         status.success(),
         "cmq-host exited with {status} after SIGTERM"
+    );
+    Ok(())
+}
+
+/// Starts `serve` compiling `log_ack` (no cache), and sends `signal_name` once the
+/// component has begun loading, long before anything listens.
+fn signal_during_start_up(signal_name: &str) -> anyhow::Result<(Running, mpsc::Receiver<String>)> {
+    let mut child = cmq_host()
+        .args(["serve", "--listen", "127.0.0.1:0", "--no-state"])
+        .args(["--compile-cache", "off"])
+        .arg(guest("log_ack"))
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let lines = lines(child.stderr.take().expect("piped stderr"));
+    let running = Running(child);
+    wait_for(&lines, "loading component");
+    signal(&running, signal_name)?;
+    Ok((running, lines))
+}
+
+#[tokio::test]
+async fn sighup_during_start_up_reloads_once_serving_instead_of_killing() -> anyhow::Result<()> {
+    let (mut child, lines) = signal_during_start_up("HUP")?;
+    let url = listening_url(&wait_for(&lines, "listening on http://"));
+    wait_for(&lines, "reloading: SIGHUP");
+    let response = cmq_push(&reqwest::Client::new(), &url, "after-hup", "")
+        .send()
+        .await?;
+    assert_eq!(response.status(), 200);
+    assert!(child.0.try_wait()?.is_none(), "cmq-host ended");
+    Ok(())
+}
+
+#[tokio::test]
+async fn sigterm_during_start_up_stops_cleanly() -> anyhow::Result<()> {
+    let (mut child, lines) = signal_during_start_up("TERM")?;
+    let status = tokio::task::spawn_blocking(move || child.0.wait()).await??;
+    // Not killed by the signal: it finished starting, drained nothing and stopped.
+    assert_eq!(status.code(), Some(0), "{status}");
+    let rest: Vec<String> = lines.iter().collect();
+    assert!(
+        rest.iter().any(|line| line.contains("stopped")),
+        "{rest:#?}"
     );
     Ok(())
 }
@@ -149,9 +193,7 @@ async fn after_sigkill_mid_burst_the_store_holds_every_answered_push() -> anyhow
                 );
             } else {
                 // JSON pushes are keyed within their subscription.
-                let record = store
-                    .record(&format!("default/mysubscription/{}", id(i)))
-                    .await?;
+                let record = store.record(&documented_key(&id(i))).await?;
                 assert_eq!(
                     record.map(|r| r.state),
                     Some("acked".to_owned()),
@@ -359,6 +401,74 @@ fn a_file_that_is_not_a_component_fails_before_listening() -> anyhow::Result<()>
 }
 
 #[test]
+fn an_open_endpoint_other_machines_reach_is_refused_unless_allowed() -> anyhow::Result<()> {
+    // 0.0.0.0 with the store on, no token and no allowlist: refused before listening.
+    let refused = cmq_host()
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .arg(guest("ack"))
+        .output()?;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains("--allow-unauthenticated"), "{stderr}");
+    assert!(!stderr.contains("listening on"), "{stderr}");
+    // Said so, or with a token, it serves.
+    for flags in [
+        &["--allow-unauthenticated"][..],
+        &["--token", "an-open-sesame-0123456789"][..],
+        &["--allow", "127.0.0.0/8"][..],
+    ] {
+        let component = guest("ack");
+        let mut args: Vec<&std::ffi::OsStr> = vec!["serve".as_ref(), "--listen".as_ref()];
+        args.push("0.0.0.0:0".as_ref());
+        args.extend(flags.iter().map(std::ffi::OsStr::new));
+        args.push(component.as_os_str());
+        let (_child, _lines, _url) = spawn_serve(&args)?;
+    }
+    Ok(())
+}
+
+/// A field of `/proc/PID/status`, in KiB (`VmHWM`: peak resident set, `VmRSS`: now).
+fn memory_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no {field} in /proc/{pid}/status"))
+}
+
+#[tokio::test]
+async fn header_maps_a_guest_hoards_cannot_take_the_host_s_memory() -> anyhow::Result<()> {
+    // Each push fills wasi:http header maps, which live in the host's memory, until
+    // the host refuses one more. Eight at once took 3.4 GB before they were bounded.
+    let (child, _lines, url) = serve("plain_http", &["--no-state"])?;
+    let pid = child.0.id();
+    let (peak_before, resident_before) = (memory_kib(pid, "VmHWM")?, memory_kib(pid, "VmRSS")?);
+    let client = reqwest::Client::new();
+    let mut pushes = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        pushes.spawn(cmq_push(&client, &url, &format!("hoard-{i}"), "hoard-fields").send());
+    }
+    while let Some(answer) = pushes.join_next().await {
+        assert_eq!(
+            answer??.status(),
+            500,
+            "the hoarding guest is stopped by a trap"
+        );
+    }
+    let (peak, resident) = (memory_kib(pid, "VmHWM")?, memory_kib(pid, "VmRSS")?);
+    assert!(
+        peak < peak_before + 128 * 1024,
+        "the host's peak RSS grew from {peak_before} KiB to {peak} KiB"
+    );
+    assert!(
+        resident < resident_before + 64 * 1024,
+        "the host's RSS stayed at {resident} KiB after the burst (from {resident_before})"
+    );
+    Ok(())
+}
+
+#[test]
 fn a_bad_flag_fails_before_compiling() -> anyhow::Result<()> {
     let output = cmq_host()
         .args(["serve", "--max-memory", "64MB", "no-such-file.wasm"])
@@ -458,7 +568,7 @@ async fn a_compiled_component_serves_like_the_wasm_it_came_from() -> anyhow::Res
         "{}",
         String::from_utf8_lossy(&compiled.stderr)
     );
-    let (child, lines, url) = serve_path(&cwasm, &[])?;
+    let (child, lines, url) = serve_path(&cwasm, &["--allow-precompiled"])?;
     let response = cmq_push(&reqwest::Client::new(), &url, "from-cwasm", "a")
         .send()
         .await?;
@@ -467,9 +577,33 @@ async fn a_compiled_component_serves_like_the_wasm_it_came_from() -> anyhow::Res
     assert!(wait_for(&lines, "message handled").contains("from-cwasm"));
     drop(child);
 
+    // Native code is refused unless the operator allows it, and never taken from a
+    // file named .wasm: whoever may replace a handler file must not be able to run
+    // native code as the host.
+    let disguised = dir.join("innocent.wasm");
+    std::fs::copy(&cwasm, &disguised)?;
+    for (component, flags, says) in [
+        (&cwasm, &[][..], "--allow-precompiled"),
+        (&disguised, &[][..], "--allow-precompiled"),
+        (&disguised, &["--allow-precompiled"][..], "not named .cwasm"),
+    ] {
+        let refused = cmq_host()
+            .args(["serve", "--no-state"])
+            .args(flags)
+            .arg(component)
+            .output()?;
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success(), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+        assert!(!stderr.contains("listening on"), "{stderr}");
+    }
+
     // Anything else with a .cwasm name is refused before listening.
     std::fs::write(&cwasm, b"\x7fELF not really")?;
-    let refused = cmq_host().arg("serve").arg(&cwasm).output()?;
+    let refused = cmq_host()
+        .args(["serve", "--allow-precompiled"])
+        .arg(&cwasm)
+        .output()?;
     std::fs::remove_dir_all(&dir)?;
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
@@ -498,13 +632,7 @@ async fn a_second_start_loads_the_component_from_the_compile_cache() -> anyhow::
             let running = Running(child);
             let ready = wait_for(&lines, "component ready");
             assert!(ready.contains(&format!("loaded={expected}")), "{ready}");
-            let listening = wait_for(&lines, "listening on ");
-            let url = listening
-                .split("listening on ")
-                .nth(1)
-                .expect("url")
-                .trim()
-                .to_owned();
+            let url = listening_url(&wait_for(&lines, "listening on "));
             let response = cmq_push(&reqwest::Client::new(), &url, "cached-1", "")
                 .send()
                 .await?;
@@ -535,6 +663,15 @@ async fn a_second_start_loads_the_component_from_the_compile_cache() -> anyhow::
     std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o600))?;
     start("Compiled").await?;
     start("FromCache").await?;
+    // A symbolic link in an entry's place is not followed, even to a good entry.
+    let elsewhere = cache.with_extension("elsewhere");
+    std::fs::copy(&entry, &elsewhere)?;
+    std::fs::remove_file(&entry)?;
+    std::os::unix::fs::symlink(&elsewhere, &entry)?;
+    start("Compiled").await?;
+    std::fs::remove_file(&entry)?;
+    std::fs::remove_file(&elsewhere)?;
+    start("Compiled").await?;
     // A directory others may write is not trusted.
     std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777))?;
     start("Compiled").await?;

@@ -6,8 +6,10 @@
 
 use std::time::Duration;
 
-use cmq_host::{Claim, ReceiverOptions, Settlement, Store, StoreLocation};
-use cmq_tests::{BACKENDS, Backend, TestHost, fresh_store, json_body, log_lines_with, push};
+use cmq_host::{Claim, ExpectedFormat, ReceiverOptions, Settlement, Store, StoreLocation};
+use cmq_tests::{
+    BACKENDS, Backend, TestHost, documented_key, fresh_store, json_body, log_lines_with, push,
+};
 use reqwest::StatusCode;
 
 async fn host_with(location: &StoreLocation, options: ReceiverOptions) -> anyhow::Result<TestHost> {
@@ -135,7 +137,7 @@ async fn attempts_are_counted_across_redeliveries_and_reach_the_guest() -> anyho
         );
         let store = Store::open(&location).await?;
         let record = store
-            .record(&format!("default/mysubscription/{id}"))
+            .record(&documented_key("default", &id))
             .await?
             .expect("a record");
         assert_eq!((record.attempts, record.state.as_str()), (3, "acked"));
@@ -215,7 +217,7 @@ async fn the_last_attempt_is_journaled_and_acknowledged_instead_of_lost() -> any
         assert_eq!(journal.len(), 3, "{backend:?}: {journal:#?}");
 
         let record = store
-            .record(&format!("default/mysubscription/{retried}"))
+            .record(&documented_key("default", &retried))
             .await?
             .expect("a record");
         assert_eq!(record.state, "journaled");
@@ -226,7 +228,7 @@ async fn the_last_attempt_is_journaled_and_acknowledged_instead_of_lost() -> any
         );
         assert_eq!(
             store
-                .record(&format!("default/mysubscription/{retried}"))
+                .record(&documented_key("default", &retried))
                 .await?
                 .expect("a record")
                 .attempts,
@@ -376,6 +378,109 @@ async fn a_last_attempt_that_finds_another_push_running_is_journaled() -> anyhow
         );
         first.stop().await?;
         second.stop().await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_simplified_push_never_passes_for_a_json_push_of_another_message() -> anyhow::Result<()> {
+    let location = fresh_store(Backend::Sqlite).await?;
+    let host = host_with(&location, ReceiverOptions::default()).await?;
+    let client = reqwest::Client::new();
+    let id = unique("merge", Backend::Sqlite);
+    // A JSON push: subscription `mysubscription`, message `id`; acknowledged.
+    assert_eq!(send(&host, &id, "").await?, (StatusCode::OK, "ok".into()));
+    // A SIMPLIFIED push whose id reads like those two joined is another message: its
+    // guest runs.
+    let joined = format!("mysubscription/{id}");
+    let response = push(&client, &host.url(), &joined, "", "plain text")
+        .send()
+        .await?;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        runs(&joined),
+        1,
+        "answered as a duplicate of {id} without its guest running"
+    );
+    // An id that is not UTF-8 is refused: read lossily, two ids would make one key.
+    let not_text = reqwest::header::HeaderValue::from_bytes(b"id-\xff")?;
+    let response = client
+        .post(host.url())
+        .header("x-cmq-message-id", not_text)
+        .body("plain text")
+        .send()
+        .await?;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(response.text().await?.contains("not UTF-8"));
+    host.stop().await
+}
+
+#[tokio::test]
+async fn a_reason_or_an_id_holding_nul_never_blocks_the_journal() -> anyhow::Result<()> {
+    for backend in BACKENDS {
+        let location = fresh_store(backend).await?;
+        let options = ReceiverOptions {
+            format: ExpectedFormat::Json,
+            ..Default::default()
+        };
+        let host = host_with(&location, options).await?;
+        // The guest drops with a reason holding NUL: journaled, and answered 200 (on
+        // PostgreSQL, whose text holds no NUL, it was refused and answered 503 forever).
+        let id = unique("nul-reason", backend);
+        assert_eq!(
+            send(&host, &id, "drop-nul").await?,
+            (StatusCode::OK, "ok".into()),
+            "{backend:?}"
+        );
+        let journal = Store::open(&location).await?.dead_letters().await?;
+        let entry = journal
+            .iter()
+            .find(|entry| entry.message_id == id)
+            .expect("the dropped message is journaled");
+        assert_eq!(entry.reason, "dropped: a reason with \u{FFFD} inside");
+        // An id holding NUL is no CMQ id: refused before anything runs.
+        let body = json_body("REPLACED").replace("REPLACED", "a\\u0000b");
+        let response = push(&reqwest::Client::new(), &host.url(), "x", "", body)
+            .send()
+            .await?;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{backend:?}");
+        assert!(response.text().await?.contains("control character"));
+        host.stop().await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn old_records_are_pruned_in_chunks_and_kept_ones_stay() -> anyhow::Result<()> {
+    // More records than one prune statement takes (500), so the chunks must repeat.
+    for backend in BACKENDS {
+        let store = Store::open(&fresh_store(backend).await?).await?;
+        let lease = Duration::from_secs(5);
+        let mut settles = tokio::task::JoinSet::new();
+        for n in 0..1_234 {
+            let store = store.clone();
+            settles.spawn(async move {
+                let key = format!("old-{n}");
+                let Claim::Run { token, .. } = store.claim(&key, lease, None).await? else {
+                    anyhow::bail!("{key} did not run");
+                };
+                store.settle(&key, token, Settlement::Acked).await?;
+                anyhow::Ok(())
+            });
+        }
+        while let Some(settled) = settles.join_next().await {
+            settled??;
+        }
+        // Kept: changed after the instant the prune starts from.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let age = Duration::from_millis(20);
+        let Claim::Run { token, .. } = store.claim("kept", lease, None).await? else {
+            panic!("{backend:?}: kept did not run");
+        };
+        store.settle("kept", token, Settlement::Acked).await?;
+        assert_eq!(store.prune(age).await?, 1_234, "{backend:?}");
+        assert!(store.record("old-7").await?.is_none(), "{backend:?}");
+        assert!(store.record("kept").await?.is_some(), "{backend:?}");
     }
     Ok(())
 }

@@ -54,17 +54,6 @@ fn serve_config(
     spawn_serve(&args)
 }
 
-/// The admin URL a `serve` with `admin_listen` logs after it listens.
-fn admin_url(lines: &mpsc::Receiver<String>) -> String {
-    let line = wait_for(lines, "metrics and health on ");
-    let url = line
-        .split("metrics and health on ")
-        .nth(1)
-        .and_then(|rest| rest.split("/metrics").next())
-        .expect("an admin url");
-    url.to_owned()
-}
-
 /// A push of the documented JSON message with id `id` and tag `tag` to `url`.
 fn push_to(client: &reqwest::Client, url: &str, id: &str, tag: &str) -> reqwest::RequestBuilder {
     client
@@ -237,38 +226,6 @@ fn check_reports_a_good_config_and_names_the_line_and_key_of_a_bad_one() -> anyh
         String::from_utf8_lossy(&mixed.stderr)
     );
     Ok(())
-}
-
-/// The value of the sample `name` with `labels` in a parsed scrape (0 when absent).
-fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
-    scrape
-        .samples
-        .iter()
-        .filter(|sample| sample.metric == name)
-        .filter(|sample| {
-            labels
-                .iter()
-                .all(|(key, value)| sample.labels.get(key) == Some(value))
-        })
-        .map(|sample| match &sample.value {
-            prometheus_parse::Value::Counter(value)
-            | prometheus_parse::Value::Gauge(value)
-            | prometheus_parse::Value::Untyped(value) => *value,
-            prometheus_parse::Value::Histogram(buckets) => {
-                buckets.last().map_or(0.0, |bucket| bucket.count)
-            }
-            prometheus_parse::Value::Summary(_) => 0.0,
-        })
-        .sum()
-}
-
-async fn scrape(client: &reqwest::Client, admin: &str) -> anyhow::Result<prometheus_parse::Scrape> {
-    let response = client.get(format!("{admin}/metrics")).send().await?;
-    assert_eq!(response.status(), 200);
-    let text = response.text().await?;
-    Ok(prometheus_parse::Scrape::parse(
-        text.lines().map(|line| Ok(line.to_owned())),
-    )?)
 }
 
 #[tokio::test]
@@ -498,6 +455,24 @@ async fn a_broken_component_or_config_leaves_the_old_routes_serving() -> anyhow:
         "by-tag still serves"
     );
 
+    // Native code under the component's .wasm name (what an attacker who may write
+    // handler files would install): refused, even compiled by this very cmq-host.
+    let native = dir.join("native.cwasm");
+    let compiled = cmq_host()
+        .args(["compile", "-o"])
+        .arg(&native)
+        .arg(guest("ack"))
+        .output()?;
+    assert!(compiled.status.success());
+    install(&native, &component)?;
+    let failed = wait_for(&lines, "reload failed");
+    assert!(failed.contains("native code"), "{failed}");
+    assert_eq!(
+        retry("504").send().await?.status(),
+        503,
+        "by-tag still serves"
+    );
+
     // A config that does not parse, applied by SIGHUP.
     install(&guest("by_tag"), &component)?;
     wait_for(&lines, "reloaded");
@@ -523,8 +498,40 @@ async fn a_broken_component_or_config_leaves_the_old_routes_serving() -> anyhow:
     assert_eq!(retry("503").send().await?.status(), 200, "ack serves now");
 
     let metrics = scrape(&client, &admin).await?;
-    assert!(sample(&metrics, "cmq_reloads_total", &[("result", "error")]) >= 3.0);
+    assert!(sample(&metrics, "cmq_reloads_total", &[("result", "error")]) >= 4.0);
     assert!(sample(&metrics, "cmq_reloads_total", &[("result", "ok")]) >= 2.0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn shutdown_waits_for_the_longest_deadline_of_any_generation_still_running()
+-> anyhow::Result<()> {
+    // Generation 1 gives its guest 8 s; generation 2, reloaded while a generation-1
+    // push runs, gives 1 s. The drain must wait for the generation-1 push.
+    let dir = scratch()?;
+    install(&guest("faulty"), &dir.join("faulty.wasm"))?;
+    let config = dir.join("cmq.toml");
+    let with_deadline = |deadline: &str| {
+        format!(
+            "listen = \"127.0.0.1:0\"\n[routes.slow]\npath = \"/\"\ncomponent = \"faulty.wasm\"\n\
+             deadline = \"{deadline}\"\n"
+        )
+    };
+    std::fs::write(&config, with_deadline("8s"))?;
+    let (host, lines, url) = serve_config(&config, &["--no-state"])?;
+    let client = reqwest::Client::new();
+    // Sleeps 60 s: answered `500` when its 8 s deadline ends.
+    let running = tokio::spawn(push_to(&client, &format!("{url}/cgi"), "sleeper", "sleep").send());
+    // Under way well before the reload.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    write_atomic(&config, &with_deadline("1s"))?;
+    signal(&host, "HUP")?;
+    wait_for(&lines, "reloaded");
+    signal(&host, "TERM")?;
+    let answer = running
+        .await?
+        .map_err(|err| anyhow::anyhow!("no answer: {err}"))?;
+    assert_eq!(answer.status(), 500, "the generation-1 push was cut off");
     Ok(())
 }
 

@@ -194,6 +194,42 @@ async fn a_plain_wasi_http_component_is_served_and_its_status_is_the_decision() 
 }
 
 #[tokio::test]
+async fn a_wasi_http_guest_never_sees_the_endpoint_token() -> anyhow::Result<()> {
+    // The guest answers with its request's path and query, and prints them.
+    let secret = "s3cret-wasi-token-0123456789";
+    let options = ReceiverOptions {
+        token: Some(secret.parse().map_err(anyhow::Error::msg)?),
+        ..Default::default()
+    };
+    let host = TestHost::start("plain_http", options).await?;
+    let client = reqwest::Client::new();
+    let base = host.url();
+    let base = base.trim_end_matches("/cgi");
+    for (id, url, seen_path) in [
+        ("token-path", format!("{base}/push/{secret}"), "/"),
+        (
+            "token-query",
+            format!("{base}/cgi?a=1&token={secret}&b=2"),
+            "/cgi?a=1&b=2",
+        ),
+    ] {
+        let seen = send(push(&client, &url, id, "path", json_body(id))).await?;
+        assert_eq!((seen.status, seen.body.as_str()), (202, seen_path), "{id}");
+        let printed = log_lines_with(&format!("request path: {seen_path}"));
+        assert!(
+            !printed.is_empty(),
+            "{id}: the guest's line is not in the log"
+        );
+    }
+    assert!(
+        log_lines_with(secret).is_empty(),
+        "the token reached the log: {:#?}",
+        log_lines_with(secret)
+    );
+    host.stop().await
+}
+
+#[tokio::test]
 async fn a_plain_wasi_http_component_cannot_be_served_as_a_push_handler() -> anyhow::Result<()> {
     let refused = TestHost::start(
         "plain_http",

@@ -65,6 +65,33 @@ impl Token {
         in_path | in_query
     }
 
+    /// `uri` without the token: without the `/push/<token>` that ends its path and
+    /// without any `token=` parameter in its query, so that a guest given the request
+    /// as it came never sees the secret (and cannot print it into the log).
+    pub(crate) fn strip_from(&self, uri: &http::Uri) -> http::Uri {
+        let path = uri.path();
+        let path = path
+            .strip_suffix(self.0.as_str())
+            .and_then(|rest| rest.strip_suffix("/push/"))
+            .map_or(path, |rest| if rest.is_empty() { "/" } else { rest });
+        let mut stripped = path.to_owned();
+        let query: Vec<&str> = uri
+            .query()
+            .into_iter()
+            .flat_map(|query| query.split('&'))
+            .filter(|pair| !pair.starts_with("token="))
+            .collect();
+        if !query.is_empty() {
+            stripped.push('?');
+            stripped.push_str(&query.join("&"));
+        }
+        let mut parts = uri.clone().into_parts();
+        parts.path_and_query = stripped.parse().ok();
+        // What is left of a valid URI is a valid URI; "/" is the fallback that keeps
+        // the token out whatever happens.
+        http::Uri::from_parts(parts).unwrap_or_else(|_| http::Uri::from_static("/"))
+    }
+
     fn matches(&self, given: &str) -> bool {
         self.0.as_bytes().ct_eq(given.as_bytes()).into()
     }
@@ -106,6 +133,20 @@ mod tests {
         assert!(!is_in("/push/s3cret-token-0123456789/x", None));
         assert!(!is_in("/cgi", Some("token=wrong")));
         assert!(!is_in("/cgi", None));
+    }
+
+    #[test]
+    fn the_token_is_stripped_from_the_path_and_the_query() {
+        let strip = |uri: &'static str| token().strip_from(&http::Uri::from_static(uri));
+        assert_eq!(strip("/push/s3cret-token-0123456789"), "/");
+        assert_eq!(strip("/orders/push/s3cret-token-0123456789"), "/orders");
+        assert_eq!(
+            strip("/cgi?a=1&token=s3cret-token-0123456789&b=2"),
+            "/cgi?a=1&b=2"
+        );
+        assert_eq!(strip("/cgi?token=s3cret-token-0123456789"), "/cgi");
+        assert_eq!(strip("/cgi?token=wrong"), "/cgi");
+        assert_eq!(strip("/cgi/x?y=1"), "/cgi/x?y=1");
     }
 
     #[test]

@@ -4,9 +4,12 @@
 //! compiling it with Cranelift.
 //!
 //! A cached file is native code that runs as is, so the cache trusts only a directory
-//! that this process's user owns and nobody else may write, and files in it that only
-//! that user may write. Anything else is ignored with a warning, and the component is
-//! compiled.
+//! that this process's effective user owns and nobody else may write, under parents that
+//! no other user can swap it out of, and plain files in it (never a symbolic link) that
+//! only that user may write; an entry is checked on the open file it is then read from,
+//! so it cannot be replaced between the check and the read. Anything else is ignored
+//! with a warning, and the component is compiled. Beyond [`MAX_CACHE_BYTES`] the
+//! entries used longest ago are removed.
 
 use std::hash::{Hash, Hasher};
 use std::io::Write as _;
@@ -37,26 +40,28 @@ pub(crate) fn load_or_compile(
     path: &Path,
 ) -> wasmtime::Result<(Component, Loaded)> {
     let entry = dir.join(format!("{}.cwasm", key(engine, bytes)));
-    match trusted(dir, &entry) {
-        Ok(true) => match std::fs::read(&entry) {
-            Ok(cached) => {
-                // SAFETY: `Component::deserialize` runs the bytes as native code; they
-                // are `Component::serialize` output that this user wrote below, in a
-                // directory and file only this user can write (checked by `trusted`).
-                // wasmtime itself refuses bytes from another version or settings.
-                #[allow(unsafe_code)]
-                let component = unsafe { Component::deserialize(engine, &cached) };
-                match component {
-                    Ok(component) => return Ok((component, Loaded::FromCache)),
-                    Err(err) => tracing::warn!(
-                        entry = %entry.display(),
-                        "compile cache entry unusable, compiling again: {err}"
-                    ),
+    match trusted(dir).and_then(|user| read_entry(&entry, user)) {
+        Ok(Some(cached)) => {
+            // SAFETY: `Component::deserialize` runs the bytes as native code; they are
+            // `Component::serialize` output that this user wrote below, read from a
+            // plain file only this user can write, in a directory only this user can
+            // write (checked by `trusted` and `read_entry` on the open file). wasmtime
+            // itself refuses bytes from another version or settings.
+            #[allow(unsafe_code)]
+            let component = unsafe { Component::deserialize(engine, &cached) };
+            match component {
+                Ok(component) => {
+                    // Its time is when it was last used, for eviction.
+                    touch(&entry);
+                    return Ok((component, Loaded::FromCache));
                 }
+                Err(err) => tracing::warn!(
+                    entry = %entry.display(),
+                    "compile cache entry unusable, compiling again: {err}"
+                ),
             }
-            Err(err) => tracing::warn!(entry = %entry.display(), "compile cache unreadable: {err}"),
-        },
-        Ok(false) => {}
+        }
+        Ok(None) => {}
         Err(reason) => {
             tracing::warn!(dir = %dir.display(), "compile cache not used: {reason}");
             return Ok((
@@ -101,35 +106,121 @@ impl Hasher for ShaHasher {
     }
 }
 
-/// Creates `dir` (owner-only) when missing; then whether `entry` exists, or why the
-/// directory cannot be trusted.
-fn trusted(dir: &Path, entry: &Path) -> Result<bool, String> {
+/// The most the cache's entries may take together; beyond it, the entries used
+/// longest ago are removed when a new one is written.
+const MAX_CACHE_BYTES: u64 = 1 << 30;
+
+/// This process's effective user id, as the kernel reports it.
+fn effective_uid() -> Result<u32, String> {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|err| format!("cannot tell this process's user: {err}"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))
+        // Real, effective, saved and filesystem ids, in that order.
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        .and_then(|id| id.parse().ok())
+        .ok_or_else(|| "cannot tell this process's user: no Uid in /proc/self/status".into())
+}
+
+/// Why `meta`, of `path`, is not this user's alone to write, if it is not.
+fn owned_alone(meta: &std::fs::Metadata, path: &Path, user: u32) -> Result<(), String> {
+    if meta.uid() != user {
+        return Err(format!("{} belongs to another user", path.display()));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!("{} is writable by others", path.display()));
+    }
+    Ok(())
+}
+
+/// Creates `dir` (owner-only) when missing, and checks that only this process's user
+/// can change what it holds: the directory itself (or what a symbolic link to it points
+/// to: systemd's DynamicUser makes one), and every parent, which must belong to this
+/// user or root and be writable by no one else unless sticky (as `/tmp` is). Returns the
+/// user.
+fn trusted(dir: &Path) -> Result<u32, String> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
         .map_err(|err| format!("cannot create it: {err}"))?;
-    let user = std::fs::metadata("/proc/self")
-        .map_err(|err| format!("cannot tell this process's user: {err}"))?
-        .uid();
-    let safe = |meta: std::fs::Metadata, path: &Path| -> Result<(), String> {
-        if meta.uid() != user {
-            return Err(format!("{} belongs to another user", path.display()));
+    let user = effective_uid()?;
+    let real = std::fs::canonicalize(dir).map_err(|err| err.to_string())?;
+    let meta = std::fs::metadata(&real).map_err(|err| err.to_string())?;
+    owned_alone(&meta, &real, user)?;
+    for parent in real.ancestors().skip(1) {
+        let meta = std::fs::metadata(parent).map_err(|err| err.to_string())?;
+        let sticky = meta.mode() & 0o1000 != 0;
+        if meta.uid() != 0 && meta.uid() != user {
+            return Err(format!("{} belongs to another user", parent.display()));
         }
-        if meta.mode() & 0o022 != 0 {
-            return Err(format!("{} is writable by others", path.display()));
+        if meta.mode() & 0o022 != 0 && !sticky {
+            return Err(format!("{} is writable by others", parent.display()));
         }
-        Ok(())
-    };
-    // The directory may be a symbolic link (systemd's DynamicUser makes one): what it
-    // points to is checked. An entry must be a plain file.
-    safe(std::fs::metadata(dir).map_err(|err| err.to_string())?, dir)?;
-    match std::fs::symlink_metadata(entry) {
-        Ok(meta) if meta.is_file() => safe(meta, entry).map(|()| true),
-        Ok(_) => Err(format!("{} is not a plain file", entry.display())),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(err) => Err(err.to_string()),
     }
+    Ok(user)
+}
+
+/// The entry's bytes, if it exists: opened without following a symbolic link, and
+/// checked on the open file (a plain file that only `user` may write) before it is read.
+fn read_entry(entry: &Path, user: u32) -> Result<Option<Vec<u8>>, String> {
+    use std::io::Read as _;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(entry);
+    let mut file = match file {
+        Ok(file) => file,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) if err.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(format!("{} is a symbolic link", entry.display()));
+        }
+        Err(err) => return Err(err.to_string()),
+    };
+    let meta = file.metadata().map_err(|err| err.to_string())?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a plain file", entry.display()));
+    }
+    owned_alone(&meta, entry, user)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.read_to_end(&mut bytes)
+        .map_err(|err| format!("reading {}: {err}", entry.display()))?;
+    Ok(Some(bytes))
+}
+
+/// Marks `entry` used now: eviction removes the entries used longest ago.
+fn touch(entry: &Path) {
+    let now = std::fs::FileTimes::new().set_modified(std::time::SystemTime::now());
+    let _ = std::fs::File::options()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(entry)
+        .and_then(|file| file.set_times(now));
+}
+
+/// Removes the entries used longest ago until those left take at most `limit` bytes.
+fn evict(dir: &Path, limit: u64) -> std::io::Result<()> {
+    let mut entries = Vec::new();
+    for item in std::fs::read_dir(dir)? {
+        let item = item?;
+        let meta = item.metadata()?;
+        let is_entry = item.path().extension().is_some_and(|ext| ext == "cwasm");
+        if meta.is_file() && is_entry {
+            entries.push((meta.modified()?, meta.len(), item.path()));
+        }
+    }
+    let mut total: u64 = entries.iter().map(|(_, len, _)| len).sum();
+    entries.sort();
+    for (_, len, path) in entries {
+        if total <= limit {
+            break;
+        }
+        std::fs::remove_file(&path)?;
+        tracing::info!(entry = %path.display(), "compile cache entry evicted");
+        total -= len;
+    }
+    Ok(())
 }
 
 /// Writes the compiled component to `entry`, atomically (a temporary file renamed).
@@ -148,5 +239,35 @@ fn store(dir: &Path, entry: &Path, component: &Component) -> anyhow::Result<()> 
     file.write_all(&serialized)?;
     file.sync_all()?;
     std::fs::rename(&temporary, entry)?;
+    evict(dir, MAX_CACHE_BYTES)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn eviction_removes_the_entries_used_longest_ago() -> std::io::Result<()> {
+        let dir = std::env::temp_dir().join(format!("cmq-evict-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let now = SystemTime::now();
+        for (name, age) in [("old.cwasm", 30), ("newer.cwasm", 20), ("newest.cwasm", 10)] {
+            let file = std::fs::File::create(dir.join(name))?;
+            file.set_len(100)?;
+            let used = std::fs::FileTimes::new().set_modified(now - Duration::from_secs(age));
+            file.set_times(used)?;
+        }
+        // Not an entry: never counted, never removed.
+        std::fs::write(dir.join("notes.txt"), vec![b'x'; 1000])?;
+        evict(&dir, 250)?;
+        let left = |name: &str| dir.join(name).exists();
+        assert!(!left("old.cwasm"));
+        assert!(left("newer.cwasm") && left("newest.cwasm") && left("notes.txt"));
+        evict(&dir, 250)?;
+        assert!(left("newer.cwasm"), "under the limit, nothing goes");
+        std::fs::remove_dir_all(&dir)
+    }
 }

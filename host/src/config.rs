@@ -40,6 +40,9 @@ pub struct Config {
     pub limits: SharedLimits,
     /// The routes, in the order the file lists them.
     pub routes: Vec<RoutePlan>,
+    /// Whether a route's component may be a `.cwasm` from `cmq-host compile`: native
+    /// code, run as is (default: no, only `.wasm` components).
+    pub allow_precompiled: bool,
 }
 
 /// A certificate chain and its private key, PEM files.
@@ -223,6 +226,7 @@ impl Config {
             allow: raw.allow.into_iter().map(|net| net.0).collect(),
             limits,
             routes,
+            allow_precompiled: raw.allow_precompiled.unwrap_or(false),
         })
     }
 
@@ -257,6 +261,7 @@ impl Config {
                     max_attempts: options.max_attempts,
                 },
             }],
+            allow_precompiled: options.allow_precompiled,
         }
     }
 
@@ -429,6 +434,7 @@ struct RawConfig {
     #[serde(default)]
     allow: Vec<Text<IpNet>>,
     tls: Option<RawTls>,
+    allow_precompiled: Option<bool>,
     routes: Spanned<BTreeMap<Spanned<String>, RawRoute>>,
 }
 

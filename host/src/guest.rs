@@ -21,7 +21,7 @@ use crate::bindings::{Decision, Message, PushHandlerPre};
 use crate::guest_output::GuestOutput;
 use crate::memory_cap::MemoryCap;
 use crate::outbound_http::OutboundHttp;
-use crate::precompiled::Loaded;
+use crate::precompiled::{Loaded, Loading};
 
 /// Why a wasi-http guest's call ended without a usable response.
 #[derive(Debug, thiserror::Error)]
@@ -34,8 +34,15 @@ enum NoResponse {
     Body(String),
 }
 
-/// Host-side resources (streams, pollables, handles) one instance may hold at once.
-const MAX_RESOURCES: usize = 4096;
+/// Host-side resources (streams, pollables, handles, header maps) one instance may
+/// hold at once. They live in the host's memory, which no guest memory cap counts: with
+/// [`FIELD_SIZE_LIMIT`] this bounds what one instance's header maps can take to 4 MiB
+/// (4096 resources of wasmtime's 128 KiB maps took 512 MiB).
+const MAX_RESOURCES: usize = 256;
+
+/// The in-memory size one header map (`wasi:http/types.fields`) of a guest's may take:
+/// far above what CMQ's headers or a handler's requests need.
+const FIELD_SIZE_LIMIT: usize = 16 << 10;
 
 /// Why a guest gave no decision. Every fault answers non-2xx, so CMQ redelivers.
 #[derive(Debug, thiserror::Error)]
@@ -166,9 +173,9 @@ impl Guest {
         max_memory: usize,
         grants: Grants,
         serve_as: ServeAs,
-        compile_cache: Option<&Path>,
+        loading: Loading<'_>,
     ) -> wasmtime::Result<Self> {
-        let (component, loaded) = crate::precompiled::load_component(engine, path, compile_cache)?;
+        let (component, loaded) = crate::precompiled::load_component(engine, path, loading)?;
         let mut linker = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         // Always linked, so that a component importing wasi:http instantiates; its
@@ -306,9 +313,11 @@ impl Guest {
         // Every stream, pollable and file handle a guest opens lives here, in host memory:
         // bound it like the guest's own memory.
         table.set_max_capacity(MAX_RESOURCES);
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(FIELD_SIZE_LIMIT);
         let state = GuestState {
             wasi,
-            http: WasiHttpCtx::new(),
+            http,
             outbound: OutboundHttp::new(self.grants.clone()),
             table,
             limits,

@@ -36,6 +36,7 @@ mod receiver;
 mod reload;
 mod route;
 mod server;
+mod signals;
 mod store;
 mod tls;
 
@@ -52,8 +53,10 @@ pub use crate::receiver::{Receiver, ReceiverOptions};
 pub use crate::reload::{ConfigSource, Reloader};
 pub use crate::route::{LoadedRoute, RouteOptions, RoutePlan, SharedLimits};
 pub use crate::server::Server;
+pub use crate::signals::OsSignal;
 pub use crate::store::{
-    Claim, DeadLetter, MessageRecord, Settlement, Store, StoreError, StoreLocation,
+    Claim, DeadLetter, MessageRecord, Settlement, Store, StoreError, StoreFiles, StoreLocation,
+    WAL_LIMIT, message_key,
 };
 pub use crate::tls::Tls;
 pub use cmq_message::ExpectedFormat;

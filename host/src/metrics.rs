@@ -36,6 +36,11 @@ struct StatusLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FileLabel {
+    file: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
     result: &'static str,
 }
@@ -57,6 +62,7 @@ pub(crate) struct Metrics {
     store_errors: Family<RouteLabel, Counter>,
     reloads: Family<ResultLabel, Counter>,
     generation: Gauge,
+    store_files: Family<FileLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -132,6 +138,12 @@ impl Default for Metrics {
             "Which load of the routes is serving: 1 at start, one more per reload",
             generation.clone(),
         );
+        let store_files = Family::<FileLabel, Gauge>::default();
+        registry.register(
+            "cmq_store_file_bytes",
+            "Size of the SQLite store's files: database, wal (the write-ahead log) and shm",
+            store_files.clone(),
+        );
         Metrics {
             registry,
             messages,
@@ -145,6 +157,7 @@ impl Default for Metrics {
             store_errors,
             reloads,
             generation,
+            store_files,
         }
     }
 }
@@ -156,6 +169,19 @@ fn route(name: &str) -> RouteLabel {
 }
 
 impl Metrics {
+    /// The sizes of the SQLite store's files, as they are now.
+    pub(crate) fn store_files(&self, files: &crate::store::StoreFiles) {
+        for (file, bytes) in [
+            ("database", files.database),
+            ("wal", files.wal),
+            ("shm", files.shm),
+        ] {
+            self.store_files
+                .get_or_create(&FileLabel { file })
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
+    }
+
     /// The metrics in Prometheus' text format (OpenMetrics flavour).
     pub(crate) fn encode(&self) -> String {
         let mut text = String::new();

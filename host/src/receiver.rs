@@ -20,9 +20,9 @@ use crate::bindings::{Decision, Message};
 use crate::config::Config;
 use crate::guest::{GuestFault, ServeAs};
 use crate::metrics::{Metrics, NO_ROUTE};
-use crate::precompiled::Loaded;
+use crate::precompiled::{Loaded, Loading};
 use crate::route::{CurrentRoutes, LoadedRoute, MAX_LIMIT, Route, Routes, SharedLimits};
-use crate::store::{Claim, ClaimToken, DeadLetter, Settlement, Store};
+use crate::store::{Claim, ClaimToken, DeadLetter, Settlement, Store, message_key};
 use crate::{Grants, Token};
 
 /// How a receiver treats pushes; every field has a default (see [`Default`]).
@@ -72,6 +72,9 @@ pub struct ReceiverOptions {
     /// Where compiled `.wasm` components are kept between starts (default: none, every
     /// start compiles; `cmq-host serve` uses [`crate::compile_cache_dir`]).
     pub compile_cache: Option<PathBuf>,
+    /// Whether the component may be a `.cwasm` from `cmq-host compile`: native code,
+    /// run as is (default: no).
+    pub allow_precompiled: bool,
 }
 
 impl Default for ReceiverOptions {
@@ -92,6 +95,7 @@ impl Default for ReceiverOptions {
             dedupe_window: Some(Duration::from_secs(24 * 3600)),
             max_attempts: 4,
             compile_cache: None,
+            allow_precompiled: false,
         }
     }
 }
@@ -120,6 +124,9 @@ pub struct Receiver {
     allow: Vec<IpNet>,
     metrics: Metrics,
     draining: AtomicBool,
+    /// The longest guest deadline of any generation served since start, in
+    /// milliseconds: pushes of an older generation may still run when shutdown drains.
+    longest_deadline_ms: AtomicU64,
 }
 
 impl Receiver {
@@ -143,7 +150,11 @@ impl Receiver {
             (1..=MAX_LIMIT).contains(&config.max_connections),
             "max connections must be between 1 and {MAX_LIMIT}"
         );
-        let routes = Routes::build(&config.routes, config.limits, compile_cache.as_deref(), 1)?;
+        let loading = Loading {
+            compile_cache: compile_cache.as_deref(),
+            allow_precompiled: config.allow_precompiled,
+        };
+        let routes = Routes::build(&config.routes, config.limits, loading, 1)?;
         let metrics = Metrics::default();
         metrics.serving(1);
         Ok(Receiver {
@@ -156,6 +167,7 @@ impl Receiver {
             allow: config.allow.clone(),
             metrics,
             draining: AtomicBool::new(false),
+            longest_deadline_ms: AtomicU64::new(longest_deadline_ms(&config.routes)),
         })
     }
 
@@ -169,8 +181,13 @@ impl Receiver {
         let plans = config.routes.clone();
         let limits = config.limits;
         let cache = self.compile_cache.clone();
+        let allow_precompiled = config.allow_precompiled;
         let built = tokio::task::spawn_blocking(move || {
-            Routes::build(&plans, limits, cache.as_deref(), generation)
+            let loading = Loading {
+                compile_cache: cache.as_deref(),
+                allow_precompiled,
+            };
+            Routes::build(&plans, limits, loading, generation)
         })
         .await
         .context("the reload's compile task failed")
@@ -182,6 +199,8 @@ impl Receiver {
         match checked {
             Ok(routes) => {
                 let report = routes.report();
+                self.longest_deadline_ms
+                    .fetch_max(longest_deadline_ms(&config.routes), Ordering::Relaxed);
                 self.routes.replace(routes);
                 self.generation.store(generation, Ordering::Relaxed);
                 self.metrics.reloaded(true, generation);
@@ -244,6 +263,9 @@ impl Receiver {
 
     /// The metrics in Prometheus' text format.
     pub fn metrics_text(&self) -> String {
+        if let Some(files) = self.store.as_ref().and_then(Store::files) {
+            self.metrics.store_files(&files);
+        }
         self.metrics.encode()
     }
 
@@ -267,17 +289,12 @@ impl Receiver {
         self.max_connections
     }
 
-    /// How long shutdown waits for in-flight pushes: the longest route deadline and a
+    /// How long shutdown waits for in-flight pushes: the longest deadline of any
+    /// generation served since start (an older one's pushes may still run), and a
     /// margin.
     pub(crate) fn drain_timeout(&self) -> Duration {
-        let longest = self
-            .routes
-            .get()
-            .iter()
-            .map(|route| route.options.deadline)
-            .max()
-            .unwrap_or_default();
-        longest + Duration::from_secs(1)
+        Duration::from_millis(self.longest_deadline_ms.load(Ordering::Relaxed))
+            + Duration::from_secs(1)
     }
 
     /// Answers one HTTP request. Never fails: every problem is an answer.
@@ -316,6 +333,11 @@ impl Receiver {
             let work = match route.guest.serves() {
                 ServeAs::IncomingHandler => Work::Request(parts, body),
                 ServeAs::PushHandler | ServeAs::Auto => {
+                    // Read lossily, two ids would make one key: refused instead.
+                    let id = parts.headers.get(cmq_message::HEADER_MESSAGE_ID);
+                    if id.is_some_and(|id| std::str::from_utf8(id.as_bytes()).is_err()) {
+                        return Err(cmq_message::ParseError::MessageIdNotText.into());
+                    }
                     let headers = push_headers(&parts.headers);
                     let message = cmq_message::parse(route.options.format, &headers, &body)?;
                     Work::Message(message, RawPush { headers, body })
@@ -356,7 +378,7 @@ impl Receiver {
         let route_name = route.name.as_str();
         let mut claimed = None;
         if let Some(store) = &self.store {
-            let key = delivery_key(route_name, &message);
+            let key = message_key(route_name, &message);
             let lease = route.options.deadline + LEASE_MARGIN;
             match store.claim(&key, lease, route.options.dedupe_window).await {
                 Ok(Claim::Run { attempt, token }) => {
@@ -576,6 +598,13 @@ impl Receiver {
                 return match store.journal(entry, key, Some(token)).await {
                     Ok(id) => Recorded::Journaled(id),
                     Err(err) => {
+                        tracing::error!(
+                            message_id,
+                            attempt,
+                            status = 503,
+                            "dropped message could not be journaled, answered 503 so that \
+                             CMQ delivers it again: {err}"
+                        );
                         let failed = Settlement::Failed("drop not journaled".into());
                         let _ = store.settle(key, token, failed).await;
                         Recorded::DropNotJournaled(err)
@@ -651,6 +680,9 @@ impl Receiver {
         let headers = push_headers(&parts.headers);
         let message_id = headers.message_id.clone().unwrap_or_default();
         let route_name = route.name.as_str();
+        if let Some(token) = &route.options.token {
+            parts.uri = token.strip_from(&parts.uri);
+        }
         // wasi:http needs an authority; HTTP/1.1 senders always send `Host`.
         if !parts.headers.contains_key(header::HOST) {
             parts
@@ -798,12 +830,14 @@ impl Kept {
         }
     }
 
-    /// The journal entry, with `reason`.
+    /// The journal entry, with `reason`. A NUL in it (a guest's text) becomes U+FFFD:
+    /// PostgreSQL's text holds no NUL, and the entry must be written whatever the
+    /// guest said.
     fn entry(self, reason: String) -> DeadLetter {
         DeadLetter {
             id: 0,
             message_id: self.message_id,
-            reason,
+            reason: reason.replace('\0', "\u{FFFD}"),
             attempts: self.attempt,
             format: self.format,
             request_id: self.headers.request_id,
@@ -814,14 +848,13 @@ impl Kept {
     }
 }
 
-/// What the store keys a message by: its id, within its subscription when the push
-/// names one (JSON format), within its route: every subscription of a topic gets the
-/// same message id, and each may push to its own route or share one.
-fn delivery_key(route: &str, message: &cmq_message::Message) -> String {
-    match &message.subscription_name {
-        Some(subscription) => format!("{route}/{subscription}/{}", message.message_id),
-        None => format!("{route}/{}", message.message_id),
-    }
+/// The longest guest deadline of `plans`, in milliseconds.
+fn longest_deadline_ms(plans: &[crate::route::RoutePlan]) -> u64 {
+    plans
+        .iter()
+        .map(|plan| u64::try_from(plan.options.deadline.as_millis()).unwrap_or(u64::MAX))
+        .max()
+        .unwrap_or_default()
 }
 
 /// How much longer than the guest deadline a claim holds off other pushes of its
@@ -844,8 +877,9 @@ fn clip(reason: &str) -> &str {
     &reason[..end]
 }
 
-/// The `x-cmq-*` headers. Values that are not UTF-8 are read lossily: tags and ids are
-/// text, and a mangled id still identifies the push in the log.
+/// The `x-cmq-*` headers. Values that are not UTF-8 are read lossily: tags are text, and
+/// a mangled id still identifies a wasi-http push in the log (a push handler's is
+/// refused before this).
 fn push_headers(headers: &HeaderMap) -> PushHeaders {
     let text = |name: &str| {
         headers

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::signals::OsSignal;
 use crate::{Config, Receiver};
 
 /// How often the watched files are looked at.
@@ -71,32 +72,12 @@ impl Reloader {
 
     /// Reloads `receiver` at every change or SIGHUP, until dropped. Each outcome is
     /// logged; a failure leaves the serving routes as they were.
-    pub async fn run(mut self, receiver: Arc<Receiver>) {
-        #[cfg(unix)]
-        let mut hangup = {
-            use tokio::signal::unix::{SignalKind, signal};
-            match signal(SignalKind::hangup()) {
-                Ok(hangup) => Some(hangup),
-                Err(err) => {
-                    tracing::warn!("cannot listen for SIGHUP: {err}");
-                    None
-                }
-            }
-        };
+    pub async fn run(mut self, receiver: Arc<Receiver>, mut hangups: OsSignal) {
         let mut every = tokio::time::interval(WATCH_INTERVAL);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            #[cfg(unix)]
-            let hangup_received = async {
-                match &mut hangup {
-                    Some(hangup) => hangup.recv().await,
-                    None => std::future::pending().await,
-                }
-            };
-            #[cfg(not(unix))]
-            let hangup_received = std::future::pending::<Option<()>>();
             let why = tokio::select! {
-                _ = hangup_received => "SIGHUP",
+                () = hangups.next() => "SIGHUP",
                 _ = every.tick() => {
                     if self.stamps() == self.seen {
                         continue;

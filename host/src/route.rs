@@ -2,7 +2,7 @@
 //! serves one [`Routes`] at a time; a reload builds a new one beside it and swaps it in,
 //! while pushes already running finish on the one they started with.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 
 use crate::engine::{EngineSizing, EpochTicker, new_engine};
 use crate::guest::{Guest, ServeAs};
-use crate::precompiled::Loaded;
+use crate::precompiled::{Loaded, Loading};
 use crate::{Grants, Token};
 
 /// How one route treats its pushes; every field has a default (see [`Default`]).
@@ -167,7 +167,7 @@ impl Routes {
     pub(crate) fn build(
         plans: &[RoutePlan],
         limits: SharedLimits,
-        compile_cache: Option<&Path>,
+        loading: Loading<'_>,
         generation: u64,
     ) -> anyhow::Result<Routes> {
         check_limits(plans, &limits)?;
@@ -188,9 +188,7 @@ impl Routes {
         let mut routes = Vec::with_capacity(plans.len());
         for plan in plans {
             let started = Instant::now();
-            if plans.len() > 1 {
-                tracing::info!(route = plan.name, component = %plan.component.display(), "loading component");
-            }
+            tracing::info!(route = plan.name, component = %plan.component.display(), "loading component");
             let guest = Guest::load(
                 &engine,
                 &plan.component,
@@ -198,7 +196,7 @@ impl Routes {
                 plan.options.max_memory,
                 plan.options.grants.clone(),
                 plan.options.serve_as,
-                compile_cache,
+                loading,
             )
             .map_err(|err| {
                 let err = anyhow::Error::from(err);

@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use cmq_host::{
     AdminServer, Config, ConfigSource, DirGrant, EnvGrant, ExpectedFormat, Grants, HttpGrant,
-    IpNet, Receiver, ReceiverOptions, Reloader, ServeAs, Server, Store, StoreLocation, Tls,
-    TlsFiles, Token,
+    IpNet, OsSignal, Receiver, ReceiverOptions, Reloader, ServeAs, Server, Store, StoreLocation,
+    Tls, TlsFiles, Token,
 };
 
 use cmq_host::ByteSize;
@@ -16,7 +16,7 @@ use cmq_host::ByteSize;
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
     /// The handler component: a .wasm (built with the cmq-guest SDK, or any wasi-http
-    /// component), or a .cwasm from `cmq-host compile`.
+    /// component), or with --allow-precompiled a .cwasm from `cmq-host compile`.
     #[arg(required_unless_present = "config")]
     component: Option<PathBuf>,
     /// Serve the routes of this TOML config instead of one component (see the README's
@@ -90,6 +90,12 @@ pub(crate) struct ServeArgs {
     /// or dead-letter journal.
     #[arg(long)]
     no_state: bool,
+    /// Serve an address other machines can reach with the store on, though some route
+    /// takes pushes without a token and no allowlist is set: anyone who reaches the
+    /// port can then have a message id acknowledged, making CMQ's real message with
+    /// that id a duplicate. Refused unless this is given.
+    #[arg(long)]
+    allow_unauthenticated: bool,
     /// A message acknowledged this recently is answered 200 without running the guest
     /// again; `off` runs every push.
     #[arg(long, default_value = "24h", value_name = "DURATION|off", value_parser = parse_window)]
@@ -104,11 +110,16 @@ pub(crate) struct ServeArgs {
     /// [default: $XDG_CACHE_HOME/cmq-host, else ~/.cache/cmq-host].
     #[arg(long, value_name = "DIR|off")]
     pub(crate) compile_cache: Option<PathBuf>,
+    /// Accept a .cwasm from `cmq-host compile` as the component: native code that runs
+    /// outside the sandbox, as is (`allow_precompiled = true` in a config). Without it
+    /// only .wasm components are served.
+    #[arg(long)]
+    allow_precompiled: bool,
 }
 
 /// The flags that describe the one component of `serve COMPONENT`: a config file
 /// describes its routes itself.
-const SINGLE_COMPONENT_FLAGS: [&str; 20] = [
+const SINGLE_COMPONENT_FLAGS: [&str; 21] = [
     "component",
     "listen",
     "admin_listen",
@@ -129,6 +140,7 @@ const SINGLE_COMPONENT_FLAGS: [&str; 20] = [
     "http",
     "dedupe_window",
     "max_attempts",
+    "allow_precompiled",
 ];
 
 /// Where the delivery store is: shared by `serve` and `dead-letter`.
@@ -173,10 +185,20 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         Some(path) => ConfigSource::File(path.clone()),
         None => ConfigSource::Fixed(Box::new(flags_config(&args)?)),
     };
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    // Before anything slow: SIGHUP and SIGTERM during start-up must not end the
+    // process by their default action. SIGHUP reloads once serving; SIGTERM stops the
+    // host as soon as it has started.
+    let (hangups, terminations) = {
+        let _context = runtime.enter();
+        (OsSignal::hangup(), OsSignal::terminate())
+    };
     let config = source.load()?;
+    if !args.no_state && !args.allow_unauthenticated {
+        refuse_unauthenticated(&config)?;
+    }
     // Before the components load, so that a change made meanwhile reloads.
     let reloader = Reloader::new(source, config.clone());
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let store = if args.no_state {
         None
     } else {
@@ -228,8 +250,8 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             );
             tokio::spawn(admin.serve(std::future::pending()))
         });
-        let reloads = tokio::spawn(reloader.run(server.receiver()));
-        let served = server.serve(shutdown_signal()).await;
+        let reloads = tokio::spawn(reloader.run(server.receiver(), hangups));
+        let served = server.serve(shutdown_signal(terminations)).await;
         reloads.abort();
         if let Some(admin) = admin {
             admin.abort();
@@ -237,6 +259,31 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         served
     })?;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Refuses a listener other machines can reach where a route takes pushes from anyone:
+/// with the store on, an unauthenticated push can have any message id acknowledged.
+fn refuse_unauthenticated(config: &Config) -> anyhow::Result<()> {
+    if config.listen.ip().is_loopback() || !config.allow.is_empty() {
+        return Ok(());
+    }
+    let open: Vec<&str> = config
+        .routes
+        .iter()
+        .filter(|route| route.options.token.is_none())
+        .map(|route| route.name.as_str())
+        .collect();
+    anyhow::ensure!(
+        open.is_empty(),
+        "refusing to serve {} to other machines: route {} takes pushes without a token, \
+         no --allow list is set, and with the delivery store anyone who reaches the port \
+         could have a message id acknowledged, making CMQ's own message with that id a \
+         duplicate. Set a token (--token, CMQ_HOST_TOKEN, or token_env in a config), an \
+         allowlist (--allow CIDR), or say --allow-unauthenticated",
+        config.listen,
+        open.join(", ")
+    );
     Ok(())
 }
 
@@ -287,6 +334,7 @@ fn flags_config(args: &ServeArgs) -> anyhow::Result<Config> {
         dedupe_window: args.dedupe_window,
         max_attempts: args.max_attempts,
         compile_cache: None,
+        allow_precompiled: args.allow_precompiled,
     };
     let mut config = Config::single(component, &options);
     config.listen = args.listen;
@@ -301,31 +349,16 @@ fn flags_config(args: &ServeArgs) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-/// Completes on ctrl-c or SIGTERM.
-async fn shutdown_signal() {
+/// Completes on ctrl-c or SIGTERM (one received since `terminations` was made counts).
+async fn shutdown_signal(mut terminations: OsSignal) {
     let ctrl_c = async {
         if let Err(err) = tokio::signal::ctrl_c().await {
             tracing::warn!("cannot listen for ctrl-c: {err}");
             std::future::pending::<()>().await;
         }
     };
-    #[cfg(unix)]
-    let terminate = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut sigterm) => {
-                sigterm.recv().await;
-            }
-            Err(err) => {
-                tracing::warn!("cannot listen for SIGTERM: {err}");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
     tokio::select! {
         () = ctrl_c => {},
-        () = terminate => {},
+        () = terminations.next() => {},
     }
 }

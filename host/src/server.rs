@@ -90,7 +90,6 @@ impl Server {
             .header_read_timeout(HEADER_READ_TIMEOUT)
             .max_buf_size(MAX_HEADER_BYTES)
             .max_headers(MAX_HEADERS);
-        let drain_timeout = receiver.drain_timeout();
         let upkeep = receiver.store_upkeep().map(tokio::spawn);
         let allowlist = receiver.allowlist();
         let max_connections = receiver.max_connections();
@@ -180,6 +179,8 @@ impl Server {
         }
         drop(listener);
         receiver.start_draining();
+        // Read now, not at start: a reload may have brought a longer deadline.
+        let drain_timeout = receiver.drain_timeout();
         tracing::info!(
             connections = graceful.count(),
             "shutting down: draining in-flight pushes"

@@ -72,6 +72,54 @@ impl fmt::Debug for StoreLocation {
     }
 }
 
+/// The sizes in bytes of a SQLite store's files (0 for a file that does not exist).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreFiles {
+    /// The database file.
+    pub database: u64,
+    /// The write-ahead log (`-wal`): bounded by [`WAL_LIMIT`] and one transaction, and
+    /// emptied once the store has been idle for a second.
+    pub wal: u64,
+    /// The log's index (`-shm`), which grows with the log.
+    pub shm: u64,
+}
+
+pub use sqlite::WAL_LIMIT;
+
+/// The key the store knows a pushed message by: a JSON array of the route, the format,
+/// the topic's owner and name, the subscription and the message id. The array keeps
+/// every part apart whatever it holds (no `a/b` + `c` that reads like `a` + `b/c`), and
+/// JSON escapes every control character, so any id is stored as text on both backends.
+/// Keys of one subscription share their start and sort by id, so that ids CMQ hands out
+/// in order land next to each other in the store's index (a hash would scatter them,
+/// and every message would dirty a page of its own). A key longer than
+/// [`MAX_PLAIN_KEY`] bytes is `sha256:` and its digest in hex instead, which no array
+/// can be mistaken for. SIMPLIFIED pushes name no topic or subscription.
+pub fn message_key(route: &str, message: &cmq_message::Message) -> String {
+    use sha2::{Digest as _, Sha256};
+    let key = serde_json::json!([
+        route,
+        message.format.name(),
+        message.topic_owner,
+        message.topic_name,
+        message.subscription_name,
+        message.message_id,
+    ])
+    .to_string();
+    if key.len() <= MAX_PLAIN_KEY {
+        return key;
+    }
+    let digest: String = Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    format!("sha256:{digest}")
+}
+
+/// The longest key kept as it is: far below what an index entry may hold on either
+/// backend (PostgreSQL's B-tree takes about 2,700 bytes).
+const MAX_PLAIN_KEY: usize = 512;
+
 /// The store could not be read or written.
 #[derive(Debug, thiserror::Error)]
 #[error("delivery store: {0}")]
@@ -211,6 +259,23 @@ impl Store {
         &self.location
     }
 
+    /// The sizes of the store's files, for a SQLite store (`None` for PostgreSQL).
+    pub fn files(&self) -> Option<StoreFiles> {
+        let StoreLocation::Sqlite(path) = &self.location else {
+            return None;
+        };
+        let size = |suffix: &str| {
+            let mut name = path.clone().into_os_string();
+            name.push(suffix);
+            std::fs::metadata(name).map_or(0, |meta| meta.len())
+        };
+        Some(StoreFiles {
+            database: size(""),
+            wal: size("-wal"),
+            shm: size("-shm"),
+        })
+    }
+
     /// Records a delivery of the message `key` names and says whether to run the
     /// guest. `lease` is how long a claim holds off other pushes of the message (a host
     /// that dies mid-run frees it by expiry); acknowledgements within `dedupe_window`
@@ -312,13 +377,21 @@ impl Store {
         }
     }
 
-    /// Forgets message records (not journal entries) unchanged for longer than `age`;
-    /// returns how many.
+    /// Forgets message records (not journal entries) unchanged for longer than `age`,
+    /// [`PRUNE_CHUNK`] at a time so that claims go on between the chunks; returns how
+    /// many.
     pub async fn prune(&self, age: Duration) -> Result<u64, StoreError> {
         let before = now_ms() - millis(age);
-        match &self.backend {
-            Backend::Sqlite(store) => timed(store.prune(before)).await,
-            Backend::Postgres(store) => timed(store.prune(before)).await,
+        let mut pruned = 0;
+        loop {
+            let chunk = match &self.backend {
+                Backend::Sqlite(store) => timed(store.prune(before, PRUNE_CHUNK)).await?,
+                Backend::Postgres(store) => timed(store.prune(before, PRUNE_CHUNK)).await?,
+            };
+            pruned += chunk;
+            if chunk < PRUNE_CHUNK as u64 {
+                return Ok(pruned);
+            }
         }
     }
 }
@@ -405,10 +478,16 @@ SELECT attempts, state, last_decision, updated_ms FROM cmq_messages WHERE messag
 ";
 
 /// `$1`: records unchanged since before this instant go (a claim's lease is far
-/// shorter than the age records are kept).
+/// shorter than the age records are kept), `$2` of them at most, oldest first.
 const PRUNE: &str = "
-DELETE FROM cmq_messages WHERE updated_ms < $1
+DELETE FROM cmq_messages WHERE message_id IN (
+    SELECT message_id FROM cmq_messages WHERE updated_ms < $1 ORDER BY updated_ms LIMIT $2
+)
 ";
+
+/// Records one prune statement removes: each is a transaction of its own, short enough
+/// that the claims queued behind it do not wait long, and small in the log.
+const PRUNE_CHUNK: i64 = 500;
 
 /// A claim, as the backends receive it.
 #[derive(Debug)]
@@ -502,6 +581,45 @@ fn time_of(ms: i64) -> SystemTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn message(format: Format, subscription: Option<&str>, id: &str) -> cmq_message::Message {
+        cmq_message::Message {
+            message_id: id.to_owned(),
+            format,
+            subscription_name: subscription.map(str::to_owned),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn message_keys_keep_their_parts_apart() {
+        use Format::{Json, Simplified};
+        let key = |route, message| message_key(route, &message);
+        // The pair that once made one key: subscription `sub` with id `1`, and a
+        // SIMPLIFIED id `sub/1`.
+        assert_ne!(
+            key("default", message(Json, Some("sub"), "1")),
+            key("default", message(Simplified, None, "sub/1"))
+        );
+        assert_ne!(
+            key("a/b", message(Simplified, None, "c")),
+            key("a", message(Simplified, None, "b/c"))
+        );
+        assert_ne!(
+            key("default", message(Json, Some("s"), "1")),
+            key("default", message(Json, Some("t"), "1"))
+        );
+        assert_eq!(
+            key("default", message(Json, Some("s"), "1")),
+            key("default", message(Json, Some("s"), "1"))
+        );
+        // Control characters are escaped; a long key is hashed.
+        let nul = key("default", message(Simplified, None, "a\0b"));
+        assert!(!nul.contains('\0') && nul.contains("a\\u0000b"), "{nul}");
+        let long = key("default", message(Simplified, None, &"x".repeat(100_000)));
+        assert_eq!(long.len(), "sha256:".len() + 64);
+        assert!(long.starts_with("sha256:"));
+    }
 
     #[test]
     fn locations_parse_and_hide_passwords() {

@@ -46,6 +46,16 @@ pub enum ParseError {
     /// A SIMPLIFIED push came without a usable `x-cmq-message-id` header.
     #[error("no message id: the x-cmq-message-id header is missing or empty")]
     NoMessageId,
+
+    /// The message id holds a control character (NUL, say): no CMQ id does, and
+    /// a store cannot keep every one of them as text.
+    #[error("the message id holds a control character")]
+    ControlInMessageId,
+
+    /// The `x-cmq-message-id` header is not UTF-8: read lossily, two different ids
+    /// could become one.
+    #[error("the x-cmq-message-id header is not UTF-8 text")]
+    MessageIdNotText,
 }
 
 /// A string that names none of the [`ExpectedFormat`](crate::ExpectedFormat)s.

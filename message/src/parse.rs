@@ -31,8 +31,11 @@ const ENVELOPE_KEYS: [&str; 6] = [
 /// - [`ExpectedFormat::Simplified`]: the body is the message byte for byte (even empty,
 ///   even not UTF-8); the message id comes from the `x-cmq-message-id` header.
 /// - [`ExpectedFormat::Auto`]: a JSON object carrying all six envelope keys is parsed
-///   as a JSON push (so a mistyped key is an error); anything else, including a JSON
-///   object lacking a key (likely the publisher's own payload), is SIMPLIFIED.
+///   as a JSON push (so a mistyped key is an error), unless the `x-cmq-message-id`
+///   header names another message than its `msgId` (CMQ sends the id in both places:
+///   such a body is a SIMPLIFIED message that happens to look like an envelope, and the
+///   header's id is the one to trust); anything else, including a JSON object lacking
+///   a key (likely the publisher's own payload), is SIMPLIFIED.
 ///
 /// In both formats the request id and the tags come from the headers.
 pub fn parse(
@@ -58,7 +61,9 @@ pub fn parse(
         }
         ExpectedFormat::Simplified => from_simplified(headers, body),
         ExpectedFormat::Auto => match serde_json::from_slice(body) {
-            Ok(Value::Object(object)) if missing_key(&object).is_none() => {
+            Ok(Value::Object(object))
+                if missing_key(&object).is_none() && !names_another_id(&object, headers) =>
+            {
                 from_envelope(object, headers)
             }
             _ => from_simplified(headers, body),
@@ -75,6 +80,16 @@ pub fn parse_tags(header: &str) -> Vec<String> {
         .filter(|tag| !tag.is_empty())
         .map(str::to_owned)
         .collect()
+}
+
+/// Whether the push's `x-cmq-message-id` header names another message than the
+/// envelope's `msgId`.
+/// A `msgId` that is not a non-empty string is left for the envelope's own checks to
+/// report.
+fn names_another_id(object: &Map<String, Value>, headers: &PushHeaders) -> bool {
+    let header = headers.message_id.as_deref().and_then(trimmed);
+    let body = object.get(MSG_ID).and_then(Value::as_str).and_then(trimmed);
+    matches!((header, body), (Some(header), Some(body)) if header != body)
 }
 
 /// The first envelope key `object` lacks, if any.
@@ -106,6 +121,7 @@ fn from_envelope(
     let subscription_name = take_string(&mut object, SUBSCRIPTION_NAME)?;
     let message_id =
         trimmed(&take_string(&mut object, MSG_ID)?).ok_or(ParseError::EmptyKey { key: MSG_ID })?;
+    let message_id = without_control(message_id)?;
     let body = take_string(&mut object, MSG_BODY)?.into_bytes();
     // `as_i64` is `None` for floats (even `1.0`), strings and integers past i64::MAX.
     let publish_time = take(&mut object, PUBLISH_TIME)?
@@ -136,6 +152,7 @@ fn from_simplified(headers: &PushHeaders, body: &[u8]) -> Result<Message, ParseE
         .as_deref()
         .and_then(trimmed)
         .ok_or(ParseError::NoMessageId)?;
+    let message_id = without_control(message_id)?;
     Ok(Message {
         message_id,
         request_id: request_id(headers),
@@ -168,6 +185,14 @@ fn take_string(object: &mut Map<String, Value>, key: &'static str) -> Result<Str
 }
 
 /// `value` trimmed, or `None` when nothing is left.
+/// `id`, unless it holds a control character.
+fn without_control(id: String) -> Result<String, ParseError> {
+    if id.chars().any(char::is_control) {
+        return Err(ParseError::ControlInMessageId);
+    }
+    Ok(id)
+}
+
 fn trimmed(value: &str) -> Option<String> {
     let value = value.trim();
     (!value.is_empty()).then(|| value.to_owned())
@@ -284,6 +309,56 @@ mod tests {
         assert_eq!(message.body, DOC_JSON);
         assert_eq!(message.topic_owner, None);
         Ok(())
+    }
+
+    #[test]
+    fn auto_takes_an_envelope_whose_msg_id_differs_from_the_header_as_simplified()
+    -> Result<(), ParseError> {
+        // The envelope says 6942316962; the header names another message.
+        let mut headers = doc_headers();
+        headers.message_id = Some("other-id".to_owned());
+        let message = parse(ExpectedFormat::Auto, &headers, DOC_JSON)?;
+        assert_eq!(message.format, Format::Simplified);
+        assert_eq!(message.message_id, "other-id");
+        assert_eq!(message.body, DOC_JSON);
+        // Without the header, or with the same id, it is a JSON push.
+        headers.message_id = None;
+        assert_eq!(
+            parse(ExpectedFormat::Auto, &headers, DOC_JSON)?.format,
+            Format::Json
+        );
+        headers.message_id = Some(" 6942316962 ".to_owned());
+        assert_eq!(
+            parse(ExpectedFormat::Auto, &headers, DOC_JSON)?.format,
+            Format::Json
+        );
+        // JSON is JSON, whatever the header says.
+        headers.message_id = Some("other-id".to_owned());
+        assert_eq!(
+            parse(ExpectedFormat::Json, &headers, DOC_JSON)?.message_id,
+            "6942316962"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn message_ids_with_control_characters_are_refused() {
+        let mut object = doc_object();
+        object.insert(MSG_ID.to_owned(), Value::from("a\u{0}b"));
+        let body = serde_json::to_vec(&object).expect("serializes");
+        let headers = PushHeaders::default();
+        assert_eq!(
+            parse(ExpectedFormat::Json, &headers, &body),
+            Err(ParseError::ControlInMessageId)
+        );
+        let headers = PushHeaders {
+            message_id: Some("a\tb".to_owned()),
+            ..PushHeaders::default()
+        };
+        assert_eq!(
+            parse(ExpectedFormat::Simplified, &headers, b"x"),
+            Err(ParseError::ControlInMessageId)
+        );
     }
 
     #[test]

@@ -27,7 +27,9 @@ pub fn guest(crate_name: &str) -> PathBuf {
 /// The binary, with a delivery store of its own in the temp directory unless the test
 /// names one with `--state`.
 pub fn cmq_host() -> Command {
-    let state = std::env::temp_dir().join("cmq-tests").join(format!(
+    let dir = std::env::temp_dir().join("cmq-tests");
+    std::fs::create_dir_all(&dir).expect("creating the tests' temp folder");
+    let state = dir.join(format!(
         "cmq_cli_{}_{}.db",
         std::process::id(),
         next_number()
@@ -107,16 +109,19 @@ pub fn spawn_serve(args: &[&OsStr]) -> anyhow::Result<(Running, mpsc::Receiver<S
     let stderr = child.stderr.take().expect("piped stderr");
     let lines = lines(stderr);
     let running = Running(child);
-    let listening = wait_for(&lines, "listening on http://");
-    // The URL ends the human line, and a quote ends it in a JSON one.
-    let url = listening
-        .split("listening on ")
+    let url = listening_url(&wait_for(&lines, "listening on http"));
+    Ok((running, lines, url))
+}
+
+/// The URL of a `listening on URL` log line. The URL ends the human line, and a quote
+/// ends it in a JSON one.
+pub fn listening_url(line: &str) -> String {
+    line.split("listening on ")
         .nth(1)
         .and_then(|rest| rest.split(['"', ' ']).next())
-        .expect("url")
+        .expect("a listening line")
         .trim()
-        .to_owned();
-    Ok((running, lines, url))
+        .to_owned()
 }
 
 pub fn signal(child: &Running, name: &str) -> anyhow::Result<()> {
@@ -141,7 +146,67 @@ pub fn cmq_push(
         .body(DOCUMENTED_JSON_BODY.replace("6942316962", id))
 }
 
+/// The store's key of the documented JSON push with message id `id` (what `cmq_push`
+/// sends) to `serve COMPONENT`'s one route.
+pub fn documented_key(id: &str) -> String {
+    let body = DOCUMENTED_JSON_BODY.replace("6942316962", id);
+    let message = cmq_message::parse(
+        cmq_message::ExpectedFormat::Json,
+        &cmq_message::PushHeaders::default(),
+        body.as_bytes(),
+    )
+    .expect("the documented push parses");
+    cmq_host::message_key("default", &message)
+}
+
 pub fn next_number() -> usize {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The admin URL a `serve` with `admin_listen` logs after it listens.
+pub fn admin_url(lines: &mpsc::Receiver<String>) -> String {
+    let line = wait_for(lines, "metrics and health on ");
+    let url = line
+        .split("metrics and health on ")
+        .nth(1)
+        .and_then(|rest| rest.split("/metrics").next())
+        .expect("an admin url");
+    url.to_owned()
+}
+
+/// Reads `/metrics` from the admin URL `admin` with a real Prometheus text parser.
+pub async fn scrape(
+    client: &reqwest::Client,
+    admin: &str,
+) -> anyhow::Result<prometheus_parse::Scrape> {
+    let response = client.get(format!("{admin}/metrics")).send().await?;
+    assert_eq!(response.status(), 200);
+    let text = response.text().await?;
+    Ok(prometheus_parse::Scrape::parse(
+        text.lines().map(|line| Ok(line.to_owned())),
+    )?)
+}
+
+/// The value of the sample `name` with `labels` in a parsed scrape (0 when absent).
+pub fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|sample| sample.metric == name)
+        .filter(|sample| {
+            labels
+                .iter()
+                .all(|(key, value)| sample.labels.get(key) == Some(value))
+        })
+        .map(|sample| match &sample.value {
+            prometheus_parse::Value::Counter(value)
+            | prometheus_parse::Value::Gauge(value)
+            | prometheus_parse::Value::Untyped(value) => *value,
+            prometheus_parse::Value::Histogram(buckets) => {
+                buckets.last().map_or(0.0, |bucket| bucket.count)
+            }
+            prometheus_parse::Value::Summary(_) => 0.0,
+        })
+        .sum()
 }

@@ -107,6 +107,19 @@ pub fn push(
         .body(body)
 }
 
+/// The store's key of the documented JSON push with message id `message_id` on the
+/// route `route` (`default` for one component).
+pub fn documented_key(route: &str, message_id: &str) -> String {
+    let body = json_body(message_id);
+    let message = cmq_message::parse(
+        cmq_message::ExpectedFormat::Json,
+        &cmq_message::PushHeaders::default(),
+        body.as_bytes(),
+    )
+    .expect("the documented push parses");
+    cmq_host::message_key(route, &message)
+}
+
 /// The documented JSON push body with another message id.
 pub fn json_body(message_id: &str) -> String {
     DOCUMENTED_JSON_BODY.replace("6942316962", message_id)

@@ -284,7 +284,7 @@ pub fn run(options: &Options) -> Result<()> {
         .stderr(Stdio::null())
         .status()?;
     ensure!(compiled.success(), "cmq-host compile failed");
-    let precompiled = cmq_host_serve(&host, &cwasm, &[], State::None);
+    let precompiled = cmq_host_serve(&host, &cwasm, &["--allow-precompiled"], State::None);
     let mut starts = (0..options.starts)
         .map(|_| cold_start(&*precompiled))
         .collect::<Result<Vec<_>>>()?;
@@ -388,7 +388,7 @@ fn cmq_host_serve(
 }
 
 /// wrk from PATH, or installed from Debian's packages.
-fn ensure_wrk() -> Result<PathBuf> {
+pub(crate) fn ensure_wrk() -> Result<PathBuf> {
     if let Some(wrk) = which("wrk") {
         return Ok(wrk);
     }
@@ -420,7 +420,7 @@ fn which(program: &str) -> Option<PathBuf> {
 
 /// The documented push with a new message id on every request (in the header and the
 /// envelope's `msgId`), so that a store never takes one for a duplicate.
-fn wrk_script() -> String {
+pub(crate) fn wrk_script() -> String {
     let body = BODY.replace("6942316962", "%s").replace('"', "\\\"");
     format!(
         r#"wrk.method = "POST"
@@ -443,11 +443,11 @@ end
 /// The CPU the receiver under test runs on, and the one wrk runs on: on a 2-core
 /// machine each gets a core of its own instead of both competing for two.
 const SERVER_CPU: usize = 0;
-const LOAD_CPU: usize = 1;
+pub(crate) const LOAD_CPU: usize = 1;
 
 /// `command` bound to one CPU with taskset, when there are two CPUs and taskset;
 /// `command` as it is otherwise. (taskset execs the program: the pid is the same.)
-fn pinned(command: Command, cpu: usize) -> Command {
+pub(crate) fn pinned(command: Command, cpu: usize) -> Command {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let Some(taskset) = which("taskset").filter(|_| cpus > LOAD_CPU) else {
         return command;
@@ -467,11 +467,11 @@ fn pinned(command: Command, cpu: usize) -> Command {
 }
 
 /// A running receiver; killed when dropped.
-struct Server(Child);
+pub(crate) struct Server(Child);
 
 impl Server {
     /// Starts `command` and waits until it answers a push on `port`.
-    fn start(command: Command, port: u16) -> Result<Server> {
+    pub(crate) fn start(command: Command, port: u16) -> Result<Server> {
         let mut command = pinned(command, SERVER_CPU);
         let child = command
             .env("RUST_LOG", "info")
@@ -548,7 +548,7 @@ fn push_status(port: u16) -> Option<u16> {
 }
 
 /// A port that was free a moment ago.
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -622,7 +622,7 @@ fn run_wrk(
 }
 
 /// wrk's `1.23ms`, `456.00us`, `1.50s`.
-fn parse_wrk_duration(text: &str) -> Option<Duration> {
+pub(crate) fn parse_wrk_duration(text: &str) -> Option<Duration> {
     let split = text.find(|c: char| c.is_ascii_alphabetic())?;
     let (number, unit) = text.split_at(split);
     let number: f64 = number.parse().ok()?;
@@ -636,7 +636,7 @@ fn parse_wrk_duration(text: &str) -> Option<Duration> {
     Some(Duration::from_secs_f64(secs))
 }
 
-fn show(duration: Duration) -> String {
+pub(crate) fn show(duration: Duration) -> String {
     let micros = duration.as_secs_f64() * 1e6;
     if micros < 1000.0 {
         format!("{micros:.0} µs")
@@ -682,7 +682,7 @@ fn peak_rss_kib(pid: u32) -> Result<u64> {
 }
 
 /// The machine and the versions, for the report's head.
-fn machine() -> Result<String> {
+pub(crate) fn machine() -> Result<String> {
     let command_line = |program: &str, args: &[&str]| -> String {
         Command::new(program)
             .args(args)

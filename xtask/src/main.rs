@@ -6,6 +6,7 @@ mod bench;
 mod componentize;
 mod guests;
 mod postgres;
+mod store_growth;
 mod test;
 
 use std::path::{Path, PathBuf};
@@ -25,6 +26,12 @@ Tasks:
   bench [--seconds S] [--connections 1,16,64] [--starts N]
                             Load the receivers side by side with wrk; report to
                             stdout and target/bench/report.md
+  store-growth [--seconds 300] [--connections 16] [--every 10] [--after 30]
+               [--baseline OTHER_CMQ_HOST]
+                            The SQLite store's database, -wal and -shm sizes under
+                            a long wrk load and after it, beside another build's
+                            with --baseline; report to stdout and
+                            target/bench/store-growth.md
   help                      Print this";
 
 fn main() -> ExitCode {
@@ -37,6 +44,10 @@ fn main() -> ExitCode {
         Some("test") if args.len() == 1 => test::run(),
         Some("bench") => match bench::parse_args(&args[1..]) {
             Ok(options) => bench::run(&options),
+            Err(e) => return usage_error(&e),
+        },
+        Some("store-growth") => match store_growth::parse_args(&args[1..]) {
+            Ok(options) => store_growth::run(&options),
             Err(e) => return usage_error(&e),
         },
         Some("help" | "-h" | "--help") if args.len() == 1 => {

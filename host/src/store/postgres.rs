@@ -6,6 +6,8 @@
 //! `synchronous_commit=off` (committed and visible at once, synced by the server a
 //! moment later), dead-letter writes over one with the server's default, synced
 //! before the commit returns. A connection that breaks is reopened by the next call.
+//! Claims read the time from the database's clock, so that leases hold across hosts
+//! whose clocks differ.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +18,7 @@ use tokio_postgres::{Client, Config, NoTls, Statement};
 use super::{
     CLAIM, Claim, ClaimRequest, DeadLetter, INSERT_DEAD_LETTER, Journal, MARK_JOURNALED,
     MessageRecord, PRUNE, SCHEMA, SELECT_DEAD_LETTERS, SELECT_RECORD, SETTLE, Settle, StoreError,
-    attempts, now_ms, parse_format, time_of,
+    attempts, millis, now_ms, parse_format, time_of,
 };
 
 /// How long connecting may take; the store's per-operation timeout bounds the rest.
@@ -39,6 +41,10 @@ pub(super) struct PostgresStore {
 /// One connection, reopened when it breaks, with its prepared statements.
 struct Session {
     config: Config,
+    /// Whether its commits must be synced: checked on the live connection, since a
+    /// pooler between the host and the server may drop the startup options that ask
+    /// for it.
+    synced: bool,
     open: Mutex<Option<Arc<Prepared>>>,
 }
 
@@ -66,11 +72,13 @@ impl PostgresStore {
         config.options("-c client_min_messages=warning -c synchronous_commit=on");
         let durable = Session {
             config: config.clone(),
+            synced: true,
             open: Mutex::new(None),
         };
         config.options("-c client_min_messages=warning -c synchronous_commit=off");
         let fast = Session {
             config,
+            synced: false,
             open: Mutex::new(None),
         };
         let schema = SCHEMA
@@ -93,19 +101,13 @@ impl PostgresStore {
 
     pub(super) async fn claim(&self, request: ClaimRequest) -> Result<Claim, StoreError> {
         let session = self.fast.get().await?;
-        // The times are read once the connection is there, as the statement is sent.
-        let (now, lease_until, acked_since) = request.times();
+        let lease = millis(request.lease);
+        let window = request.dedupe_window.map(millis);
         let row = session
             .client
             .query_opt(
                 &session.claim,
-                &[
-                    &request.key,
-                    &now,
-                    &lease_until,
-                    &acked_since,
-                    &request.token.0,
-                ],
+                &[&request.key, &request.token.0, &lease, &window],
             )
             .await
             .map_err(|err| StoreError::new("claiming", err))?;
@@ -223,11 +225,13 @@ impl PostgresStore {
         }))
     }
 
-    pub(super) async fn prune(&self, before: i64) -> Result<u64, StoreError> {
-        let session = self.fast.get().await?;
+    /// Over the journal's connection: the claims' connection runs its statements one
+    /// after the other, and a prune would hold up the claims behind it.
+    pub(super) async fn prune(&self, before: i64, limit: i64) -> Result<u64, StoreError> {
+        let session = self.durable.get().await?;
         session
             .client
-            .execute(PRUNE, &[&before])
+            .execute(PRUNE, &[&before, &limit])
             .await
             .map_err(|err| StoreError::new("pruning", err))
     }
@@ -249,6 +253,21 @@ impl Session {
 
     async fn connect(&self) -> Result<Prepared, StoreError> {
         let client = connect(&self.config).await?;
+        if self.synced {
+            let row = client
+                .query_one("SHOW synchronous_commit", &[])
+                .await
+                .map_err(|err| StoreError::new("reading synchronous_commit", err))?;
+            let setting: String = row.get(0);
+            if setting == "off" {
+                return Err(StoreError(
+                    "the journal's connection has synchronous_commit=off (a pooler between \
+                     the host and PostgreSQL may drop the options the host sets): journal \
+                     writes, the receipt of every 2xx for a dead letter, would not be synced"
+                        .into(),
+                ));
+            }
+        }
         let prepare = |sql: String| {
             let client = &client;
             async move {
@@ -259,7 +278,7 @@ impl Session {
             }
         };
         Ok(Prepared {
-            claim: prepare(CLAIM.to_owned()).await?,
+            claim: prepare(claim_sql()).await?,
             settle: prepare(SETTLE.to_owned()).await?,
             journal: prepare(format!(
                 "WITH entry AS ({INSERT_DEAD_LETTER}), marked AS ({MARK_JOURNALED}) \
@@ -270,6 +289,20 @@ impl Session {
             client,
         })
     }
+}
+
+/// The claim statement with the times read from the database's clock as the statement
+/// starts, so that hosts whose clocks differ still agree on leases: `$1` key, `$2` the
+/// claim's token, `$3` the lease in milliseconds, `$4` the dedupe window in
+/// milliseconds (NULL: none).
+fn claim_sql() -> String {
+    const NOW: &str = "(extract(epoch from statement_timestamp()) * 1000)::bigint";
+    // $2 goes first: none of the later replacements brings one back.
+    CLAIM
+        .replace("$2", NOW)
+        .replace("$3", &format!("({NOW} + $3)"))
+        .replace("$4", &format!("COALESCE({NOW} - $4, 9223372036854775807)"))
+        .replace("$5", "$2")
 }
 
 /// A new connection, driven by its own task until it closes.

@@ -5,12 +5,16 @@
 //! WAL mode with `synchronous=NORMAL`, so a commit survives the process being killed
 //! but is synced to disk only at checkpoints; a batch holding a dead-letter write is
 //! committed with `synchronous=FULL`, synced before any of its callers hear back.
+//!
+//! The write-ahead log is kept bounded by [`wal`].
+
+mod wal;
 
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension as _, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params};
 use tokio::sync::oneshot;
 
 use super::{
@@ -22,6 +26,17 @@ use super::{
 /// Most operations committed together.
 const MAX_BATCH: usize = 256;
 
+/// Most bytes of message bodies in one transaction: a batch of journal writes would
+/// otherwise hold up to [`MAX_BATCH`] bodies of 1 MiB, all in the log at once.
+const MAX_BATCH_BYTES: usize = 4 << 20;
+
+/// The database's page size for a new file (see [`open_connection`]); a file made by
+/// an older cmq-host may have 4 KiB pages.
+const PAGE_SIZE: i64 = 1024;
+
+pub use wal::WAL_LIMIT;
+use wal::{Log, note_wal_frames};
+
 /// How long a writer waits for a lock another process holds (the CLI, say).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -29,6 +44,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub(super) struct SqliteStore {
     jobs: mpsc::Sender<Job>,
+    /// Reads (the journal, a record) go over a connection of their own, outside the
+    /// writer's transactions: listing the journal takes no write lock, and holds up
+    /// no push.
+    reader: Arc<Mutex<Connection>>,
 }
 
 /// One operation: runs inside the batch's transaction (or not at all, given `None`
@@ -36,6 +55,8 @@ pub(super) struct SqliteStore {
 /// commit's outcome is known.
 struct Job {
     durable: bool,
+    /// The message bytes it writes, counted against [`MAX_BATCH_BYTES`].
+    bytes: usize,
     run: Operation,
 }
 
@@ -45,6 +66,7 @@ type Reply = Box<dyn FnOnce(Result<(), &str>) + Send>;
 
 impl SqliteStore {
     pub(super) async fn open(path: &Path) -> Result<Self, StoreError> {
+        let reader_path = path.to_owned();
         let path = path.to_owned();
         let (jobs, queue) = mpsc::channel::<Job>();
         let (opened, ready) = oneshot::channel();
@@ -52,18 +74,21 @@ impl SqliteStore {
             .name("cmq-store".into())
             .spawn(move || match open_connection(&path) {
                 Ok(conn) => {
-                    // Checkpoints run on a thread of their own; the writer's stop when
-                    // it ends, which drops `_stop`.
-                    let (_stop, stopped) = mpsc::channel::<()>();
+                    // Checkpoints run on a thread of their own; they stop when the
+                    // writer ends, which drops its `Log` and with it the nudges.
+                    let page_size = conn
+                        .pragma_query_value(None, "page_size", |row| row.get(0))
+                        .unwrap_or(PAGE_SIZE);
+                    let (log, checkpoints) = Log::new(page_size);
                     let checkpointer = std::thread::Builder::new()
                         .name("cmq-store-checkpoint".into())
-                        .spawn(move || checkpoint_loop(&path, &stopped));
+                        .spawn(move || checkpoints.run(&path));
                     if let Err(err) = checkpointer {
                         let _ = opened.send(Err(StoreError::new("starting checkpoints", err)));
                         return;
                     }
                     let _ = opened.send(Ok(()));
-                    write_loop(&conn, &queue);
+                    write_loop(&conn, &queue, log);
                 }
                 Err(err) => {
                     let _ = opened.send(Err(err));
@@ -73,7 +98,33 @@ impl SqliteStore {
         ready
             .await
             .map_err(|_| StoreError("the store thread stopped".into()))??;
-        Ok(SqliteStore { jobs })
+        let reader = Connection::open_with_flags(
+            &reader_path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .and_then(|conn| conn.busy_timeout(BUSY_TIMEOUT).map(|()| conn))
+        .map_err(|err| StoreError::new("opening the store for reading", err))?;
+        Ok(SqliteStore {
+            jobs,
+            reader: Arc::new(Mutex::new(reader)),
+        })
+    }
+
+    /// Runs `op` on the reading connection, on a blocking thread.
+    async fn read<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = reader
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            op(&conn)
+        })
+        .await
+        .map_err(|err| StoreError::new("sqlite read", err))?
+        .map_err(|err| StoreError::new("sqlite", err))
     }
 
     /// Runs `op` in the writer's next transaction and returns its result once that
@@ -81,11 +132,13 @@ impl SqliteStore {
     async fn run<T: Send + 'static>(
         &self,
         durable: bool,
+        bytes: usize,
         op: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (done, result) = oneshot::channel::<Result<T, StoreError>>();
         let job = Job {
             durable,
+            bytes,
             run: Box::new(move |conn| {
                 let outcome = conn.map(|conn| in_savepoint(conn, op));
                 Box::new(move |committed: Result<(), &str>| {
@@ -109,7 +162,7 @@ impl SqliteStore {
     }
 
     pub(super) async fn claim(&self, request: ClaimRequest) -> Result<Claim, StoreError> {
-        self.run(false, move |conn| {
+        self.run(false, 0, move |conn| {
             // The times are read here, on the writer thread, as the statement runs.
             let (now, lease_until, acked_since) = request.times();
             let row = conn
@@ -125,7 +178,7 @@ impl SqliteStore {
     }
 
     pub(super) async fn settle(&self, settle: Settle) -> Result<(), StoreError> {
-        self.run(false, move |conn| {
+        self.run(false, 0, move |conn| {
             conn.prepare_cached(&numbered(SETTLE))?.execute(params![
                 settle.key,
                 settle.state,
@@ -139,7 +192,8 @@ impl SqliteStore {
     }
 
     pub(super) async fn journal(&self, journal: Journal) -> Result<i64, StoreError> {
-        self.run(true, move |conn| {
+        let bytes = journal.entry.body.len() + journal.entry.reason.len();
+        self.run(true, bytes, move |conn| {
             let entry = &journal.entry;
             let values = params![
                 entry.message_id,
@@ -167,7 +221,7 @@ impl SqliteStore {
         &self,
         id: Option<i64>,
     ) -> Result<Vec<DeadLetter>, StoreError> {
-        self.run(false, move |conn| {
+        self.read(move |conn| {
             let sql = format!("{SELECT_DEAD_LETTERS} WHERE ?1 IS NULL OR id = ?1 ORDER BY id");
             let mut statement = conn.prepare_cached(&sql)?;
             let rows = statement.query_map(params![id], |row| {
@@ -192,7 +246,7 @@ impl SqliteStore {
         &self,
         ids: Option<Vec<i64>>,
     ) -> Result<u64, StoreError> {
-        self.run(true, move |conn| {
+        self.run(true, 0, move |conn| {
             let removed = match ids {
                 None => conn.execute("DELETE FROM cmq_dead_letters", [])?,
                 Some(ids) => {
@@ -214,13 +268,14 @@ impl SqliteStore {
         &self,
         message_id: String,
     ) -> Result<Option<MessageRecord>, StoreError> {
-        self.run(false, move |conn| read_record(conn, &message_id))
-            .await
+        self.read(move |conn| read_record(conn, &message_id)).await
     }
 
-    pub(super) async fn prune(&self, before: i64) -> Result<u64, StoreError> {
-        self.run(false, move |conn| {
-            Ok(conn.prepare_cached(&numbered(PRUNE))?.execute([before])? as u64)
+    pub(super) async fn prune(&self, before: i64, limit: i64) -> Result<u64, StoreError> {
+        self.run(false, 0, move |conn| {
+            Ok(conn
+                .prepare_cached(&numbered(PRUNE))?
+                .execute([before, limit])? as u64)
         })
         .await
     }
@@ -239,40 +294,21 @@ fn read_record(conn: &Connection, message_id: &str) -> rusqlite::Result<Option<M
         .optional()
 }
 
-/// How often the WAL is copied into the database file.
-const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Checkpoints the WAL every second until `stopped` disconnects. A checkpoint syncs the
-/// disk, which takes milliseconds to tens of them: done by the writer (SQLite's
-/// default, every 1000 pages) it would stall every push behind it.
-fn checkpoint_loop(path: &Path, stopped: &mpsc::Receiver<()>) {
-    let conn = match Connection::open(path) {
-        Ok(conn) => conn,
-        Err(err) => {
-            tracing::error!("the store's checkpoints cannot start: {err}");
-            return;
-        }
-    };
-    let _ = conn.busy_timeout(BUSY_TIMEOUT);
-    while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_INTERVAL) {
-        // PASSIVE: copies what it can without waiting for, or blocking, the writer.
-        if let Err(err) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!("store checkpoint failed: {err}");
-        }
-    }
-}
-
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let context = |what: &str| format!("{what} {}", path.display());
+    create_private(path).map_err(|err| StoreError::new(&context("creating"), err))?;
     let conn = Connection::open(path).map_err(|err| StoreError::new(&context("opening"), err))?;
     conn.busy_timeout(BUSY_TIMEOUT)
         // Rows are small and every commit writes whole pages to the WAL: 1 KiB pages
         // write a quarter of the bytes of the default 4 KiB. (Takes effect when the
         // file is created.)
-        .and_then(|()| conn.pragma_update(None, "page_size", 1024))
+        .and_then(|()| conn.pragma_update(None, "page_size", PAGE_SIZE))
         .and_then(|()| conn.pragma_update(None, "journal_mode", "WAL"))
         .and_then(|()| conn.pragma_update(None, "synchronous", "NORMAL"))
+        // No checkpoints by the writer after its commits (see [`Log`]).
         .and_then(|()| conn.pragma_update(None, "wal_autocheckpoint", 0))
+        // When the log starts again, its file is cut back to this.
+        .and_then(|()| conn.pragma_update(None, "journal_size_limit", WAL_LIMIT as i64))
         .and_then(|()| {
             conn.execute_batch(
                 &SCHEMA
@@ -282,18 +318,47 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
             )
         })
         .map_err(|err| StoreError::new(&context("preparing"), err))?;
+    // After `wal_autocheckpoint`, which sets a hook of its own.
+    conn.wal_hook(Some(note_wal_frames));
     Ok(conn)
+}
+
+/// Creates the database file when it does not exist, readable and writable by its
+/// owner only: it holds message bodies. SQLite gives the log and its index the
+/// database file's permissions.
+#[cfg(unix)]
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => Err(err),
+        Ok(_) => Ok(()),
+    }
+}
+
+#[cfg(not(unix))]
+fn create_private(_path: &Path) -> std::io::Result<()> {
+    Ok(())
 }
 
 /// Takes every waiting operation, runs them in one transaction, commits, answers.
 /// Ends when every handle is gone.
-fn write_loop(conn: &Connection, queue: &mpsc::Receiver<Job>) {
+fn write_loop(conn: &Connection, queue: &mpsc::Receiver<Job>, mut log: Log) {
     let mut synced = false;
     while let Ok(first) = queue.recv() {
+        let mut bytes = first.bytes;
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
             match queue.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(job) => {
+                    bytes += job.bytes;
+                    batch.push(job);
+                }
                 Err(_) => break,
             }
         }
@@ -339,6 +404,9 @@ fn write_loop(conn: &Connection, queue: &mpsc::Receiver<Job>) {
         let committed = committed.as_ref().map(|_| ()).map_err(String::as_str);
         for reply in replies {
             reply(committed);
+        }
+        if committed.is_ok() {
+            log.committed(conn);
         }
     }
 }
