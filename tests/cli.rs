@@ -402,13 +402,28 @@ fn a_file_that_is_not_a_component_fails_before_listening() -> anyhow::Result<()>
 
 #[test]
 fn an_open_endpoint_other_machines_reach_is_refused_unless_allowed() -> anyhow::Result<()> {
-    // 0.0.0.0 with the store on, no token and no allowlist: refused before listening.
-    let refused = cmq_host()
+    // 0.0.0.0 with the store on, no token and no allowlist: refused before listening
+    // (a host that serves instead is killed after 60 s, and the test fails).
+    let mut child = cmq_host()
         .args(["serve", "--listen", "0.0.0.0:0"])
         .arg(guest("ack"))
-        .output()?;
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success(), "{stderr}");
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stderr_lines = lines(child.stderr.take().expect("piped stderr"));
+    let mut running = Running(child);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = running.0.try_wait()? {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still serving after 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = stderr_lines.iter().collect::<Vec<_>>().join("\n");
+    assert!(!status.success(), "{stderr}");
     assert!(stderr.contains("--allow-unauthenticated"), "{stderr}");
     assert!(!stderr.contains("listening on"), "{stderr}");
     // Said so, or with a token, it serves.

@@ -471,9 +471,10 @@ async fn old_records_are_pruned_in_chunks_and_kept_ones_stay() -> anyhow::Result
         while let Some(settled) = settles.join_next().await {
             settled??;
         }
-        // Kept: changed after the instant the prune starts from.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let age = Duration::from_millis(20);
+        // Kept: changed after the instant the prune starts from (half a second either
+        // side of it).
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let age = Duration::from_secs(1);
         let Claim::Run { token, .. } = store.claim("kept", lease, None).await? else {
             panic!("{backend:?}: kept did not run");
         };

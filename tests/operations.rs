@@ -513,17 +513,28 @@ async fn shutdown_waits_for_the_longest_deadline_of_any_generation_still_running
     let config = dir.join("cmq.toml");
     let with_deadline = |deadline: &str| {
         format!(
-            "listen = \"127.0.0.1:0\"\n[routes.slow]\npath = \"/\"\ncomponent = \"faulty.wasm\"\n\
-             deadline = \"{deadline}\"\n"
+            "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[routes.slow]\n\
+             path = \"/\"\ncomponent = \"faulty.wasm\"\ndeadline = \"{deadline}\"\n"
         )
     };
     std::fs::write(&config, with_deadline("8s"))?;
     let (host, lines, url) = serve_config(&config, &["--no-state"])?;
+    let admin = admin_url(&lines);
     let client = reqwest::Client::new();
     // Sleeps 60 s: answered `500` when its 8 s deadline ends.
     let running = tokio::spawn(push_to(&client, &format!("{url}/cgi"), "sleeper", "sleep").send());
-    // Under way well before the reload.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // In flight on generation 1 before the reload.
+    let in_flight = || async {
+        let metrics = scrape(&client, &admin).await?;
+        anyhow::Ok(sample(
+            &metrics,
+            "cmq_messages_in_flight",
+            &[("route", "slow")],
+        ))
+    };
+    while in_flight().await? < 1.0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     write_atomic(&config, &with_deadline("1s"))?;
     signal(&host, "HUP")?;
     wait_for(&lines, "reloaded");

@@ -206,11 +206,15 @@ async fn a_wasi_http_guest_never_sees_the_endpoint_token() -> anyhow::Result<()>
     let base = host.url();
     let base = base.trim_end_matches("/cgi");
     for (id, url, seen_path) in [
-        ("token-path", format!("{base}/push/{secret}"), "/"),
+        (
+            "token-path",
+            format!("{base}/push/{secret}?case=in-path"),
+            "/?case=in-path",
+        ),
         (
             "token-query",
-            format!("{base}/cgi?a=1&token={secret}&b=2"),
-            "/cgi?a=1&b=2",
+            format!("{base}/cgi?case=in-query&token={secret}&b=2"),
+            "/cgi?case=in-query&b=2",
         ),
     ] {
         let seen = send(push(&client, &url, id, "path", json_body(id))).await?;

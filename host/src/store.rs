@@ -478,9 +478,11 @@ SELECT attempts, state, last_decision, updated_ms FROM cmq_messages WHERE messag
 ";
 
 /// `$1`: records unchanged since before this instant go (a claim's lease is far
-/// shorter than the age records are kept), `$2` of them at most, oldest first.
+/// shorter than the age records are kept), `$2` of them at most, oldest first. The
+/// outer test again: on PostgreSQL a record claimed again between the subquery and the
+/// delete stays.
 const PRUNE: &str = "
-DELETE FROM cmq_messages WHERE message_id IN (
+DELETE FROM cmq_messages WHERE updated_ms < $1 AND message_id IN (
     SELECT message_id FROM cmq_messages WHERE updated_ms < $1 ORDER BY updated_ms LIMIT $2
 )
 ";

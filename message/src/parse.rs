@@ -184,7 +184,6 @@ fn take_string(object: &mut Map<String, Value>, key: &'static str) -> Result<Str
     }
 }
 
-/// `value` trimmed, or `None` when nothing is left.
 /// `id`, unless it holds a control character.
 fn without_control(id: String) -> Result<String, ParseError> {
     if id.chars().any(char::is_control) {
@@ -193,6 +192,7 @@ fn without_control(id: String) -> Result<String, ParseError> {
     Ok(id)
 }
 
+/// `value` trimmed, or `None` when nothing is left.
 fn trimmed(value: &str) -> Option<String> {
     let value = value.trim();
     (!value.is_empty()).then(|| value.to_owned())

@@ -26,8 +26,9 @@ use super::{
 /// Most operations committed together.
 const MAX_BATCH: usize = 256;
 
-/// Most bytes of message bodies in one transaction: a batch of journal writes would
-/// otherwise hold up to [`MAX_BATCH`] bodies of 1 MiB, all in the log at once.
+/// Bytes of message bodies past which a transaction takes no more operations: a batch
+/// of journal writes would otherwise hold up to [`MAX_BATCH`] bodies of 1 MiB, all in
+/// the log at once. (The operation that crosses it is in: at most this and one body.)
 const MAX_BATCH_BYTES: usize = 4 << 20;
 
 /// The database's page size for a new file (see [`open_connection`]); a file made by
@@ -79,6 +80,13 @@ impl SqliteStore {
                     let page_size = conn
                         .pragma_query_value(None, "page_size", |row| row.get(0))
                         .unwrap_or(PAGE_SIZE);
+                    // A log an older cmq-host left (it grew without bound) is copied
+                    // now, before any push waits on it; PASSIVE blocks no other process.
+                    if let Err(err) =
+                        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
+                        tracing::warn!("store checkpoint failed: {err}");
+                    }
                     let (log, checkpoints) = Log::new(page_size);
                     let checkpointer = std::thread::Builder::new()
                         .name("cmq-store-checkpoint".into())

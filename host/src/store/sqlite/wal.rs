@@ -11,13 +11,13 @@
 //!   itself, so that its next transaction starts the log again, and
 //!   `journal_size_limit` cuts the file back to the limit; at twice the limit it does
 //!   so however far behind the checkpoints are;
-//! - once the writer has been idle for a second, the checkpoint thread empties the log
-//!   and truncates its file to nothing.
+//! - once the log has not changed for a second (nobody, in this process or another, has
+//!   written), the checkpoint thread empties it and truncates its file to nothing.
 
 use std::cell::Cell;
 use std::os::raw::c_int;
 use std::path::Path;
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
@@ -30,7 +30,8 @@ use rusqlite::hooks::Wal;
 /// to this and one transaction.
 pub const WAL_LIMIT: u64 = 16 << 20;
 
-/// How long the writer must have been idle before the log is emptied.
+/// How often the checkpoint thread looks at the log unnudged; how long the log must
+/// have stayed the same before it is emptied.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long the checkpoint thread waits for a lock before giving up until its next
@@ -54,8 +55,6 @@ pub(super) struct Log {
     /// Held by whoever checkpoints, so that the writer's checkpoint waits for one
     /// under way instead of failing on SQLite's checkpoint lock.
     checkpointing: Arc<Mutex<()>>,
-    /// Commits so far, so that the checkpoint thread sees when the writer is idle.
-    commits: Arc<AtomicU64>,
     /// How far the checkpoint thread's last checkpoint copied, in frames.
     copied: Arc<AtomicI32>,
     /// The log's length, in [`RESTART_GAP`]s, at the last nudge.
@@ -73,7 +72,6 @@ pub(super) struct Log {
 /// The checkpoint thread's side.
 pub(super) struct Checkpoints {
     checkpointing: Arc<Mutex<()>>,
-    commits: Arc<AtomicU64>,
     copied: Arc<AtomicI32>,
     nudged: mpsc::Receiver<()>,
 }
@@ -114,7 +112,6 @@ impl Log {
     /// For a database of `page_size` bytes a page.
     pub(super) fn new(page_size: i64) -> (Log, Checkpoints) {
         let checkpointing = Arc::new(Mutex::new(()));
-        let commits = Arc::new(AtomicU64::new(0));
         let copied = Arc::new(AtomicI32::new(0));
         let (nudge, nudged) = mpsc::sync_channel(1);
         // A frame is a page and its 24-byte header.
@@ -122,7 +119,6 @@ impl Log {
         let restart_frames = c_int::try_from(WAL_LIMIT / frame_bytes).unwrap_or(c_int::MAX);
         let log = Log {
             checkpointing: checkpointing.clone(),
-            commits: commits.clone(),
             copied: copied.clone(),
             nudged: 0,
             nudge,
@@ -131,7 +127,6 @@ impl Log {
         };
         let checkpoints = Checkpoints {
             checkpointing,
-            commits,
             copied,
             nudged,
         };
@@ -143,7 +138,6 @@ impl Log {
     /// checkpoints are close behind (or at twice the limit, whatever they do), copies
     /// what is left itself, so that the next transaction starts the log again.
     pub(super) fn committed(&mut self, conn: &Connection) {
-        self.commits.fetch_add(1, Ordering::Relaxed);
         let frames = WAL_FRAMES.get();
         let step = frames / RESTART_GAP;
         if step != self.nudged {
@@ -171,7 +165,11 @@ impl Log {
             {
                 return;
             }
-            Err(_) => {
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => {
+                let _one = poisoned.into_inner();
+                checkpoint(conn, "PASSIVE")
+            }
+            Err(std::sync::TryLockError::WouldBlock) => {
                 let _one = self
                     .checkpointing
                     .lock()
@@ -197,10 +195,10 @@ impl Log {
 
 impl Checkpoints {
     /// Copies the log into the database every [`RESTART_GAP`] frames (so that little is
-    /// left for the writer when it restarts the log) and every second,
-    /// and empties it (truncating its file) once the writer has been idle for a second.
-    /// Ends when the writer does. A checkpoint syncs the disk: done by the writer after
-    /// every commit it would stall every push.
+    /// left for the writer when it restarts the log) and every second, and empties it
+    /// (truncating its file) once it has not changed for a second: nobody, in this
+    /// process or another, has written since. Ends when the writer does. A checkpoint
+    /// syncs the disk: done by the writer after every commit it would stall every push.
     pub(super) fn run(self, path: &Path) {
         let conn = match Connection::open(path) {
             Ok(conn) => conn,
@@ -210,41 +208,50 @@ impl Checkpoints {
             }
         };
         let _ = conn.busy_timeout(CHECKPOINT_BUSY_TIMEOUT);
-        let mut seen = self.commits.load(Ordering::Relaxed);
-        let mut emptied = false;
+        // The log's length at the last look, once a second.
+        let mut last_seen = None;
         loop {
-            let mode = match self.nudged.recv_timeout(CHECKPOINT_INTERVAL) {
-                Ok(()) => "PASSIVE",
+            let nudged = match self.nudged.recv_timeout(CHECKPOINT_INTERVAL) {
+                Ok(()) => true,
+                Err(mpsc::RecvTimeoutError::Timeout) => false,
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    let commits = self.commits.load(Ordering::Relaxed);
-                    let idle = commits == seen;
-                    seen = commits;
-                    if !idle {
-                        emptied = false;
-                        "PASSIVE"
-                    } else if emptied {
-                        continue;
-                    } else {
-                        // TRUNCATE takes the write lock for as long as it copies: the
-                        // writer has been idle for a second, so it waits little if at all.
-                        "TRUNCATE"
-                    }
-                }
             };
-            let done = {
-                let _one = self
-                    .checkpointing
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                checkpoint(&conn, mode)
+            let Some(done) = self.checkpoint(&conn, "PASSIVE") else {
+                continue;
             };
-            match done {
-                Ok(done) => {
-                    self.copied.store(done.copied, Ordering::Relaxed);
-                    emptied = mode == "TRUNCATE" && done.complete();
-                }
-                Err(err) => tracing::warn!("store checkpoint failed: {err}"),
+            if nudged {
+                continue;
+            }
+            let unchanged = last_seen == Some(done.frames);
+            last_seen = Some(done.frames);
+            if unchanged && done.frames > 0 {
+                // TRUNCATE takes the write lock while it works: nobody has written for a
+                // second, and all of the log is copied already, so it is brief.
+                self.checkpoint(&conn, "TRUNCATE");
+            }
+        }
+    }
+
+    /// Runs one checkpoint, one at a time with the writer's; what it did, unless
+    /// another process's checkpoint was under way or it failed.
+    fn checkpoint(&self, conn: &Connection, mode: &str) -> Option<Checkpointed> {
+        let done = {
+            let _one = self
+                .checkpointing
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            checkpoint(conn, mode)
+        };
+        match done {
+            // Another process's checkpoint holds SQLite's lock: it says -1, -1.
+            Ok(done) if done.busy && done.frames < 0 => None,
+            Ok(done) => {
+                self.copied.store(done.copied, Ordering::Relaxed);
+                Some(done)
+            }
+            Err(err) => {
+                tracing::warn!("store checkpoint failed: {err}");
+                None
             }
         }
     }
