@@ -546,6 +546,37 @@ async fn shutdown_waits_for_the_longest_deadline_of_any_generation_still_running
     Ok(())
 }
 
+#[tokio::test]
+async fn a_reload_cannot_open_an_endpoint_other_machines_reach() -> anyhow::Result<()> {
+    // Served on every address with the store on: each route needs a token, at reload
+    // as at start.
+    let dir = scratch()?;
+    install(&guest("ack"), &dir.join("ack.wasm"))?;
+    let config = dir.join("cmq.toml");
+    let with = |extra: &str| {
+        format!(
+            "listen = \"0.0.0.0:0\"\n[routes.orders]\npath = \"/orders\"\n\
+             component = \"ack.wasm\"\n{extra}"
+        )
+    };
+    let guarded = with("token_env = \"CMQ_ORDERS_TOKEN\"\n");
+    std::fs::write(&config, &guarded)?;
+    let (host, lines, _url) = spawn_listening(
+        cmq_host()
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("CMQ_ORDERS_TOKEN", "orders-token-0123456789"),
+    )?;
+    write_atomic(&config, &with(""))?;
+    signal(&host, "HUP")?;
+    let failed = wait_for(&lines, "reload failed");
+    assert!(failed.contains("--allow-unauthenticated"), "{failed}");
+    write_atomic(&config, &format!("{guarded}deadline = \"5s\"\n"))?;
+    signal(&host, "HUP")?;
+    wait_for(&lines, "reloaded");
+    Ok(())
+}
+
 #[test]
 fn the_readme_config_checks() -> anyhow::Result<()> {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))?;

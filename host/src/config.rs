@@ -265,6 +265,32 @@ impl Config {
         }
     }
 
+    /// Refuses routes that take pushes without a token when `listen` (the address
+    /// served) reaches other machines and `allow` is empty: with the delivery store,
+    /// anyone who reaches the port could have a message id acknowledged, making CMQ's
+    /// own message with that id a duplicate.
+    pub fn check_authenticated(&self, listen: SocketAddr, allow: &[IpNet]) -> anyhow::Result<()> {
+        if listen.ip().is_loopback() || !allow.is_empty() {
+            return Ok(());
+        }
+        let open: Vec<&str> = self
+            .routes
+            .iter()
+            .filter(|route| route.options.token.is_none())
+            .map(|route| route.name.as_str())
+            .collect();
+        anyhow::ensure!(
+            open.is_empty(),
+            "refusing to serve {listen} to other machines: route {} takes pushes without a \
+             token, no --allow list is set, and with the delivery store anyone who reaches \
+             the port could have a message id acknowledged, making CMQ's own message with \
+             that id a duplicate. Set a token (--token, CMQ_HOST_TOKEN, or token_env in a \
+             config), an allowlist (--allow CIDR), or say --allow-unauthenticated",
+            open.join(", ")
+        );
+        Ok(())
+    }
+
     /// The component files the routes load, to watch for changes.
     pub fn component_files(&self) -> Vec<PathBuf> {
         self.routes

@@ -54,12 +54,17 @@ pub struct Reloader {
     /// The files the config read last names (serving or not), and how they looked.
     watched: Vec<PathBuf>,
     seen: FileStamps,
+    /// Whether a reloaded config must give every route a token when the listener
+    /// reaches other machines without an allowlist (see [`Config::check_authenticated`]).
+    require_authentication: bool,
 }
 
 impl Reloader {
     /// Looks at the files of `config` now: make it before the receiver loads them, so
     /// that a change made while they load is seen.
-    pub fn new(source: ConfigSource, config: Config) -> Reloader {
+    /// With `require_authentication`, a reloaded config whose routes would take pushes
+    /// from anyone on a listener other machines reach is refused, as at start.
+    pub fn new(source: ConfigSource, config: Config, require_authentication: bool) -> Reloader {
         let watched = source.watched(&config);
         let seen = FileStamps::of(&watched);
         Reloader {
@@ -67,6 +72,7 @@ impl Reloader {
             config,
             watched,
             seen,
+            require_authentication,
         }
     }
 
@@ -107,7 +113,14 @@ impl Reloader {
         tracing::info!("reloading: {why}");
         // Stamped before reading, so that a change made during the reload is seen.
         self.seen = self.stamps();
-        let new = match self.source.load() {
+        let checked = self.source.load().and_then(|new| {
+            if self.require_authentication {
+                // The listener and allowlist serving are the ones that count.
+                new.check_authenticated(self.config.listen, &self.config.allow)?;
+            }
+            Ok(new)
+        });
+        let new = match checked {
             Ok(new) => new,
             Err(err) => {
                 receiver.count_failed_reload();

@@ -194,11 +194,12 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         (OsSignal::hangup(), OsSignal::terminate())
     };
     let config = source.load()?;
-    if !args.no_state && !args.allow_unauthenticated {
-        refuse_unauthenticated(&config)?;
+    let require_authentication = !args.no_state && !args.allow_unauthenticated;
+    if require_authentication {
+        config.check_authenticated(config.listen, &config.allow)?;
     }
     // Before the components load, so that a change made meanwhile reloads.
-    let reloader = Reloader::new(source, config.clone());
+    let reloader = Reloader::new(source, config.clone(), require_authentication);
     let store = if args.no_state {
         None
     } else {
@@ -259,31 +260,6 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         served
     })?;
     tracing::info!("stopped");
-    Ok(())
-}
-
-/// Refuses a listener other machines can reach where a route takes pushes from anyone:
-/// with the store on, an unauthenticated push can have any message id acknowledged.
-fn refuse_unauthenticated(config: &Config) -> anyhow::Result<()> {
-    if config.listen.ip().is_loopback() || !config.allow.is_empty() {
-        return Ok(());
-    }
-    let open: Vec<&str> = config
-        .routes
-        .iter()
-        .filter(|route| route.options.token.is_none())
-        .map(|route| route.name.as_str())
-        .collect();
-    anyhow::ensure!(
-        open.is_empty(),
-        "refusing to serve {} to other machines: route {} takes pushes without a token, \
-         no --allow list is set, and with the delivery store anyone who reaches the port \
-         could have a message id acknowledged, making CMQ's own message with that id a \
-         duplicate. Set a token (--token, CMQ_HOST_TOKEN, or token_env in a config), an \
-         allowlist (--allow CIDR), or say --allow-unauthenticated",
-        config.listen,
-        open.join(", ")
-    );
     Ok(())
 }
 

@@ -105,7 +105,15 @@ pub fn serve_path(
 /// Runs `cmq-host ARGS` (a `serve`) and waits until it listens; returns it, its stderr
 /// lines and its URL.
 pub fn spawn_serve(args: &[&OsStr]) -> anyhow::Result<(Running, mpsc::Receiver<String>, String)> {
-    let mut child = cmq_host().args(args).stderr(Stdio::piped()).spawn()?;
+    spawn_listening(cmq_host().args(args))
+}
+
+/// Spawns `command` (a `cmq-host serve`) and waits until it listens; returns it, its
+/// stderr lines and its URL.
+pub fn spawn_listening(
+    command: &mut Command,
+) -> anyhow::Result<(Running, mpsc::Receiver<String>, String)> {
+    let mut child = command.stderr(Stdio::piped()).spawn()?;
     let stderr = child.stderr.take().expect("piped stderr");
     let lines = lines(stderr);
     let running = Running(child);
