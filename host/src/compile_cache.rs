@@ -9,7 +9,8 @@
 //! only that user may write; an entry is checked on the open file it is then read from,
 //! so it cannot be replaced between the check and the read. Anything else is ignored
 //! with a warning, and the component is compiled. Beyond [`MAX_CACHE_BYTES`] the
-//! entries used longest ago are removed.
+//! entries used longest ago are removed, and so are temporary files of writes that a
+//! crash cut short.
 
 use std::hash::{Hash, Hasher};
 use std::io::Write as _;
@@ -201,13 +202,35 @@ fn touch(entry: &Path) {
 
 /// Removes the entries used longest ago until those left take at most `limit` bytes.
 fn evict(dir: &Path, limit: u64) -> std::io::Result<()> {
+    let gone = |err: &std::io::Error| err.kind() == std::io::ErrorKind::NotFound;
     let mut entries = Vec::new();
     for item in std::fs::read_dir(dir)? {
         let item = item?;
-        let meta = item.metadata()?;
-        let is_entry = item.path().extension().is_some_and(|ext| ext == "cwasm");
-        if meta.is_file() && is_entry {
-            entries.push((meta.modified()?, meta.len(), item.path()));
+        let path = item.path();
+        // Another process may remove what this one lists.
+        let meta = match item.metadata() {
+            Ok(meta) => meta,
+            Err(err) if gone(&err) => continue,
+            Err(err) => return Err(err),
+        };
+        let name = item.file_name();
+        let name = name.to_string_lossy();
+        if meta.is_file() && name.starts_with('.') && name.ends_with(".tmp") {
+            // A write that a crash cut short, an hour or more ago.
+            let stale = meta
+                .modified()?
+                .elapsed()
+                .is_ok_and(|age| age >= STALE_WRITE);
+            if stale
+                && let Err(err) = std::fs::remove_file(&path)
+                && !gone(&err)
+            {
+                return Err(err);
+            }
+            continue;
+        }
+        if meta.is_file() && path.extension().is_some_and(|ext| ext == "cwasm") {
+            entries.push((meta.modified()?, meta.len(), path));
         }
     }
     let mut total: u64 = entries.iter().map(|(_, len, _)| len).sum();
@@ -216,12 +239,18 @@ fn evict(dir: &Path, limit: u64) -> std::io::Result<()> {
         if total <= limit {
             break;
         }
-        std::fs::remove_file(&path)?;
-        tracing::info!(entry = %path.display(), "compile cache entry evicted");
+        match std::fs::remove_file(&path) {
+            Ok(()) => tracing::info!(entry = %path.display(), "compile cache entry evicted"),
+            Err(err) if gone(&err) => {}
+            Err(err) => return Err(err),
+        }
         total -= len;
     }
     Ok(())
 }
+
+/// How old a temporary file of an unfinished write must be before eviction removes it.
+const STALE_WRITE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Writes the compiled component to `entry`, atomically (a temporary file renamed).
 fn store(dir: &Path, entry: &Path, component: &Component) -> anyhow::Result<()> {
@@ -262,10 +291,17 @@ mod tests {
         }
         // Not an entry: never counted, never removed.
         std::fs::write(dir.join("notes.txt"), vec![b'x'; 1000])?;
+        // A write cut short two hours ago goes; one under way now stays.
+        for (name, age) in [(".1-0.tmp", 7200), (".2-0.tmp", 0)] {
+            let file = std::fs::File::create(dir.join(name))?;
+            let written = std::fs::FileTimes::new().set_modified(now - Duration::from_secs(age));
+            file.set_times(written)?;
+        }
         evict(&dir, 250)?;
         let left = |name: &str| dir.join(name).exists();
         assert!(!left("old.cwasm"));
         assert!(left("newer.cwasm") && left("newest.cwasm") && left("notes.txt"));
+        assert!(!left(".1-0.tmp") && left(".2-0.tmp"));
         evict(&dir, 250)?;
         assert!(left("newer.cwasm"), "under the limit, nothing goes");
         std::fs::remove_dir_all(&dir)
