@@ -440,12 +440,12 @@ fn an_open_endpoint_other_machines_reach_is_refused_unless_allowed() -> anyhow::
         &["--token", "an-open-sesame-0123456789"][..],
         &["--allow", "127.0.0.0/8"][..],
     ] {
-        let component = guest("ack");
-        let mut args: Vec<&std::ffi::OsStr> = vec!["serve".as_ref(), "--listen".as_ref()];
-        args.push("0.0.0.0:0".as_ref());
-        args.extend(flags.iter().map(std::ffi::OsStr::new));
-        args.push(component.as_os_str());
-        let (_child, _lines, _url) = spawn_serve(&args)?;
+        let (_child, _lines, _url) = spawn_listening(
+            cmq_host()
+                .args(["serve", "--listen", "0.0.0.0:0"])
+                .args(flags)
+                .arg(guest("ack")),
+        )?;
     }
     Ok(())
 }

@@ -77,8 +77,8 @@ impl fmt::Debug for StoreLocation {
 pub struct StoreFiles {
     /// The database file.
     pub database: u64,
-    /// The write-ahead log (`-wal`): bounded by [`WAL_LIMIT`] and one transaction, and
-    /// emptied once the store has been idle for a second.
+    /// The write-ahead log (`-wal`): at most twice [`WAL_LIMIT`] and one transaction,
+    /// and emptied once it has not changed for a second.
     pub wal: u64,
     /// The log's index (`-shm`), which grows with the log.
     pub shm: u64,

@@ -340,7 +340,7 @@ pub fn run(options: &Options) -> Result<()> {
 
 /// Where a benchmarked `cmq-host` keeps its delivery state.
 #[derive(Clone)]
-enum State {
+pub(crate) enum State {
     /// `--no-state`.
     None,
     /// A new SQLite file in this directory for every start.
@@ -349,10 +349,16 @@ enum State {
     Postgres(String),
 }
 
+/// The SQLite file of the `cmq-host` that [`cmq_host_serve`] starts on `port` with
+/// `State::Sqlite(dir)`.
+pub(crate) fn sqlite_state(dir: &Path, port: u16) -> PathBuf {
+    dir.join(format!("state-{port}.db"))
+}
+
 /// `cmq-host serve FLAGS --listen 127.0.0.1:PORT COMPONENT` with `state`, for any port.
 /// Without `--compile-cache` in `flags`, the compile cache is off: a `.wasm` is
 /// compiled at every start.
-fn cmq_host_serve(
+pub(crate) fn cmq_host_serve(
     host: &Path,
     component: &Path,
     flags: &[&str],
@@ -371,9 +377,7 @@ fn cmq_host_serve(
                 command.arg("--no-state");
             }
             State::Sqlite(dir) => {
-                command
-                    .arg("--state")
-                    .arg(dir.join(format!("state-{port}.db")));
+                command.arg("--state").arg(sqlite_state(dir, port));
             }
             // Through the environment, as the README advises for a URL with a password.
             State::Postgres(url) => {
@@ -552,15 +556,15 @@ pub(crate) fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// Runs wrk; its figures and the number of requests it completed.
-fn run_wrk(
+/// `wrk -t1 -c<connections> -d<duration> --latency` with `script` against the receiver
+/// on `port`, pinned to the load's CPU.
+pub(crate) fn wrk_command(
     wrk: &Path,
     script: &Path,
     port: u16,
     connections: u32,
     duration: Duration,
-    closes_connections: bool,
-) -> Result<(Load, u64)> {
+) -> Command {
     let mut command = Command::new(wrk);
     command
         .args([
@@ -572,23 +576,42 @@ fn run_wrk(
         .arg("-s")
         .arg(script)
         .arg(format!("http://127.0.0.1:{port}/cgi"));
-    let output = pinned(command, LOAD_CPU).output()?;
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    ensure!(output.status.success(), "wrk failed: {text}");
-    let field = |prefix: &str| -> Option<String> {
-        text.lines()
-            .map(str::trim)
-            .find_map(|line| line.strip_prefix(prefix).map(|rest| rest.trim().to_owned()))
-    };
-    let requests_per_sec: f64 = field("Requests/sec:")
-        .and_then(|v| v.parse().ok())
-        .with_context(|| format!("no Requests/sec in wrk's output:\n{text}"))?;
-    let requests: u64 = text
-        .lines()
+    pinned(command, LOAD_CPU)
+}
+
+/// What follows `prefix` on the first line of wrk's output that starts with it.
+pub(crate) fn wrk_field(text: &str, prefix: &str) -> Option<String> {
+    text.lines()
+        .map(str::trim)
+        .find_map(|line| line.strip_prefix(prefix).map(|rest| rest.trim().to_owned()))
+}
+
+/// How many requests wrk completed (`N requests in ...`).
+pub(crate) fn wrk_requests(text: &str) -> Result<u64> {
+    text.lines()
         .find(|line| line.contains("requests in"))
         .and_then(|line| line.split_whitespace().next())
         .and_then(|n| n.parse().ok())
-        .with_context(|| format!("no request count in wrk's output:\n{text}"))?;
+        .with_context(|| format!("no request count in wrk's output:\n{text}"))
+}
+
+/// Runs wrk; its figures and the number of requests it completed.
+fn run_wrk(
+    wrk: &Path,
+    script: &Path,
+    port: u16,
+    connections: u32,
+    duration: Duration,
+    closes_connections: bool,
+) -> Result<(Load, u64)> {
+    let output = wrk_command(wrk, script, port, connections, duration).output()?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    ensure!(output.status.success(), "wrk failed: {text}");
+    let field = |prefix: &str| wrk_field(&text, prefix);
+    let requests_per_sec: f64 = field("Requests/sec:")
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("no Requests/sec in wrk's output:\n{text}"))?;
+    let requests = wrk_requests(&text)?;
     let p50 = field("50%").and_then(|v| parse_wrk_duration(&v));
     let p99 = field("99%").and_then(|v| parse_wrk_duration(&v));
     let failed = field("Non-2xx or 3xx responses:")

@@ -14,10 +14,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result, bail, ensure};
 
 use crate::bench::{
-    LOAD_CPU, Server, ensure_wrk, free_port, machine, parse_wrk_duration, pinned, show, wrk_script,
+    Server, State, cmq_host_serve, ensure_wrk, free_port, machine, parse_wrk_duration, show,
+    sqlite_state, wrk_command, wrk_field, wrk_requests, wrk_script,
 };
 use crate::{cargo, guests, repo_root};
 
@@ -198,22 +199,16 @@ pub fn run(options: &Options) -> Result<()> {
     let mut store = None;
     for (name, binary) in binaries {
         eprintln!("xtask store-growth: {name}");
-        let this = if options.postgres {
-            Store::Postgres(crate::postgres::fresh_local_database("cmq_store_growth")?)
+        let state = if options.postgres {
+            State::Postgres(crate::postgres::fresh_local_database("cmq_store_growth")?)
         } else {
             let dir = out.join("store-growth");
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir)?;
-            Store::Sqlite(dir.join("state.db"))
+            State::Sqlite(dir)
         };
-        let (samples, requests, latency) =
-            load(options, &binary, &component, &this, &wrk, &script)?;
-        runs.push(Run {
-            name,
-            samples,
-            requests,
-            latency,
-        });
+        let (this, run) = load(options, name, &binary, &component, state, &wrk, &script)?;
+        runs.push(run);
         store = Some(this);
     }
     let store = store.context("nothing was measured")?;
@@ -223,44 +218,26 @@ pub fn run(options: &Options) -> Result<()> {
     Ok(())
 }
 
-/// Serves with `binary`, loads it for `options.duration`, and samples the files.
+/// Serves with `binary` on `state`, loads it for `options.duration`, and samples the
+/// store; returns the store it sampled, and the run.
 fn load(
     options: &Options,
+    name: String,
     binary: &Path,
     component: &Path,
-    store: &Store,
+    state: State,
     wrk: &Path,
     script: &Path,
-) -> Result<(Vec<Sample>, u64, Latency)> {
+) -> Result<(Store, Run)> {
     let port = free_port()?;
-    let mut serve = Command::new(binary);
-    serve.args(["serve", "--compile-cache", "off"]);
-    match store {
-        Store::Sqlite(path) => {
-            serve.arg("--state").arg(path);
-        }
-        // Through the environment, as the README advises for a URL with a password.
-        Store::Postgres(url) => {
-            serve.env("CMQ_HOST_STATE", url);
-        }
-    }
-    serve
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .arg(component);
+    let store = match &state {
+        State::Sqlite(dir) => Store::Sqlite(sqlite_state(dir, port)),
+        State::Postgres(url) => Store::Postgres(url.clone()),
+        State::None => bail!("store-growth measures a store"),
+    };
+    let serve = cmq_host_serve(binary, component, &[], state)(port);
     let _server = Server::start(serve, port)?;
-
-    let mut command = Command::new(wrk);
-    command
-        .args([
-            "-t1",
-            &format!("-c{}", options.connections),
-            &format!("-d{}s", options.duration.as_secs()),
-            "--latency",
-            "-s",
-        ])
-        .arg(script)
-        .arg(format!("http://127.0.0.1:{port}/cgi"));
-    let mut wrk = pinned(command, LOAD_CPU)
+    let mut wrk = wrk_command(wrk, script, port, options.connections, options.duration)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .context("starting wrk")?;
@@ -288,18 +265,15 @@ fn load(
     }
     let output = wrk.wait_with_output()?;
     let text = String::from_utf8_lossy(&output.stdout);
-    let requests = text
-        .lines()
-        .find(|line| line.contains("requests in"))
-        .and_then(|line| line.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .with_context(|| format!("no request count in wrk's output:\n{text}"))?;
-    let percentile = |prefix: &str| {
-        text.lines()
-            .find_map(|line| line.trim().strip_prefix(prefix))
-            .and_then(|value| parse_wrk_duration(value.trim()))
+    let percentile =
+        |prefix: &str| wrk_field(&text, prefix).and_then(|value| parse_wrk_duration(&value));
+    let run = Run {
+        name,
+        samples,
+        requests: wrk_requests(&text)?,
+        latency: (percentile("50%"), percentile("99%")),
     };
-    Ok((samples, requests, (percentile("50%"), percentile("99%"))))
+    Ok((store, run))
 }
 
 fn report(options: &Options, store: &Store, runs: &[Run]) -> Result<String> {

@@ -18,7 +18,7 @@ use std::cell::Cell;
 use std::os::raw::c_int;
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex, PoisonError, TryLockError, mpsc};
 use std::time::Duration;
 
 use rusqlite::Connection;
@@ -134,9 +134,9 @@ impl Log {
     }
 
     /// After each commit: wakes the checkpoint thread every [`RESTART_GAP`] frames, and
-    /// past [`WAL_LIMIT`], once the
-    /// checkpoints are close behind (or at twice the limit, whatever they do), copies
-    /// what is left itself, so that the next transaction starts the log again.
+    /// past [`WAL_LIMIT`], once the checkpoints are close behind (or at twice the
+    /// limit, whatever they do), copies what is left itself, so that the next
+    /// transaction starts the log again.
     pub(super) fn committed(&mut self, conn: &Connection) {
         let frames = WAL_FRAMES.get();
         let step = frames / RESTART_GAP;
@@ -152,31 +152,24 @@ impl Log {
         if frames < self.restart_at {
             return;
         }
+        let urgent = frames >= self.restart_frames.saturating_mul(2);
         let behind = frames.saturating_sub(self.copied.load(Ordering::Relaxed));
-        if behind > RESTART_GAP && frames < self.restart_frames.saturating_mul(2) {
+        if behind > RESTART_GAP && !urgent {
             return;
         }
-        let done = match self.checkpointing.try_lock() {
-            Ok(_one) => checkpoint(conn, "PASSIVE"),
+        let one = match self.checkpointing.try_lock() {
+            Ok(one) => one,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
             // The checkpoint thread is copying: let it finish, and look again after the
             // next commit (at twice the limit, wait for it).
-            Err(std::sync::TryLockError::WouldBlock)
-                if frames < self.restart_frames.saturating_mul(2) =>
-            {
-                return;
-            }
-            Err(std::sync::TryLockError::Poisoned(poisoned)) => {
-                let _one = poisoned.into_inner();
-                checkpoint(conn, "PASSIVE")
-            }
-            Err(std::sync::TryLockError::WouldBlock) => {
-                let _one = self
-                    .checkpointing
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                checkpoint(conn, "PASSIVE")
-            }
+            Err(TryLockError::WouldBlock) if !urgent => return,
+            Err(TryLockError::WouldBlock) => self
+                .checkpointing
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
         };
+        let done = checkpoint(conn, "PASSIVE");
+        drop(one);
         match done {
             Ok(done) if done.complete() => self.restart_at = self.restart_frames,
             Ok(done) => {
@@ -239,7 +232,7 @@ impl Checkpoints {
             let _one = self
                 .checkpointing
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+                .unwrap_or_else(PoisonError::into_inner);
             checkpoint(conn, mode)
         };
         match done {
