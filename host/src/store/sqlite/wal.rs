@@ -104,8 +104,9 @@ fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<Checkpointed> {
 /// How many frames the log grows by between two nudges of the checkpoint thread, and
 /// how close behind the log's end its checkpoints must be before the writer restarts
 /// the log: what is left for the writer to copy and sync while every push waits (a
-/// sync costs about 20 µs a page here). More often, the checkpoints take the writer's
-/// CPU; less often, the writer waits longer.
+/// sync's cost grows with the pages copied). More often, the checkpoints take the
+/// writer's CPU; less often, the writer waits longer (BENCHMARKS.md, the store's size
+/// under load).
 const RESTART_GAP: c_int = 512;
 
 impl Log {
