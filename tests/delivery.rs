@@ -240,6 +240,68 @@ async fn the_last_attempt_is_journaled_and_acknowledged_instead_of_lost() -> any
 }
 
 #[tokio::test]
+async fn a_delivery_answered_overloaded_counts_and_the_last_one_is_still_journaled()
+-> anyhow::Result<()> {
+    for backend in BACKENDS {
+        let location = fresh_store(backend).await?;
+        let busy = host_with(
+            &location,
+            ReceiverOptions {
+                max_in_flight: 1,
+                ..Default::default()
+            },
+        )
+        .await?;
+        let other = host_with(&location, ReceiverOptions::default()).await?;
+        let client = reqwest::Client::new();
+        let (hold, id) = (unique("hold", backend), unique("overloaded", backend));
+        // `slow` holds the one slot for a second; CMQ's first delivery of `id` finds it
+        // taken and is answered 503 before the body is read, so before any claim.
+        let holding = push(&client, &busy.url(), &hold, "slow", json_body(&hold)).send();
+        let first = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            send(&busy, &id, "retry").await
+        };
+        let (held, first) = tokio::join!(holding, first);
+        assert_eq!(held?.status(), StatusCode::OK);
+        assert_eq!(
+            first?,
+            (StatusCode::SERVICE_UNAVAILABLE, "overloaded".to_owned()),
+            "{backend:?}"
+        );
+        // The next three, on this host and then on the other: attempts 2, 3 and 4,
+        // BACKOFF_RETRY's last, which is journaled and acknowledged.
+        assert_eq!(
+            send(&busy, &id, "retry").await?.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            send(&other, &id, "retry").await?.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            send(&other, &id, "retry").await?,
+            (StatusCode::OK, "ok".to_owned())
+        );
+        let journal = Store::open(&location).await?.dead_letters().await?;
+        let entry = journal
+            .iter()
+            .find(|entry| entry.message_id == id)
+            .unwrap_or_else(|| panic!("{backend:?}: not journaled: {journal:#?}"));
+        assert_eq!(entry.attempts, 4, "{backend:?}");
+        assert_eq!(
+            runs(&id),
+            3,
+            "{backend:?}: the overloaded delivery ran no guest"
+        );
+        busy.stop().await?;
+        other.stop().await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
 async fn two_hosts_sharing_a_store_never_run_the_guest_twice_for_one_message() -> anyhow::Result<()>
 {
     for backend in BACKENDS {
@@ -293,7 +355,7 @@ async fn claims_are_atomic_and_a_dead_hosts_claim_expires() -> anyhow::Result<()
                 other.clone()
             };
             claims.push(tokio::spawn(async move {
-                store.claim("raced", lease, window).await
+                store.claim("raced", "raced", 0, lease, window).await
             }));
         }
         let mut winner = None;
@@ -316,11 +378,13 @@ async fn claims_are_atomic_and_a_dead_hosts_claim_expires() -> anyhow::Result<()
         // The winner never settles (its host died): once the lease is over, the next
         // push takes the message over, and the old claim can no longer settle it.
         assert!(matches!(
-            store.claim("raced", lease, window).await?,
+            store.claim("raced", "raced", 0, lease, window).await?,
             Claim::Busy { attempt: 51 }
         ));
         tokio::time::sleep(lease + Duration::from_millis(100)).await;
-        let Claim::Run { attempt: 52, token } = store.claim("raced", lease, window).await? else {
+        let Claim::Run { attempt: 52, token } =
+            store.claim("raced", "raced", 0, lease, window).await?
+        else {
             panic!("{backend:?}: the expired claim was not taken over");
         };
         store
@@ -332,10 +396,13 @@ async fn claims_are_atomic_and_a_dead_hosts_claim_expires() -> anyhow::Result<()
             "{backend:?}: a stale claim settled"
         );
         store.settle("raced", token, Settlement::Acked).await?;
-        assert_eq!(other.claim("raced", lease, window).await?, Claim::Duplicate);
+        assert_eq!(
+            other.claim("raced", "raced", 0, lease, window).await?,
+            Claim::Duplicate
+        );
         // Without a dedupe window an acknowledged message runs again, in a new round.
         assert!(matches!(
-            store.claim("raced", lease, None).await?,
+            store.claim("raced", "raced", 0, lease, None).await?,
             Claim::Run { attempt: 1, .. }
         ));
     }
@@ -461,7 +528,8 @@ async fn old_records_are_pruned_in_chunks_and_kept_ones_stay() -> anyhow::Result
             let store = store.clone();
             settles.spawn(async move {
                 let key = format!("old-{n}");
-                let Claim::Run { token, .. } = store.claim(&key, lease, None).await? else {
+                let Claim::Run { token, .. } = store.claim(&key, &key, 0, lease, None).await?
+                else {
                     anyhow::bail!("{key} did not run");
                 };
                 store.settle(&key, token, Settlement::Acked).await?;
@@ -475,7 +543,7 @@ async fn old_records_are_pruned_in_chunks_and_kept_ones_stay() -> anyhow::Result
         // side of it).
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let age = Duration::from_secs(1);
-        let Claim::Run { token, .. } = store.claim("kept", lease, None).await? else {
+        let Claim::Run { token, .. } = store.claim("kept", "kept", 0, lease, None).await? else {
             panic!("{backend:?}: kept did not run");
         };
         store.settle("kept", token, Settlement::Acked).await?;

@@ -60,6 +60,7 @@ pub(crate) struct Metrics {
     dead_letters: Family<RouteLabel, Counter>,
     rejected: Family<StatusLabels, Counter>,
     store_errors: Family<RouteLabel, Counter>,
+    uncounted_lost: Counter,
     reloads: Family<ResultLabel, Counter>,
     generation: Gauge,
     store_files: Family<FileLabel, Gauge>,
@@ -138,6 +139,13 @@ impl Default for Metrics {
             "Which load of the routes is serving: 1 at start, one more per reload",
             generation.clone(),
         );
+        let uncounted_lost = Counter::default();
+        registry.register(
+            "cmq_uncounted_deliveries_lost",
+            "Deliveries answered before their claim that could not be counted, because too \
+             many were waiting for the store: alert on any",
+            uncounted_lost.clone(),
+        );
         let store_files = Family::<FileLabel, Gauge>::default();
         registry.register(
             "cmq_store_file_bytes",
@@ -155,6 +163,7 @@ impl Default for Metrics {
             dead_letters,
             rejected,
             store_errors,
+            uncounted_lost,
             reloads,
             generation,
             store_files,
@@ -243,6 +252,10 @@ impl Metrics {
 
     pub(crate) fn store_error(&self, route_name: &str) {
         self.store_errors.get_or_create(&route(route_name)).inc();
+    }
+
+    pub(crate) fn uncounted_lost(&self, deliveries: u32) {
+        self.uncounted_lost.inc_by(u64::from(deliveries));
     }
 
     /// A reload, and when it succeeded the generation now serving.

@@ -22,7 +22,10 @@ use crate::guest::{GuestFault, ServeAs};
 use crate::metrics::{Metrics, NO_ROUTE};
 use crate::precompiled::{Loaded, Loading};
 use crate::route::{CurrentRoutes, LoadedRoute, MAX_LIMIT, Route, Routes, SharedLimits};
-use crate::store::{Claim, ClaimToken, DeadLetter, Settlement, Store, message_key};
+use crate::store::{
+    Claim, ClaimToken, DeadLetter, FLUSH_INTERVAL, Settlement, Store, Uncounted, message_key,
+    push_key,
+};
 use crate::{Grants, Token};
 
 /// How a receiver treats pushes; every field has a default (see [`Default`]).
@@ -119,6 +122,8 @@ pub struct Receiver {
     reloading: tokio::sync::Mutex<()>,
     generation: AtomicU64,
     store: Option<Store>,
+    /// Deliveries answered before their claim, to be counted in the store.
+    uncounted: Uncounted,
     compile_cache: Option<PathBuf>,
     max_connections: usize,
     allow: Vec<IpNet>,
@@ -162,6 +167,7 @@ impl Receiver {
             reloading: tokio::sync::Mutex::new(()),
             generation: AtomicU64::new(1),
             store,
+            uncounted: Uncounted::default(),
             compile_cache,
             max_connections: config.max_connections,
             allow: config.allow.clone(),
@@ -313,6 +319,16 @@ impl Receiver {
             self.metrics.rejected(NO_ROUTE, 404);
             return PushError::NotFound.into_response();
         };
+        // With a store, a push handler's deliveries are counted even when answered
+        // before the claim: by the header's id, all that is known before the body.
+        let push_key = match (&self.store, route.guest.serves()) {
+            (Some(_), ServeAs::PushHandler | ServeAs::Auto) => request
+                .headers()
+                .get(cmq_message::HEADER_MESSAGE_ID)
+                .and_then(|id| std::str::from_utf8(id.as_bytes()).ok())
+                .map(|id| push_key(&route.name, id)),
+            _ => None,
+        };
         // The permits are taken before the body is read, so that at most
         // `max_in_flight` bodies are ever buffered, and held until the guest is done.
         let read = async {
@@ -354,6 +370,15 @@ impl Receiver {
                     PushError::Overloaded(_) => self.metrics.overloaded(&route.name),
                     _ => self.metrics.rejected(&route.name, status),
                 }
+                // A delivery that failed for want of room or time is one CMQ counts;
+                // a body that is not a push (400, 413) will never be handled anyway.
+                if let (
+                    Some(push_key),
+                    PushError::Overloaded(_) | PushError::BodyTimeout(_) | PushError::BodyRead(_),
+                ) = (push_key, &err)
+                {
+                    self.note_uncounted(&route.name, push_key, 1);
+                }
                 return err.into_response();
             }
         };
@@ -379,8 +404,11 @@ impl Receiver {
         let mut claimed = None;
         if let Some(store) = &self.store {
             let key = message_key(route_name, &message);
+            let push_key = push_key(route_name, &message_id);
+            let earlier = self.uncounted.take(&push_key);
             let lease = route.options.deadline + LEASE_MARGIN;
-            match store.claim(&key, lease, route.options.dedupe_window).await {
+            let window = route.options.dedupe_window;
+            match store.claim(&key, &push_key, earlier, lease, window).await {
                 Ok(Claim::Run { attempt, token }) => {
                     message.attempt = Some(attempt);
                     claimed = Some(Claimed {
@@ -414,6 +442,7 @@ impl Receiver {
                         "message not handled: {err}"
                     );
                     self.metrics.store_error(route_name);
+                    self.note_uncounted(route_name, push_key, earlier.saturating_add(1));
                     return PushError::Store(err).into_response();
                 }
             }
@@ -496,6 +525,47 @@ impl Receiver {
                     "message not handled: {text}"
                 );
                 response
+            }
+        }
+    }
+
+    /// Notes `deliveries` of the message `push_key` names that the store has not
+    /// counted, for [`Receiver::store_upkeep`] to write.
+    fn note_uncounted(&self, route_name: &str, push_key: String, deliveries: u32) {
+        if !self.uncounted.note(push_key, deliveries) {
+            self.metrics.uncounted_lost(deliveries);
+            tracing::error!(
+                route = route_name,
+                deliveries,
+                "a delivery could not be counted (too many waiting for the store): CMQ's \
+                 last delivery of its message may not be recognised as the last"
+            );
+        }
+    }
+
+    /// Writes the deliveries noted and not yet counted to the store; what fails stays
+    /// noted for the next time.
+    pub(crate) async fn flush_uncounted(&self) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        let noted = self.uncounted.drain();
+        if noted.is_empty() {
+            return;
+        }
+        if let Err(err) = store.count_uncounted(noted.clone()).await {
+            tracing::warn!(
+                keys = noted.len(),
+                "uncounted deliveries not yet written: {err}"
+            );
+            let lost = self.uncounted.restore(noted);
+            if lost > 0 {
+                self.metrics
+                    .uncounted_lost(u32::try_from(lost).unwrap_or(u32::MAX));
+                tracing::error!(
+                    deliveries = lost,
+                    "deliveries could not be counted (too many waiting for the store)"
+                );
             }
         }
     }
@@ -636,21 +706,31 @@ impl Receiver {
         }
     }
 
-    /// Forgets old message records every hour, while the returned future runs: those
-    /// older than the longest dedupe window and a day of CMQ's retries (journal entries
-    /// stay until removed).
+    /// Keeps the store, while the returned future runs: writes the deliveries answered
+    /// before their claim every [`FLUSH_INTERVAL`], and every hour forgets message
+    /// records older than the longest dedupe window and a day of CMQ's retries
+    /// (journal entries stay until removed).
     pub(crate) fn store_upkeep(
         self: &Arc<Self>,
     ) -> Option<impl Future<Output = ()> + Send + 'static> {
         let store = self.store.clone()?;
         let receiver = Arc::downgrade(self);
         Some(async move {
-            let mut every_hour = tokio::time::interval(Duration::from_secs(3600));
+            let mut flush = tokio::time::interval(FLUSH_INTERVAL);
+            flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut prune = tokio::time::interval(Duration::from_secs(3600));
             loop {
-                every_hour.tick().await;
+                let pruning = tokio::select! {
+                    _ = flush.tick() => false,
+                    _ = prune.tick() => true,
+                };
                 let Some(receiver) = receiver.upgrade() else {
                     return;
                 };
+                if !pruning {
+                    receiver.flush_uncounted().await;
+                    continue;
+                }
                 let retry_span = Duration::from_secs(25 * 3600);
                 let age = receiver
                     .routes

@@ -195,6 +195,8 @@ impl Server {
         if let Some(upkeep) = upkeep {
             upkeep.abort();
         }
+        // What was answered before its claim and not yet written would be forgotten.
+        receiver.flush_uncounted().await;
         Ok(())
     }
 }

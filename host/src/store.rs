@@ -15,6 +15,9 @@
 
 mod postgres;
 mod sqlite;
+mod uncounted;
+
+pub(crate) use uncounted::{FLUSH_INTERVAL, Uncounted};
 
 use std::fmt;
 use std::path::PathBuf;
@@ -96,16 +99,31 @@ pub use sqlite::WAL_LIMIT;
 /// [`MAX_PLAIN_KEY`] bytes is `sha256:` and its digest in hex instead, which no array
 /// can be mistaken for. SIMPLIFIED pushes name no topic or subscription.
 pub fn message_key(route: &str, message: &cmq_message::Message) -> String {
+    bounded(
+        serde_json::json!([
+            route,
+            message.format.name(),
+            message.topic_owner,
+            message.topic_name,
+            message.subscription_name,
+            message.message_id,
+        ])
+        .to_string(),
+    )
+}
+
+/// The key deliveries answered before a claim are counted by (see [`Uncounted`]): a
+/// JSON array of the route and the message id, all that is known of a push before its
+/// body is read. Two subscriptions pushing one id to one route share it, so such a
+/// delivery may count for both: a message journaled a delivery early, never one lost.
+pub fn push_key(route: &str, message_id: &str) -> String {
+    bounded(serde_json::json!([route, message_id]).to_string())
+}
+
+/// `key`, or past [`MAX_PLAIN_KEY`] bytes `sha256:` and its digest in hex, which no
+/// JSON array can be mistaken for.
+fn bounded(key: String) -> String {
     use sha2::{Digest as _, Sha256};
-    let key = serde_json::json!([
-        route,
-        message.format.name(),
-        message.topic_owner,
-        message.topic_name,
-        message.subscription_name,
-        message.message_id,
-    ])
-    .to_string();
     if key.len() <= MAX_PLAIN_KEY {
         return key;
     }
@@ -277,17 +295,23 @@ impl Store {
     }
 
     /// Records a delivery of the message `key` names and says whether to run the
-    /// guest. `lease` is how long a claim holds off other pushes of the message (a host
-    /// that dies mid-run frees it by expiry); acknowledgements within `dedupe_window`
-    /// make later pushes duplicates (`None`: never).
+    /// guest. The count also takes the deliveries noted under `push_key` (see
+    /// [`push_key`] and [`Store::count_uncounted`]) and `earlier` more. `lease` is how
+    /// long a claim holds off other pushes of the message (a host that dies mid-run
+    /// frees it by expiry); acknowledgements within `dedupe_window` make later pushes
+    /// duplicates (`None`: never).
     pub async fn claim(
         &self,
         key: &str,
+        push_key: &str,
+        earlier: u32,
         lease: Duration,
         dedupe_window: Option<Duration>,
     ) -> Result<Claim, StoreError> {
         let request = ClaimRequest {
             key: key.to_owned(),
+            push_key: push_key.to_owned(),
+            earlier: i64::from(earlier),
             token: ClaimToken::new(),
             lease,
             dedupe_window,
@@ -297,6 +321,15 @@ impl Store {
             Backend::Postgres(store) => timed(store.claim(request)).await?,
         };
         Ok(claimed)
+    }
+
+    /// Counts deliveries answered before any claim, by push key: the next claim of each
+    /// message adds them to its count.
+    pub async fn count_uncounted(&self, deliveries: Vec<(String, u32)>) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(store) => timed(store.count_uncounted(deliveries)).await,
+            Backend::Postgres(store) => timed(store.count_uncounted(deliveries)).await,
+        }
     }
 
     /// Records how the claim `token` of `key` ended; does nothing when another push has
@@ -377,22 +410,29 @@ impl Store {
         }
     }
 
-    /// Forgets message records (not journal entries) unchanged for longer than `age`,
-    /// [`PRUNE_CHUNK`] at a time so that claims go on between the chunks; returns how
-    /// many.
+    /// Forgets message records and uncounted deliveries (not journal entries) unchanged
+    /// for longer than `age`, [`PRUNE_CHUNK`] at a time so that claims go on between
+    /// the chunks; returns how many.
     pub async fn prune(&self, age: Duration) -> Result<u64, StoreError> {
         let before = now_ms() - millis(age);
         let mut pruned = 0;
-        loop {
-            let chunk = match &self.backend {
-                Backend::Sqlite(store) => timed(store.prune(before, PRUNE_CHUNK)).await?,
-                Backend::Postgres(store) => timed(store.prune(before, PRUNE_CHUNK)).await?,
-            };
-            pruned += chunk;
-            if chunk < PRUNE_CHUNK as u64 {
-                return Ok(pruned);
+        for statement in [PRUNE, PRUNE_UNCOUNTED] {
+            loop {
+                let chunk = match &self.backend {
+                    Backend::Sqlite(store) => {
+                        timed(store.prune(statement, before, PRUNE_CHUNK)).await?
+                    }
+                    Backend::Postgres(store) => {
+                        timed(store.prune(statement, before, PRUNE_CHUNK)).await?
+                    }
+                };
+                pruned += chunk;
+                if chunk < PRUNE_CHUNK as u64 {
+                    break;
+                }
             }
         }
+        Ok(pruned)
     }
 }
 
@@ -409,6 +449,11 @@ CREATE TABLE IF NOT EXISTS cmq_messages (
     updated_ms {int} NOT NULL
 );
 CREATE INDEX IF NOT EXISTS cmq_messages_updated ON cmq_messages (updated_ms);
+CREATE TABLE IF NOT EXISTS cmq_uncounted (
+    push_key TEXT PRIMARY KEY NOT NULL,
+    deliveries {int} NOT NULL,
+    updated_ms {int} NOT NULL
+);
 CREATE TABLE IF NOT EXISTS cmq_dead_letters (
     id {id},
     message_id TEXT NOT NULL,
@@ -424,15 +469,16 @@ CREATE TABLE IF NOT EXISTS cmq_dead_letters (
 
 /// Claims a delivery in one statement: `$1` key, `$2` now, `$3` the lease's end, `$4`
 /// the instant after which an acknowledgement makes a duplicate, `$5` the new claim's
-/// token. Every delivery is counted; the claim is taken unless another one's lease is
-/// still running. Returns the count and the claim that holds the message (this one's
-/// token when this delivery is to run), or no row for a duplicate. `SET` reads the
-/// row as it was before the statement, in both databases.
+/// token, `$6` the deliveries of the message answered before any claim (see
+/// [`Uncounted`]). Every delivery is counted; the claim is taken unless another one's
+/// lease is still running. Returns the count and the claim that holds the message
+/// (this one's token when this delivery is to run), or no row for a duplicate. `SET`
+/// reads the row as it was before the statement, in both databases.
 const CLAIM: &str = "
 INSERT INTO cmq_messages AS m (message_id, attempts, state, claim, lease_until_ms, updated_ms)
-VALUES ($1, 1, 'running', $5, $3, $2)
+VALUES ($1, 1 + $6, 'running', $5, $3, $2)
 ON CONFLICT (message_id) DO UPDATE SET
-    attempts = CASE WHEN m.state IN ('acked', 'journaled') THEN 1 ELSE m.attempts + 1 END,
+    attempts = CASE WHEN m.state IN ('acked', 'journaled') THEN 1 ELSE m.attempts + 1 END + $6,
     claim = CASE WHEN m.state = 'running' AND m.lease_until_ms > $2 THEN m.claim ELSE $5 END,
     last_decision = CASE WHEN m.state = 'running' AND m.lease_until_ms > $2
         THEN m.last_decision ELSE NULL END,
@@ -487,6 +533,25 @@ DELETE FROM cmq_messages WHERE updated_ms < $1 AND message_id IN (
 )
 ";
 
+/// `$1` the push key, `$2` deliveries to add, `$3` now. (PostgreSQL's takes them all
+/// in one statement: [`postgres`].)
+const COUNT_UNCOUNTED: &str = "
+INSERT INTO cmq_uncounted AS u (push_key, deliveries, updated_ms) VALUES ($1, $2, $3)
+ON CONFLICT (push_key) DO UPDATE SET
+    deliveries = u.deliveries + excluded.deliveries, updated_ms = excluded.updated_ms
+";
+
+/// `$1` the push key: the deliveries counted under it, taken by the claim that counts
+/// them.
+const TAKE_UNCOUNTED: &str = "DELETE FROM cmq_uncounted WHERE push_key = $1 RETURNING deliveries";
+
+/// [`PRUNE`]'s twin for the deliveries of messages that never came back.
+const PRUNE_UNCOUNTED: &str = "
+DELETE FROM cmq_uncounted WHERE updated_ms < $1 AND push_key IN (
+    SELECT push_key FROM cmq_uncounted WHERE updated_ms < $1 ORDER BY updated_ms LIMIT $2
+)
+";
+
 /// Records one prune statement removes: each is a transaction of its own, short enough
 /// that the claims queued behind it do not wait long, and small in the log.
 const PRUNE_CHUNK: i64 = 500;
@@ -495,6 +560,9 @@ const PRUNE_CHUNK: i64 = 500;
 #[derive(Debug)]
 struct ClaimRequest {
     key: String,
+    push_key: String,
+    /// Deliveries to add that the store does not hold.
+    earlier: i64,
     token: ClaimToken,
     lease: Duration,
     dedupe_window: Option<Duration>,

@@ -6,8 +6,8 @@
 //! `synchronous_commit=off` (committed and visible at once, synced by the server a
 //! moment later), dead-letter writes over one with the server's default, synced
 //! before the commit returns. A connection that breaks is reopened by the next call.
-//! Claims read the time from the database's clock, so that leases hold across hosts
-//! whose clocks differ.
+//! Claims, settlements and journal writes read the time from the database's clock, so
+//! that leases and dedupe windows hold across hosts whose clocks differ.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,9 +16,9 @@ use tokio::sync::Mutex;
 use tokio_postgres::{Client, Config, NoTls, Statement};
 
 use super::{
-    CLAIM, Claim, ClaimRequest, DeadLetter, INSERT_DEAD_LETTER, Journal, MARK_JOURNALED,
-    MessageRecord, PRUNE, SCHEMA, SELECT_DEAD_LETTERS, SELECT_RECORD, SETTLE, Settle, StoreError,
-    attempts, millis, now_ms, parse_format, time_of,
+    CLAIM, COUNT_UNCOUNTED, Claim, ClaimRequest, DeadLetter, INSERT_DEAD_LETTER, Journal,
+    MARK_JOURNALED, MessageRecord, SCHEMA, SELECT_DEAD_LETTERS, SELECT_RECORD, SETTLE, Settle,
+    StoreError, TAKE_UNCOUNTED, attempts, millis, parse_format, time_of,
 };
 
 /// How long connecting may take; the store's per-operation timeout bounds the rest.
@@ -51,6 +51,7 @@ struct Session {
 struct Prepared {
     client: Client,
     claim: Statement,
+    count_uncounted: Statement,
     settle: Statement,
     journal: Statement,
     record: Statement,
@@ -107,11 +108,35 @@ impl PostgresStore {
             .client
             .query_opt(
                 &session.claim,
-                &[&request.key, &request.token.0, &lease, &window],
+                &[
+                    &request.key,
+                    &request.token.0,
+                    &lease,
+                    &window,
+                    &request.push_key,
+                    &request.earlier,
+                ],
             )
             .await
             .map_err(|err| StoreError::new("claiming", err))?;
         Ok(request.outcome(row.map(|row| (row.get(0), row.get(1)))))
+    }
+
+    pub(super) async fn count_uncounted(
+        &self,
+        deliveries: Vec<(String, u32)>,
+    ) -> Result<(), StoreError> {
+        let session = self.fast.get().await?;
+        let (keys, counts): (Vec<String>, Vec<i64>) = deliveries
+            .into_iter()
+            .map(|(key, count)| (key, i64::from(count)))
+            .unzip();
+        session
+            .client
+            .execute(&session.count_uncounted, &[&keys, &counts])
+            .await
+            .map_err(|err| StoreError::new("counting deliveries", err))?;
+        Ok(())
     }
 
     pub(super) async fn settle(&self, settle: Settle) -> Result<(), StoreError> {
@@ -120,13 +145,7 @@ impl PostgresStore {
             .client
             .execute(
                 &session.settle,
-                &[
-                    &settle.key,
-                    &settle.state,
-                    &settle.decision,
-                    &now_ms(),
-                    &settle.token,
-                ],
+                &[&settle.key, &settle.state, &settle.decision, &settle.token],
             )
             .await
             .map_err(|err| StoreError::new("settling", err))?;
@@ -148,7 +167,6 @@ impl PostgresStore {
                     &entry.request_id,
                     &entry.message_tag,
                     &entry.body,
-                    &now_ms(),
                     &journal.key,
                     &journal.token,
                 ],
@@ -227,11 +245,16 @@ impl PostgresStore {
 
     /// Over the journal's connection: the claims' connection runs its statements one
     /// after the other, and a prune would hold up the claims behind it.
-    pub(super) async fn prune(&self, before: i64, limit: i64) -> Result<u64, StoreError> {
+    pub(super) async fn prune(
+        &self,
+        statement: &str,
+        before: i64,
+        limit: i64,
+    ) -> Result<u64, StoreError> {
         let session = self.durable.get().await?;
         session
             .client
-            .execute(PRUNE, &[&before, &limit])
+            .execute(statement, &[&before, &limit])
             .await
             .map_err(|err| StoreError::new("pruning", err))
     }
@@ -279,10 +302,14 @@ impl Session {
         };
         Ok(Prepared {
             claim: prepare(claim_sql()).await?,
-            settle: prepare(SETTLE.to_owned()).await?,
-            journal: prepare(format!(
-                "WITH entry AS ({INSERT_DEAD_LETTER}), marked AS ({MARK_JOURNALED}) \
-                 SELECT id FROM entry"
+            count_uncounted: prepare(count_uncounted_sql()).await?,
+            settle: prepare(on_database_clock(SETTLE, 4)).await?,
+            journal: prepare(on_database_clock(
+                &format!(
+                    "WITH entry AS ({INSERT_DEAD_LETTER}), marked AS ({MARK_JOURNALED}) \
+                     SELECT id FROM entry"
+                ),
+                8,
             ))
             .await?,
             record: prepare(SELECT_RECORD.to_owned()).await?,
@@ -291,18 +318,63 @@ impl Session {
     }
 }
 
-/// The claim statement with the times read from the database's clock as the statement
-/// starts, so that hosts whose clocks differ still agree on leases: `$1` key, `$2` the
-/// claim's token, `$3` the lease in milliseconds, `$4` the dedupe window in
-/// milliseconds (NULL: none).
+/// The database's clock as the statement starts, in Unix milliseconds.
+const NOW: &str = "(extract(epoch from statement_timestamp()) * 1000)::bigint";
+
+/// The claim statement with the times read from the database's clock, so that hosts
+/// whose clocks differ still agree on leases, and the deliveries counted under the
+/// push key taken in the same statement: `$1` key, `$2` the claim's token, `$3` the
+/// lease in milliseconds, `$4` the dedupe window in milliseconds (NULL: none), `$5`
+/// the push key, `$6` deliveries to add that the database does not hold.
 fn claim_sql() -> String {
-    const NOW: &str = "(extract(epoch from statement_timestamp()) * 1000)::bigint";
-    // $2 goes first: none of the later replacements brings one back.
-    CLAIM
-        .replace("$2", NOW)
-        .replace("$3", &format!("({NOW} + $3)"))
-        .replace("$4", &format!("COALESCE({NOW} - $4, 9223372036854775807)"))
-        .replace("$5", "$2")
+    let claim = renumbered(CLAIM, |n| match n {
+        2 => NOW.to_owned(),
+        3 => format!("({NOW} + $3)"),
+        4 => format!("COALESCE({NOW} - $4, 9223372036854775807)"),
+        5 => "$2".to_owned(),
+        6 => "($6 + (SELECT COALESCE(sum(deliveries), 0)::bigint FROM taken))".to_owned(),
+        n => format!("${n}"),
+    });
+    let take = renumbered(TAKE_UNCOUNTED, |_| "$5".to_owned());
+    format!("WITH taken AS ({take}) {claim}")
+}
+
+/// [`COUNT_UNCOUNTED`] for every delivery at once, in one statement: `$1` the push
+/// keys, `$2` the deliveries to add to each.
+fn count_uncounted_sql() -> String {
+    const ONE: &str = "VALUES ($1, $2, $3)";
+    const ALL: &str =
+        "SELECT key, count, $3 FROM unnest($1::text[], $2::bigint[]) AS t(key, count)";
+    debug_assert!(COUNT_UNCOUNTED.contains(ONE));
+    on_database_clock(&COUNT_UNCOUNTED.replace(ONE, ALL), 3)
+}
+
+/// `sql` with its parameter `$now` read from the database's clock instead, and the
+/// parameters after it numbered one lower.
+fn on_database_clock(sql: &str, now: usize) -> String {
+    renumbered(sql, |n| match n {
+        n if n == now => NOW.to_owned(),
+        n if n > now => format!("${}", n - 1),
+        n => format!("${n}"),
+    })
+}
+
+/// `sql` with every parameter `$n` replaced by `replace(n)`.
+fn renumbered(sql: &str, replace: impl Fn(usize) -> String) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(dollar) = rest.find('$') {
+        out.push_str(&rest[..dollar]);
+        let after = &rest[dollar + 1..];
+        let digits = after.len() - after.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        match after[..digits].parse::<usize>() {
+            Ok(n) => out.push_str(&replace(n)),
+            Err(_) => out.push('$'),
+        }
+        rest = &after[digits..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A new connection, driven by its own task until it closes.
@@ -317,4 +389,23 @@ async fn connect(config: &Config) -> Result<Client, StoreError> {
         }
     });
     Ok(client)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_are_renumbered_past_the_one_the_database_clock_replaces() {
+        assert_eq!(
+            on_database_clock("a = $1, b = $2, c = $10, d = $3, e = $", 2),
+            format!("a = $1, b = {NOW}, c = $9, d = $2, e = $")
+        );
+        let claim = claim_sql();
+        for n in 1..=6 {
+            assert!(claim.contains(&format!("${n}")), "${n} unused in {claim}");
+        }
+        assert!(!claim.contains("$7"));
+        assert!(count_uncounted_sql().contains("unnest"));
+    }
 }

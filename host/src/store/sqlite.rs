@@ -18,9 +18,9 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params};
 use tokio::sync::oneshot;
 
 use super::{
-    CLAIM, Claim, ClaimRequest, DeadLetter, INSERT_DEAD_LETTER, Journal, MARK_JOURNALED,
-    MessageRecord, PRUNE, SCHEMA, SELECT_DEAD_LETTERS, SELECT_RECORD, SETTLE, Settle, StoreError,
-    attempts, now_ms, parse_format, time_of,
+    CLAIM, COUNT_UNCOUNTED, Claim, ClaimRequest, DeadLetter, INSERT_DEAD_LETTER, Journal,
+    MARK_JOURNALED, MessageRecord, SCHEMA, SELECT_DEAD_LETTERS, SELECT_RECORD, SETTLE, Settle,
+    StoreError, TAKE_UNCOUNTED, attempts, now_ms, parse_format, time_of,
 };
 
 /// Most operations committed together.
@@ -173,14 +173,41 @@ impl SqliteStore {
         self.run(false, 0, move |conn| {
             // The times are read here, on the writer thread, as the statement runs.
             let (now, lease_until, acked_since) = request.times();
+            let noted: Option<i64> = conn
+                .prepare_cached(&numbered(TAKE_UNCOUNTED))?
+                .query_row([&request.push_key], |row| row.get(0))
+                .optional()?;
+            let earlier = request.earlier + noted.unwrap_or(0);
             let row = conn
                 .prepare_cached(&numbered(CLAIM))?
                 .query_row(
-                    params![request.key, now, lease_until, acked_since, request.token.0],
+                    params![
+                        request.key,
+                        now,
+                        lease_until,
+                        acked_since,
+                        request.token.0,
+                        earlier
+                    ],
                     |row| Ok((row.get(0)?, row.get(1)?)),
                 )
                 .optional()?;
             Ok(request.outcome(row))
+        })
+        .await
+    }
+
+    pub(super) async fn count_uncounted(
+        &self,
+        deliveries: Vec<(String, u32)>,
+    ) -> Result<(), StoreError> {
+        self.run(false, 0, move |conn| {
+            let mut statement = conn.prepare_cached(&numbered(COUNT_UNCOUNTED))?;
+            let now = now_ms();
+            for (push_key, count) in deliveries {
+                statement.execute(params![push_key, i64::from(count), now])?;
+            }
+            Ok(())
         })
         .await
     }
@@ -279,10 +306,15 @@ impl SqliteStore {
         self.read(move |conn| read_record(conn, &message_id)).await
     }
 
-    pub(super) async fn prune(&self, before: i64, limit: i64) -> Result<u64, StoreError> {
+    pub(super) async fn prune(
+        &self,
+        statement: &'static str,
+        before: i64,
+        limit: i64,
+    ) -> Result<u64, StoreError> {
         self.run(false, 0, move |conn| {
             Ok(conn
-                .prepare_cached(&numbered(PRUNE))?
+                .prepare_cached(&numbered(statement))?
                 .execute([before, limit])? as u64)
         })
         .await
