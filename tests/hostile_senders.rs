@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use cmq_host::ReceiverOptions;
-use cmq_tests::{DOCUMENTED_JSON_BODY, TestHost, json_body, push};
+use cmq_host::{Config, ReceiverOptions};
+use cmq_tests::{DOCUMENTED_JSON_BODY, TestHost, guest, json_body, push};
 use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -165,6 +165,40 @@ async fn beyond_the_in_flight_cap_pushes_get_503_with_retry_after_at_once() -> a
     assert_eq!(sleeper.await??.status(), StatusCode::INTERNAL_SERVER_ERROR);
     // The slot is free again.
     let response = push(&client, &host.url(), "after", "", json_body("after"))
+        .send()
+        .await?;
+    assert_eq!(response.status(), StatusCode::OK);
+    host.stop().await
+}
+
+#[tokio::test]
+async fn the_in_flight_cap_holds_across_a_reload() -> anyhow::Result<()> {
+    let options = || ReceiverOptions {
+        max_in_flight: 1,
+        ..Default::default()
+    };
+    let host = TestHost::start("faulty", options()).await?;
+    let client = reqwest::Client::new();
+    // Holds the only slot for a second, on the routes serving now.
+    let holding =
+        tokio::spawn(push(&client, &host.url(), "held", "slow", json_body("held")).send());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The same component and limits, loaded again: a new generation of routes.
+    let config = Config::single(guest("faulty"), &options());
+    host.receiver.reload(&config).await?;
+    assert_eq!(host.receiver.generation(), 2);
+    let response = push(&client, &host.url(), "second", "", json_body("second"))
+        .send()
+        .await?;
+    assert_eq!(
+        response.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the new routes took a slot the old ones hold"
+    );
+    assert_eq!(response.text().await?, "overloaded");
+    assert_eq!(holding.await??.status(), StatusCode::OK);
+    // The slot came back to the routes serving now.
+    let response = push(&client, &host.url(), "third", "", json_body("third"))
         .send()
         .await?;
     assert_eq!(response.status(), StatusCode::OK);

@@ -203,7 +203,8 @@ impl Receiver {
             Err(err) => Err(err),
         };
         match checked {
-            Ok(routes) => {
+            Ok(mut routes) => {
+                routes.take_over_caps(&self.routes.get());
                 let report = routes.report();
                 self.longest_deadline_ms
                     .fetch_max(longest_deadline_ms(&config.routes), Ordering::Relaxed);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use cmq_message::ExpectedFormat;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit, TryAcquireError};
 
 use crate::engine::{EngineSizing, EpochTicker, new_engine};
 use crate::guest::{Guest, ServeAs};
@@ -118,7 +118,7 @@ pub(crate) struct Route {
     pub(crate) component: PathBuf,
     pub(crate) guest: Guest,
     pub(crate) options: RouteOptions,
-    pub(crate) in_flight: Option<Semaphore>,
+    pub(crate) in_flight: Option<InFlightCap>,
     /// The load of the routes this one belongs to: 1 at start, one more per reload.
     pub(crate) generation: u64,
     load_time: Duration,
@@ -140,7 +140,7 @@ pub(crate) struct Routes {
     /// Longest path first, so that the first match is the most specific.
     routes: Vec<Route>,
     pub(crate) limits: SharedLimits,
-    pub(crate) in_flight: Semaphore,
+    pub(crate) in_flight: InFlightCap,
     _ticker: EpochTicker,
 }
 
@@ -225,7 +225,7 @@ impl Routes {
                 name: plan.name.clone(),
                 path: plan.path.clone(),
                 component: plan.component.clone(),
-                in_flight: plan.options.max_in_flight.map(Semaphore::new),
+                in_flight: plan.options.max_in_flight.map(InFlightCap::new),
                 options: plan.options.clone(),
                 guest,
                 generation,
@@ -236,10 +236,27 @@ impl Routes {
         let ticker = EpochTicker::start(&engine).context("starting the epoch ticker thread")?;
         Ok(Routes {
             routes,
-            in_flight: Semaphore::new(limits.max_in_flight),
+            in_flight: InFlightCap::new(limits.max_in_flight),
             limits,
             _ticker: ticker,
         })
+    }
+
+    /// Takes over the in-flight caps of `serving`, the generation these routes replace,
+    /// resized to these routes' limits: pushes still running on the old routes hold
+    /// permits of the same caps, so that both generations together stay within them.
+    /// A route's own cap is taken over from the route of the same name.
+    pub(crate) fn take_over_caps(&mut self, serving: &Routes) {
+        self.in_flight = serving.in_flight.resized(self.limits.max_in_flight);
+        for route in &mut self.routes {
+            let old = serving.routes.iter().find(|old| old.name == route.name);
+            if let (Some(max), Some(old_cap)) = (
+                route.options.max_in_flight,
+                old.and_then(|old| old.in_flight.as_ref()),
+            ) {
+                route.in_flight = Some(old_cap.resized(max));
+            }
+        }
     }
 
     /// Instantiates every route's guest once without a message, so that a component
@@ -290,6 +307,49 @@ impl Routes {
             .collect();
         report.sort_by(|a, b| a.path.cmp(&b.path));
         report
+    }
+}
+
+/// A cap on messages in flight that a reload hands on to the next generation of
+/// routes, so that pushes of both count against it together.
+#[derive(Debug)]
+pub(crate) struct InFlightCap {
+    permits: Arc<Semaphore>,
+    limit: usize,
+}
+
+impl InFlightCap {
+    fn new(limit: usize) -> Self {
+        InFlightCap {
+            permits: Arc::new(Semaphore::new(limit)),
+            limit,
+        }
+    }
+
+    /// A permit, or an error at once when all are taken.
+    pub(crate) fn try_acquire(&self) -> Result<SemaphorePermit<'_>, TryAcquireError> {
+        self.permits.try_acquire()
+    }
+
+    /// The same permits, `limit` of them in all. A smaller limit takes the difference
+    /// away as permits come back (a task waits for them; it needs a runtime).
+    fn resized(&self, limit: usize) -> Self {
+        if limit > self.limit {
+            self.permits.add_permits(limit - self.limit);
+        } else if limit < self.limit {
+            let permits = self.permits.clone();
+            let excess = u32::try_from(self.limit - limit).unwrap_or(u32::MAX);
+            tokio::spawn(async move {
+                // Waiters are served before `try_acquire`: the excess goes first.
+                if let Ok(taken) = permits.acquire_many_owned(excess).await {
+                    taken.forget();
+                }
+            });
+        }
+        InFlightCap {
+            permits: self.permits.clone(),
+            limit,
+        }
     }
 }
 
@@ -350,6 +410,23 @@ impl CurrentRoutes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_resized_cap_shares_its_permits_and_shrinks_as_they_come_back() {
+        let cap = InFlightCap::new(2);
+        let held = cap.try_acquire().expect("a permit");
+        let grown = cap.resized(3);
+        let a = grown.try_acquire().expect("a second permit");
+        let b = grown.try_acquire().expect("a third permit");
+        assert!(grown.try_acquire().is_err(), "three in all");
+        drop((held, a, b));
+        let shrunk = grown.resized(1);
+        tokio::task::yield_now().await;
+        let one = shrunk.try_acquire().expect("one permit");
+        assert!(shrunk.try_acquire().is_err(), "one in all");
+        drop(one);
+        assert!(shrunk.try_acquire().is_ok());
+    }
 
     #[test]
     fn a_route_serves_its_path_and_the_paths_under_it() {

@@ -33,6 +33,8 @@ pub fn guest(crate_name: &str) -> PathBuf {
 pub struct TestHost {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// What it serves: to reload it, or read its metrics.
+    pub receiver: std::sync::Arc<Receiver>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -64,12 +66,14 @@ impl TestHost {
             server = server.with_tls(tls);
         }
         let addr = server.local_addr();
+        let receiver = server.receiver();
         let (shutdown, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.serve(async {
             let _ = stopped.await;
         }));
         Ok(TestHost {
             addr,
+            receiver,
             shutdown: Some(shutdown),
             task,
         })
