@@ -148,7 +148,12 @@ impl SqliteStore {
             durable,
             bytes,
             run: Box::new(move |conn| {
-                let outcome = conn.map(|conn| in_savepoint(conn, op));
+                // A caller that gave up (the store's timeout answered its push 503) has
+                // counted its delivery as not recorded: a late claim would count it twice.
+                let outcome = match conn {
+                    Some(conn) if !done.is_closed() => Some(in_savepoint(conn, op)),
+                    _ => None,
+                };
                 Box::new(move |committed: Result<(), &str>| {
                     let result = match (outcome, committed) {
                         (None, Err(err)) => Err(StoreError::new("sqlite begin", err)),
