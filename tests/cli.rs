@@ -356,24 +356,48 @@ fn a_store_that_cannot_be_reached_fails_before_listening_without_printing_its_pa
 
 /// A new, empty store for a spawned `cmq-host`: a SQLite file, or with `postgres` a new
 /// database on the server `CMQ_TEST_POSTGRES_URL` names (set by `cargo xtask test`).
-async fn fresh_state(postgres: bool) -> anyhow::Result<String> {
-    let name = format!("cmq_cli_{}_{}", std::process::id(), next_number());
-    if !postgres {
-        let dir = std::env::temp_dir().join("cmq-tests");
-        std::fs::create_dir_all(&dir)?;
-        return Ok(dir.join(format!("{name}.db")).display().to_string());
+#[tokio::test]
+async fn a_host_killed_during_a_messages_last_delivery_has_kept_it() -> anyhow::Result<()> {
+    for postgres in [false, true] {
+        let state = fresh_state(postgres).await?;
+        let flags = [
+            "--state",
+            state.as_str(),
+            "--deadline",
+            "2s",
+            "--max-attempts",
+            "2",
+        ];
+        let (child, _lines, url) = serve("faulty", &flags)?;
+        let client = reqwest::Client::new();
+        let id = format!("last-{postgres}-{}", std::process::id());
+        // Attempt 1: the guest sleeps past its deadline.
+        let first = cmq_push(&client, &url, &id, "sleep").send().await?;
+        assert_eq!(first.status(), 500);
+        // Attempt 2, the last: the host dies while the guest runs, and CMQ, which gets
+        // no answer, asks no more.
+        let last = tokio::spawn(cmq_push(&client, &url, &id, "sleep").send());
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        signal(&child, "KILL")?;
+        assert!(last.await?.is_err(), "the killed host answered");
+        drop(child);
+        let location: cmq_host::StoreLocation = state.parse().map_err(anyhow::Error::msg)?;
+        let journal = cmq_host::Store::open(&location)
+            .await?
+            .dead_letters()
+            .await?;
+        let kept = journal
+            .iter()
+            .find(|entry| entry.message_id == id)
+            .unwrap_or_else(|| panic!("postgres={postgres}: {id} lost: {journal:#?}"));
+        assert!(
+            kept.reason
+                .starts_with("kept while its last delivery ran (attempt 2"),
+            "{}",
+            kept.reason
+        );
     }
-    let admin = std::env::var("CMQ_TEST_POSTGRES_URL")
-        .map_err(|_| anyhow::anyhow!("CMQ_TEST_POSTGRES_URL is not set: run `cargo xtask test`"))?;
-    let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
-    client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await?;
-    let base = admin
-        .rsplit_once('/')
-        .map_or(admin.as_str(), |(base, _)| base);
-    Ok(format!("{base}/{name}"))
+    Ok(())
 }
 
 #[test]

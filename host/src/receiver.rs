@@ -452,6 +452,10 @@ impl Receiver {
         let kept = claimed
             .as_ref()
             .map(|claimed| Kept::of(&message, &raw, claimed.attempt));
+        let provisional = match (&claimed, &kept) {
+            (Some(claimed), Some(kept)) => self.keep_last_delivery(route, claimed, kept).await,
+            _ => None,
+        };
         let result = route
             .guest
             .handle(Message::from(message))
@@ -461,6 +465,11 @@ impl Receiver {
             (Some(claimed), Some(kept)) => self.record(route, claimed, kept, &result).await,
             _ => Recorded::NotStored,
         };
+        if let (Some(claimed), Some(provisional)) = (&claimed, provisional) {
+            let acked = matches!(result, Ok(Decision::Ack));
+            self.release_last_delivery(claimed, provisional, acked, &recorded)
+                .await;
+        }
         let elapsed = started.elapsed().as_secs_f64();
         let duration_ms = elapsed * 1000.0;
         let dead_letter = match recorded {
@@ -633,6 +642,65 @@ impl Receiver {
             "message not handled: another push of it is in progress"
         );
         PushError::InProgress.into_response()
+    }
+
+    /// On the last attempt, journals the message before its guest runs, so that a host
+    /// that dies during the run (CMQ gets no answer, and asks no more) has kept it.
+    /// Returns the entry's id; `None` before the last attempt, or when the journal
+    /// failed (logged: the guest runs all the same, its decision may yet be a 2xx).
+    async fn keep_last_delivery(
+        &self,
+        route: &Route,
+        claimed: &Claimed<'_>,
+        kept: &Kept,
+    ) -> Option<i64> {
+        let max = route.options.max_attempts;
+        if max == 0 || claimed.attempt < max {
+            return None;
+        }
+        let entry = kept.clone().entry(format!(
+            "kept while its last delivery ran (attempt {}, the last of {max}): the host \
+             stopped, or could not record the guest's decision",
+            claimed.attempt
+        ));
+        match claimed.store.journal(entry, &claimed.key, None).await {
+            Ok(id) => Some(id),
+            Err(err) => {
+                self.metrics.store_error(&route.name);
+                tracing::error!(
+                    route = route.name,
+                    message_id = kept.message_id,
+                    "the last delivery could not be kept before its guest ran: {err}"
+                );
+                None
+            }
+        }
+    }
+
+    /// Removes the entry [`Receiver::keep_last_delivery`] wrote once it is not the
+    /// message's only copy: the guest acknowledged it, or it was journaled again with
+    /// the guest's decision. Otherwise (the answer is not 2xx, and CMQ asks no more) it
+    /// stays.
+    async fn release_last_delivery(
+        &self,
+        claimed: &Claimed<'_>,
+        provisional: i64,
+        acked: bool,
+        recorded: &Recorded,
+    ) {
+        if !acked && !matches!(recorded, Recorded::Journaled(_)) {
+            return;
+        }
+        if let Err(err) = claimed
+            .store
+            .remove_dead_letters(Some(vec![provisional]))
+            .await
+        {
+            tracing::warn!(
+                dead_letter = provisional,
+                "a handled message stays in the journal: {err}"
+            );
+        }
     }
 
     /// Records how a claimed delivery ended. Drops, and failures on the last attempt,
@@ -892,6 +960,7 @@ enum Recorded {
 
 /// What a push's journal entry would hold, kept cheaply (the body is shared) until
 /// the entry is written.
+#[derive(Clone)]
 struct Kept {
     message_id: String,
     format: cmq_message::Format,

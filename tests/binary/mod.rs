@@ -218,3 +218,25 @@ pub fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &s
         })
         .sum()
 }
+
+/// A new delivery store for `--state`: a SQLite file in the temp directory, or a new
+/// database on the PostgreSQL server `CMQ_TEST_POSTGRES_URL` names.
+pub async fn fresh_state(postgres: bool) -> anyhow::Result<String> {
+    let name = format!("cmq_cli_{}_{}", std::process::id(), next_number());
+    if !postgres {
+        let dir = std::env::temp_dir().join("cmq-tests");
+        std::fs::create_dir_all(&dir)?;
+        return Ok(dir.join(format!("{name}.db")).display().to_string());
+    }
+    let admin = std::env::var("CMQ_TEST_POSTGRES_URL")
+        .map_err(|_| anyhow::anyhow!("CMQ_TEST_POSTGRES_URL is not set: run `cargo xtask test`"))?;
+    let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await?;
+    let base = admin
+        .rsplit_once('/')
+        .map_or(admin.as_str(), |(base, _)| base);
+    Ok(format!("{base}/{name}"))
+}
