@@ -248,11 +248,19 @@ async fn a_delivery_answered_overloaded_counts_and_the_last_one_is_still_journal
             &location,
             ReceiverOptions {
                 max_in_flight: 1,
+                max_attempts: 4,
                 ..Default::default()
             },
         )
         .await?;
-        let other = host_with(&location, ReceiverOptions::default()).await?;
+        let other = host_with(
+            &location,
+            ReceiverOptions {
+                max_attempts: 4,
+                ..Default::default()
+            },
+        )
+        .await?;
         let client = reqwest::Client::new();
         let (hold, id) = (unique("hold", backend), unique("overloaded", backend));
         // `slow` holds the one slot for a second; CMQ's first delivery of `id` finds it

@@ -68,9 +68,10 @@ pub struct ReceiverOptions {
     /// without running the guest again (default 24 hours, CMQ's retention; `None`: no
     /// dedupe).
     pub dedupe_window: Option<Duration>,
-    /// With a store, the delivery CMQ will not follow with another: when it fails
-    /// (retry, fault, deadline) the message goes to the dead-letter journal and is
-    /// answered `200 ok` (default 4, `BACKOFF_RETRY`'s; 0: never).
+    /// With a store, the attempt on which a failure (retry, fault, deadline) sends the
+    /// message to the dead-letter journal, answered `200 ok` (default 3: one before
+    /// `BACKOFF_RETRY`'s last, so that a delivery a crashed host never counted still
+    /// leaves the message kept; 0: never).
     pub max_attempts: u32,
     /// Where compiled `.wasm` components are kept between starts (default: none, every
     /// start compiles; `cmq-host serve` uses [`crate::compile_cache_dir`]).
@@ -96,7 +97,7 @@ impl Default for ReceiverOptions {
             serve_as: ServeAs::Auto,
             store: None,
             dedupe_window: Some(Duration::from_secs(24 * 3600)),
-            max_attempts: 4,
+            max_attempts: 3,
             compile_cache: None,
             allow_precompiled: false,
         }

@@ -40,9 +40,10 @@ pub struct RouteOptions {
     /// without running the guest again (default 24 hours, CMQ's retention; `None`: no
     /// dedupe).
     pub dedupe_window: Option<Duration>,
-    /// With a store, the delivery CMQ will not follow with another: when it fails
-    /// (retry, fault, deadline) the message goes to the dead-letter journal and is
-    /// answered `200 ok` (default 4, `BACKOFF_RETRY`'s; 0: never).
+    /// With a store, the attempt on which a failure (retry, fault, deadline) sends the
+    /// message to the dead-letter journal, answered `200 ok` (default 3: one before
+    /// `BACKOFF_RETRY`'s last, so that a delivery a crashed host never counted still
+    /// leaves the message kept; 0: never).
     pub max_attempts: u32,
 }
 
@@ -57,7 +58,7 @@ impl Default for RouteOptions {
             grants: Grants::default(),
             serve_as: ServeAs::Auto,
             dedupe_window: Some(Duration::from_secs(24 * 3600)),
-            max_attempts: 4,
+            max_attempts: 3,
         }
     }
 }

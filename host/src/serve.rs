@@ -100,10 +100,11 @@ pub(crate) struct ServeArgs {
     /// again; `off` runs every push.
     #[arg(long, default_value = "24h", value_name = "DURATION|off", value_parser = parse_window)]
     dedupe_window: Window,
-    /// The delivery CMQ makes last (4 for BACKOFF_RETRY, 177 for
-    /// EXPONENTIAL_DECAY_RETRY): when it fails, the message goes to the dead-letter
-    /// journal and is answered 200; 0 never does.
-    #[arg(long, default_value_t = 4)]
+    /// The attempt on which a failure sends the message to the dead-letter journal,
+    /// answered 200: one below CMQ's last delivery (3 for BACKOFF_RETRY's 4, 176 for
+    /// EXPONENTIAL_DECAY_RETRY's 177), so that a delivery a crashed host never counted
+    /// still leaves the message kept; 0 never journals a failure.
+    #[arg(long, default_value_t = 3)]
     max_attempts: u32,
     /// Keep compiled components here between starts, so that the next start of the same
     /// .wasm loads native code instead of compiling (`off`: compile every time)

@@ -5,6 +5,7 @@
 mod bench;
 mod componentize;
 mod guests;
+mod haproxy;
 mod postgres;
 mod store_growth;
 mod test;

@@ -5,7 +5,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{cargo, guests, postgres, repo_root};
+use crate::{cargo, guests, haproxy, postgres, repo_root};
 
 /// One check: what the failure line calls it, and how to run it.
 struct Step {
@@ -59,12 +59,14 @@ pub fn run() -> Result<()> {
             ],
         ),
         Step {
-            name: "test (root workspace, with PostgreSQL for the shared store)",
+            name: "test (root workspace, with PostgreSQL for the shared store and HAProxy)",
             run: Box::new(|| {
                 let postgres = postgres::ensure()?;
+                let haproxy = haproxy::ensure()?;
                 let status = Command::new(cargo())
                     .args(["test", "--workspace"])
                     .env(postgres::URL_VAR, postgres)
+                    .env(haproxy::BIN_VAR, haproxy)
                     .current_dir(repo_root())
                     .status()
                     .context("running cargo test --workspace")?;
