@@ -1,5 +1,6 @@
 //! The PostgreSQL server the shared store's tests run against: Debian's package,
-//! installed when missing, its cluster started, and a test role created.
+//! installed when missing, its cluster started (and stopped after the tests when it was
+//! not running before), and a test role created.
 //!
 //! `CMQ_TEST_POSTGRES_URL`, when set, names a server of your own instead: a URL ending
 //! in a database name, of a role that may create databases.
@@ -14,19 +15,42 @@ pub const URL_VAR: &str = "CMQ_TEST_POSTGRES_URL";
 
 const ROLE: &str = "cmq_test";
 
-/// The server's URL for the tests: the caller's own, or the local cluster's, made ready.
-pub fn ensure() -> Result<String> {
-    if let Ok(url) = std::env::var(URL_VAR) {
-        return Ok(url);
+/// The server the tests use: the caller's own, or the local cluster's, made ready.
+pub struct Server {
+    /// The URL the tests get in [`URL_VAR`].
+    pub url: String,
+    /// The cluster this started, stopped again when the server is dropped.
+    started: Option<String>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(version) = self.started.take() {
+            eprintln!("xtask: stopping PostgreSQL {version} (cluster main), as it was before");
+            if let Err(err) = run("pg_ctlcluster", &[&version, "main", "stop"]) {
+                eprintln!("xtask: {err:#}");
+            }
+        }
     }
-    let port = local_cluster()?;
-    Ok(role_url(&port, "postgres"))
+}
+
+/// The server for the tests; a local cluster this starts is stopped when the returned
+/// [`Server`] is dropped.
+pub fn ensure() -> Result<Server> {
+    if let Ok(url) = std::env::var(URL_VAR) {
+        return Ok(Server { url, started: None });
+    }
+    let cluster = local_cluster()?;
+    Ok(Server {
+        url: role_url(&cluster.port, "postgres"),
+        started: cluster.started.then_some(cluster.version),
+    })
 }
 
 /// A new, empty database `name` on the local cluster (dropped first when it exists),
 /// owned by the test role; returns its URL.
 pub fn fresh_local_database(name: &str) -> Result<String> {
-    let port = local_cluster()?;
+    let port = local_cluster()?.port;
     psql(
         &port,
         &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
@@ -35,8 +59,16 @@ pub fn fresh_local_database(name: &str) -> Result<String> {
     Ok(role_url(&port, name))
 }
 
-/// Installs, starts and prepares the local cluster; returns its port.
-fn local_cluster() -> Result<String> {
+/// The local cluster, running.
+struct Cluster {
+    version: String,
+    port: String,
+    /// Whether it was started now (it was not running).
+    started: bool,
+}
+
+/// Installs, starts and prepares the local cluster.
+fn local_cluster() -> Result<Cluster> {
     if !crate::guests::is_root() {
         bail!(
             "the shared store's tests need a PostgreSQL server: set {URL_VAR} to \
@@ -54,7 +86,7 @@ fn local_cluster() -> Result<String> {
     let version = server_versions()
         .pop()
         .context("no PostgreSQL server under /usr/lib/postgresql after installing it")?;
-    let port = start_cluster(&version)?;
+    let (port, started) = start_cluster(&version)?;
     // Idempotent: the role is created once per machine.
     psql(
         &port,
@@ -63,7 +95,11 @@ fn local_cluster() -> Result<String> {
              THEN CREATE ROLE {ROLE} LOGIN CREATEDB PASSWORD '{ROLE}'; END IF; END $$"
         ),
     )?;
-    Ok(port)
+    Ok(Cluster {
+        version,
+        port,
+        started,
+    })
 }
 
 fn role_url(port: &str, database: &str) -> String {
@@ -84,8 +120,9 @@ fn server_versions() -> Vec<String> {
     versions
 }
 
-/// Starts cluster `main` of `version` (creating it when missing); returns its port.
-fn start_cluster(version: &str) -> Result<String> {
+/// Starts cluster `main` of `version` (creating it when missing); returns its port,
+/// and whether it was started now.
+fn start_cluster(version: &str) -> Result<(String, bool)> {
     let clusters = run("pg_lsclusters", &["--no-header"])?;
     let main = clusters.lines().find(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
@@ -107,11 +144,12 @@ fn start_cluster(version: &str) -> Result<String> {
         .get(2)
         .context("no port in pg_lsclusters")?
         .to_string();
-    if fields.get(3) != Some(&"online") {
+    let started = fields.get(3) != Some(&"online");
+    if started {
         eprintln!("xtask: starting PostgreSQL {version} (cluster main, port {port})");
         run("pg_ctlcluster", &[version, "main", "start"])?;
     }
-    Ok(port)
+    Ok((port, started))
 }
 
 fn psql(port: &str, sql: &str) -> Result<()> {

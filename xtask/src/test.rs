@@ -65,7 +65,7 @@ pub fn run() -> Result<()> {
                 let haproxy = haproxy::ensure()?;
                 let status = Command::new(cargo())
                     .args(["test", "--workspace"])
-                    .env(postgres::URL_VAR, postgres)
+                    .env(postgres::URL_VAR, &postgres.url)
                     .env(haproxy::BIN_VAR, haproxy)
                     .current_dir(repo_root())
                     .status()
