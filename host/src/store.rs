@@ -11,7 +11,13 @@
 //! it is the only copy's receipt. Claims and settlements are committed before they
 //! return but not synced one by one (SQLite: WAL with `synchronous=NORMAL`, group
 //! committed; PostgreSQL: `synchronous_commit=off`); a crash of the machine may lose
-//! the last of them, which costs a duplicate run of a guest, never a message.
+//! the last of them: a lost acknowledgement costs a duplicate run of a guest, a lost
+//! count leaves the count one behind CMQ's, which the default `max_attempts` (one
+//! below CMQ's last delivery) absorbs.
+//!
+//! Every delivery counts toward its message's attempts, those answered before any claim
+//! too (see [`Uncounted`]), and the last attempt is journaled before its guest runs, so
+//! that a host dying in it has kept the message.
 
 mod postgres;
 mod sqlite;
