@@ -102,7 +102,7 @@ pub use sqlite::WAL_LIMIT;
 /// Keys of one subscription share their start and sort by id, so that ids CMQ hands out
 /// in order land next to each other in the store's index (a hash would scatter them,
 /// and every message would dirty a page of its own). A key longer than
-/// [`MAX_PLAIN_KEY`] bytes is `sha256:` and its digest in hex instead, which no array
+/// `MAX_PLAIN_KEY` (512) bytes is `sha256:` and its digest in hex instead, which no array
 /// can be mistaken for. SIMPLIFIED pushes name no topic or subscription.
 pub fn message_key(route: &str, message: &cmq_message::Message) -> String {
     bounded(
@@ -126,7 +126,7 @@ pub fn push_key(route: &str, message_id: &str) -> String {
     bounded(serde_json::json!([route, message_id]).to_string())
 }
 
-/// `key`, or past [`MAX_PLAIN_KEY`] bytes `sha256:` and its digest in hex, which no
+/// `key`, or past `MAX_PLAIN_KEY` (512) bytes `sha256:` and its digest in hex, which no
 /// JSON array can be mistaken for.
 fn bounded(key: String) -> String {
     use sha2::{Digest as _, Sha256};
@@ -302,7 +302,7 @@ impl Store {
 
     /// Records a delivery of the message `key` names and says whether to run the
     /// guest. The count also takes the deliveries noted under `push_key` (see
-    /// [`push_key`] and [`Store::count_uncounted`]) and `earlier` more. `lease` is how
+    /// `push_key` and [`Store::count_uncounted`]) and `earlier` more. `lease` is how
     /// long a claim holds off other pushes of the message (a host that dies mid-run
     /// frees it by expiry); acknowledgements within `dedupe_window` make later pushes
     /// duplicates (`None`: never).
@@ -417,7 +417,7 @@ impl Store {
     }
 
     /// Forgets message records and uncounted deliveries (not journal entries) unchanged
-    /// for longer than `age`, [`PRUNE_CHUNK`] at a time so that claims go on between
+    /// for longer than `age`, `PRUNE_CHUNK` (500) at a time so that claims go on between
     /// the chunks; returns how many.
     pub async fn prune(&self, age: Duration) -> Result<u64, StoreError> {
         let before = now_ms() - millis(age);
