@@ -362,8 +362,6 @@ fn a_store_that_cannot_be_reached_fails_before_listening_without_printing_its_pa
     Ok(())
 }
 
-/// A new, empty store for a spawned `cmq-host`: a SQLite file, or with `postgres` a new
-/// database on the server `CMQ_TEST_POSTGRES_URL` names (set by `cargo xtask test`).
 #[tokio::test]
 async fn a_host_killed_during_a_messages_last_delivery_has_kept_it() -> anyhow::Result<()> {
     for postgres in [false, true] {
