@@ -1,12 +1,15 @@
-//! The HTTP answer CMQ sees for one push. Only `ack` and `drop` answer 2xx; every error
-//! is a variant of [`PushError`] with exactly one status code.
+//! The answer, the last stage of a push: the one place that turns how it ended into the
+//! HTTP answer CMQ sees. Only an acknowledgement, a drop kept in the journal, a message
+//! the journal keeps, or a duplicate of an acknowledged one answer 2xx; every error is a
+//! variant of [`PushError`] with exactly one status code.
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Response, StatusCode, header};
 use http_body_util::Full;
 
-use crate::GuestFault;
 use crate::bindings::Decision;
+use crate::delivery::{Outcome, Recorded};
+use crate::guest::GuestFault;
 use crate::store::StoreError;
 
 /// The answer's body type.
@@ -58,10 +61,7 @@ impl PushError {
             PushError::Overloaded(_) | PushError::InProgress | PushError::Store(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            // No instance could be made (slots or memory exhausted): the host is out of
-            // room, which is overload, not a guest fault.
-            PushError::Guest(GuestFault::Instantiate(_)) => StatusCode::SERVICE_UNAVAILABLE,
-            PushError::Guest(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            PushError::Guest(fault) => fault_status(fault),
         }
     }
 
@@ -97,8 +97,45 @@ impl PushError {
     }
 }
 
+/// The answer for how a delivery ended.
+pub(crate) fn of(outcome: Outcome) -> Response<AnswerBody> {
+    match outcome {
+        Outcome::Duplicate
+        | Outcome::Busy {
+            journaled: Some(_), ..
+        }
+        | Outcome::Ran {
+            recorded: Recorded::Journaled(_),
+            ..
+        } => ok_response(),
+        Outcome::Busy { journaled: None, .. } => PushError::InProgress.into_response(),
+        Outcome::Unclaimed(err)
+        | Outcome::Ran {
+            recorded: Recorded::DropNotJournaled(err),
+            ..
+        } => PushError::Store(err).into_response(),
+        Outcome::Ran {
+            result: Ok(decision),
+            ..
+        } => decision_response(&decision),
+        Outcome::Ran {
+            result: Err(fault), ..
+        } => PushError::Guest(fault).into_response(),
+    }
+}
+
+/// The status of a push whose guest gave no decision.
+pub(crate) fn fault_status(fault: &GuestFault) -> StatusCode {
+    match fault {
+        // No instance could be made (slots or memory exhausted): the host is out of
+        // room, which is overload, not a guest fault.
+        GuestFault::Instantiate(_) => StatusCode::SERVICE_UNAVAILABLE,
+        GuestFault::Deadline(_) | GuestFault::Trap(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 /// The answer for a guest's decision: `200 ok` for ack and drop, `503` for retry.
-pub(crate) fn decision_response(decision: &Decision) -> Response<AnswerBody> {
+fn decision_response(decision: &Decision) -> Response<AnswerBody> {
     match decision {
         Decision::Ack | Decision::Drop(_) => ok_response(),
         Decision::Retry(_) => text(StatusCode::SERVICE_UNAVAILABLE, "retry".to_owned()),
@@ -106,7 +143,7 @@ pub(crate) fn decision_response(decision: &Decision) -> Response<AnswerBody> {
 }
 
 /// `200 ok`: CMQ forgets the message.
-pub(crate) fn ok_response() -> Response<AnswerBody> {
+fn ok_response() -> Response<AnswerBody> {
     text(StatusCode::OK, "ok".to_owned())
 }
 

@@ -1,0 +1,423 @@
+//! Delivery, the second stage of a push: its message claimed in the store, run through
+//! a fresh instance of the route's guest, and how it ended recorded, all of which
+//! becomes an [`Outcome`]. A `wasi:http` guest gets the request instead, and its
+//! response is the answer ([`pass_request`]).
+//!
+//! With a store, every delivery counts toward the message's attempts; the last attempt
+//! is journaled before its guest runs, and failures on it are journaled with the
+//! guest's decision, so that CMQ giving up never loses a message (see the README's
+//! delivery guarantees).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, header};
+use http_body_util::Full;
+
+use crate::bindings::{Decision, Message};
+use crate::guest::GuestFault;
+use crate::intake::RawPush;
+use crate::metrics::Metrics;
+use crate::route::Route;
+use crate::store::{
+    Claim, ClaimToken, DeadLetter, Settlement, Store, StoreError, Uncounted, message_key, push_key,
+};
+
+/// How much longer than the guest deadline a claim holds off other pushes of its
+/// message: a host that dies mid-run frees its claims after this.
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
+/// Most bytes of a wasi-http guest's response body passed on to the sender.
+const MAX_ANSWER_BODY: usize = 64 << 10;
+
+/// How a delivery ended: what its answer and its log line are made of.
+pub(crate) enum Outcome {
+    /// Acknowledged within the dedupe window: not run again.
+    Duplicate,
+    /// Another push of the message is running; on the last attempt this one was
+    /// journaled under `journaled`.
+    Busy {
+        attempt: u32,
+        journaled: Option<i64>,
+    },
+    /// The store could not claim it: not run (the delivery is noted, to be counted).
+    Unclaimed(StoreError),
+    /// The guest ran: its decision, or why it gave none, and what the store did.
+    Ran {
+        /// The attempt, with a store.
+        attempt: Option<u32>,
+        result: Result<Decision, GuestFault>,
+        recorded: Recorded,
+    },
+}
+
+/// What the store did with a delivery the guest ran.
+pub(crate) enum Recorded {
+    /// No store, or the record failed (logged); the guest's decision is the answer.
+    NotStored,
+    /// Settled; the guest's decision is the answer.
+    Settled,
+    /// In the dead-letter journal under this id: answered `200 ok`.
+    Journaled(i64),
+    /// A drop that could not be journaled: answered 503 so that CMQ redelivers.
+    DropNotJournaled(StoreError),
+}
+
+/// One route's deliveries, with the receiver's store.
+pub(crate) struct Delivery<'a> {
+    pub(crate) route: &'a Route,
+    pub(crate) store: Option<&'a Store>,
+    pub(crate) uncounted: &'a Uncounted,
+    pub(crate) metrics: &'a Metrics,
+}
+
+/// A delivery this push claimed in the store.
+struct Claimed<'a> {
+    store: &'a Store,
+    key: String,
+    token: ClaimToken,
+    attempt: u32,
+}
+
+impl Delivery<'_> {
+    /// Claims `message`, runs the guest when the claim says so, and records how it
+    /// ended. Without a store the guest simply runs.
+    pub(crate) async fn run(&self, mut message: cmq_message::Message, raw: RawPush) -> Outcome {
+        let Some(store) = self.store else {
+            let result = self.route.guest.handle(Message::from(message)).await;
+            return Outcome::Ran {
+                attempt: None,
+                result,
+                recorded: Recorded::NotStored,
+            };
+        };
+        let claimed = match self.claim(store, &message, &raw).await {
+            Ok(claimed) => claimed,
+            Err(outcome) => return outcome,
+        };
+        message.attempt = Some(claimed.attempt);
+        let kept = Kept::of(&message, &raw, claimed.attempt);
+        let provisional = self.keep_last_delivery(&claimed, &kept).await;
+        let result = self.route.guest.handle(Message::from(message)).await;
+        let recorded = self.record(&claimed, kept, &result).await;
+        if let Some(provisional) = provisional {
+            let acked = matches!(result, Ok(Decision::Ack));
+            release_last_delivery(&claimed, provisional, acked, &recorded).await;
+        }
+        Outcome::Ran {
+            attempt: Some(claimed.attempt),
+            result,
+            recorded,
+        }
+    }
+
+    /// Claims the message in `store`: a claim to run it, or the outcome without a run.
+    async fn claim<'s>(
+        &self,
+        store: &'s Store,
+        message: &cmq_message::Message,
+        raw: &RawPush,
+    ) -> Result<Claimed<'s>, Outcome> {
+        let route_name = self.route.name.as_str();
+        let key = message_key(route_name, message);
+        let push_key = push_key(route_name, &message.message_id);
+        let earlier = self.uncounted.take(&push_key);
+        let lease = self.route.options.deadline + LEASE_MARGIN;
+        let window = self.route.options.dedupe_window;
+        match store.claim(&key, &push_key, earlier, lease, window).await {
+            Ok(Claim::Run { attempt, token }) => Ok(Claimed {
+                store,
+                key,
+                token,
+                attempt,
+            }),
+            Ok(Claim::Duplicate) => Err(Outcome::Duplicate),
+            Ok(Claim::Busy { attempt }) => {
+                let kept = Kept::of(message, raw, attempt);
+                Err(self.busy(store, &key, kept).await)
+            }
+            Err(err) => {
+                self.metrics.store_error(route_name);
+                note_uncounted(
+                    self.uncounted,
+                    self.metrics,
+                    route_name,
+                    push_key,
+                    earlier.saturating_add(1),
+                );
+                Err(Outcome::Unclaimed(err))
+            }
+        }
+    }
+
+    /// A push whose message another push is running: on the last attempt it goes to
+    /// the journal (CMQ would not ask again, and the other run may yet fail).
+    async fn busy(&self, store: &Store, key: &str, kept: Kept) -> Outcome {
+        let attempt = kept.attempt;
+        let max = self.route.options.max_attempts;
+        if max == 0 || attempt < max {
+            return Outcome::Busy {
+                attempt,
+                journaled: None,
+            };
+        }
+        let message_id = kept.message_id.clone();
+        let entry = kept.entry(format!(
+            "another push of it was in progress on attempt {attempt}, the last of {max}"
+        ));
+        match store.journal(entry, key, None).await {
+            Ok(id) => Outcome::Busy {
+                attempt,
+                journaled: Some(id),
+            },
+            Err(err) => {
+                self.metrics.store_error(&self.route.name);
+                tracing::error!(
+                    route = self.route.name,
+                    message_id,
+                    attempt,
+                    "last attempt could not be journaled, CMQ may discard the message: {err}"
+                );
+                Outcome::Busy {
+                    attempt,
+                    journaled: None,
+                }
+            }
+        }
+    }
+
+    /// On the last attempt, journals the message before its guest runs, so that a host
+    /// that dies during the run (CMQ gets no answer, and asks no more) has kept it.
+    /// Returns the entry's id; `None` before the last attempt, or when the journal
+    /// failed (logged: the guest runs all the same, its decision may yet be a 2xx).
+    async fn keep_last_delivery(&self, claimed: &Claimed<'_>, kept: &Kept) -> Option<i64> {
+        let max = self.route.options.max_attempts;
+        if max == 0 || claimed.attempt < max {
+            return None;
+        }
+        let entry = kept.clone().entry(format!(
+            "kept while its last delivery ran (attempt {}, the last of {max}): the host \
+             stopped, or could not record the guest's decision",
+            claimed.attempt
+        ));
+        match claimed.store.journal(entry, &claimed.key, None).await {
+            Ok(id) => Some(id),
+            Err(err) => {
+                self.metrics.store_error(&self.route.name);
+                tracing::error!(
+                    route = self.route.name,
+                    message_id = kept.message_id,
+                    "the last delivery could not be kept before its guest ran: {err}"
+                );
+                None
+            }
+        }
+    }
+
+    /// Records how a claimed delivery ended. Drops, and failures on the last attempt,
+    /// go to the dead-letter journal (synced) so that their 2xx keeps them.
+    async fn record(
+        &self,
+        claimed: &Claimed<'_>,
+        kept: Kept,
+        result: &Result<Decision, GuestFault>,
+    ) -> Recorded {
+        let Claimed {
+            store,
+            key,
+            token,
+            attempt,
+        } = claimed;
+        let (attempt, token) = (*attempt, *token);
+        let message_id = kept.message_id.clone();
+        let failure = match result {
+            Ok(Decision::Ack) => {
+                return match store.settle(key, token, Settlement::Acked).await {
+                    Ok(()) => Recorded::Settled,
+                    Err(err) => {
+                        // The guest acknowledged: the answer stays 2xx. Only a later
+                        // duplicate would run again.
+                        tracing::warn!(message_id, "acknowledgement not recorded: {err}");
+                        Recorded::NotStored
+                    }
+                };
+            }
+            Ok(Decision::Drop(reason)) => {
+                let entry = kept.entry(format!("dropped: {}", clip(reason)));
+                return match store.journal(entry, key, Some(token)).await {
+                    Ok(id) => Recorded::Journaled(id),
+                    Err(err) => {
+                        tracing::error!(
+                            message_id,
+                            attempt,
+                            status = 503,
+                            "dropped message could not be journaled, answered 503 so that \
+                             CMQ delivers it again: {err}"
+                        );
+                        let failed = Settlement::Failed("drop not journaled".into());
+                        let _ = store.settle(key, token, failed).await;
+                        Recorded::DropNotJournaled(err)
+                    }
+                };
+            }
+            Ok(Decision::Retry(reason)) => format!("retry: {}", clip(reason)),
+            Err(fault) => format!("fault: {fault}"),
+        };
+        let max = self.route.options.max_attempts;
+        if max > 0 && attempt >= max {
+            let entry = kept.entry(format!("{failure} (attempt {attempt}, the last of {max})"));
+            match store.journal(entry, key, Some(token)).await {
+                Ok(id) => return Recorded::Journaled(id),
+                Err(err) => tracing::error!(
+                    message_id,
+                    attempt,
+                    "last attempt failed and could not be journaled, CMQ may discard the \
+                     message: {err}"
+                ),
+            }
+        }
+        match store.settle(key, token, Settlement::Failed(failure)).await {
+            Ok(()) => Recorded::Settled,
+            Err(err) => {
+                tracing::warn!(message_id, "failure not recorded: {err}");
+                Recorded::NotStored
+            }
+        }
+    }
+}
+
+/// Removes the entry [`Delivery::keep_last_delivery`] wrote once it is not the
+/// message's only copy: the guest acknowledged it, or it was journaled again with the
+/// guest's decision. Otherwise (the answer is not 2xx, and CMQ asks no more) it stays.
+async fn release_last_delivery(
+    claimed: &Claimed<'_>,
+    provisional: i64,
+    acked: bool,
+    recorded: &Recorded,
+) {
+    if !acked && !matches!(recorded, Recorded::Journaled(_)) {
+        return;
+    }
+    if let Err(err) = claimed
+        .store
+        .remove_dead_letters(Some(vec![provisional]))
+        .await
+    {
+        tracing::warn!(
+            dead_letter = provisional,
+            "a handled message stays in the journal: {err}"
+        );
+    }
+}
+
+/// Notes `deliveries` of the message `push_key` names that the store has not counted,
+/// for the receiver's upkeep to write; logs and counts them when there is no room.
+pub(crate) fn note_uncounted(
+    uncounted: &Uncounted,
+    metrics: &Metrics,
+    route_name: &str,
+    push_key: String,
+    deliveries: u32,
+) {
+    if !uncounted.note(push_key, deliveries) {
+        metrics.uncounted_lost(deliveries);
+        tracing::error!(
+            route = route_name,
+            deliveries,
+            "a delivery could not be counted (too many waiting for the store): CMQ's last \
+             delivery of its message may not be recognised as the last"
+        );
+    }
+}
+
+/// A `wasi:http/incoming-handler` guest's delivery: the request as it came (the token
+/// taken out of it), and its response, whose status is the decision.
+pub(crate) async fn pass_request(
+    route: &Route,
+    mut parts: http::request::Parts,
+    body: Bytes,
+    message_id: &str,
+) -> Result<Response<Full<Bytes>>, GuestFault> {
+    if let Some(token) = &route.options.token {
+        parts.uri = token.strip_from(&parts.uri);
+    }
+    // wasi:http needs an authority; HTTP/1.1 senders always send `Host`.
+    if !parts.headers.contains_key(header::HOST) {
+        parts
+            .headers
+            .insert(header::HOST, http::HeaderValue::from_static("localhost"));
+    }
+    let request = Request::from_parts(parts, Full::new(body));
+    let response = route
+        .guest
+        .handle_http(request, message_id, MAX_ANSWER_BODY)
+        .await?;
+    Ok(response.map(Full::new))
+}
+
+/// What a push's journal entry would hold, kept cheaply (the body is shared) until
+/// the entry is written.
+#[derive(Clone)]
+struct Kept {
+    message_id: String,
+    format: cmq_message::Format,
+    headers: cmq_message::PushHeaders,
+    body: Bytes,
+    attempt: u32,
+}
+
+impl Kept {
+    fn of(message: &cmq_message::Message, raw: &RawPush, attempt: u32) -> Kept {
+        Kept {
+            message_id: message.message_id.clone(),
+            format: message.format,
+            headers: raw.headers.clone(),
+            body: raw.body.clone(),
+            attempt,
+        }
+    }
+
+    /// The journal entry, with `reason`. A NUL in it (a guest's text) becomes U+FFFD:
+    /// PostgreSQL's text holds no NUL, and the entry must be written whatever the
+    /// guest said.
+    fn entry(self, reason: String) -> DeadLetter {
+        DeadLetter {
+            id: 0,
+            message_id: self.message_id,
+            reason: reason.replace('\0', "\u{FFFD}"),
+            attempts: self.attempt,
+            format: self.format,
+            request_id: self.headers.request_id,
+            message_tag: self.headers.message_tag,
+            body: self.body.to_vec(),
+            created: std::time::UNIX_EPOCH,
+        }
+    }
+}
+
+/// A guest's reason, cut to a length that fits a log line.
+pub(crate) fn clip(reason: &str) -> &str {
+    const MAX: usize = 1024;
+    if reason.len() <= MAX {
+        return reason;
+    }
+    let mut end = MAX;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clip_keeps_short_reasons_and_cuts_long_ones_at_a_char_boundary() {
+        assert_eq!(clip("busy"), "busy");
+        let long = "é".repeat(1000); // 2000 bytes
+        let clipped = clip(&long);
+        assert!(clipped.len() <= 1024 && clipped.len() >= 1022);
+        assert!(clipped.chars().all(|c| c == 'é'));
+    }
+}

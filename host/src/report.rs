@@ -1,0 +1,212 @@
+//! What the log and the metrics say of each push: one line when it ends, whatever the
+//! stage it ended in, and the counters behind `/metrics`. The path of a push may hold
+//! its route's token, so no line holds the path.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::Response;
+
+use crate::answer::{PushError, fault_status};
+use crate::bindings::Decision;
+use crate::delivery::{Outcome, Recorded, clip};
+use crate::guest::GuestFault;
+use crate::metrics::{Metrics, NO_ROUTE};
+use crate::route::Route;
+
+/// A push no route serves.
+pub(crate) fn no_route(metrics: &Metrics, peer: SocketAddr) {
+    tracing::info!(%peer, status = 404, "push rejected: no route serves the path");
+    metrics.rejected(NO_ROUTE, 404);
+}
+
+/// A push refused at intake.
+pub(crate) fn refused(metrics: &Metrics, peer: SocketAddr, route_name: &str, err: &PushError) {
+    let status = err.status().as_u16();
+    tracing::info!(%peer, route = route_name, status, "push rejected: {err}");
+    match err {
+        PushError::Overloaded(_) => metrics.overloaded(route_name),
+        _ => metrics.rejected(route_name, status),
+    }
+}
+
+/// A push handler's delivery, as it ended.
+pub(crate) fn delivered(
+    metrics: &Metrics,
+    route: &Route,
+    message: (&str, &str),
+    outcome: &Outcome,
+    elapsed: Duration,
+) {
+    let route_name = route.name.as_str();
+    let (message_id, topic) = message;
+    let seconds = elapsed.as_secs_f64();
+    let duration_ms = seconds * 1000.0;
+    let (attempt, result, recorded) = match outcome {
+        Outcome::Duplicate => {
+            metrics.dedupe_hit(route_name);
+            tracing::info!(
+                route = route_name,
+                message_id,
+                topic,
+                decision = "duplicate",
+                "message already acknowledged: answered without running the guest"
+            );
+            return;
+        }
+        Outcome::Busy {
+            attempt,
+            journaled: Some(dead_letter),
+        } => {
+            metrics.dead_letter(route_name);
+            tracing::info!(
+                route = route_name,
+                message_id,
+                topic,
+                attempt,
+                dead_letter,
+                "message kept: another push of it is in progress on the last attempt"
+            );
+            return;
+        }
+        Outcome::Busy {
+            attempt,
+            journaled: None,
+        } => {
+            tracing::info!(
+                route = route_name,
+                message_id,
+                topic,
+                attempt,
+                status = 503,
+                "message not handled: another push of it is in progress"
+            );
+            return;
+        }
+        Outcome::Unclaimed(err) => {
+            tracing::warn!(
+                route = route_name,
+                message_id,
+                topic,
+                status = 503,
+                "message not handled: {err}"
+            );
+            return;
+        }
+        Outcome::Ran {
+            attempt,
+            result,
+            recorded,
+        } => (attempt, result, recorded),
+    };
+    let dead_letter = match recorded {
+        Recorded::Journaled(id) => {
+            metrics.dead_letter(route_name);
+            Some(id)
+        }
+        Recorded::DropNotJournaled(_) => {
+            metrics.store_error(route_name);
+            None
+        }
+        Recorded::NotStored | Recorded::Settled => None,
+    };
+    match result {
+        Ok(decision) => {
+            let (name, reason) = match decision {
+                Decision::Ack => ("ack", None),
+                Decision::Retry(reason) => ("retry", Some(clip(reason))),
+                Decision::Drop(reason) => ("drop", Some(clip(reason))),
+            };
+            metrics.message(route_name, name, seconds);
+            // `reason`, `attempt` and `dead_letter` are left out when there are none.
+            tracing::info!(
+                route = route_name,
+                generation = route.generation,
+                message_id,
+                topic,
+                decision = name,
+                reason,
+                attempt,
+                dead_letter,
+                duration_ms,
+                "message handled"
+            );
+        }
+        Err(fault) => {
+            fault_counted(metrics, route_name, fault, seconds);
+            if let Some(backtrace) = fault.backtrace() {
+                tracing::debug!(message_id, "guest backtrace:\n{backtrace}");
+            }
+            let status = match recorded {
+                Recorded::Journaled(_) => 200,
+                _ => fault_status(fault).as_u16(),
+            };
+            tracing::warn!(
+                route = route_name,
+                generation = route.generation,
+                message_id,
+                topic,
+                status,
+                attempt,
+                dead_letter,
+                duration_ms,
+                "message not handled: {fault}"
+            );
+        }
+    }
+}
+
+/// A `wasi:http` guest's delivery, as it ended.
+pub(crate) fn passed<B>(
+    metrics: &Metrics,
+    route: &Route,
+    message_id: &str,
+    result: &Result<Response<B>, GuestFault>,
+    elapsed: Duration,
+) {
+    let route_name = route.name.as_str();
+    let seconds = elapsed.as_secs_f64();
+    let duration_ms = seconds * 1000.0;
+    match result {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let decision = if response.status().is_success() {
+                "ack"
+            } else {
+                "retry"
+            };
+            metrics.message(route_name, decision, seconds);
+            tracing::info!(
+                route = route_name,
+                generation = route.generation,
+                message_id,
+                status,
+                decision,
+                duration_ms,
+                "message handled"
+            );
+        }
+        Err(fault) => {
+            fault_counted(metrics, route_name, fault, seconds);
+            let status = fault_status(fault).as_u16();
+            tracing::warn!(
+                route = route_name,
+                message_id,
+                status,
+                duration_ms,
+                "message not handled: {fault}"
+            );
+        }
+    }
+}
+
+/// Counts a message whose guest gave no decision, and the kind of fault.
+fn fault_counted(metrics: &Metrics, route_name: &str, fault: &GuestFault, seconds: f64) {
+    let kind = match fault {
+        GuestFault::Deadline(_) => "deadline",
+        GuestFault::Instantiate(_) => "instantiate",
+        GuestFault::Trap(_) => "trap",
+    };
+    metrics.fault(route_name, kind);
+    metrics.message(route_name, "fault", seconds);
+}
