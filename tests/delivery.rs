@@ -363,7 +363,7 @@ async fn claims_are_atomic_and_a_dead_hosts_claim_expires() -> anyhow::Result<()
                 other.clone()
             };
             claims.push(tokio::spawn(async move {
-                store.claim("raced", "raced", 0, lease, window).await
+                store.claim("raced", "raced", lease, window).await
             }));
         }
         let mut winner = None;
@@ -386,12 +386,12 @@ async fn claims_are_atomic_and_a_dead_hosts_claim_expires() -> anyhow::Result<()
         // The winner never settles (its host died): once the lease is over, the next
         // push takes the message over, and the old claim can no longer settle it.
         assert!(matches!(
-            store.claim("raced", "raced", 0, lease, window).await?,
+            store.claim("raced", "raced", lease, window).await?,
             Claim::Busy { attempt: 51 }
         ));
         tokio::time::sleep(lease + Duration::from_millis(100)).await;
         let Claim::Run { attempt: 52, token } =
-            store.claim("raced", "raced", 0, lease, window).await?
+            store.claim("raced", "raced", lease, window).await?
         else {
             panic!("{backend:?}: the expired claim was not taken over");
         };
@@ -405,12 +405,12 @@ async fn claims_are_atomic_and_a_dead_hosts_claim_expires() -> anyhow::Result<()
         );
         store.settle("raced", token, Settlement::Acked).await?;
         assert_eq!(
-            other.claim("raced", "raced", 0, lease, window).await?,
+            other.claim("raced", "raced", lease, window).await?,
             Claim::Duplicate
         );
         // Without a dedupe window an acknowledged message runs again, in a new round.
         assert!(matches!(
-            store.claim("raced", "raced", 0, lease, None).await?,
+            store.claim("raced", "raced", lease, None).await?,
             Claim::Run { attempt: 1, .. }
         ));
     }
@@ -536,8 +536,7 @@ async fn old_records_are_pruned_in_chunks_and_kept_ones_stay() -> anyhow::Result
             let store = store.clone();
             settles.spawn(async move {
                 let key = format!("old-{n}");
-                let Claim::Run { token, .. } = store.claim(&key, &key, 0, lease, None).await?
-                else {
+                let Claim::Run { token, .. } = store.claim(&key, &key, lease, None).await? else {
                     anyhow::bail!("{key} did not run");
                 };
                 store.settle(&key, token, Settlement::Acked).await?;
@@ -551,7 +550,7 @@ async fn old_records_are_pruned_in_chunks_and_kept_ones_stay() -> anyhow::Result
         // side of it).
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let age = Duration::from_secs(1);
-        let Claim::Run { token, .. } = store.claim("kept", "kept", 0, lease, None).await? else {
+        let Claim::Run { token, .. } = store.claim("kept", "kept", lease, None).await? else {
             panic!("{backend:?}: kept did not run");
         };
         store.settle("kept", token, Settlement::Acked).await?;

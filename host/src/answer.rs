@@ -108,7 +108,9 @@ pub(crate) fn of(outcome: Outcome) -> Response<AnswerBody> {
             recorded: Recorded::Journaled(_),
             ..
         } => ok_response(),
-        Outcome::Busy { journaled: None, .. } => PushError::InProgress.into_response(),
+        Outcome::Busy {
+            journaled: None, ..
+        } => PushError::InProgress.into_response(),
         Outcome::Unclaimed(err)
         | Outcome::Ran {
             recorded: Recorded::DropNotJournaled(err),

@@ -20,7 +20,7 @@ use crate::intake::RawPush;
 use crate::metrics::Metrics;
 use crate::route::Route;
 use crate::store::{
-    Claim, ClaimToken, DeadLetter, Settlement, Store, StoreError, Uncounted, message_key, push_key,
+    Claim, ClaimToken, DeadLetter, Settlement, Store, StoreError, message_key, push_key,
 };
 
 /// How much longer than the guest deadline a claim holds off other pushes of its
@@ -67,7 +67,6 @@ pub(crate) enum Recorded {
 pub(crate) struct Delivery<'a> {
     pub(crate) route: &'a Route,
     pub(crate) store: Option<&'a Store>,
-    pub(crate) uncounted: &'a Uncounted,
     pub(crate) metrics: &'a Metrics,
 }
 
@@ -121,10 +120,9 @@ impl Delivery<'_> {
         let route_name = self.route.name.as_str();
         let key = message_key(route_name, message);
         let push_key = push_key(route_name, &message.message_id);
-        let earlier = self.uncounted.take(&push_key);
         let lease = self.route.options.deadline + LEASE_MARGIN;
         let window = self.route.options.dedupe_window;
-        match store.claim(&key, &push_key, earlier, lease, window).await {
+        match store.claim(&key, &push_key, lease, window).await {
             Ok(Claim::Run { attempt, token }) => Ok(Claimed {
                 store,
                 key,
@@ -138,13 +136,6 @@ impl Delivery<'_> {
             }
             Err(err) => {
                 self.metrics.store_error(route_name);
-                note_uncounted(
-                    self.uncounted,
-                    self.metrics,
-                    route_name,
-                    push_key,
-                    earlier.saturating_add(1),
-                );
                 Err(Outcome::Unclaimed(err))
             }
         }
@@ -306,26 +297,6 @@ async fn release_last_delivery(
         tracing::warn!(
             dead_letter = provisional,
             "a handled message stays in the journal: {err}"
-        );
-    }
-}
-
-/// Notes `deliveries` of the message `push_key` names that the store has not counted,
-/// for the receiver's upkeep to write; logs and counts them when there is no room.
-pub(crate) fn note_uncounted(
-    uncounted: &Uncounted,
-    metrics: &Metrics,
-    route_name: &str,
-    push_key: String,
-    deliveries: u32,
-) {
-    if !uncounted.note(push_key, deliveries) {
-        metrics.uncounted_lost(deliveries);
-        tracing::error!(
-            route = route_name,
-            deliveries,
-            "a delivery could not be counted (too many waiting for the store): CMQ's last \
-             delivery of its message may not be recognised as the last"
         );
     }
 }

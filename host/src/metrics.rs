@@ -254,8 +254,10 @@ impl Metrics {
         self.store_errors.get_or_create(&route(route_name)).inc();
     }
 
-    pub(crate) fn uncounted_lost(&self, deliveries: u32) {
-        self.uncounted_lost.inc_by(u64::from(deliveries));
+    /// The store's count of deliveries it could not note, since it opened.
+    pub(crate) fn uncounted_lost(&self, total: u64) {
+        let counted = self.uncounted_lost.get();
+        self.uncounted_lost.inc_by(total.saturating_sub(counted));
     }
 
     /// A reload, and when it succeeded the generation now serving.

@@ -5,7 +5,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -19,7 +18,7 @@ use crate::access::{Allowlist, Token};
 use crate::answer::{self, AnswerBody, PushError};
 use crate::bindings::{Decision, Message};
 use crate::config::Config;
-use crate::delivery::{self, Delivery, note_uncounted};
+use crate::delivery::{self, Delivery};
 use crate::grants::Grants;
 use crate::guest::{GuestFault, ServeAs};
 use crate::intake::{self, Taken, Work};
@@ -27,7 +26,7 @@ use crate::metrics::Metrics;
 use crate::precompiled::{Loaded, Loading};
 use crate::report;
 use crate::route::{CurrentRoutes, LoadedRoute, MAX_LIMIT, Routes};
-use crate::store::{FLUSH_INTERVAL, Store, Uncounted, push_key};
+use crate::store::{Store, push_key};
 
 /// How a receiver treats pushes; every field has a default (see [`Default`]).
 #[derive(Debug, Clone)]
@@ -124,8 +123,6 @@ pub struct Receiver {
     reloading: tokio::sync::Mutex<()>,
     generation: AtomicU64,
     store: Option<Store>,
-    /// Deliveries answered before their claim, to be counted in the store.
-    uncounted: Uncounted,
     compile_cache: Option<PathBuf>,
     max_connections: usize,
     allow: Vec<IpNet>,
@@ -162,6 +159,9 @@ impl Receiver {
             allow_precompiled: config.allow_precompiled,
         };
         let routes = Routes::build(&config.routes, config.limits, loading, 1)?;
+        if let Some(store) = &store {
+            store.keep_records_for(longest_dedupe_window(&config.routes));
+        }
         let metrics = Metrics::default();
         metrics.serving(1);
         Ok(Receiver {
@@ -169,7 +169,6 @@ impl Receiver {
             reloading: tokio::sync::Mutex::new(()),
             generation: AtomicU64::new(1),
             store,
-            uncounted: Uncounted::default(),
             compile_cache,
             max_connections: config.max_connections,
             allow: config.allow.clone(),
@@ -210,6 +209,9 @@ impl Receiver {
                 let report = routes.report();
                 self.longest_deadline_ms
                     .fetch_max(longest_deadline_ms(&config.routes), Ordering::Relaxed);
+                if let Some(store) = &self.store {
+                    store.keep_records_for(longest_dedupe_window(&config.routes));
+                }
                 self.routes.replace(routes);
                 self.generation.store(generation, Ordering::Relaxed);
                 self.metrics.reloaded(true, generation);
@@ -272,8 +274,11 @@ impl Receiver {
 
     /// The metrics in Prometheus' text format.
     pub fn metrics_text(&self) -> String {
-        if let Some(files) = self.store.as_ref().and_then(Store::files) {
-            self.metrics.store_files(&files);
+        if let Some(store) = &self.store {
+            if let Some(files) = store.files() {
+                self.metrics.store_files(&files);
+            }
+            self.metrics.uncounted_lost(store.uncounted_lost());
         }
         self.metrics.encode()
     }
@@ -286,6 +291,14 @@ impl Receiver {
     /// Marks the receiver draining: `/readyz` answers 503 from now on.
     pub(crate) fn start_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Once the pushes have drained: writes what the store still holds in memory (the
+    /// deliveries answered before their claim).
+    pub(crate) async fn drained(&self) {
+        if let Some(store) = &self.store {
+            store.flush().await;
+        }
     }
 
     /// The source addresses allowed to connect.
@@ -305,7 +318,6 @@ impl Receiver {
         Duration::from_millis(self.longest_deadline_ms.load(Ordering::Relaxed))
             + Duration::from_secs(1)
     }
-
 
     /// Answers one HTTP request. Never fails: every problem is an answer. The stages,
     /// in order: the route, [`intake`], [`Delivery`] (or [`delivery::pass_request`]
@@ -344,11 +356,12 @@ impl Receiver {
                 // A delivery that failed for want of room or time is one CMQ counts; a
                 // body that is not a push (400, 413) will never be handled anyway.
                 if let (
+                    Some(store),
                     Some(push_key),
                     PushError::Overloaded(_) | PushError::BodyTimeout(_) | PushError::BodyRead(_),
-                ) = (counted_as, &err)
+                ) = (&self.store, counted_as, &err)
                 {
-                    note_uncounted(&self.uncounted, &self.metrics, &route.name, push_key, 1);
+                    store.note_delivery(push_key);
                 }
                 return err.into_response();
             }
@@ -361,7 +374,6 @@ impl Receiver {
                 let delivery = Delivery {
                     route,
                     store: self.store.as_ref(),
-                    uncounted: &self.uncounted,
                     metrics: &self.metrics,
                 };
                 let outcome = delivery.run(message, raw).await;
@@ -374,82 +386,26 @@ impl Receiver {
                     .message_id
                     .unwrap_or_default();
                 let result = delivery::pass_request(route, parts, body, &message_id).await;
-                report::passed(&self.metrics, route, &message_id, &result, started.elapsed());
+                report::passed(
+                    &self.metrics,
+                    route,
+                    &message_id,
+                    &result,
+                    started.elapsed(),
+                );
                 result.unwrap_or_else(|fault| PushError::Guest(fault).into_response())
             }
         }
     }
+}
 
-    /// Writes the deliveries noted and not yet counted to the store; what fails stays
-    /// noted for the next time.
-    pub(crate) async fn flush_uncounted(&self) {
-        let Some(store) = &self.store else {
-            return;
-        };
-        let noted = self.uncounted.drain();
-        if noted.is_empty() {
-            return;
-        }
-        if let Err(err) = store.count_uncounted(noted.clone()).await {
-            tracing::warn!(
-                keys = noted.len(),
-                "uncounted deliveries not yet written: {err}"
-            );
-            let lost = self.uncounted.restore(noted);
-            if lost > 0 {
-                self.metrics
-                    .uncounted_lost(u32::try_from(lost).unwrap_or(u32::MAX));
-                tracing::error!(
-                    deliveries = lost,
-                    "deliveries could not be counted (too many waiting for the store)"
-                );
-            }
-        }
-    }
-
-
-    /// Keeps the store, while the returned future runs: writes the deliveries answered
-    /// before their claim every [`FLUSH_INTERVAL`], and every hour forgets message
-    /// records older than the longest dedupe window and a day of CMQ's retries
-    /// (journal entries stay until removed).
-    pub(crate) fn store_upkeep(
-        self: &Arc<Self>,
-    ) -> Option<impl Future<Output = ()> + Send + 'static> {
-        let store = self.store.clone()?;
-        let receiver = Arc::downgrade(self);
-        Some(async move {
-            let mut flush = tokio::time::interval(FLUSH_INTERVAL);
-            flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut prune = tokio::time::interval(Duration::from_secs(3600));
-            loop {
-                let pruning = tokio::select! {
-                    _ = flush.tick() => false,
-                    _ = prune.tick() => true,
-                };
-                let Some(receiver) = receiver.upgrade() else {
-                    return;
-                };
-                if !pruning {
-                    receiver.flush_uncounted().await;
-                    continue;
-                }
-                let retry_span = Duration::from_secs(25 * 3600);
-                let age = receiver
-                    .routes
-                    .get()
-                    .iter()
-                    .filter_map(|route| route.options.dedupe_window)
-                    .fold(retry_span, Duration::max);
-                drop(receiver);
-                match store.prune(age).await {
-                    Ok(0) => {}
-                    Ok(pruned) => tracing::info!(pruned, "old message records forgotten"),
-                    Err(err) => tracing::warn!("pruning the store failed: {err}"),
-                }
-            }
-        })
-    }
-
+/// The longest dedupe window of `plans`: message records are kept at least that long.
+fn longest_dedupe_window(plans: &[crate::route::RoutePlan]) -> Duration {
+    plans
+        .iter()
+        .filter_map(|plan| plan.options.dedupe_window)
+        .max()
+        .unwrap_or_default()
 }
 
 /// The longest guest deadline of `plans`, in milliseconds.

@@ -287,11 +287,6 @@ impl Routes {
         &self.routes[0]
     }
 
-    /// Every route, for reports and the single-route API.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &Route> {
-        self.routes.iter()
-    }
-
     /// What each route loaded, in path order.
     pub(crate) fn report(&self) -> Vec<LoadedRoute> {
         let mut report: Vec<LoadedRoute> = self

@@ -90,7 +90,6 @@ impl Server {
             .header_read_timeout(HEADER_READ_TIMEOUT)
             .max_buf_size(MAX_HEADER_BYTES)
             .max_headers(MAX_HEADERS);
-        let upkeep = receiver.store_upkeep().map(tokio::spawn);
         let allowlist = receiver.allowlist();
         let max_connections = receiver.max_connections();
         let connection_slots = Arc::new(Semaphore::new(max_connections));
@@ -192,11 +191,7 @@ impl Server {
             tracing::warn!("drain timed out: closing the remaining connections unanswered");
         }
         connections.shutdown().await;
-        if let Some(upkeep) = upkeep {
-            upkeep.abort();
-        }
-        // What was answered before its claim and not yet written would be forgotten.
-        receiver.flush_uncounted().await;
+        receiver.drained().await;
         Ok(())
     }
 }

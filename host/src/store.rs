@@ -22,16 +22,18 @@
 mod postgres;
 mod sqlite;
 mod uncounted;
-
-pub(crate) use uncounted::{FLUSH_INTERVAL, Uncounted};
+mod upkeep;
 
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cmq_message::Format;
+
+use uncounted::Uncounted;
 
 /// Where the delivery state lives: a SQLite file, or a PostgreSQL database URL.
 #[derive(Clone, PartialEq, Eq)]
@@ -247,6 +249,19 @@ pub struct DeadLetter {
 pub struct Store {
     backend: Backend,
     location: StoreLocation,
+    shared: Arc<Shared>,
+}
+
+/// What the clones of one store share besides the database.
+#[derive(Debug, Default)]
+struct Shared {
+    /// Deliveries answered before their claim, waiting to be written.
+    uncounted: Uncounted,
+    /// How long message records are kept (see [`Store::keep_records_for`]), in
+    /// milliseconds.
+    keep_records_ms: AtomicU64,
+    /// Whether [`upkeep`] runs for this store.
+    upkeep_started: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Clone)]
@@ -272,9 +287,14 @@ impl Store {
                 Backend::Postgres(postgres::PostgresStore::open(url).await?)
             }
         };
+        let shared = Shared {
+            keep_records_ms: AtomicU64::new(millis_u64(upkeep::KEEP_RECORDS)),
+            ..Shared::default()
+        };
         Ok(Store {
             backend,
             location: location.clone(),
+            shared: Arc::new(shared),
         })
     }
 
@@ -302,18 +322,20 @@ impl Store {
 
     /// Records a delivery of the message `key` names and says whether to run the
     /// guest. The count also takes the deliveries noted under `push_key` (see
-    /// `push_key` and [`Store::count_uncounted`]) and `earlier` more. `lease` is how
-    /// long a claim holds off other pushes of the message (a host that dies mid-run
-    /// frees it by expiry); acknowledgements within `dedupe_window` make later pushes
-    /// duplicates (`None`: never).
+    /// `push_key` and [`Store::note_delivery`]). `lease` is how long a claim holds off
+    /// other pushes of the message (a host that dies mid-run frees it by expiry);
+    /// acknowledgements within `dedupe_window` make later pushes duplicates (`None`:
+    /// never). When the claim fails, the delivery is noted, to be counted once the
+    /// store is back.
     pub async fn claim(
         &self,
         key: &str,
         push_key: &str,
-        earlier: u32,
         lease: Duration,
         dedupe_window: Option<Duration>,
     ) -> Result<Claim, StoreError> {
+        upkeep::start(self);
+        let earlier = self.shared.uncounted.take(push_key);
         let request = ClaimRequest {
             key: key.to_owned(),
             push_key: push_key.to_owned(),
@@ -323,15 +345,48 @@ impl Store {
             dedupe_window,
         };
         let claimed = match &self.backend {
-            Backend::Sqlite(store) => timed(store.claim(request)).await?,
-            Backend::Postgres(store) => timed(store.claim(request)).await?,
+            Backend::Sqlite(store) => timed(store.claim(request)).await,
+            Backend::Postgres(store) => timed(store.claim(request)).await,
         };
-        Ok(claimed)
+        if claimed.is_err() {
+            self.shared
+                .uncounted
+                .note(push_key.to_owned(), earlier.saturating_add(1));
+        }
+        claimed
+    }
+
+    /// Notes a delivery of the message `push_key` names that was answered before any
+    /// claim (overloaded, say): it is written within [`upkeep::FLUSH_INTERVAL`] and
+    /// counted by the message's next claim, on any host.
+    pub fn note_delivery(&self, push_key: String) {
+        upkeep::start(self);
+        self.shared.uncounted.note(push_key, 1);
+    }
+
+    /// Deliveries that could not be noted for want of room, since the store opened.
+    pub fn uncounted_lost(&self) -> u64 {
+        self.shared.uncounted.lost()
+    }
+
+    /// Keeps message records for `age` after their last change (at least a day of
+    /// CMQ's retries); the upkeep forgets older ones every hour.
+    pub fn keep_records_for(&self, age: Duration) {
+        let age = age.max(upkeep::KEEP_RECORDS);
+        self.shared
+            .keep_records_ms
+            .store(millis_u64(age), Ordering::Relaxed);
+    }
+
+    /// Writes the deliveries noted and not yet counted; what fails stays noted for the
+    /// next time.
+    pub async fn flush(&self) {
+        upkeep::flush(self).await;
     }
 
     /// Counts deliveries answered before any claim, by push key: the next claim of each
     /// message adds them to its count.
-    pub async fn count_uncounted(&self, deliveries: Vec<(String, u32)>) -> Result<(), StoreError> {
+    async fn count_uncounted(&self, deliveries: Vec<(String, u32)>) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => timed(store.count_uncounted(deliveries)).await,
             Backend::Postgres(store) => timed(store.count_uncounted(deliveries)).await,
@@ -644,6 +699,10 @@ fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, millis)
+}
+
+fn millis_u64(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn millis(duration: Duration) -> i64 {

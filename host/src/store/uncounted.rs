@@ -5,30 +5,30 @@
 //!
 //! They are noted here, in memory, by [push key](super::push_key) (the route and the
 //! `x-cmq-message-id` header: known before the body is read), written to the store's
-//! `cmq_uncounted` table a moment later, and added to the message's count by its next
-//! claim, on whichever host it lands. A claim on this host also takes what is noted
-//! here and not yet written.
+//! `cmq_uncounted` table a moment later by the [upkeep](super::upkeep), and added to
+//! the message's count by its next claim, on whichever host it lands. A claim on this
+//! host also takes what is noted here and not yet written.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Push keys held at most, about 0.5 KiB each: beyond it a delivery goes uncounted
-/// (logged). Written every [`FLUSH_INTERVAL`], they fill only while the store is down.
+/// (logged, and counted in [`Uncounted::lost`]). Written every 200 ms, they fill only
+/// while the store is down.
 const MAX_PENDING: usize = 16_384;
-
-/// How often what is noted is written to the store.
-pub(crate) const FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// The deliveries noted and not yet written, by push key.
 #[derive(Debug, Default)]
-pub(crate) struct Uncounted {
+pub(super) struct Uncounted {
     pending: Mutex<HashMap<String, u32>>,
+    lost: AtomicU64,
 }
 
 impl Uncounted {
-    /// Notes `deliveries` more of the message `push_key` names; false when there was
-    /// no room.
-    pub(crate) fn note(&self, push_key: String, deliveries: u32) -> bool {
+    /// Notes `deliveries` more of the message `push_key` names; false (logged, and
+    /// counted as lost) when there was no room.
+    pub(super) fn note(&self, push_key: String, deliveries: u32) -> bool {
         let mut pending = self.lock();
         let room = pending.len() < MAX_PENDING;
         match pending.get_mut(&push_key) {
@@ -36,30 +36,41 @@ impl Uncounted {
             None if room => {
                 pending.insert(push_key, deliveries);
             }
-            None => return false,
+            None => {
+                drop(pending);
+                self.lost
+                    .fetch_add(u64::from(deliveries), Ordering::Relaxed);
+                tracing::error!(
+                    deliveries,
+                    "a delivery could not be counted (too many waiting for the store): \
+                     CMQ's last delivery of its message may not be recognised as the last"
+                );
+                return false;
+            }
         }
         true
     }
 
+    /// Deliveries that found no room, since the store opened.
+    pub(super) fn lost(&self) -> u64 {
+        self.lost.load(Ordering::Relaxed)
+    }
+
     /// Takes what is noted of `push_key`, for a claim to count.
-    pub(crate) fn take(&self, push_key: &str) -> u32 {
+    pub(super) fn take(&self, push_key: &str) -> u32 {
         self.lock().remove(push_key).unwrap_or(0)
     }
 
     /// Takes everything noted, to write to the store.
-    pub(crate) fn drain(&self) -> Vec<(String, u32)> {
+    pub(super) fn drain(&self) -> Vec<(String, u32)> {
         self.lock().drain().collect()
     }
 
-    /// Puts back what could not be written; returns how many deliveries found no room.
-    pub(crate) fn restore(&self, entries: Vec<(String, u32)>) -> u64 {
-        let mut lost = 0;
+    /// Puts back what could not be written.
+    pub(super) fn restore(&self, entries: Vec<(String, u32)>) {
         for (push_key, deliveries) in entries {
-            if !self.note(push_key, deliveries) {
-                lost += u64::from(deliveries);
-            }
+            self.note(push_key, deliveries);
         }
-        lost
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
@@ -86,9 +97,12 @@ mod tests {
         assert!(!uncounted.note("one too many".into(), 1));
         // A key already held still adds up.
         assert!(uncounted.note("0".into(), 1));
+        assert_eq!(uncounted.lost(), 1);
         let drained = uncounted.drain();
         assert_eq!(drained.len(), MAX_PENDING);
-        assert_eq!(uncounted.restore(drained), 0);
-        assert_eq!(uncounted.restore(vec![("new".into(), 5)]), 5);
+        uncounted.restore(drained);
+        assert_eq!(uncounted.lost(), 1);
+        uncounted.restore(vec![("new".into(), 5)]);
+        assert_eq!(uncounted.lost(), 6);
     }
 }
