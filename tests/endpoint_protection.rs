@@ -60,11 +60,11 @@ async fn only_pushes_carrying_the_token_reach_the_guest() -> anyhow::Result<()> 
 
 #[tokio::test]
 async fn connections_from_outside_the_allowlist_are_closed() -> anyhow::Result<()> {
-    let options = ReceiverOptions {
-        allow: vec!["10.0.0.0/8".parse()?],
-        ..Default::default()
-    };
-    let host = TestHost::start("by_tag", options).await?;
+    let allow = vec!["10.0.0.0/8".parse()?];
+    let host = TestHost::start_serving("by_tag", ReceiverOptions::default(), |server| {
+        Ok(server.allow(allow))
+    })
+    .await?;
     let result = push(
         &reqwest::Client::new(),
         &host.url(),
@@ -85,11 +85,11 @@ async fn connections_from_outside_the_allowlist_are_closed() -> anyhow::Result<(
     );
     host.stop().await?;
 
-    let options = ReceiverOptions {
-        allow: vec!["127.0.0.0/8".parse()?],
-        ..Default::default()
-    };
-    let host = TestHost::start("by_tag", options).await?;
+    let allow = vec!["127.0.0.0/8".parse()?];
+    let host = TestHost::start_serving("by_tag", ReceiverOptions::default(), |server| {
+        Ok(server.allow(allow))
+    })
+    .await?;
     let response = push(
         &reqwest::Client::new(),
         &host.url(),

@@ -207,13 +207,9 @@ async fn the_in_flight_cap_holds_across_a_reload() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn beyond_the_connection_cap_new_connections_wait_until_one_closes() -> anyhow::Result<()> {
-    let host = TestHost::start(
-        "log_ack",
-        ReceiverOptions {
-            max_connections: 2,
-            ..Default::default()
-        },
-    )
+    let host = TestHost::start_serving("log_ack", ReceiverOptions::default(), |server| {
+        server.limit_connections(2)
+    })
     .await?;
     // Two idle connections take both slots; prove each is being served.
     let mut held = Vec::new();

@@ -1,7 +1,6 @@
 //! The admin listener: `/metrics`, `/healthz` and `/readyz`, on an address of their own so
 //! that the push listener, which faces CMQ, shows nothing of them.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,13 +10,13 @@ use anyhow::Context as _;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioTimer;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
-use crate::Receiver;
+use crate::access::Allowlist;
 use crate::answer::{AnswerBody, text};
+use crate::listener::Listener;
+use crate::receiver::Receiver;
 
 /// Connections the admin listener serves at once: scrapers and probes, a handful.
 const MAX_CONNECTIONS: usize = 64;
@@ -56,47 +55,31 @@ impl AdminServer {
         self.local_addr
     }
 
-    /// Serves until `shutdown` completes. `/healthz` answers 200 while the process
-    /// serves; `/readyz` 200 until the receiver starts draining, then 503.
+    /// Serves until `shutdown` completes, then lets open requests finish for a second.
+    /// `/healthz` answers 200 while the process serves; `/readyz` 200 until the
+    /// receiver starts draining, then 503.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let mut http = http1::Builder::new();
         http.timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT)
             .keep_alive(true);
-        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-        tokio::pin!(shutdown);
-        loop {
-            let slot = tokio::select! {
-                slot = slots.clone().acquire_owned() => match slot {
-                    Ok(slot) => slot,
-                    Err(_closed) => break,
-                },
-                () = &mut shutdown => break,
-            };
-            let stream = tokio::select! {
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(err) => {
-                        tracing::warn!("admin accept failed: {err}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                () = &mut shutdown => break,
-            };
-            let receiver = self.receiver.clone();
-            let service = service_fn(move |request| {
-                let receiver = receiver.clone();
-                async move { Ok::<_, Infallible>(answer(&receiver, &request)) }
-            });
-            let http = http.clone();
-            tokio::spawn(async move {
-                let _slot = slot;
-                if let Err(err) = http.serve_connection(TokioIo::new(stream), service).await {
-                    tracing::debug!("admin connection ended: {err}");
-                }
-            });
-        }
+        let listener = Listener {
+            listener: self.listener,
+            name: "admin",
+            max_connections: MAX_CONNECTIONS,
+            allowlist: Allowlist::default(),
+            tls: None,
+            http,
+            handshake_timeout: HEADER_READ_TIMEOUT,
+        };
+        let receiver = self.receiver;
+        let handle = move |request: Request<Incoming>, _peer| {
+            let response = answer(&receiver, &request);
+            async move { response }
+        };
+        listener
+            .serve(handle, shutdown, || Duration::from_secs(1))
+            .await;
         Ok(())
     }
 }

@@ -222,7 +222,9 @@ impl Config {
             listen: raw.listen.map_or_else(default_listen, |listen| listen.0),
             admin_listen: raw.admin_listen.map(|listen| listen.0),
             tls,
-            max_connections: raw.max_connections.unwrap_or(1024),
+            max_connections: raw
+                .max_connections
+                .unwrap_or(crate::server::DEFAULT_MAX_CONNECTIONS),
             allow: raw.allow.into_iter().map(|net| net.0).collect(),
             limits,
             routes,
@@ -238,8 +240,8 @@ impl Config {
             listen: default_listen(),
             admin_listen: None,
             tls: None,
-            max_connections: options.max_connections,
-            allow: options.allow.clone(),
+            max_connections: crate::server::DEFAULT_MAX_CONNECTIONS,
+            allow: Vec::new(),
             limits: SharedLimits {
                 max_in_flight: options.max_in_flight,
                 max_body: options.max_body,

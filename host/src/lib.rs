@@ -30,6 +30,7 @@ mod grants;
 mod guest;
 mod guest_output;
 mod intake;
+mod listener;
 mod memory_cap;
 mod metrics;
 mod outbound_http;
@@ -55,7 +56,7 @@ pub use crate::precompiled::Loaded;
 pub use crate::receiver::{Receiver, ReceiverOptions};
 pub use crate::reload::{ConfigSource, Reloader};
 pub use crate::route::{LoadedRoute, RouteOptions, RoutePlan, SharedLimits};
-pub use crate::server::Server;
+pub use crate::server::{DEFAULT_MAX_CONNECTIONS, Server};
 pub use crate::signals::OsSignal;
 pub use crate::store::{
     Claim, DeadLetter, MessageRecord, Settlement, Store, StoreError, StoreFiles, StoreLocation,

@@ -12,9 +12,8 @@ use anyhow::Context as _;
 use cmq_message::ExpectedFormat;
 use http::{Request, Response};
 use hyper::body::Incoming;
-use ipnet::IpNet;
 
-use crate::access::{Allowlist, Token};
+use crate::access::Token;
 use crate::answer::{self, AnswerBody, PushError};
 use crate::bindings::{Decision, Message};
 use crate::config::Config;
@@ -25,7 +24,7 @@ use crate::intake::{self, Taken, Work};
 use crate::metrics::Metrics;
 use crate::precompiled::{Loaded, Loading};
 use crate::report;
-use crate::route::{CurrentRoutes, LoadedRoute, MAX_LIMIT, Routes};
+use crate::route::{CurrentRoutes, LoadedRoute, Routes};
 use crate::store::{Store, push_key};
 
 /// How a receiver treats pushes; every field has a default (see [`Default`]).
@@ -47,16 +46,9 @@ pub struct ReceiverOptions {
     pub max_in_flight: usize,
     /// How long a sender may take to send a body (default 10 s); slower gets 408.
     pub body_timeout: Duration,
-    /// Connections open at once (default 1024); beyond it new connections wait in the
-    /// kernel's listen backlog until one closes, so idle or slow senders cannot exhaust
-    /// the process's file descriptors.
-    pub max_connections: usize,
     /// The endpoint's secret: pushes must carry it as `/push/<token>` or `?token=`;
     /// others get 404 and never reach the guest (default: none).
     pub token: Option<Token>,
-    /// Source networks allowed to connect; others are disconnected at once (default:
-    /// empty, every address).
-    pub allow: Vec<IpNet>,
     /// What guests may use beyond clocks, random and stdio (default: nothing).
     pub grants: Grants,
     /// The interface the component is served through (default: detected).
@@ -90,9 +82,7 @@ impl Default for ReceiverOptions {
             max_body: 1 << 20,
             max_in_flight: Self::default_max_in_flight(),
             body_timeout: Duration::from_secs(10),
-            max_connections: 1024,
             token: None,
-            allow: Vec::new(),
             grants: Grants::default(),
             serve_as: ServeAs::Auto,
             store: None,
@@ -124,8 +114,6 @@ pub struct Receiver {
     generation: AtomicU64,
     store: Option<Store>,
     compile_cache: Option<PathBuf>,
-    max_connections: usize,
-    allow: Vec<IpNet>,
     metrics: Metrics,
     draining: AtomicBool,
     /// The longest guest deadline of any generation served since start, in
@@ -150,10 +138,6 @@ impl Receiver {
         store: Option<Store>,
         compile_cache: Option<PathBuf>,
     ) -> anyhow::Result<Self> {
-        anyhow::ensure!(
-            (1..=MAX_LIMIT).contains(&config.max_connections),
-            "max connections must be between 1 and {MAX_LIMIT}"
-        );
         let loading = Loading {
             compile_cache: compile_cache.as_deref(),
             allow_precompiled: config.allow_precompiled,
@@ -170,8 +154,6 @@ impl Receiver {
             generation: AtomicU64::new(1),
             store,
             compile_cache,
-            max_connections: config.max_connections,
-            allow: config.allow.clone(),
             metrics,
             draining: AtomicBool::new(false),
             longest_deadline_ms: AtomicU64::new(longest_deadline_ms(&config.routes)),
@@ -299,16 +281,6 @@ impl Receiver {
         if let Some(store) = &self.store {
             store.flush().await;
         }
-    }
-
-    /// The source addresses allowed to connect.
-    pub(crate) fn allowlist(&self) -> Allowlist {
-        Allowlist::new(self.allow.clone())
-    }
-
-    /// How many connections may be open at once.
-    pub(crate) fn max_connections(&self) -> usize {
-        self.max_connections
     }
 
     /// How long shutdown waits for in-flight pushes: the longest deadline of any

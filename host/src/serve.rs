@@ -54,7 +54,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     body_timeout: Duration,
     /// Connections open at once; beyond it new ones wait until one closes.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = cmq_host::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
     /// Secret token pushes must carry, as /push/TOKEN or ?token=TOKEN (at least 16
     /// URL-safe characters). Prefer the environment variable: flags show in `ps`.
@@ -235,7 +235,10 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     runtime.block_on(async {
-        let mut server = Server::bind(config.listen, receiver).await?;
+        let mut server = Server::bind(config.listen, receiver)
+            .await?
+            .limit_connections(config.max_connections)?
+            .allow(config.allow.clone());
         let scheme = if tls.is_some() { "https" } else { "http" };
         if let Some(tls) = tls {
             server = server.with_tls(tls);
@@ -298,9 +301,7 @@ fn flags_config(args: &ServeArgs) -> anyhow::Result<Config> {
         max_body: args.max_body.bytes(),
         max_in_flight: args.max_in_flight,
         body_timeout: args.body_timeout,
-        max_connections: args.max_connections,
         token,
-        allow: args.allow.clone(),
         grants: Grants {
             env,
             dir: args.dir.clone(),
@@ -316,6 +317,8 @@ fn flags_config(args: &ServeArgs) -> anyhow::Result<Config> {
     let mut config = Config::single(component, &options);
     config.listen = args.listen;
     config.admin_listen = args.admin_listen;
+    config.max_connections = args.max_connections;
+    config.allow = args.allow.clone();
     config.tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(TlsFiles {
             cert: cert.clone(),

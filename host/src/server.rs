@@ -1,22 +1,22 @@
-//! The HTTP/1.1 server: accepts connections, hands each request to the [`Receiver`], and
-//! drains in-flight pushes on shutdown.
+//! The push listener: CMQ's pushes over HTTP/1.1 (or HTTPS), each answered by the
+//! [`Receiver`], and on shutdown the in-flight pushes drained.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::rt::TokioTimer;
+use ipnet::IpNet;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 
-use crate::{Receiver, Tls};
+use crate::access::Allowlist;
+use crate::listener::Listener;
+use crate::receiver::Receiver;
+use crate::route::MAX_LIMIT;
+use crate::tls::Tls;
 
 /// How long a client may take to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -28,8 +28,8 @@ const MAX_HEADER_BYTES: usize = 16 << 10;
 /// Most header fields in one request; beyond it the answer is 431.
 const MAX_HEADERS: usize = 64;
 
-/// Least time between two warnings that the connection limit is reached.
-const LIMIT_WARNING_INTERVAL: Duration = Duration::from_secs(60);
+/// Connections open at once unless [`Server::limit_connections`] says otherwise.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 /// A bound receiver, ready to serve.
 #[derive(Debug)]
@@ -38,6 +38,8 @@ pub struct Server {
     local_addr: SocketAddr,
     receiver: Arc<Receiver>,
     tls: Option<Tls>,
+    max_connections: usize,
+    allow: Vec<IpNet>,
 }
 
 impl Server {
@@ -54,12 +56,33 @@ impl Server {
             local_addr,
             receiver: Arc::new(receiver),
             tls: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            allow: Vec::new(),
         })
     }
 
     /// Serves HTTPS with `tls` instead of plain HTTP.
     pub fn with_tls(mut self, tls: Tls) -> Self {
         self.tls = Some(tls);
+        self
+    }
+
+    /// Keeps at most `max` connections open (default 1024); beyond it new connections
+    /// wait in the kernel's listen backlog until one closes, so idle or slow senders
+    /// cannot exhaust the process's file descriptors.
+    pub fn limit_connections(mut self, max: usize) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            (1..=MAX_LIMIT).contains(&max),
+            "max connections must be between 1 and {MAX_LIMIT}"
+        );
+        self.max_connections = max;
+        Ok(self)
+    }
+
+    /// Accepts connections from these source networks only; others are closed at once
+    /// (default: empty, every address).
+    pub fn allow(mut self, nets: Vec<IpNet>) -> Self {
+        self.allow = nets;
         self
     }
 
@@ -81,116 +104,37 @@ impl Server {
             listener,
             receiver,
             tls,
+            max_connections,
+            allow,
             ..
         } = self;
-        let graceful = GracefulShutdown::new();
-        let mut connections = JoinSet::new();
         let mut http = http1::Builder::new();
         http.timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT)
             .max_buf_size(MAX_HEADER_BYTES)
             .max_headers(MAX_HEADERS);
-        let allowlist = receiver.allowlist();
-        let max_connections = receiver.max_connections();
-        let connection_slots = Arc::new(Semaphore::new(max_connections));
-        let mut last_limit_warning: Option<Instant> = None;
-        tokio::pin!(shutdown);
-        loop {
-            // A slot before accepting: at the limit, new connections wait in the listen
-            // backlog (the kernel's, not ours) until an open one closes.
-            let slot = match connection_slots.clone().try_acquire_owned() {
-                Ok(slot) => slot,
-                Err(_) => {
-                    if last_limit_warning.is_none_or(|at| at.elapsed() >= LIMIT_WARNING_INTERVAL) {
-                        last_limit_warning = Some(Instant::now());
-                        tracing::warn!(
-                            max_connections,
-                            "connection limit reached: new connections wait until one closes"
-                        );
-                    }
-                    tokio::select! {
-                        slot = connection_slots.clone().acquire_owned() => match slot {
-                            Ok(slot) => slot,
-                            Err(_closed) => break,
-                        },
-                        () = &mut shutdown => break,
-                    }
-                }
-            };
-            let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(err) => {
-                        // Out of file descriptors and the like: keep serving the
-                        // connections already open, try again shortly.
-                        tracing::warn!("accept failed: {err}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                () = &mut shutdown => break,
-            };
-            if !allowlist.allows(peer.ip()) {
-                tracing::info!(%peer, "connection refused: source address not allowed");
-                drop(stream);
-                continue;
-            }
+        let listener = Listener {
+            listener,
+            name: "push",
+            max_connections,
+            allowlist: Allowlist::new(allow),
+            tls,
+            http,
+            handshake_timeout: HEADER_READ_TIMEOUT,
+        };
+        let handle = {
             let receiver = receiver.clone();
-            let service = service_fn(move |request| {
+            move |request, peer| {
                 let receiver = receiver.clone();
-                async move { Ok::<_, Infallible>(receiver.answer(request, peer).await) }
-            });
-            let watcher = graceful.watcher();
-            let http = http.clone();
-            let tls = tls.clone();
-            connections.spawn(async move {
-                let _slot = slot;
-                let served = match tls {
-                    None => {
-                        let connection = http.serve_connection(TokioIo::new(stream), service);
-                        watcher.watch(connection).await
-                    }
-                    Some(tls) => {
-                        // The handshake gets the same time as the headers would.
-                        let handshake =
-                            tokio::time::timeout(HEADER_READ_TIMEOUT, tls.acceptor.accept(stream));
-                        let stream = match handshake.await {
-                            Ok(Ok(stream)) => stream,
-                            Ok(Err(err)) => {
-                                tracing::debug!(%peer, "TLS handshake failed: {err}");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!(%peer, "TLS handshake timed out");
-                                return;
-                            }
-                        };
-                        let connection = http.serve_connection(TokioIo::new(stream), service);
-                        watcher.watch(connection).await
-                    }
-                };
-                if let Err(err) = served {
-                    tracing::debug!(%peer, "connection ended: {err}");
-                }
-            });
-            // Reap finished connection tasks so the set does not grow.
-            while connections.try_join_next().is_some() {}
-        }
-        drop(listener);
-        receiver.start_draining();
-        // Read now, not at start: a reload may have brought a longer deadline.
-        let drain_timeout = receiver.drain_timeout();
-        tracing::info!(
-            connections = graceful.count(),
-            "shutting down: draining in-flight pushes"
-        );
-        if tokio::time::timeout(drain_timeout, graceful.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!("drain timed out: closing the remaining connections unanswered");
-        }
-        connections.shutdown().await;
+                async move { receiver.answer(request, peer).await }
+            }
+        };
+        let stopping = || {
+            receiver.start_draining();
+            // Read now, not at start: a reload may have brought a longer deadline.
+            receiver.drain_timeout()
+        };
+        listener.serve(handle, shutdown, stopping).await;
         receiver.drained().await;
         Ok(())
     }

@@ -42,7 +42,7 @@ pub struct TestHost {
 impl TestHost {
     /// Loads `crate_name`'s component with `options` and serves it on `127.0.0.1:0`.
     pub async fn start(crate_name: &str, options: ReceiverOptions) -> anyhow::Result<TestHost> {
-        Self::start_with(crate_name, options, None).await
+        Self::start_serving(crate_name, options, Ok).await
     }
 
     /// The same, serving HTTPS with `tls`.
@@ -51,20 +51,19 @@ impl TestHost {
         options: ReceiverOptions,
         tls: Tls,
     ) -> anyhow::Result<TestHost> {
-        Self::start_with(crate_name, options, Some(tls)).await
+        Self::start_serving(crate_name, options, |server| Ok(server.with_tls(tls))).await
     }
 
-    async fn start_with(
+    /// The same, with the listener's own settings (connection cap, allowlist, TLS)
+    /// made by `listener`.
+    pub async fn start_serving(
         crate_name: &str,
         options: ReceiverOptions,
-        tls: Option<Tls>,
+        listener: impl FnOnce(Server) -> anyhow::Result<Server>,
     ) -> anyhow::Result<TestHost> {
         capture_logs();
         let receiver = Receiver::load(&guest(crate_name), options)?;
-        let mut server = Server::bind("127.0.0.1:0".parse()?, receiver).await?;
-        if let Some(tls) = tls {
-            server = server.with_tls(tls);
-        }
+        let server = listener(Server::bind("127.0.0.1:0".parse()?, receiver).await?)?;
         let addr = server.local_addr();
         let receiver = server.receiver();
         let (shutdown, stopped) = oneshot::channel::<()>();
