@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use cmq_host::{DirGrant, EnvGrant, Grants, HttpGrant, ReceiverOptions};
+use cmq_host::{DirGrant, EnvGrant, Grants, HttpGrant, ReceiverOptions, RouteOptions};
 use cmq_tests::{TestHost, json_body, log_lines_with, push};
 use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -66,7 +66,10 @@ async fn granted_environment_and_read_only_directory_work_and_writes_are_refused
     let host = TestHost::start(
         "probe",
         ReceiverOptions {
-            grants,
+            route: RouteOptions {
+                grants,
+                ..Default::default()
+            },
             ..Default::default()
         },
     )
@@ -194,8 +197,11 @@ async fn granted_http_destinations_work_and_others_are_refused() -> anyhow::Resu
     let host = TestHost::start(
         "probe",
         ReceiverOptions {
-            grants: Grants {
-                http: vec![grant],
+            route: RouteOptions {
+                grants: Grants {
+                    http: vec![grant],
+                    ..Default::default()
+                },
                 ..Default::default()
             },
             ..Default::default()

@@ -6,7 +6,10 @@
 
 use std::time::Duration;
 
-use cmq_host::{Claim, ExpectedFormat, ReceiverOptions, Settlement, Store, StoreLocation};
+use cmq_host::{
+    Claim, ExpectedFormat, ReceiverOptions, RouteOptions, Settlement, SharedLimits, Store,
+    StoreLocation,
+};
 use cmq_tests::{
     BACKENDS, Backend, TestHost, documented_key, fresh_store, json_body, log_lines_with, push,
 };
@@ -54,7 +57,10 @@ async fn an_acknowledged_message_is_not_run_again_within_the_window_and_is_after
         let location = fresh_store(backend).await?;
         let window = Duration::from_secs(3);
         let options = ReceiverOptions {
-            dedupe_window: Some(window),
+            route: RouteOptions {
+                dedupe_window: Some(window),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let host = host_with(&location, options).await?;
@@ -85,7 +91,10 @@ async fn with_dedupe_off_every_push_runs_the_guest() -> anyhow::Result<()> {
     for backend in BACKENDS {
         let location = fresh_store(backend).await?;
         let options = ReceiverOptions {
-            dedupe_window: None,
+            route: RouteOptions {
+                dedupe_window: None,
+                ..Default::default()
+            },
             ..Default::default()
         };
         let host = host_with(&location, options).await?;
@@ -151,7 +160,10 @@ async fn the_last_attempt_is_journaled_and_acknowledged_instead_of_lost() -> any
     for backend in BACKENDS {
         let location = fresh_store(backend).await?;
         let options = ReceiverOptions {
-            max_attempts: 4,
+            route: RouteOptions {
+                max_attempts: 4,
+                ..Default::default()
+            },
             ..Default::default()
         };
         let host = host_with(&location, options).await?;
@@ -247,8 +259,14 @@ async fn a_delivery_answered_overloaded_counts_and_the_last_one_is_still_journal
         let busy = host_with(
             &location,
             ReceiverOptions {
-                max_in_flight: 1,
-                max_attempts: 4,
+                route: RouteOptions {
+                    max_attempts: 4,
+                    ..Default::default()
+                },
+                limits: SharedLimits {
+                    max_in_flight: 1,
+                    ..Default::default()
+                },
                 ..Default::default()
             },
         )
@@ -256,7 +274,10 @@ async fn a_delivery_answered_overloaded_counts_and_the_last_one_is_still_journal
         let other = host_with(
             &location,
             ReceiverOptions {
-                max_attempts: 4,
+                route: RouteOptions {
+                    max_attempts: 4,
+                    ..Default::default()
+                },
                 ..Default::default()
             },
         )
@@ -422,7 +443,10 @@ async fn a_last_attempt_that_finds_another_push_running_is_journaled() -> anyhow
     for backend in BACKENDS {
         let location = fresh_store(backend).await?;
         let options = || ReceiverOptions {
-            max_attempts: 2,
+            route: RouteOptions {
+                max_attempts: 2,
+                ..Default::default()
+            },
             ..Default::default()
         };
         let first = host_with(&location, options()).await?;
@@ -495,7 +519,10 @@ async fn a_reason_or_an_id_holding_nul_never_blocks_the_journal() -> anyhow::Res
     for backend in BACKENDS {
         let location = fresh_store(backend).await?;
         let options = ReceiverOptions {
-            format: ExpectedFormat::Json,
+            route: RouteOptions {
+                format: ExpectedFormat::Json,
+                ..Default::default()
+            },
             ..Default::default()
         };
         let host = host_with(&location, options).await?;

@@ -2,7 +2,7 @@
 //! source allowlist. A push without the token, or from elsewhere, never reaches a guest,
 //! and the token never appears in the log.
 
-use cmq_host::ReceiverOptions;
+use cmq_host::{ReceiverOptions, RouteOptions};
 use cmq_tests::{TestHost, json_body, log_lines_with, push};
 use reqwest::StatusCode;
 
@@ -11,7 +11,10 @@ const TOKEN: &str = "Zm9vYmFyLXRva2VuLTEyMzQ1";
 #[tokio::test]
 async fn only_pushes_carrying_the_token_reach_the_guest() -> anyhow::Result<()> {
     let options = ReceiverOptions {
-        token: Some(TOKEN.parse().map_err(anyhow::Error::msg)?),
+        route: RouteOptions {
+            token: Some(TOKEN.parse().map_err(anyhow::Error::msg)?),
+            ..Default::default()
+        },
         ..Default::default()
     };
     let host = TestHost::start("by_tag", options).await?;

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use cmq_host::ReceiverOptions;
+use cmq_host::{ReceiverOptions, RouteOptions};
 use cmq_tests::{TestHost, json_body, log_lines_with, push};
 use reqwest::StatusCode;
 
@@ -11,8 +11,11 @@ const DEADLINE: Duration = Duration::from_millis(500);
 
 async fn faulty_host() -> anyhow::Result<TestHost> {
     let options = ReceiverOptions {
-        deadline: DEADLINE,
-        max_memory: 16 << 20,
+        route: RouteOptions {
+            deadline: DEADLINE,
+            max_memory: 16 << 20,
+            ..Default::default()
+        },
         ..Default::default()
     };
     TestHost::start("faulty", options).await

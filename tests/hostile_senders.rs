@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use cmq_host::{Config, ReceiverOptions};
+use cmq_host::{Config, ReceiverOptions, RouteOptions, SharedLimits};
 use cmq_tests::{DOCUMENTED_JSON_BODY, TestHost, guest, json_body, push};
 use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -92,7 +92,10 @@ async fn expect_continue_with_an_oversized_length_is_refused_before_the_body() -
 #[tokio::test]
 async fn a_body_sent_too_slowly_gets_408() -> anyhow::Result<()> {
     let options = ReceiverOptions {
-        body_timeout: Duration::from_millis(300),
+        limits: SharedLimits {
+            body_timeout: Duration::from_millis(300),
+            ..Default::default()
+        },
         ..Default::default()
     };
     let host = TestHost::start("by_tag", options).await?;
@@ -126,8 +129,14 @@ async fn pipelined_and_keep_alive_pushes_are_answered_in_order() -> anyhow::Resu
 #[tokio::test]
 async fn beyond_the_in_flight_cap_pushes_get_503_with_retry_after_at_once() -> anyhow::Result<()> {
     let options = ReceiverOptions {
-        max_in_flight: 1,
-        deadline: Duration::from_secs(2),
+        route: RouteOptions {
+            deadline: Duration::from_secs(2),
+            ..Default::default()
+        },
+        limits: SharedLimits {
+            max_in_flight: 1,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let host = TestHost::start("faulty", options).await?;
@@ -174,7 +183,10 @@ async fn beyond_the_in_flight_cap_pushes_get_503_with_retry_after_at_once() -> a
 #[tokio::test]
 async fn the_in_flight_cap_holds_across_a_reload() -> anyhow::Result<()> {
     let options = || ReceiverOptions {
-        max_in_flight: 1,
+        limits: SharedLimits {
+            max_in_flight: 1,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let host = TestHost::start("faulty", options()).await?;

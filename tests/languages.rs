@@ -2,7 +2,7 @@
 //! (componentize-js), against the same WIT: every push case gets the same answer from
 //! each, and `log-ack` prints the same lines.
 
-use cmq_host::ReceiverOptions;
+use cmq_host::{ReceiverOptions, RouteOptions};
 use cmq_tests::{TestHost, capture_logs, json_body, log_lines_with, push};
 
 /// The languages, by the prefix `cargo xtask guests` gives their components.
@@ -155,7 +155,10 @@ async fn a_memory_cap_below_what_an_interpreter_needs_is_refused_at_start_with_t
     // Python and JavaScript components start with about 12 MiB and 9 MiB of memory.
     for component in ["py_by_tag", "js_by_tag"] {
         let options = ReceiverOptions {
-            max_memory: 8 << 20,
+            route: RouteOptions {
+                max_memory: 8 << 20,
+                ..Default::default()
+            },
             ..options()
         };
         let err = TestHost::start(component, options)

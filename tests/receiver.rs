@@ -1,6 +1,6 @@
 //! The receiver end to end: real server, real HTTP client, real compiled guests.
 
-use cmq_host::{ExpectedFormat, ReceiverOptions};
+use cmq_host::{ExpectedFormat, ReceiverOptions, RouteOptions, SharedLimits};
 use cmq_tests::{DOCUMENTED_JSON_BODY, TestHost, json_body, log_lines_with, push};
 use reqwest::StatusCode;
 
@@ -43,7 +43,10 @@ async fn documented_json_push_is_acknowledged_and_logged() -> anyhow::Result<()>
 #[tokio::test]
 async fn documented_simplified_push_is_acknowledged() -> anyhow::Result<()> {
     let options = ReceiverOptions {
-        format: ExpectedFormat::Simplified,
+        route: RouteOptions {
+            format: ExpectedFormat::Simplified,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let host = TestHost::start("log_ack", options).await?;
@@ -113,8 +116,14 @@ async fn each_decision_maps_to_its_answer() -> anyhow::Result<()> {
 #[tokio::test]
 async fn bad_pushes_get_a_clear_4xx() -> anyhow::Result<()> {
     let options = ReceiverOptions {
-        format: ExpectedFormat::Json,
-        max_body: 1024,
+        route: RouteOptions {
+            format: ExpectedFormat::Json,
+            ..Default::default()
+        },
+        limits: SharedLimits {
+            max_body: 1024,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let host = TestHost::start("log_ack", options).await?;
@@ -161,7 +170,10 @@ async fn bad_pushes_get_a_clear_4xx() -> anyhow::Result<()> {
 #[tokio::test]
 async fn a_push_without_a_message_id_gets_400() -> anyhow::Result<()> {
     let options = ReceiverOptions {
-        format: ExpectedFormat::Simplified,
+        route: RouteOptions {
+            format: ExpectedFormat::Simplified,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let host = TestHost::start("log_ack", options).await?;
@@ -243,7 +255,10 @@ fn futures_stream(chunks: Vec<Vec<u8>>) -> reqwest::Body {
 #[tokio::test]
 async fn a_memory_cap_below_the_components_own_memory_is_refused_at_start() -> anyhow::Result<()> {
     let options = ReceiverOptions {
-        max_memory: 64 << 10,
+        route: RouteOptions {
+            max_memory: 64 << 10,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let err = TestHost::start("log_ack", options)

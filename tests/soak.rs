@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use cmq_host::ReceiverOptions;
+use cmq_host::{ReceiverOptions, RouteOptions};
 use cmq_tests::{TestHost, json_body, push};
 use reqwest::StatusCode;
 
@@ -79,7 +79,10 @@ async fn run(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_thousand_mixed_pushes_are_all_answered_with_flat_memory() -> anyhow::Result<()> {
     let options = ReceiverOptions {
-        deadline: Duration::from_millis(200),
+        route: RouteOptions {
+            deadline: Duration::from_millis(200),
+            ..Default::default()
+        },
         ..Default::default()
     };
     let host = TestHost::start("faulty", options).await?;

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cmq_host::{ReceiverOptions, Store, StoreLocation};
+use cmq_host::{ReceiverOptions, RouteOptions, Store, StoreLocation};
 use cmq_tests::{TestHost, json_body, log_lines_with, push};
 use reqwest::StatusCode;
 
@@ -176,7 +176,10 @@ fn options(location: &StoreLocation) -> impl Future<Output = anyhow::Result<Rece
             store: Some(Store::open(&location).await?),
             // A claim the outage left running holds its message for the deadline and
             // five seconds: short here, so that the load's redeliveries get past it.
-            deadline: Duration::from_secs(2),
+            route: RouteOptions {
+                deadline: Duration::from_secs(2),
+                ..Default::default()
+            },
             ..Default::default()
         })
     }

@@ -4,7 +4,7 @@
 //! wasi-http component, written without the SDK, is served with its status as the
 //! decision.
 
-use cmq_host::{EnvGrant, ExpectedFormat, Grants, ReceiverOptions, ServeAs};
+use cmq_host::{EnvGrant, ExpectedFormat, Grants, ReceiverOptions, RouteOptions, ServeAs};
 use cmq_tests::{DOCUMENTED_JSON_BODY, TestHost, json_body, log_lines_with, push};
 
 /// What a sender sees of an answer.
@@ -93,7 +93,10 @@ async fn both_paths(
     let via_push = TestHost::start(
         "by_tag",
         ReceiverOptions {
-            serve_as: ServeAs::PushHandler,
+            route: RouteOptions {
+                serve_as: ServeAs::PushHandler,
+                ..push_options.route
+            },
             ..push_options
         },
     )
@@ -101,7 +104,10 @@ async fn both_paths(
     let via_http = TestHost::start(
         "by_tag",
         ReceiverOptions {
-            serve_as: ServeAs::IncomingHandler,
+            route: RouteOptions {
+                serve_as: ServeAs::IncomingHandler,
+                ..http_options.route
+            },
             ..http_options
         },
     )
@@ -144,15 +150,21 @@ async fn the_json_format_setting_answers_alike_through_both_interfaces() -> anyh
     // cmq-host's --format json, and CMQ_FORMAT=json for the guest's own parsing.
     let statuses = both_paths(
         ReceiverOptions {
-            format: ExpectedFormat::Json,
+            route: RouteOptions {
+                format: ExpectedFormat::Json,
+                ..Default::default()
+            },
             ..Default::default()
         },
         ReceiverOptions {
-            grants: Grants {
-                env: vec![EnvGrant {
-                    name: "CMQ_FORMAT".into(),
-                    value: "json".into(),
-                }],
+            route: RouteOptions {
+                grants: Grants {
+                    env: vec![EnvGrant {
+                        name: "CMQ_FORMAT".into(),
+                        value: "json".into(),
+                    }],
+                    ..Default::default()
+                },
                 ..Default::default()
             },
             ..Default::default()
@@ -198,7 +210,10 @@ async fn a_wasi_http_guest_never_sees_the_endpoint_token() -> anyhow::Result<()>
     // The guest answers with its request's path and query, and prints them.
     let secret = "s3cret-wasi-token-0123456789";
     let options = ReceiverOptions {
-        token: Some(secret.parse().map_err(anyhow::Error::msg)?),
+        route: RouteOptions {
+            token: Some(secret.parse().map_err(anyhow::Error::msg)?),
+            ..Default::default()
+        },
         ..Default::default()
     };
     let host = TestHost::start("plain_http", options).await?;
@@ -238,7 +253,10 @@ async fn a_plain_wasi_http_component_cannot_be_served_as_a_push_handler() -> any
     let refused = TestHost::start(
         "plain_http",
         ReceiverOptions {
-            serve_as: ServeAs::PushHandler,
+            route: RouteOptions {
+                serve_as: ServeAs::PushHandler,
+                ..Default::default()
+            },
             ..Default::default()
         },
     )
@@ -253,8 +271,11 @@ async fn guest_faults_through_wasi_http_answer_as_through_the_push_handler() -> 
     let host = TestHost::start(
         "faulty",
         ReceiverOptions {
-            serve_as: ServeAs::IncomingHandler,
-            deadline: std::time::Duration::from_millis(300),
+            route: RouteOptions {
+                serve_as: ServeAs::IncomingHandler,
+                deadline: std::time::Duration::from_millis(300),
+                ..Default::default()
+            },
             ..Default::default()
         },
     )

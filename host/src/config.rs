@@ -7,16 +7,18 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::time::Duration;
 
 use cmq_message::ExpectedFormat;
 use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::byte_size::ByteSize;
-use crate::route::{RouteOptions, RoutePlan, SharedLimits};
-use crate::{DirGrant, EnvGrant, Grants, HttpGrant, ReceiverOptions, ServeAs, Token};
+use crate::access::Token;
+use crate::grants::{DirGrant, EnvGrant, Grants, HttpGrant};
+use crate::guest::ServeAs;
+use crate::options::{ReceiverOptions, RouteOptions, SharedLimits};
+use crate::route::RoutePlan;
+use crate::units::{ByteSize, DedupeWindow, HumanDuration};
 
 /// The address `serve` listens on unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -242,25 +244,15 @@ impl Config {
             tls: None,
             max_connections: crate::server::DEFAULT_MAX_CONNECTIONS,
             allow: Vec::new(),
-            limits: SharedLimits {
-                max_in_flight: options.max_in_flight,
-                max_body: options.max_body,
-                body_timeout: options.body_timeout,
-            },
+            limits: options.limits,
             routes: vec![RoutePlan {
                 name: SINGLE_ROUTE.to_owned(),
                 path: "/".to_owned(),
                 component,
                 options: RouteOptions {
-                    format: options.format,
-                    deadline: options.deadline,
-                    max_memory: options.max_memory,
+                    // The receiver's cap is the route's.
                     max_in_flight: None,
-                    token: options.token.clone(),
-                    grants: options.grants.clone(),
-                    serve_as: options.serve_as,
-                    dedupe_window: options.dedupe_window,
-                    max_attempts: options.max_attempts,
+                    ..options.route.clone()
                 },
             }],
             allow_precompiled: options.allow_precompiled,
@@ -418,38 +410,6 @@ where
     }
 }
 
-/// A duration such as `10s`, `500ms` or `24h`.
-#[derive(Debug)]
-struct HumanDuration(Duration);
-
-impl FromStr for HumanDuration {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        humantime::parse_duration(text)
-            .map(HumanDuration)
-            .map_err(|err| {
-                format!("{text:?} is not a duration ({err}): write e.g. 10s, 500ms, 24h")
-            })
-    }
-}
-
-/// A dedupe window: a duration, or `off`.
-#[derive(Debug)]
-struct Window(Option<Duration>);
-
-impl FromStr for Window {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        if text == "off" {
-            return Ok(Window(None));
-        }
-        let window = text.parse::<HumanDuration>()?.0;
-        Ok(Window((!window.is_zero()).then_some(window)))
-    }
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -489,7 +449,7 @@ struct RawRoute {
     dir: Option<Text<DirGrant>>,
     #[serde(default)]
     http: Vec<Text<HttpGrant>>,
-    dedupe_window: Option<Text<Window>>,
+    dedupe_window: Option<Text<DedupeWindow>>,
     max_attempts: Option<u32>,
 }
 

@@ -136,6 +136,16 @@ impl std::str::FromStr for ServeAs {
     }
 }
 
+impl std::fmt::Display for ServeAs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ServeAs::Auto => "auto",
+            ServeAs::PushHandler => "push-handler",
+            ServeAs::IncomingHandler => "incoming-handler",
+        })
+    }
+}
+
 /// The export a loaded component is served through.
 enum Exports {
     Push(PushHandlerPre<GuestState>),

@@ -11,7 +11,8 @@ use tokio::sync::SemaphorePermit;
 
 use crate::answer::PushError;
 use crate::guest::ServeAs;
-use crate::route::{Route, Routes, SharedLimits};
+use crate::options::SharedLimits;
+use crate::route::{Route, Routes};
 
 /// A push that passed intake, holding its places in flight until it is answered.
 pub(crate) struct Taken<'a> {

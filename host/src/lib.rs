@@ -21,7 +21,6 @@ mod access;
 mod admin;
 mod answer;
 mod bindings;
-mod byte_size;
 mod compile_cache;
 mod config;
 mod delivery;
@@ -33,6 +32,7 @@ mod intake;
 mod listener;
 mod memory_cap;
 mod metrics;
+mod options;
 mod outbound_http;
 mod precompiled;
 mod receiver;
@@ -43,19 +43,20 @@ mod server;
 mod signals;
 mod store;
 mod tls;
+mod units;
 
 pub use crate::access::Token;
 pub use crate::admin::AdminServer;
 pub use crate::bindings::Decision;
-pub use crate::byte_size::ByteSize;
 pub use crate::compile_cache::default_dir as compile_cache_dir;
 pub use crate::config::{Config, ConfigError, DEFAULT_LISTEN, SINGLE_ROUTE, TlsFiles};
 pub use crate::grants::{DirGrant, EnvGrant, Grants, HttpGrant};
 pub use crate::guest::{GuestFault, ServeAs};
+pub use crate::options::{ReceiverOptions, RouteOptions, SharedLimits};
 pub use crate::precompiled::Loaded;
-pub use crate::receiver::{Receiver, ReceiverOptions};
+pub use crate::receiver::Receiver;
 pub use crate::reload::{ConfigSource, Reloader};
-pub use crate::route::{LoadedRoute, RouteOptions, RoutePlan, SharedLimits};
+pub use crate::route::{LoadedRoute, RoutePlan};
 pub use crate::server::{DEFAULT_MAX_CONNECTIONS, Server};
 pub use crate::signals::OsSignal;
 pub use crate::store::{
@@ -63,5 +64,6 @@ pub use crate::store::{
     WAL_LIMIT, message_key,
 };
 pub use crate::tls::Tls;
+pub use crate::units::{ByteSize, DedupeWindow, HumanDuration};
 pub use cmq_message::ExpectedFormat;
 pub use ipnet::IpNet;

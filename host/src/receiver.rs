@@ -9,100 +9,21 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use cmq_message::ExpectedFormat;
 use http::{Request, Response};
 use hyper::body::Incoming;
 
-use crate::access::Token;
 use crate::answer::{self, AnswerBody, PushError};
 use crate::bindings::{Decision, Message};
 use crate::config::Config;
 use crate::delivery::{self, Delivery};
-use crate::grants::Grants;
 use crate::guest::{GuestFault, ServeAs};
 use crate::intake::{self, Taken, Work};
 use crate::metrics::Metrics;
+use crate::options::ReceiverOptions;
 use crate::precompiled::{Loaded, Loading};
 use crate::report;
 use crate::route::{CurrentRoutes, LoadedRoute, Routes};
 use crate::store::{Store, push_key};
-
-/// How a receiver treats pushes; every field has a default (see [`Default`]).
-#[derive(Debug, Clone)]
-pub struct ReceiverOptions {
-    /// The push format the endpoint expects (default: detect per push).
-    pub format: ExpectedFormat,
-    /// How long one guest may run, instantiation included (default 10 s, under CMQ's
-    /// 15 s wait for an answer).
-    pub deadline: Duration,
-    /// Linear memory one guest instance may hold, all its memories together (default
-    /// 64 MiB).
-    pub max_memory: usize,
-    /// Largest request body accepted (default 1 MiB, CMQ's largest message).
-    pub max_body: usize,
-    /// Messages handled at once, from the first byte of the body to the guest's
-    /// decision; beyond it a push is answered 503 at once (default: 128 per CPU, see
-    /// [`ReceiverOptions::default_max_in_flight`]).
-    pub max_in_flight: usize,
-    /// How long a sender may take to send a body (default 10 s); slower gets 408.
-    pub body_timeout: Duration,
-    /// The endpoint's secret: pushes must carry it as `/push/<token>` or `?token=`;
-    /// others get 404 and never reach the guest (default: none).
-    pub token: Option<Token>,
-    /// What guests may use beyond clocks, random and stdio (default: nothing).
-    pub grants: Grants,
-    /// The interface the component is served through (default: detected).
-    pub serve_as: ServeAs,
-    /// The delivery store, for `cmq:push/handler` guests: attempt counts, dedupe and
-    /// the dead-letter journal (default: none, every push runs the guest).
-    pub store: Option<Store>,
-    /// With a store, a message acknowledged within this window is answered `200 ok`
-    /// without running the guest again (default 24 hours, CMQ's retention; `None`: no
-    /// dedupe).
-    pub dedupe_window: Option<Duration>,
-    /// With a store, the attempt on which a failure (retry, fault, deadline) sends the
-    /// message to the dead-letter journal, answered `200 ok` (default 3: one before
-    /// `BACKOFF_RETRY`'s last, so that a delivery a crashed host never counted still
-    /// leaves the message kept; 0: never).
-    pub max_attempts: u32,
-    /// Where compiled `.wasm` components are kept between starts (default: none, every
-    /// start compiles; `cmq-host serve` uses [`crate::compile_cache_dir`]).
-    pub compile_cache: Option<PathBuf>,
-    /// Whether the component may be a `.cwasm` from `cmq-host compile`: native code,
-    /// run as is (default: no).
-    pub allow_precompiled: bool,
-}
-
-impl Default for ReceiverOptions {
-    fn default() -> Self {
-        ReceiverOptions {
-            format: ExpectedFormat::Auto,
-            deadline: Duration::from_secs(10),
-            max_memory: 64 << 20,
-            max_body: 1 << 20,
-            max_in_flight: Self::default_max_in_flight(),
-            body_timeout: Duration::from_secs(10),
-            token: None,
-            grants: Grants::default(),
-            serve_as: ServeAs::Auto,
-            store: None,
-            dedupe_window: Some(Duration::from_secs(24 * 3600)),
-            max_attempts: 3,
-            compile_cache: None,
-            allow_precompiled: false,
-        }
-    }
-}
-
-impl ReceiverOptions {
-    /// Messages in flight by default: 128 per CPU the process may use, at most 1024. A
-    /// handler mostly waits (on its own outbound calls, or on CMQ's sender), so far more
-    /// messages than cores are in flight at once; each may hold up to `max_memory`, and
-    /// the instance pool reserves address space for every one.
-    pub fn default_max_in_flight() -> usize {
-        crate::route::default_max_in_flight()
-    }
-}
 
 /// Turns pushes into guest runs: owns the routes, with their engine and compiled guests,
 /// the delivery store and the metrics. Its routes can be reloaded while it serves.

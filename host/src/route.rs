@@ -7,61 +7,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use cmq_message::ExpectedFormat;
 use tokio::sync::{Semaphore, SemaphorePermit, TryAcquireError};
 
 use crate::engine::{EngineSizing, EpochTicker, new_engine};
 use crate::guest::{Guest, ServeAs};
+use crate::options::{MAX_LIMIT, RouteOptions, SharedLimits};
 use crate::precompiled::{Loaded, Loading};
-use crate::{Grants, Token};
-
-/// How one route treats its pushes; every field has a default (see [`Default`]).
-#[derive(Debug, Clone)]
-pub struct RouteOptions {
-    /// The push format the route expects (default: detect per push).
-    pub format: ExpectedFormat,
-    /// How long one guest may run, instantiation included (default 10 s, under CMQ's
-    /// 15 s wait for an answer).
-    pub deadline: Duration,
-    /// Linear memory one guest instance may hold, all its memories together (default
-    /// 64 MiB).
-    pub max_memory: usize,
-    /// Messages this route handles at once, within the receiver's own cap (default:
-    /// none beyond the receiver's).
-    pub max_in_flight: Option<usize>,
-    /// The route's secret: pushes must carry it as `<path>/push/<token>` or `?token=`;
-    /// others get 404 and never reach the guest (default: none).
-    pub token: Option<Token>,
-    /// What guests may use beyond clocks, random and stdio (default: nothing).
-    pub grants: Grants,
-    /// The interface the component is served through (default: detected).
-    pub serve_as: ServeAs,
-    /// With a store, a message acknowledged within this window is answered `200 ok`
-    /// without running the guest again (default 24 hours, CMQ's retention; `None`: no
-    /// dedupe).
-    pub dedupe_window: Option<Duration>,
-    /// With a store, the attempt on which a failure (retry, fault, deadline) sends the
-    /// message to the dead-letter journal, answered `200 ok` (default 3: one before
-    /// `BACKOFF_RETRY`'s last, so that a delivery a crashed host never counted still
-    /// leaves the message kept; 0: never).
-    pub max_attempts: u32,
-}
-
-impl Default for RouteOptions {
-    fn default() -> Self {
-        RouteOptions {
-            format: ExpectedFormat::Auto,
-            deadline: Duration::from_secs(10),
-            max_memory: 64 << 20,
-            max_in_flight: None,
-            token: None,
-            grants: Grants::default(),
-            serve_as: ServeAs::Auto,
-            dedupe_window: Some(Duration::from_secs(24 * 3600)),
-            max_attempts: 3,
-        }
-    }
-}
 
 /// One route to build: its name, the path it serves, its component and options.
 #[derive(Debug, Clone)]
@@ -75,41 +26,6 @@ pub struct RoutePlan {
     /// How it treats its pushes.
     pub options: RouteOptions,
 }
-
-/// Limits that hold across routes.
-#[derive(Debug, Clone, Copy)]
-pub struct SharedLimits {
-    /// Messages handled at once over all routes; beyond it a push is answered 503 at
-    /// once (default: 128 per CPU, at most 1024).
-    pub max_in_flight: usize,
-    /// Largest request body accepted (default 1 MiB, CMQ's largest message).
-    pub max_body: usize,
-    /// How long a sender may take to send a body (default 10 s); slower gets 408.
-    pub body_timeout: Duration,
-}
-
-impl Default for SharedLimits {
-    fn default() -> Self {
-        SharedLimits {
-            max_in_flight: default_max_in_flight(),
-            max_body: 1 << 20,
-            body_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-/// Messages in flight by default: 128 per CPU the process may use, at most 1024. A
-/// handler mostly waits (on its own outbound calls, or on CMQ's sender), so far more
-/// messages than cores are in flight at once; each may hold up to its memory cap, and
-/// the instance pool reserves address space for every one.
-pub(crate) fn default_max_in_flight() -> usize {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    cpus.saturating_mul(128).min(1024)
-}
-
-/// The largest connection or in-flight cap accepted: far beyond any machine's file
-/// descriptors, and within what a semaphore and the instance pool can hold.
-pub(crate) const MAX_LIMIT: usize = 1 << 20;
 
 /// A route ready to serve: its compiled guest and its own in-flight cap.
 #[derive(Debug)]

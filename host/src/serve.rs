@@ -2,16 +2,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use cmq_host::{
-    AdminServer, Config, ConfigSource, DirGrant, EnvGrant, ExpectedFormat, Grants, HttpGrant,
-    IpNet, OsSignal, Receiver, ReceiverOptions, Reloader, ServeAs, Server, Store, StoreLocation,
-    Tls, TlsFiles, Token,
+    AdminServer, ByteSize, Config, ConfigSource, DedupeWindow, DirGrant, EnvGrant, ExpectedFormat,
+    Grants, HttpGrant, HumanDuration, IpNet, OsSignal, Receiver, ReceiverOptions, Reloader,
+    RouteOptions, ServeAs, Server, SharedLimits, Store, StoreLocation, Tls, TlsFiles, Token,
 };
-
-use cmq_host::ByteSize;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
@@ -32,27 +29,27 @@ pub(crate) struct ServeArgs {
     admin_listen: Option<SocketAddr>,
     /// The interface to serve the component through: auto (cmq:push/handler when it
     /// exports it, else wasi:http/incoming-handler), push-handler or incoming-handler.
-    #[arg(long, default_value = "auto")]
+    #[arg(long, default_value_t = RouteOptions::default().serve_as)]
     serve_as: ServeAs,
     /// Push format the CMQ subscription uses: auto, json or simplified.
-    #[arg(long, default_value_t = ExpectedFormat::Auto)]
+    #[arg(long, default_value_t = RouteOptions::default().format)]
     format: ExpectedFormat,
     /// Longest a guest may run for one message (CMQ waits about 15 s for an answer).
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    deadline: Duration,
+    #[arg(long, default_value_t = HumanDuration(RouteOptions::default().deadline))]
+    deadline: HumanDuration,
     /// Linear memory one guest instance may use.
-    #[arg(long, default_value = "64MiB")]
+    #[arg(long, default_value_t = ByteSize(RouteOptions::default().max_memory))]
     max_memory: ByteSize,
     /// Largest push body accepted; larger ones get 413.
-    #[arg(long, default_value = "1MiB")]
+    #[arg(long, default_value_t = ByteSize(SharedLimits::default().max_body))]
     max_body: ByteSize,
     /// Messages handled at once; beyond it pushes get 503 at once [default: 128 per
     /// CPU, at most 1024].
-    #[arg(long, default_value_t = ReceiverOptions::default_max_in_flight(), hide_default_value = true)]
+    #[arg(long, default_value_t = SharedLimits::default().max_in_flight, hide_default_value = true)]
     max_in_flight: usize,
     /// Longest a sender may take to send a push body; slower gets 408.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    body_timeout: Duration,
+    #[arg(long, default_value_t = HumanDuration(SharedLimits::default().body_timeout))]
+    body_timeout: HumanDuration,
     /// Connections open at once; beyond it new ones wait until one closes.
     #[arg(long, default_value_t = cmq_host::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
@@ -98,13 +95,13 @@ pub(crate) struct ServeArgs {
     allow_unauthenticated: bool,
     /// A message acknowledged this recently is answered 200 without running the guest
     /// again; `off` runs every push.
-    #[arg(long, default_value = "24h", value_name = "DURATION|off", value_parser = parse_window)]
-    dedupe_window: Window,
+    #[arg(long, default_value_t = DedupeWindow(RouteOptions::default().dedupe_window), value_name = "DURATION|off")]
+    dedupe_window: DedupeWindow,
     /// The attempt on which a failure sends the message to the dead-letter journal,
     /// answered 200: one below CMQ's last delivery (3 for BACKOFF_RETRY's 4, 176 for
     /// EXPONENTIAL_DECAY_RETRY's 177), so that a delivery a crashed host never counted
     /// still leaves the message kept; 0 never journals a failure.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = RouteOptions::default().max_attempts)]
     max_attempts: u32,
     /// Keep compiled components here between starts, so that the next start of the same
     /// .wasm loads native code instead of compiling (`off`: compile every time)
@@ -168,17 +165,6 @@ impl StateArg {
             .parse()
             .map_err(|reason| anyhow::anyhow!("invalid --state (value not shown): {reason}"))
     }
-}
-
-/// A dedupe window; `None` is off.
-type Window = Option<Duration>;
-
-fn parse_window(text: &str) -> Result<Window, String> {
-    if text == "off" {
-        return Ok(None);
-    }
-    let window = humantime::parse_duration(text).map_err(|err| err.to_string())?;
-    Ok((!window.is_zero()).then_some(window))
 }
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -295,22 +281,27 @@ fn flags_config(args: &ServeArgs) -> anyhow::Result<Config> {
         .clone()
         .context("a component to serve, or --config")?;
     let options = ReceiverOptions {
-        format: args.format,
-        deadline: args.deadline,
-        max_memory: args.max_memory.bytes(),
-        max_body: args.max_body.bytes(),
-        max_in_flight: args.max_in_flight,
-        body_timeout: args.body_timeout,
-        token,
-        grants: Grants {
-            env,
-            dir: args.dir.clone(),
-            http: args.http.clone(),
+        route: RouteOptions {
+            format: args.format,
+            deadline: args.deadline.0,
+            max_memory: args.max_memory.bytes(),
+            max_in_flight: None,
+            token,
+            grants: Grants {
+                env,
+                dir: args.dir.clone(),
+                http: args.http.clone(),
+            },
+            serve_as: args.serve_as,
+            dedupe_window: args.dedupe_window.0,
+            max_attempts: args.max_attempts,
         },
-        serve_as: args.serve_as,
+        limits: SharedLimits {
+            max_in_flight: args.max_in_flight,
+            max_body: args.max_body.bytes(),
+            body_timeout: args.body_timeout.0,
+        },
         store: None,
-        dedupe_window: args.dedupe_window,
-        max_attempts: args.max_attempts,
         compile_cache: None,
         allow_precompiled: args.allow_precompiled,
     };

@@ -14,8 +14,8 @@ use tokio::net::TcpListener;
 
 use crate::access::Allowlist;
 use crate::listener::Listener;
+use crate::options::MAX_LIMIT;
 use crate::receiver::Receiver;
-use crate::route::MAX_LIMIT;
 use crate::tls::Tls;
 
 /// How long a client may take to send a request's headers.
