@@ -19,7 +19,6 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
-use crate::precompiled::Loaded;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
@@ -32,16 +31,30 @@ pub fn default_dir() -> Option<PathBuf> {
     Some(base.join("cmq-host"))
 }
 
-/// Loads the `.wasm` component `bytes` (read from `path`) from the cache in `dir`, or
-/// compiles it and stores the result there.
-pub(crate) fn load_or_compile(
-    engine: &Engine,
-    dir: &Path,
-    bytes: &[u8],
-    path: &Path,
-) -> wasmtime::Result<(Component, Loaded)> {
-    let entry = dir.join(format!("{}.cwasm", key(engine, bytes)));
-    match trusted(dir).and_then(|user| read_entry(&entry, user)) {
+/// What the cache holds for a component.
+pub(crate) enum Lookup {
+    /// Its native code, compiled at an earlier start.
+    Hit(Component),
+    /// Nothing usable: compile it, and store the result in the entry.
+    Miss(Entry),
+    /// The cache cannot be trusted (logged): compile it, and store nothing.
+    Unusable,
+}
+
+/// Where a component's native code goes in the cache.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+/// Looks up the `.wasm` component `bytes` in the cache in `dir`.
+pub(crate) fn lookup(engine: &Engine, dir: &Path, bytes: &[u8]) -> Lookup {
+    let entry = Entry {
+        dir: dir.to_owned(),
+        path: dir.join(format!("{}.cwasm", key(engine, bytes))),
+    };
+    match trusted(dir).and_then(|user| read_entry(&entry.path, user)) {
         Ok(Some(cached)) => {
             // SAFETY: `Component::deserialize` runs the bytes as native code; they are
             // `Component::serialize` output that this user wrote below, read from a
@@ -53,29 +66,34 @@ pub(crate) fn load_or_compile(
             match component {
                 Ok(component) => {
                     // Its time is when it was last used, for eviction.
-                    touch(&entry);
-                    return Ok((component, Loaded::FromCache));
+                    touch(&entry.path);
+                    Lookup::Hit(component)
                 }
-                Err(err) => tracing::warn!(
-                    entry = %entry.display(),
-                    "compile cache entry unusable, compiling again: {err}"
-                ),
+                Err(err) => {
+                    tracing::warn!(
+                        entry = %entry.path.display(),
+                        "compile cache entry unusable, compiling again: {err}"
+                    );
+                    Lookup::Miss(entry)
+                }
             }
         }
-        Ok(None) => {}
+        Ok(None) => Lookup::Miss(entry),
         Err(reason) => {
             tracing::warn!(dir = %dir.display(), "compile cache not used: {reason}");
-            return Ok((
-                crate::precompiled::compile(engine, bytes, path)?,
-                Loaded::Compiled,
-            ));
+            Lookup::Unusable
         }
     }
-    let component = crate::precompiled::compile(engine, bytes, path)?;
-    if let Err(err) = store(dir, &entry, &component) {
-        tracing::warn!(dir = %dir.display(), "compile cache not written: {err}");
+}
+
+impl Entry {
+    /// Keeps `component`'s native code here; a failure is logged, and costs only a
+    /// compile at the next start.
+    pub(crate) fn store(&self, component: &Component) {
+        if let Err(err) = store(&self.dir, &self.path, component) {
+            tracing::warn!(dir = %self.dir.display(), "compile cache not written: {err}");
+        }
     }
-    Ok((component, Loaded::Compiled))
 }
 
 /// The entry's name: SHA-256 over the component, the engine's compatibility hash (its

@@ -226,7 +226,7 @@ impl Config {
             tls,
             max_connections: raw
                 .max_connections
-                .unwrap_or(crate::server::DEFAULT_MAX_CONNECTIONS),
+                .unwrap_or(crate::options::DEFAULT_MAX_CONNECTIONS),
             allow: raw.allow.into_iter().map(|net| net.0).collect(),
             limits,
             routes,
@@ -242,7 +242,7 @@ impl Config {
             listen: default_listen(),
             admin_listen: None,
             tls: None,
-            max_connections: crate::server::DEFAULT_MAX_CONNECTIONS,
+            max_connections: crate::options::DEFAULT_MAX_CONNECTIONS,
             allow: Vec::new(),
             limits: options.limits,
             routes: vec![RoutePlan {

@@ -60,7 +60,7 @@ pub(crate) enum Recorded {
     /// In the dead-letter journal under this id: answered `200 ok`.
     Journaled(i64),
     /// A drop that could not be journaled: answered 503 so that CMQ redelivers.
-    DropNotJournaled(StoreError),
+    DropNotJournaled,
 }
 
 /// One route's deliveries, with the receiver's store.
@@ -247,7 +247,7 @@ impl Delivery<'_> {
                         );
                         let failed = Settlement::Failed("drop not journaled".into());
                         let _ = store.settle(key, token, failed).await;
-                        Recorded::DropNotJournaled(err)
+                        Recorded::DropNotJournaled
                     }
                 };
             }

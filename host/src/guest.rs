@@ -19,9 +19,9 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use crate::Grants;
 use crate::bindings::{Decision, Message, PushHandlerPre};
 use crate::guest_output::GuestOutput;
+use crate::loading::{Loaded, Loading};
 use crate::memory_cap::MemoryCap;
 use crate::outbound_http::OutboundHttp;
-use crate::precompiled::{Loaded, Loading};
 
 /// Why a wasi-http guest's call ended without a usable response.
 #[derive(Debug, thiserror::Error)]
@@ -185,7 +185,7 @@ impl Guest {
         serve_as: ServeAs,
         loading: Loading<'_>,
     ) -> wasmtime::Result<Self> {
-        let (component, loaded) = crate::precompiled::load_component(engine, path, loading)?;
+        let (component, loaded) = crate::loading::load_component(engine, path, loading)?;
         let mut linker = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         // Always linked, so that a component importing wasi:http instantiates; its

@@ -4,15 +4,63 @@
 
 use bytes::Bytes;
 use cmq_message::PushHeaders;
-use http::{HeaderMap, Method, Request, header};
+use http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use tokio::sync::SemaphorePermit;
 
-use crate::answer::PushError;
 use crate::guest::ServeAs;
 use crate::options::SharedLimits;
 use crate::route::{Route, Routes};
+
+/// Why a push was refused before its message reached a guest.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Refusal {
+    /// The push lacks the endpoint's token; answered like an unknown path.
+    #[error("not found")]
+    NotFound,
+    /// CMQ only ever POSTs.
+    #[error("method {0} not allowed: CMQ pushes with POST")]
+    MethodNotAllowed(Method),
+    /// The body is larger than the endpoint accepts.
+    #[error("body larger than the limit of {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    /// The sender took too long to send the body.
+    #[error("body not received within {0:?}")]
+    BodyTimeout(std::time::Duration),
+    /// The sender stopped or broke the connection while sending the body.
+    #[error("body could not be read: {0}")]
+    BodyRead(String),
+    /// The push is not a CMQ message this endpoint can parse.
+    #[error(transparent)]
+    Parse(#[from] cmq_message::ParseError),
+    /// Too many messages are in flight; CMQ will retry.
+    #[error("overloaded: {0} messages already in flight")]
+    Overloaded(usize),
+}
+
+impl Refusal {
+    pub(crate) fn status(&self) -> StatusCode {
+        match self {
+            Refusal::NotFound => StatusCode::NOT_FOUND,
+            Refusal::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Refusal::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Refusal::BodyRead(_) | Refusal::Parse(_) => StatusCode::BAD_REQUEST,
+            Refusal::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// Whether CMQ counts the push as a delivery that failed for want of room or time,
+    /// one the store must count: a body that is not a push (400, 413) will never be
+    /// handled anyway.
+    pub(crate) fn is_a_delivery(&self) -> bool {
+        matches!(
+            self,
+            Refusal::Overloaded(_) | Refusal::BodyTimeout(_) | Refusal::BodyRead(_)
+        )
+    }
+}
 
 /// A push that passed intake, holding its places in flight until it is answered.
 pub(crate) struct Taken<'a> {
@@ -43,14 +91,14 @@ pub(crate) async fn take<'a>(
     route: &'a Route,
     rest: &str,
     request: Request<Incoming>,
-) -> Result<Taken<'a>, PushError> {
+) -> Result<Taken<'a>, Refusal> {
     admit(route, rest, &request, routes.limits.max_body)?;
     let permit = routes
         .in_flight
         .try_acquire()
-        .map_err(|_| PushError::Overloaded(routes.limits.max_in_flight))?;
+        .map_err(|_| Refusal::Overloaded(routes.limits.max_in_flight))?;
     let route_permit = match (&route.in_flight, route.options.max_in_flight) {
-        (Some(cap), Some(max)) => Some(cap.try_acquire().map_err(|_| PushError::Overloaded(max))?),
+        (Some(cap), Some(max)) => Some(cap.try_acquire().map_err(|_| Refusal::Overloaded(max))?),
         _ => None,
     };
     let (parts, body) = request.into_parts();
@@ -89,14 +137,14 @@ fn admit(
     rest: &str,
     request: &Request<Incoming>,
     max_body: usize,
-) -> Result<(), PushError> {
+) -> Result<(), Refusal> {
     if let Some(token) = &route.options.token
         && !token.is_in(rest, request.uri().query())
     {
-        return Err(PushError::NotFound);
+        return Err(Refusal::NotFound);
     }
     if request.method() != Method::POST {
-        return Err(PushError::MethodNotAllowed(request.method().clone()));
+        return Err(Refusal::MethodNotAllowed(request.method().clone()));
     }
     let declared = request
         .headers()
@@ -104,22 +152,22 @@ fn admit(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
     if declared.is_some_and(|length| length > max_body as u64) {
-        return Err(PushError::BodyTooLarge { limit: max_body });
+        return Err(Refusal::BodyTooLarge { limit: max_body });
     }
     Ok(())
 }
 
 /// Reads the body, within its size and time limits.
-async fn read_body(body: Incoming, limits: &SharedLimits) -> Result<Bytes, PushError> {
+async fn read_body(body: Incoming, limits: &SharedLimits) -> Result<Bytes, Refusal> {
     let limit = limits.max_body;
     let collect = Limited::new(body, limit).collect();
     let body: Bytes = match tokio::time::timeout(limits.body_timeout, collect).await {
-        Err(_elapsed) => return Err(PushError::BodyTimeout(limits.body_timeout)),
+        Err(_elapsed) => return Err(Refusal::BodyTimeout(limits.body_timeout)),
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(err)) if err.is::<http_body_util::LengthLimitError>() => {
-            return Err(PushError::BodyTooLarge { limit });
+            return Err(Refusal::BodyTooLarge { limit });
         }
-        Ok(Err(err)) => return Err(PushError::BodyRead(err.to_string())),
+        Ok(Err(err)) => return Err(Refusal::BodyRead(err.to_string())),
     };
     Ok(body)
 }

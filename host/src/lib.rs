@@ -30,6 +30,7 @@ mod guest;
 mod guest_output;
 mod intake;
 mod listener;
+mod loading;
 mod memory_cap;
 mod metrics;
 mod options;
@@ -52,12 +53,12 @@ pub use crate::compile_cache::default_dir as compile_cache_dir;
 pub use crate::config::{Config, ConfigError, DEFAULT_LISTEN, SINGLE_ROUTE, TlsFiles};
 pub use crate::grants::{DirGrant, EnvGrant, Grants, HttpGrant};
 pub use crate::guest::{GuestFault, ServeAs};
-pub use crate::options::{ReceiverOptions, RouteOptions, SharedLimits};
-pub use crate::precompiled::Loaded;
+pub use crate::loading::Loaded;
+pub use crate::options::{DEFAULT_MAX_CONNECTIONS, ReceiverOptions, RouteOptions, SharedLimits};
 pub use crate::receiver::Receiver;
 pub use crate::reload::{ConfigSource, Reloader};
 pub use crate::route::{LoadedRoute, RoutePlan};
-pub use crate::server::{DEFAULT_MAX_CONNECTIONS, Server};
+pub use crate::server::Server;
 pub use crate::signals::OsSignal;
 pub use crate::store::{
     Claim, DeadLetter, MessageRecord, Settlement, Store, StoreError, StoreFiles, StoreLocation,

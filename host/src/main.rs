@@ -6,11 +6,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-mod check;
-mod compile;
-mod dead_letter;
-mod push;
-mod serve;
+mod cli;
+
+use cli::{check, compile, dead_letter, push, serve};
 
 /// Receive Tencent Cloud CMQ pushes and hand each message to a sandboxed wasm component.
 #[derive(Debug, Parser)]

@@ -96,6 +96,10 @@ pub(crate) fn default_max_in_flight() -> usize {
 /// descriptors, and within what a semaphore and the instance pool can hold.
 pub(crate) const MAX_LIMIT: usize = 1 << 20;
 
+/// Connections the push listener keeps open at once unless told otherwise (see
+/// [`crate::Server::limit_connections`]).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
 /// How a receiver of one component treats pushes: its one route's options, the limits,
 /// the store and how components load; every field has a default (see [`Default`]).
 #[derive(Debug, Clone, Default)]

@@ -12,15 +12,15 @@ use anyhow::Context as _;
 use http::{Request, Response};
 use hyper::body::Incoming;
 
-use crate::answer::{self, AnswerBody, PushError};
+use crate::answer::{self, AnswerBody};
 use crate::bindings::{Decision, Message};
 use crate::config::Config;
 use crate::delivery::{self, Delivery};
 use crate::guest::{GuestFault, ServeAs};
-use crate::intake::{self, Taken, Work};
+use crate::intake::{self, Refusal, Taken, Work};
+use crate::loading::{Loaded, Loading};
 use crate::metrics::Metrics;
 use crate::options::ReceiverOptions;
-use crate::precompiled::{Loaded, Loading};
 use crate::report;
 use crate::route::{CurrentRoutes, LoadedRoute, Routes};
 use crate::store::{Store, push_key};
@@ -226,7 +226,7 @@ impl Receiver {
         let path = request.uri().path().to_owned();
         let Some((route, rest)) = routes.find(&path) else {
             report::no_route(&self.metrics, peer);
-            return PushError::NotFound.into_response();
+            return answer::refused(&Refusal::NotFound);
         };
         // With a store, a push handler's deliveries are counted even when answered
         // before the claim: by the header's id, all that is known before the body.
@@ -246,17 +246,12 @@ impl Receiver {
             Ok(taken) => taken,
             Err(err) => {
                 report::refused(&self.metrics, peer, &route.name, &err);
-                // A delivery that failed for want of room or time is one CMQ counts; a
-                // body that is not a push (400, 413) will never be handled anyway.
-                if let (
-                    Some(store),
-                    Some(push_key),
-                    PushError::Overloaded(_) | PushError::BodyTimeout(_) | PushError::BodyRead(_),
-                ) = (&self.store, counted_as, &err)
+                if let (Some(store), Some(push_key)) = (&self.store, counted_as)
+                    && err.is_a_delivery()
                 {
                     store.note_delivery(push_key);
                 }
-                return err.into_response();
+                return answer::refused(&err);
             }
         };
         let _in_flight = self.metrics.in_flight(&route.name);
@@ -286,7 +281,7 @@ impl Receiver {
                     &result,
                     started.elapsed(),
                 );
-                result.unwrap_or_else(|fault| PushError::Guest(fault).into_response())
+                result.unwrap_or_else(|fault| answer::guest_failed(&fault))
             }
         }
     }

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use http::Response;
 
-use crate::answer::{PushError, fault_status};
+use crate::answer::fault_status;
 use crate::bindings::Decision;
 use crate::delivery::{Outcome, Recorded, clip};
 use crate::guest::GuestFault;
+use crate::intake::Refusal;
 use crate::metrics::{Metrics, NO_ROUTE};
 use crate::route::Route;
 
@@ -21,11 +22,11 @@ pub(crate) fn no_route(metrics: &Metrics, peer: SocketAddr) {
 }
 
 /// A push refused at intake.
-pub(crate) fn refused(metrics: &Metrics, peer: SocketAddr, route_name: &str, err: &PushError) {
+pub(crate) fn refused(metrics: &Metrics, peer: SocketAddr, route_name: &str, err: &Refusal) {
     let status = err.status().as_u16();
     tracing::info!(%peer, route = route_name, status, "push rejected: {err}");
     match err {
-        PushError::Overloaded(_) => metrics.overloaded(route_name),
+        Refusal::Overloaded(_) => metrics.overloaded(route_name),
         _ => metrics.rejected(route_name, status),
     }
 }
@@ -104,7 +105,7 @@ pub(crate) fn delivered(
             metrics.dead_letter(route_name);
             Some(id)
         }
-        Recorded::DropNotJournaled(_) => {
+        Recorded::DropNotJournaled => {
             metrics.store_error(route_name);
             None
         }

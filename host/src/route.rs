@@ -11,8 +11,8 @@ use tokio::sync::{Semaphore, SemaphorePermit, TryAcquireError};
 
 use crate::engine::{EngineSizing, EpochTicker, new_engine};
 use crate::guest::{Guest, ServeAs};
+use crate::loading::{Loaded, Loading};
 use crate::options::{MAX_LIMIT, RouteOptions, SharedLimits};
-use crate::precompiled::{Loaded, Loading};
 
 /// One route to build: its name, the path it serves, its component and options.
 #[derive(Debug, Clone)]

@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 
 use crate::access::Allowlist;
 use crate::listener::Listener;
-use crate::options::MAX_LIMIT;
+use crate::options::{DEFAULT_MAX_CONNECTIONS, MAX_LIMIT};
 use crate::receiver::Receiver;
 use crate::tls::Tls;
 
@@ -27,9 +27,6 @@ const MAX_HEADER_BYTES: usize = 16 << 10;
 
 /// Most header fields in one request; beyond it the answer is 431.
 const MAX_HEADERS: usize = 64;
-
-/// Connections open at once unless [`Server::limit_connections`] says otherwise.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 /// A bound receiver, ready to serve.
 #[derive(Debug)]

@@ -7,8 +7,10 @@ use anyhow::Context as _;
 use cmq_host::{
     AdminServer, ByteSize, Config, ConfigSource, DedupeWindow, DirGrant, EnvGrant, ExpectedFormat,
     Grants, HttpGrant, HumanDuration, IpNet, OsSignal, Receiver, ReceiverOptions, Reloader,
-    RouteOptions, ServeAs, Server, SharedLimits, Store, StoreLocation, Tls, TlsFiles, Token,
+    RouteOptions, ServeAs, Server, SharedLimits, Store, Tls, TlsFiles, Token,
 };
+
+use crate::cli::StateArg;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
@@ -141,32 +143,6 @@ const SINGLE_COMPONENT_FLAGS: [&str; 21] = [
     "allow_precompiled",
 ];
 
-/// Where the delivery store is: shared by `serve` and `dead-letter`.
-#[derive(Debug, clap::Args)]
-pub(crate) struct StateArg {
-    /// The delivery store: a SQLite file (created when missing), or a postgres:// URL
-    /// that several hosts share. Prefer the environment variable for a URL with a
-    /// password: flags show in `ps`.
-    #[arg(
-        long,
-        global = true,
-        value_name = "PATH|URL",
-        default_value = "cmq-state.db",
-        env = "CMQ_HOST_STATE",
-        hide_env_values = true
-    )]
-    // Parsed here, not by clap, whose error would quote a URL's password.
-    state: String,
-}
-
-impl StateArg {
-    pub(crate) fn location(&self) -> anyhow::Result<StoreLocation> {
-        self.state
-            .parse()
-            .map_err(|reason| anyhow::anyhow!("invalid --state (value not shown): {reason}"))
-    }
-}
-
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let source = match &args.config {
         Some(path) => ConfigSource::File(path.clone()),
@@ -195,7 +171,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(store = %location, "delivery store open");
         Some(store)
     };
-    let compile_cache = compile_cache_dir(args.compile_cache.as_deref());
+    let compile_cache = crate::cli::compile_cache_dir(args.compile_cache.as_deref());
     let tls = match &config.tls {
         Some(files) => Some(Tls::from_pem_files(&files.cert, &files.key)?),
         None => None,
@@ -251,15 +227,6 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     })?;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// The compile cache directory: `DIR`, none for `off`, or the default.
-pub(crate) fn compile_cache_dir(flag: Option<&std::path::Path>) -> Option<PathBuf> {
-    match flag {
-        Some(dir) if dir.as_os_str() == "off" => None,
-        Some(dir) => Some(dir.to_owned()),
-        None => cmq_host::compile_cache_dir(),
-    }
 }
 
 /// The config the flags of `serve COMPONENT` describe.

@@ -20,7 +20,7 @@ pub(crate) struct CheckArgs {
 
 pub(crate) fn run(args: CheckArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
-    let cache = crate::serve::compile_cache_dir(args.compile_cache.as_deref());
+    let cache = crate::cli::compile_cache_dir(args.compile_cache.as_deref());
     let receiver = Receiver::from_config(&config, None, cache)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

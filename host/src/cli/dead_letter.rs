@@ -14,7 +14,7 @@ use cmq_host::{
 use cmq_message::{Format, PushHeaders};
 use serde_json::json;
 
-use crate::serve::StateArg;
+use crate::cli::StateArg;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct DeadLetterArgs {
