@@ -19,69 +19,27 @@
 //! too (see [`Uncounted`]), and the last attempt is journaled before its guest runs, so
 //! that a host dying in it has kept the message.
 
+mod keys;
+mod location;
 mod postgres;
+mod request;
+mod sql;
 mod sqlite;
 mod uncounted;
 mod upkeep;
 
 use std::fmt;
-use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use cmq_message::Format;
 
+pub use keys::{message_key, push_key};
+pub use location::StoreLocation;
+use request::{ClaimRequest, Journal, Settle, millis, millis_u64, now_ms};
+use sql::{PRUNE, PRUNE_CHUNK, PRUNE_UNCOUNTED};
 use uncounted::Uncounted;
-
-/// Where the delivery state lives: a SQLite file, or a PostgreSQL database URL.
-#[derive(Clone, PartialEq, Eq)]
-pub enum StoreLocation {
-    /// A SQLite database file, created when missing.
-    Sqlite(PathBuf),
-    /// A PostgreSQL URL (`postgres://user:password@host/db`), shared by several hosts.
-    Postgres(String),
-}
-
-impl FromStr for StoreLocation {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        if text.is_empty() {
-            return Err("the store location is empty".into());
-        }
-        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
-            return Ok(StoreLocation::Postgres(text.to_owned()));
-        }
-        if text.contains("://") {
-            return Err("a store is a file path or a postgres:// URL".into());
-        }
-        Ok(StoreLocation::Sqlite(PathBuf::from(text)))
-    }
-}
-
-impl fmt::Display for StoreLocation {
-    /// A PostgreSQL URL is shown without its user info and its query: either may hold
-    /// a password.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StoreLocation::Sqlite(path) => write!(f, "{}", path.display()),
-            StoreLocation::Postgres(url) => {
-                let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
-                let rest = rest.split_once('?').map_or(rest, |(before, _)| before);
-                let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-                write!(f, "{scheme}://{rest}")
-            }
-        }
-    }
-}
-
-impl fmt::Debug for StoreLocation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "StoreLocation({self})")
-    }
-}
 
 /// The sizes in bytes of a SQLite store's files (0 for a file that does not exist).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,55 +54,6 @@ pub struct StoreFiles {
 }
 
 pub use sqlite::WAL_LIMIT;
-
-/// The key the store knows a pushed message by: a JSON array of the route, the format,
-/// the topic's owner and name, the subscription and the message id. The array keeps
-/// every part apart whatever it holds (no `a/b` + `c` that reads like `a` + `b/c`), and
-/// JSON escapes every control character, so any id is stored as text on both backends.
-/// Keys of one subscription share their start and sort by id, so that ids CMQ hands out
-/// in order land next to each other in the store's index (a hash would scatter them,
-/// and every message would dirty a page of its own). A key longer than
-/// `MAX_PLAIN_KEY` (512) bytes is `sha256:` and its digest in hex instead, which no array
-/// can be mistaken for. SIMPLIFIED pushes name no topic or subscription.
-pub fn message_key(route: &str, message: &cmq_message::Message) -> String {
-    bounded(
-        serde_json::json!([
-            route,
-            message.format.name(),
-            message.topic_owner,
-            message.topic_name,
-            message.subscription_name,
-            message.message_id,
-        ])
-        .to_string(),
-    )
-}
-
-/// The key deliveries answered before a claim are counted by (see [`Uncounted`]): a
-/// JSON array of the route and the message id, all that is known of a push before its
-/// body is read. Two subscriptions pushing one id to one route share it, so such a
-/// delivery may count for both: a message journaled a delivery early, never one lost.
-pub fn push_key(route: &str, message_id: &str) -> String {
-    bounded(serde_json::json!([route, message_id]).to_string())
-}
-
-/// `key`, or past `MAX_PLAIN_KEY` (512) bytes `sha256:` and its digest in hex, which no
-/// JSON array can be mistaken for.
-fn bounded(key: String) -> String {
-    use sha2::{Digest as _, Sha256};
-    if key.len() <= MAX_PLAIN_KEY {
-        return key;
-    }
-    let digest: String = Sha256::digest(key.as_bytes())
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect();
-    format!("sha256:{digest}")
-}
-
-/// The longest key kept as it is: far below what an index entry may hold on either
-/// backend (PostgreSQL's B-tree takes about 2,700 bytes).
-const MAX_PLAIN_KEY: usize = 512;
 
 /// The store could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -497,183 +406,6 @@ impl Store {
     }
 }
 
-/// The schema, the same in both backends but for the types the `{id}`, `{int}` and
-/// `{bytes}` placeholders stand for. Times are Unix milliseconds.
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS cmq_messages (
-    message_id TEXT PRIMARY KEY NOT NULL,
-    attempts {int} NOT NULL,
-    state TEXT NOT NULL,
-    last_decision TEXT,
-    claim {int},
-    lease_until_ms {int} NOT NULL DEFAULT 0,
-    updated_ms {int} NOT NULL
-);
-CREATE INDEX IF NOT EXISTS cmq_messages_updated ON cmq_messages (updated_ms);
-CREATE TABLE IF NOT EXISTS cmq_uncounted (
-    push_key TEXT PRIMARY KEY NOT NULL,
-    deliveries {int} NOT NULL,
-    updated_ms {int} NOT NULL
-);
-CREATE TABLE IF NOT EXISTS cmq_dead_letters (
-    id {id},
-    message_id TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    attempts {int} NOT NULL,
-    format TEXT NOT NULL,
-    request_id TEXT,
-    message_tag TEXT,
-    body {bytes} NOT NULL,
-    created_ms {int} NOT NULL
-);
-";
-
-/// Claims a delivery in one statement: `$1` key, `$2` now, `$3` the lease's end, `$4`
-/// the instant after which an acknowledgement makes a duplicate, `$5` the new claim's
-/// token, `$6` the deliveries of the message answered before any claim (see
-/// [`Uncounted`]). Every delivery is counted; the claim is taken unless another one's
-/// lease is still running. Returns the count and the claim that holds the message
-/// (this one's token when this delivery is to run), or no row for a duplicate. `SET`
-/// reads the row as it was before the statement, in both databases.
-const CLAIM: &str = "
-INSERT INTO cmq_messages AS m (message_id, attempts, state, claim, lease_until_ms, updated_ms)
-VALUES ($1, 1 + $6, 'running', $5, $3, $2)
-ON CONFLICT (message_id) DO UPDATE SET
-    attempts = CASE WHEN m.state IN ('acked', 'journaled') THEN 1 ELSE m.attempts + 1 END + $6,
-    claim = CASE WHEN m.state = 'running' AND m.lease_until_ms > $2 THEN m.claim ELSE $5 END,
-    last_decision = CASE WHEN m.state = 'running' AND m.lease_until_ms > $2
-        THEN m.last_decision ELSE NULL END,
-    lease_until_ms = CASE WHEN m.state = 'running' AND m.lease_until_ms > $2
-        THEN m.lease_until_ms ELSE $3 END,
-    state = 'running',
-    updated_ms = $2
-WHERE NOT (m.state = 'acked' AND m.updated_ms > $4)
-RETURNING attempts, claim
-";
-
-/// `$1` key, `$2` state, `$3` decision, `$4` now, `$5` the claim's token: only the
-/// claim that holds the message settles it.
-const SETTLE: &str = "
-UPDATE cmq_messages SET state = $2, last_decision = $3, lease_until_ms = 0, updated_ms = $4
-WHERE message_id = $1 AND claim = $5 AND state = 'running'
-";
-
-/// `$1` message id, `$2` reason, `$3` attempts, `$4` format, `$5` request id, `$6` tag,
-/// `$7` body, `$8` now.
-const INSERT_DEAD_LETTER: &str = "
-INSERT INTO cmq_dead_letters
-    (message_id, reason, attempts, format, request_id, message_tag, body, created_ms)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-RETURNING id
-";
-
-/// `$2` reason, `$8` now (numbered as in [`INSERT_DEAD_LETTER`]), `$9` key, `$10` the
-/// claim's token (NULL: a push that held no claim, which marks nothing).
-const MARK_JOURNALED: &str = "
-UPDATE cmq_messages SET state = 'journaled', last_decision = $2, lease_until_ms = 0,
-    updated_ms = $8
-WHERE message_id = $9 AND claim = $10 AND state = 'running'
-";
-
-const SELECT_DEAD_LETTERS: &str = "
-SELECT id, message_id, reason, attempts, format, request_id, message_tag, body, created_ms
-FROM cmq_dead_letters
-";
-
-const SELECT_RECORD: &str = "
-SELECT attempts, state, last_decision, updated_ms FROM cmq_messages WHERE message_id = $1
-";
-
-/// `$1`: records unchanged since before this instant go (a claim's lease is far
-/// shorter than the age records are kept), `$2` of them at most, oldest first. The
-/// outer test again: on PostgreSQL a record claimed again between the subquery and the
-/// delete stays.
-const PRUNE: &str = "
-DELETE FROM cmq_messages WHERE updated_ms < $1 AND message_id IN (
-    SELECT message_id FROM cmq_messages WHERE updated_ms < $1 ORDER BY updated_ms LIMIT $2
-)
-";
-
-/// `$1` the push key, `$2` deliveries to add, `$3` now. (PostgreSQL's takes them all
-/// in one statement: [`postgres`].)
-const COUNT_UNCOUNTED: &str = "
-INSERT INTO cmq_uncounted AS u (push_key, deliveries, updated_ms) VALUES ($1, $2, $3)
-ON CONFLICT (push_key) DO UPDATE SET
-    deliveries = u.deliveries + excluded.deliveries, updated_ms = excluded.updated_ms
-";
-
-/// `$1` the push key: the deliveries counted under it, taken by the claim that counts
-/// them.
-const TAKE_UNCOUNTED: &str = "DELETE FROM cmq_uncounted WHERE push_key = $1 RETURNING deliveries";
-
-/// [`PRUNE`]'s twin for the deliveries of messages that never came back.
-const PRUNE_UNCOUNTED: &str = "
-DELETE FROM cmq_uncounted WHERE updated_ms < $1 AND push_key IN (
-    SELECT push_key FROM cmq_uncounted WHERE updated_ms < $1 ORDER BY updated_ms LIMIT $2
-)
-";
-
-/// Records one prune statement removes: each is a transaction of its own, short enough
-/// that the claims queued behind it do not wait long, and small in the log.
-const PRUNE_CHUNK: i64 = 500;
-
-/// A claim, as the backends receive it.
-#[derive(Debug)]
-struct ClaimRequest {
-    key: String,
-    push_key: String,
-    /// Deliveries to add that the store does not hold.
-    earlier: i64,
-    token: ClaimToken,
-    lease: Duration,
-    dedupe_window: Option<Duration>,
-}
-
-impl ClaimRequest {
-    /// The statement's times, read when it is about to run: `(now, the lease's end, the
-    /// instant after which an acknowledgement makes a duplicate)`.
-    fn times(&self) -> (i64, i64, i64) {
-        let now = now_ms();
-        let lease_until = now.saturating_add(millis(self.lease));
-        // i64::MAX: no acknowledgement is that recent, so nothing is a duplicate.
-        let acked_since = self
-            .dedupe_window
-            .map_or(i64::MAX, |window| now.saturating_sub(millis(window)));
-        (now, lease_until, acked_since)
-    }
-
-    /// What the claim statement's row says.
-    fn outcome(&self, row: Option<(i64, Option<i64>)>) -> Claim {
-        match row {
-            None => Claim::Duplicate,
-            Some((count, holder)) if holder == Some(self.token.0) => Claim::Run {
-                attempt: attempts(count),
-                token: self.token,
-            },
-            Some((count, _)) => Claim::Busy {
-                attempt: attempts(count),
-            },
-        }
-    }
-}
-
-/// A settlement, as the backends receive it.
-#[derive(Debug)]
-struct Settle {
-    key: String,
-    token: i64,
-    state: &'static str,
-    decision: String,
-}
-
-/// A journal write, as the backends receive it.
-#[derive(Debug)]
-struct Journal {
-    entry: DeadLetter,
-    key: String,
-    token: Option<i64>,
-}
-
 /// Longest any store operation may take before the push gets `503 store unavailable`.
 const STORE_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -681,93 +413,4 @@ async fn timed<T>(operation: impl Future<Output = Result<T, StoreError>>) -> Res
     tokio::time::timeout(STORE_TIMEOUT, operation)
         .await
         .unwrap_or_else(|_| Err(StoreError(format!("no answer within {STORE_TIMEOUT:?}"))))
-}
-
-fn parse_format(name: &str) -> Format {
-    if name == "json" {
-        Format::Json
-    } else {
-        Format::Simplified
-    }
-}
-
-fn attempts(count: i64) -> u32 {
-    u32::try_from(count).unwrap_or(u32::MAX)
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, millis)
-}
-
-fn millis_u64(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
-fn millis(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
-}
-
-fn time_of(ms: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn message(format: Format, subscription: Option<&str>, id: &str) -> cmq_message::Message {
-        cmq_message::Message {
-            message_id: id.to_owned(),
-            format,
-            subscription_name: subscription.map(str::to_owned),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn message_keys_keep_their_parts_apart() {
-        use Format::{Json, Simplified};
-        let key = |route, message| message_key(route, &message);
-        // The pair that once made one key: subscription `sub` with id `1`, and a
-        // SIMPLIFIED id `sub/1`.
-        assert_ne!(
-            key("default", message(Json, Some("sub"), "1")),
-            key("default", message(Simplified, None, "sub/1"))
-        );
-        assert_ne!(
-            key("a/b", message(Simplified, None, "c")),
-            key("a", message(Simplified, None, "b/c"))
-        );
-        assert_ne!(
-            key("default", message(Json, Some("s"), "1")),
-            key("default", message(Json, Some("t"), "1"))
-        );
-        assert_eq!(
-            key("default", message(Json, Some("s"), "1")),
-            key("default", message(Json, Some("s"), "1"))
-        );
-        // Control characters are escaped; a long key is hashed.
-        let nul = key("default", message(Simplified, None, "a\0b"));
-        assert!(!nul.contains('\0') && nul.contains("a\\u0000b"), "{nul}");
-        let long = key("default", message(Simplified, None, &"x".repeat(100_000)));
-        assert_eq!(long.len(), "sha256:".len() + 64);
-        assert!(long.starts_with("sha256:"));
-    }
-
-    #[test]
-    fn locations_parse_and_hide_passwords() {
-        assert_eq!(
-            "state/cmq.db".parse::<StoreLocation>(),
-            Ok(StoreLocation::Sqlite("state/cmq.db".into()))
-        );
-        let url = "postgres://cmq:s3cret@db.internal:5432/cmq";
-        let location: StoreLocation = url.parse().expect("a postgres URL");
-        assert_eq!(location, StoreLocation::Postgres(url.into()));
-        assert_eq!(location.to_string(), "postgres://db.internal:5432/cmq");
-        assert!(!format!("{location:?}").contains("s3cret"));
-        assert!("redis://localhost".parse::<StoreLocation>().is_err());
-        assert!("".parse::<StoreLocation>().is_err());
-    }
 }

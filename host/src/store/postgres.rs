@@ -15,11 +15,12 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, Config, NoTls, Statement};
 
-use super::{
-    CLAIM, COUNT_UNCOUNTED, Claim, ClaimRequest, DeadLetter, INSERT_DEAD_LETTER, Journal,
-    MARK_JOURNALED, MessageRecord, SCHEMA, SELECT_DEAD_LETTERS, SELECT_RECORD, SETTLE, Settle,
-    StoreError, TAKE_UNCOUNTED, attempts, millis, parse_format, time_of,
+use super::request::{ClaimRequest, Journal, Settle, attempts, millis, parse_format, time_of};
+use super::sql::{
+    CLAIM, COUNT_UNCOUNTED, INSERT_DEAD_LETTER, MARK_JOURNALED, SCHEMA, SELECT_DEAD_LETTERS,
+    SELECT_RECORD, SETTLE, TAKE_UNCOUNTED,
 };
+use super::{Claim, DeadLetter, MessageRecord, StoreError};
 
 /// How long connecting may take; the store's per-operation timeout bounds the rest.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);

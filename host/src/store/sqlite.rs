@@ -9,6 +9,7 @@
 //! The write-ahead log is kept bounded by [`wal`].
 
 mod wal;
+mod writer;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, mpsc};
@@ -17,19 +18,12 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params};
 use tokio::sync::oneshot;
 
-use super::{
-    CLAIM, COUNT_UNCOUNTED, Claim, ClaimRequest, DeadLetter, INSERT_DEAD_LETTER, Journal,
-    MARK_JOURNALED, MessageRecord, SCHEMA, SELECT_DEAD_LETTERS, SELECT_RECORD, SETTLE, Settle,
-    StoreError, TAKE_UNCOUNTED, attempts, now_ms, parse_format, time_of,
+use super::request::{ClaimRequest, Journal, Settle, attempts, now_ms, parse_format, time_of};
+use super::sql::{
+    CLAIM, COUNT_UNCOUNTED, INSERT_DEAD_LETTER, MARK_JOURNALED, SCHEMA, SELECT_DEAD_LETTERS,
+    SELECT_RECORD, SETTLE, TAKE_UNCOUNTED,
 };
-
-/// Most operations committed together.
-const MAX_BATCH: usize = 256;
-
-/// Bytes of message bodies past which a transaction takes no more operations: a batch
-/// of journal writes would otherwise hold up to [`MAX_BATCH`] bodies of 1 MiB, all in
-/// the log at once. (The operation that crosses it is in: at most this and one body.)
-const MAX_BATCH_BYTES: usize = 4 << 20;
+use super::{Claim, DeadLetter, MessageRecord, StoreError};
 
 /// The database's page size for a new file (see [`open_connection`]); a file made by
 /// an older cmq-host may have 4 KiB pages.
@@ -37,6 +31,7 @@ const PAGE_SIZE: i64 = 1024;
 
 pub use wal::WAL_LIMIT;
 use wal::{Log, note_wal_frames};
+use writer::{Job, in_savepoint, write_loop};
 
 /// How long a writer waits for a lock another process holds (the CLI, say).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -50,20 +45,6 @@ pub(super) struct SqliteStore {
     /// no push.
     reader: Arc<Mutex<Connection>>,
 }
-
-/// One operation: runs inside the batch's transaction (or not at all, given `None`
-/// when the transaction could not begin) and returns what to send its caller once the
-/// commit's outcome is known.
-struct Job {
-    durable: bool,
-    /// The message bytes it writes, counted against [`MAX_BATCH_BYTES`].
-    bytes: usize,
-    run: Operation,
-}
-
-type Operation = Box<dyn FnOnce(Option<&Connection>) -> Reply + Send>;
-
-type Reply = Box<dyn FnOnce(Result<(), &str>) + Send>;
 
 impl SqliteStore {
     pub(super) async fn open(path: &Path) -> Result<Self, StoreError> {
@@ -389,89 +370,6 @@ fn create_private(path: &Path) -> std::io::Result<()> {
 #[cfg(not(unix))]
 fn create_private(_path: &Path) -> std::io::Result<()> {
     Ok(())
-}
-
-/// Takes every waiting operation, runs them in one transaction, commits, answers.
-/// Ends when every handle is gone.
-fn write_loop(conn: &Connection, queue: &mpsc::Receiver<Job>, mut log: Log) {
-    let mut synced = false;
-    while let Ok(first) = queue.recv() {
-        let mut bytes = first.bytes;
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
-            match queue.try_recv() {
-                Ok(job) => {
-                    bytes += job.bytes;
-                    batch.push(job);
-                }
-                Err(_) => break,
-            }
-        }
-        // A transaction some failure left open would refuse the pragma below.
-        if !conn.is_autocommit() {
-            let _ = conn.execute_batch("ROLLBACK");
-        }
-        let durable = batch.iter().any(|job| job.durable);
-        let mut began = Ok(());
-        if durable != synced {
-            let level = if durable { "FULL" } else { "NORMAL" };
-            began = conn.pragma_update(None, "synchronous", level);
-            synced = durable && began.is_ok();
-        }
-        let began = began.and_then(|()| conn.execute_batch("BEGIN IMMEDIATE"));
-        if let Err(err) = began {
-            let reason = err.to_string();
-            for job in batch {
-                (job.run)(None)(Err(&reason));
-            }
-            continue;
-        }
-        let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
-        let mut rolled_back = false;
-        for job in batch {
-            if rolled_back {
-                replies.push((job.run)(None));
-                continue;
-            }
-            replies.push((job.run)(Some(conn)));
-            // Some errors (a full disk, an I/O error) make SQLite roll back the whole
-            // transaction: what ran before in the batch is undone too.
-            rolled_back = conn.is_autocommit();
-        }
-        let committed = if rolled_back {
-            Err("the transaction was rolled back".to_owned())
-        } else {
-            conn.execute_batch("COMMIT").map_err(|err| {
-                let _ = conn.execute_batch("ROLLBACK");
-                err.to_string()
-            })
-        };
-        let committed = committed.as_ref().map(|_| ()).map_err(String::as_str);
-        for reply in replies {
-            reply(committed);
-        }
-        if committed.is_ok() {
-            log.committed(conn);
-        }
-    }
-}
-
-/// Runs `op` so that a failure undoes only its own writes, not its batch's.
-fn in_savepoint<T>(
-    conn: &Connection,
-    op: impl FnOnce(&Connection) -> rusqlite::Result<T>,
-) -> rusqlite::Result<T> {
-    conn.execute_batch("SAVEPOINT op")?;
-    match op(conn) {
-        Ok(value) => {
-            conn.execute_batch("RELEASE op")?;
-            Ok(value)
-        }
-        Err(err) => {
-            let _ = conn.execute_batch("ROLLBACK TO op; RELEASE op");
-            Err(err)
-        }
-    }
 }
 
 /// The shared statements number parameters PostgreSQL's way, `$1`; SQLite's `?1` binds

@@ -1,0 +1,94 @@
+//! The store's operations as the backends receive them, and the conversions both use.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use cmq_message::Format;
+
+use super::{Claim, ClaimToken, DeadLetter};
+
+/// A claim, as the backends receive it.
+#[derive(Debug)]
+pub(super) struct ClaimRequest {
+    pub(super) key: String,
+    pub(super) push_key: String,
+    /// Deliveries to add that the store does not hold.
+    pub(super) earlier: i64,
+    pub(super) token: ClaimToken,
+    pub(super) lease: Duration,
+    pub(super) dedupe_window: Option<Duration>,
+}
+
+impl ClaimRequest {
+    /// The statement's times, read when it is about to run: `(now, the lease's end, the
+    /// instant after which an acknowledgement makes a duplicate)`.
+    pub(super) fn times(&self) -> (i64, i64, i64) {
+        let now = now_ms();
+        let lease_until = now.saturating_add(millis(self.lease));
+        // i64::MAX: no acknowledgement is that recent, so nothing is a duplicate.
+        let acked_since = self
+            .dedupe_window
+            .map_or(i64::MAX, |window| now.saturating_sub(millis(window)));
+        (now, lease_until, acked_since)
+    }
+
+    /// What the claim statement's row says.
+    pub(super) fn outcome(&self, row: Option<(i64, Option<i64>)>) -> Claim {
+        match row {
+            None => Claim::Duplicate,
+            Some((count, holder)) if holder == Some(self.token.0) => Claim::Run {
+                attempt: attempts(count),
+                token: self.token,
+            },
+            Some((count, _)) => Claim::Busy {
+                attempt: attempts(count),
+            },
+        }
+    }
+}
+
+/// A settlement, as the backends receive it.
+#[derive(Debug)]
+pub(super) struct Settle {
+    pub(super) key: String,
+    pub(super) token: i64,
+    pub(super) state: &'static str,
+    pub(super) decision: String,
+}
+
+/// A journal write, as the backends receive it.
+#[derive(Debug)]
+pub(super) struct Journal {
+    pub(super) entry: DeadLetter,
+    pub(super) key: String,
+    pub(super) token: Option<i64>,
+}
+
+pub(super) fn parse_format(name: &str) -> Format {
+    if name == "json" {
+        Format::Json
+    } else {
+        Format::Simplified
+    }
+}
+
+pub(super) fn attempts(count: i64) -> u32 {
+    u32::try_from(count).unwrap_or(u32::MAX)
+}
+
+pub(super) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, millis)
+}
+
+pub(super) fn millis_u64(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+pub(super) fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+pub(super) fn time_of(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}

@@ -1,0 +1,124 @@
+//! The statements of the store, the same for both backends: PostgreSQL's `$1`
+//! parameters, which SQLite's `?1` binds by the same numbers, and `{id}`, `{int}` and
+//! `{bytes}` in the schema for each database's types. Times are Unix milliseconds.
+
+/// The schema, the same in both backends but for the types the `{id}`, `{int}` and
+/// `{bytes}` placeholders stand for. Times are Unix milliseconds.
+pub(super) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS cmq_messages (
+    message_id TEXT PRIMARY KEY NOT NULL,
+    attempts {int} NOT NULL,
+    state TEXT NOT NULL,
+    last_decision TEXT,
+    claim {int},
+    lease_until_ms {int} NOT NULL DEFAULT 0,
+    updated_ms {int} NOT NULL
+);
+CREATE INDEX IF NOT EXISTS cmq_messages_updated ON cmq_messages (updated_ms);
+CREATE TABLE IF NOT EXISTS cmq_uncounted (
+    push_key TEXT PRIMARY KEY NOT NULL,
+    deliveries {int} NOT NULL,
+    updated_ms {int} NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cmq_dead_letters (
+    id {id},
+    message_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    attempts {int} NOT NULL,
+    format TEXT NOT NULL,
+    request_id TEXT,
+    message_tag TEXT,
+    body {bytes} NOT NULL,
+    created_ms {int} NOT NULL
+);
+";
+
+/// Claims a delivery in one statement: `$1` key, `$2` now, `$3` the lease's end, `$4`
+/// the instant after which an acknowledgement makes a duplicate, `$5` the new claim's
+/// token, `$6` the deliveries of the message answered before any claim (see
+/// [`super::Store::note_delivery`]). Every delivery is counted; the claim is taken unless another one's
+/// lease is still running. Returns the count and the claim that holds the message
+/// (this one's token when this delivery is to run), or no row for a duplicate. `SET`
+/// reads the row as it was before the statement, in both databases.
+pub(super) const CLAIM: &str = "
+INSERT INTO cmq_messages AS m (message_id, attempts, state, claim, lease_until_ms, updated_ms)
+VALUES ($1, 1 + $6, 'running', $5, $3, $2)
+ON CONFLICT (message_id) DO UPDATE SET
+    attempts = CASE WHEN m.state IN ('acked', 'journaled') THEN 1 ELSE m.attempts + 1 END + $6,
+    claim = CASE WHEN m.state = 'running' AND m.lease_until_ms > $2 THEN m.claim ELSE $5 END,
+    last_decision = CASE WHEN m.state = 'running' AND m.lease_until_ms > $2
+        THEN m.last_decision ELSE NULL END,
+    lease_until_ms = CASE WHEN m.state = 'running' AND m.lease_until_ms > $2
+        THEN m.lease_until_ms ELSE $3 END,
+    state = 'running',
+    updated_ms = $2
+WHERE NOT (m.state = 'acked' AND m.updated_ms > $4)
+RETURNING attempts, claim
+";
+
+/// `$1` key, `$2` state, `$3` decision, `$4` now, `$5` the claim's token: only the
+/// claim that holds the message settles it.
+pub(super) const SETTLE: &str = "
+UPDATE cmq_messages SET state = $2, last_decision = $3, lease_until_ms = 0, updated_ms = $4
+WHERE message_id = $1 AND claim = $5 AND state = 'running'
+";
+
+/// `$1` message id, `$2` reason, `$3` attempts, `$4` format, `$5` request id, `$6` tag,
+/// `$7` body, `$8` now.
+pub(super) const INSERT_DEAD_LETTER: &str = "
+INSERT INTO cmq_dead_letters
+    (message_id, reason, attempts, format, request_id, message_tag, body, created_ms)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+RETURNING id
+";
+
+/// `$2` reason, `$8` now (numbered as in [`INSERT_DEAD_LETTER`]), `$9` key, `$10` the
+/// claim's token (NULL: a push that held no claim, which marks nothing).
+pub(super) const MARK_JOURNALED: &str = "
+UPDATE cmq_messages SET state = 'journaled', last_decision = $2, lease_until_ms = 0,
+    updated_ms = $8
+WHERE message_id = $9 AND claim = $10 AND state = 'running'
+";
+
+pub(super) const SELECT_DEAD_LETTERS: &str = "
+SELECT id, message_id, reason, attempts, format, request_id, message_tag, body, created_ms
+FROM cmq_dead_letters
+";
+
+pub(super) const SELECT_RECORD: &str = "
+SELECT attempts, state, last_decision, updated_ms FROM cmq_messages WHERE message_id = $1
+";
+
+/// `$1`: records unchanged since before this instant go (a claim's lease is far
+/// shorter than the age records are kept), `$2` of them at most, oldest first. The
+/// outer test again: on PostgreSQL a record claimed again between the subquery and the
+/// delete stays.
+pub(super) const PRUNE: &str = "
+DELETE FROM cmq_messages WHERE updated_ms < $1 AND message_id IN (
+    SELECT message_id FROM cmq_messages WHERE updated_ms < $1 ORDER BY updated_ms LIMIT $2
+)
+";
+
+/// `$1` the push key, `$2` deliveries to add, `$3` now. (PostgreSQL's takes them all
+/// in one statement: [`postgres`].)
+pub(super) const COUNT_UNCOUNTED: &str = "
+INSERT INTO cmq_uncounted AS u (push_key, deliveries, updated_ms) VALUES ($1, $2, $3)
+ON CONFLICT (push_key) DO UPDATE SET
+    deliveries = u.deliveries + excluded.deliveries, updated_ms = excluded.updated_ms
+";
+
+/// `$1` the push key: the deliveries counted under it, taken by the claim that counts
+/// them.
+pub(super) const TAKE_UNCOUNTED: &str =
+    "DELETE FROM cmq_uncounted WHERE push_key = $1 RETURNING deliveries";
+
+/// [`PRUNE`]'s twin for the deliveries of messages that never came back.
+pub(super) const PRUNE_UNCOUNTED: &str = "
+DELETE FROM cmq_uncounted WHERE updated_ms < $1 AND push_key IN (
+    SELECT push_key FROM cmq_uncounted WHERE updated_ms < $1 ORDER BY updated_ms LIMIT $2
+)
+";
+
+/// Records one prune statement removes: each is a transaction of its own, short enough
+/// that the claims queued behind it do not wait long, and small in the log.
+pub(super) const PRUNE_CHUNK: i64 = 500;
