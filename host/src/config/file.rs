@@ -1,0 +1,346 @@
+//! The TOML file of `serve --config`, read into a [`Config`]: every value checked, and
+//! every error pointing at the file, the line and the key.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use cmq_message::ExpectedFormat;
+use ipnet::IpNet;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{Config, ConfigError, TlsFiles, default_listen};
+use crate::access::Token;
+use crate::grants::{DirGrant, EnvGrant, Grants, HttpGrant};
+use crate::guest::ServeAs;
+use crate::options::{DEFAULT_MAX_CONNECTIONS, RouteOptions, SharedLimits};
+use crate::route::RoutePlan;
+use crate::units::{ByteSize, DedupeWindow, HumanDuration};
+
+/// Reads one file's text into a config.
+pub(super) struct Reader<'a> {
+    text: &'a str,
+    path: &'a Path,
+    /// The folder relative paths in the file start from.
+    base: &'a Path,
+}
+
+impl<'a> Reader<'a> {
+    pub(super) fn new(text: &'a str, path: &'a Path) -> Self {
+        let base = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        Reader { text, path, base }
+    }
+
+    /// The error `message`, at the key `span` points into.
+    fn at(&self, span: Option<Range<usize>>, message: String) -> ConfigError {
+        let (line, key) = match span {
+            Some(span) => (
+                Some(line_of(self.text, span.start)),
+                key_at(self.text, span.start),
+            ),
+            None => (None, None),
+        };
+        ConfigError {
+            file: self.path.to_owned(),
+            line,
+            key,
+            message,
+        }
+    }
+
+    pub(super) fn config(&self) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(self.text)
+            .map_err(|err| self.at(err.span(), err.message().trim().to_owned()))?;
+        let defaults = SharedLimits::default();
+        let limits = SharedLimits {
+            max_in_flight: raw.max_in_flight.unwrap_or(defaults.max_in_flight),
+            max_body: raw
+                .max_body
+                .map_or(defaults.max_body, |size| size.0.bytes()),
+            body_timeout: raw.body_timeout.map_or(defaults.body_timeout, |t| t.0.0),
+        };
+        let tls = match raw.tls {
+            Some(tls) => Some(TlsFiles {
+                cert: self.file(&tls.cert)?,
+                key: self.file(&tls.key)?,
+            }),
+            None => None,
+        };
+        let routes = self.routes(raw.routes)?;
+        Ok(Config {
+            source: Some(self.path.to_owned()),
+            listen: raw.listen.map_or_else(default_listen, |listen| listen.0),
+            admin_listen: raw.admin_listen.map(|listen| listen.0),
+            tls,
+            max_connections: raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            allow: raw.allow.into_iter().map(|net| net.0).collect(),
+            limits,
+            routes,
+            allow_precompiled: raw.allow_precompiled.unwrap_or(false),
+        })
+    }
+
+    /// A file the config names, relative to the config's folder, checked to be there.
+    fn file(&self, spanned: &Spanned<PathBuf>) -> Result<PathBuf, ConfigError> {
+        let path = self.base.join(spanned.get_ref());
+        match std::fs::metadata(&path) {
+            Ok(_) => Ok(path),
+            Err(err) => Err(self.at(
+                Some(spanned.span()),
+                format!("cannot read {}: {err}", path.display()),
+            )),
+        }
+    }
+
+    /// The routes, in the file's order, so that errors and reports follow it.
+    fn routes(
+        &self,
+        raw: Spanned<BTreeMap<Spanned<String>, RawRoute>>,
+    ) -> Result<Vec<RoutePlan>, ConfigError> {
+        if raw.get_ref().is_empty() {
+            return Err(self.at(
+                Some(raw.span()),
+                "there are no routes: add a [routes.NAME] table".into(),
+            ));
+        }
+        let mut entries: Vec<_> = raw.into_inner().into_iter().collect();
+        entries.sort_by_key(|(name, _)| name.span().start);
+        let mut routes: Vec<RoutePlan> = Vec::new();
+        for (name, route) in entries {
+            let plan = self.route(name, route, &routes)?;
+            routes.push(plan);
+        }
+        Ok(routes)
+    }
+
+    /// One route; `taken` are the routes before it, whose paths it may not serve.
+    fn route(
+        &self,
+        name: Spanned<String>,
+        route: RawRoute,
+        taken: &[RoutePlan],
+    ) -> Result<RoutePlan, ConfigError> {
+        let name_span = name.span();
+        let name = name.into_inner();
+        check_route_name(&name).map_err(|message| self.at(Some(name_span), message))?;
+        let path_span = route.path.span();
+        let path = route.path.into_inner();
+        check_route_path(&path).map_err(|message| self.at(Some(path_span.clone()), message))?;
+        if let Some(other) = taken.iter().find(|other| other.path == path) {
+            return Err(self.at(
+                Some(path_span),
+                format!("path {path:?} is already served by route {:?}", other.name),
+            ));
+        }
+        let component = self.file(&route.component)?;
+        let token = match &route.token_env {
+            None => None,
+            Some(variable) => Some(
+                read_token(variable.get_ref())
+                    .map_err(|message| self.at(Some(variable.span()), message))?,
+            ),
+        };
+        let defaults = RouteOptions::default();
+        let options = RouteOptions {
+            format: route.format.map_or(defaults.format, |f| f.0),
+            deadline: route.deadline.map_or(defaults.deadline, |d| d.0.0),
+            max_memory: route
+                .max_memory
+                .map_or(defaults.max_memory, |size| size.0.bytes()),
+            max_in_flight: route.max_in_flight,
+            token,
+            grants: Grants {
+                env: route.env.into_iter().map(|grant| grant.0).collect(),
+                dir: route.dir.map(|dir| {
+                    let DirGrant { host, guest } = dir.0;
+                    DirGrant {
+                        host: self.base.join(host),
+                        guest,
+                    }
+                }),
+                http: route.http.into_iter().map(|grant| grant.0).collect(),
+            },
+            serve_as: route.serve_as.map_or(defaults.serve_as, |s| s.0),
+            dedupe_window: route
+                .dedupe_window
+                .map_or(defaults.dedupe_window, |w| w.0.0),
+            max_attempts: route.max_attempts.unwrap_or(defaults.max_attempts),
+        };
+        Ok(RoutePlan {
+            name,
+            path,
+            component,
+            options,
+        })
+    }
+}
+
+fn check_route_name(name: &str) -> Result<(), String> {
+    let valid = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    if name.is_empty() || name.len() > 64 || !name.chars().all(valid) {
+        return Err(format!(
+            "route name {name:?}: use 1 to 64 letters, digits, - and _ (it labels logs and metrics)"
+        ));
+    }
+    Ok(())
+}
+
+fn check_route_path(path: &str) -> Result<(), String> {
+    let valid = |c: char| c.is_ascii_alphanumeric() || "/-._~".contains(c);
+    if !path.starts_with('/') {
+        return Err(format!("path {path:?} must start with /"));
+    }
+    if path.len() > 1 && path.ends_with('/') {
+        return Err(format!(
+            "path {path:?} must not end with / (it serves the paths under it anyway)"
+        ));
+    }
+    if path.contains("//") || !path.chars().all(valid) {
+        return Err(format!(
+            "path {path:?} may hold only letters, digits and - . _ ~ between single slashes"
+        ));
+    }
+    Ok(())
+}
+
+/// The token in the environment variable `variable`; errors never show its value.
+fn read_token(variable: &str) -> Result<Token, String> {
+    let value = std::env::var(variable).map_err(|_| {
+        format!("{variable} is not set in the environment (it holds the route's token)")
+    })?;
+    value
+        .parse()
+        .map_err(|reason| format!("{variable} is not a valid token (value not shown): {reason}"))
+}
+
+/// The line, from 1, of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    let offset = offset.min(text.len());
+    text.as_bytes()[..offset]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// The dotted key whose value or header is at byte `offset`: the table header in force
+/// there, and the key of the line (or of the nearest line above with one, for a value
+/// that spans lines).
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let line_number = line_of(text, offset);
+    let lines: Vec<&str> = text.lines().collect();
+    let header = |line: &str| {
+        let line = line.trim();
+        line.starts_with('[').then(|| {
+            line.trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_owned()
+        })
+    };
+    let table = lines
+        .iter()
+        .take(line_number.saturating_sub(1))
+        .filter_map(|line| header(line))
+        .next_back();
+    let own_line = lines
+        .get(line_number.saturating_sub(1))
+        .copied()
+        .unwrap_or("");
+    if let Some(name) = header(own_line) {
+        return Some(name);
+    }
+    let key = lines
+        .iter()
+        .take(line_number)
+        .rev()
+        .take_while(|line| header(line).is_none())
+        .find_map(|line| {
+            let (key, _) = line.split_once('=')?;
+            let key = key.trim().trim_matches('"');
+            (!key.is_empty() && !key.starts_with('#')).then(|| key.to_owned())
+        });
+    match (table, key) {
+        (Some(table), Some(key)) => Some(format!("{table}.{key}")),
+        (None, Some(key)) => Some(key),
+        (table, None) => table,
+    }
+}
+
+/// A value parsed from a TOML string by its `FromStr`; its error is located at the value.
+#[derive(Debug)]
+struct Text<T>(T);
+
+impl<'de, T> Deserialize<'de> for Text<T>
+where
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map(Text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<Text<SocketAddr>>,
+    admin_listen: Option<Text<SocketAddr>>,
+    max_in_flight: Option<usize>,
+    max_connections: Option<usize>,
+    max_body: Option<Text<ByteSize>>,
+    body_timeout: Option<Text<HumanDuration>>,
+    #[serde(default)]
+    allow: Vec<Text<IpNet>>,
+    tls: Option<RawTls>,
+    allow_precompiled: Option<bool>,
+    routes: Spanned<BTreeMap<Spanned<String>, RawRoute>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: Spanned<PathBuf>,
+    key: Spanned<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    path: Spanned<String>,
+    component: Spanned<PathBuf>,
+    format: Option<Text<ExpectedFormat>>,
+    serve_as: Option<Text<ServeAs>>,
+    token_env: Option<Spanned<String>>,
+    deadline: Option<Text<HumanDuration>>,
+    max_memory: Option<Text<ByteSize>>,
+    max_in_flight: Option<usize>,
+    #[serde(default)]
+    env: Vec<Text<EnvGrant>>,
+    dir: Option<Text<DirGrant>>,
+    #[serde(default)]
+    http: Vec<Text<HttpGrant>>,
+    dedupe_window: Option<Text<DedupeWindow>>,
+    max_attempts: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_of_a_multi_line_array_is_found() {
+        let text = "allow = [\n  \"10.0.0.0/8\",\n  \"not-a-cidr\",\n]\n";
+        assert_eq!(
+            key_at(text, text.find("not-a").expect("in text")).as_deref(),
+            Some("allow")
+        );
+    }
+}
