@@ -15,10 +15,10 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::access::Allowlist;
@@ -106,40 +106,15 @@ impl Listener {
                 tracing::info!(%peer, listener = name, "connection refused: source address not allowed");
                 continue;
             }
-            let handle = handle.clone();
-            let service = service_fn(move |request| {
-                let answer = handle(request, peer);
-                async move { Ok::<_, Infallible>(answer.await) }
-            });
-            let watcher = graceful.watcher();
-            let http = self.http.clone();
-            let tls = self.tls.clone();
-            let handshake_timeout = self.handshake_timeout;
-            connections.spawn(async move {
-                let _slot = slot;
-                let io: Box<dyn Io> = match tls {
-                    None => Box::new(stream),
-                    Some(tls) => {
-                        match tokio::time::timeout(handshake_timeout, tls.acceptor.accept(stream))
-                            .await
-                        {
-                            Ok(Ok(stream)) => Box::new(stream),
-                            Ok(Err(err)) => {
-                                tracing::debug!(%peer, "TLS handshake failed: {err}");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!(%peer, "TLS handshake timed out");
-                                return;
-                            }
-                        }
-                    }
-                };
-                let connection = http.serve_connection(TokioIo::new(io), service);
-                if let Err(err) = watcher.watch(connection).await {
-                    tracing::debug!(%peer, listener = name, "connection ended: {err}");
-                }
-            });
+            let connection = Connection {
+                stream,
+                peer,
+                name,
+                http: self.http.clone(),
+                tls: self.tls.clone(),
+                handshake_timeout: self.handshake_timeout,
+            };
+            connections.spawn(connection.serve(handle.clone(), graceful.watcher(), slot));
             // Reap finished connection tasks so the set does not grow.
             while connections.try_join_next().is_some() {}
         }
@@ -160,5 +135,59 @@ impl Listener {
             );
         }
         connections.shutdown().await;
+    }
+}
+
+/// One accepted connection, to be served on a task of its own.
+struct Connection {
+    stream: TcpStream,
+    peer: SocketAddr,
+    name: &'static str,
+    http: http1::Builder,
+    tls: Option<Tls>,
+    handshake_timeout: Duration,
+}
+
+impl Connection {
+    /// Serves the connection's requests with `handle` until it closes or shutdown
+    /// ends it; `slot` is its place among the connections open.
+    async fn serve<H, F>(self, handle: H, watcher: Watcher, slot: OwnedSemaphorePermit)
+    where
+        H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
+        F: Future<Output = Response<AnswerBody>> + Send + 'static,
+    {
+        let _slot = slot;
+        let Connection {
+            stream,
+            peer,
+            name,
+            http,
+            tls,
+            handshake_timeout,
+        } = self;
+        let io: Box<dyn Io> = match tls {
+            None => Box::new(stream),
+            Some(tls) => {
+                match tokio::time::timeout(handshake_timeout, tls.acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => Box::new(stream),
+                    Ok(Err(err)) => {
+                        tracing::debug!(%peer, "TLS handshake failed: {err}");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                }
+            }
+        };
+        let service = service_fn(move |request| {
+            let answer = handle(request, peer);
+            async move { Ok::<_, Infallible>(answer.await) }
+        });
+        let connection = http.serve_connection(TokioIo::new(io), service);
+        if let Err(err) = watcher.watch(connection).await {
+            tracing::debug!(%peer, listener = name, "connection ended: {err}");
+        }
     }
 }

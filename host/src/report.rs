@@ -41,9 +41,7 @@ pub(crate) fn delivered(
 ) {
     let route_name = route.name.as_str();
     let (message_id, topic) = message;
-    let seconds = elapsed.as_secs_f64();
-    let duration_ms = seconds * 1000.0;
-    let (attempt, result, recorded) = match outcome {
+    match outcome {
         Outcome::Duplicate => {
             metrics.dedupe_hit(route_name);
             tracing::info!(
@@ -53,7 +51,6 @@ pub(crate) fn delivered(
                 decision = "duplicate",
                 "message already acknowledged: answered without running the guest"
             );
-            return;
         }
         Outcome::Busy {
             attempt,
@@ -68,7 +65,6 @@ pub(crate) fn delivered(
                 dead_letter,
                 "message kept: another push of it is in progress on the last attempt"
             );
-            return;
         }
         Outcome::Busy {
             attempt,
@@ -82,7 +78,6 @@ pub(crate) fn delivered(
                 status = 503,
                 "message not handled: another push of it is in progress"
             );
-            return;
         }
         Outcome::Unclaimed(err) => {
             tracing::warn!(
@@ -92,18 +87,36 @@ pub(crate) fn delivered(
                 status = 503,
                 "message not handled: {err}"
             );
-            return;
         }
         Outcome::Ran {
             attempt,
             result,
             recorded,
-        } => (attempt, result, recorded),
-    };
+        } => ran(
+            metrics,
+            route,
+            message,
+            (*attempt, result, recorded),
+            elapsed,
+        ),
+    }
+}
+
+/// A delivery whose guest ran: its decision, or why it gave none.
+fn ran(
+    metrics: &Metrics,
+    route: &Route,
+    (message_id, topic): (&str, &str),
+    (attempt, result, recorded): (Option<u32>, &Result<Decision, GuestFault>, &Recorded),
+    elapsed: Duration,
+) {
+    let route_name = route.name.as_str();
+    let seconds = elapsed.as_secs_f64();
+    let duration_ms = seconds * 1000.0;
     let dead_letter = match recorded {
         Recorded::Journaled(id) => {
             metrics.dead_letter(route_name);
-            Some(id)
+            Some(*id)
         }
         Recorded::DropNotJournaled => {
             metrics.store_error(route_name);

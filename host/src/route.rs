@@ -41,6 +41,61 @@ pub(crate) struct Route {
     load_time: Duration,
 }
 
+impl Route {
+    /// Compiles `plan`'s component with `engine`, logging when it is ready.
+    fn load(
+        engine: &wasmtime::Engine,
+        plan: &RoutePlan,
+        loading: Loading<'_>,
+        generation: u64,
+    ) -> anyhow::Result<Route> {
+        let started = Instant::now();
+        tracing::info!(route = plan.name, component = %plan.component.display(), "loading component");
+        let guest = Guest::load(
+            engine,
+            &plan.component,
+            plan.options.deadline,
+            plan.options.max_memory,
+            plan.options.grants.clone(),
+            plan.options.serve_as,
+            loading,
+        )
+        .map_err(|err| {
+            let err = anyhow::Error::from(err);
+            // wasmtime says which memory and how many bytes; say which setting.
+            if format!("{err:#}").contains("minimum byte size") {
+                err.context(format!(
+                    "its memory at start is more than the memory cap of {} KiB: raise \
+                     --max-memory (max_memory in a config)",
+                    plan.options.max_memory >> 10
+                ))
+            } else {
+                err
+            }
+        })
+        .with_context(|| format!("route {:?}", plan.name))?;
+        tracing::info!(
+            route = plan.name,
+            path = plan.path,
+            component = %plan.component.display(),
+            load_ms = started.elapsed().as_millis() as u64,
+            loaded = ?guest.loaded(),
+            serves = ?guest.serves(),
+            "component ready"
+        );
+        Ok(Route {
+            name: plan.name.clone(),
+            path: plan.path.clone(),
+            component: plan.component.clone(),
+            in_flight: plan.options.max_in_flight.map(InFlightCap::new),
+            options: plan.options.clone(),
+            guest,
+            generation,
+            load_time: started.elapsed(),
+        })
+    }
+}
+
 /// What is left of `path` when a route at `route_path` serves it, or `None` when it does
 /// not: a route serves its own path and every path under it, and `/` serves them all.
 fn rest_of<'p>(route_path: &str, path: &'p str) -> Option<&'p str> {
@@ -102,53 +157,10 @@ impl Routes {
             max_instances,
             max_memory,
         })?;
-        let mut routes = Vec::with_capacity(plans.len());
-        for plan in plans {
-            let started = Instant::now();
-            tracing::info!(route = plan.name, component = %plan.component.display(), "loading component");
-            let guest = Guest::load(
-                &engine,
-                &plan.component,
-                plan.options.deadline,
-                plan.options.max_memory,
-                plan.options.grants.clone(),
-                plan.options.serve_as,
-                loading,
-            )
-            .map_err(|err| {
-                let err = anyhow::Error::from(err);
-                // wasmtime says which memory and how many bytes; say which setting.
-                if format!("{err:#}").contains("minimum byte size") {
-                    err.context(format!(
-                        "its memory at start is more than the memory cap of {} KiB: raise \
-                         --max-memory (max_memory in a config)",
-                        plan.options.max_memory >> 10
-                    ))
-                } else {
-                    err
-                }
-            })
-            .with_context(|| format!("route {:?}", plan.name))?;
-            tracing::info!(
-                route = plan.name,
-                path = plan.path,
-                component = %plan.component.display(),
-                load_ms = started.elapsed().as_millis() as u64,
-                loaded = ?guest.loaded(),
-                serves = ?guest.serves(),
-                "component ready"
-            );
-            routes.push(Route {
-                name: plan.name.clone(),
-                path: plan.path.clone(),
-                component: plan.component.clone(),
-                in_flight: plan.options.max_in_flight.map(InFlightCap::new),
-                options: plan.options.clone(),
-                guest,
-                generation,
-                load_time: started.elapsed(),
-            });
-        }
+        let mut routes = plans
+            .iter()
+            .map(|plan| Route::load(&engine, plan, loading, generation))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         routes.sort_by_key(|route| std::cmp::Reverse(route.path.len()));
         let ticker = EpochTicker::start(&engine).context("starting the epoch ticker thread")?;
         Ok(Routes {

@@ -196,35 +196,14 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             "a wasi:http component answers for itself: the delivery store is not used for it"
         );
     }
-    runtime.block_on(async {
-        let mut server = Server::bind(config.listen, receiver)
-            .await?
-            .limit_connections(config.max_connections)?
-            .allow(config.allow.clone());
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        if let Some(tls) = tls {
-            server = server.with_tls(tls);
-        }
-        let admin = match config.admin_listen {
-            Some(addr) => Some(AdminServer::bind(addr, server.receiver()).await?),
-            None => None,
-        };
-        tracing::info!("listening on {scheme}://{}", server.local_addr());
-        let admin = admin.map(|admin| {
-            tracing::info!(
-                "metrics and health on http://{}/metrics, /healthz, /readyz",
-                admin.local_addr()
-            );
-            tokio::spawn(admin.serve(std::future::pending()))
-        });
-        let reloads = tokio::spawn(reloader.run(server.receiver(), hangups));
-        let served = server.serve(shutdown_signal(terminations)).await;
-        reloads.abort();
-        if let Some(admin) = admin {
-            admin.abort();
-        }
-        served
-    })?;
+    runtime.block_on(listen(
+        &config,
+        receiver,
+        tls,
+        reloader,
+        hangups,
+        terminations,
+    ))?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -285,6 +264,50 @@ fn flags_config(args: &ServeArgs) -> anyhow::Result<Config> {
         _ => None,
     };
     Ok(config)
+}
+
+/// Binds the push listener (and the admin one, if any), serves until ctrl-c or SIGTERM,
+/// reloading on SIGHUP and on changes, then drains the pushes and stops the admin
+/// listener last, so that `/readyz` says "draining" while they drain.
+async fn listen(
+    config: &Config,
+    receiver: Receiver,
+    tls: Option<Tls>,
+    reloader: Reloader,
+    hangups: OsSignal,
+    terminations: OsSignal,
+) -> anyhow::Result<()> {
+    let mut server = Server::bind(config.listen, receiver)
+        .await?
+        .limit_connections(config.max_connections)?
+        .allow(config.allow.clone());
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    if let Some(tls) = tls {
+        server = server.with_tls(tls);
+    }
+    let admin = match config.admin_listen {
+        Some(addr) => Some(AdminServer::bind(addr, server.receiver()).await?),
+        None => None,
+    };
+    tracing::info!("listening on {scheme}://{}", server.local_addr());
+    let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let admin = admin.map(|admin| {
+        tracing::info!(
+            "metrics and health on http://{}/metrics, /healthz, /readyz",
+            admin.local_addr()
+        );
+        tokio::spawn(admin.serve(async {
+            let _ = admin_stopped.await;
+        }))
+    });
+    let reloads = tokio::spawn(reloader.run(server.receiver(), hangups));
+    let served = server.serve(shutdown_signal(terminations)).await;
+    reloads.abort();
+    let _ = stop_admin.send(());
+    if let Some(admin) = admin {
+        admin.await??;
+    }
+    served
 }
 
 /// Completes on ctrl-c or SIGTERM (one received since `terminations` was made counts).
