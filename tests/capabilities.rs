@@ -49,7 +49,7 @@ async fn by_default_a_guest_has_no_environment_and_no_files() -> anyhow::Result<
 #[tokio::test]
 async fn granted_environment_and_read_only_directory_work_and_writes_are_refused()
 -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!("cmq-probe-{}", std::process::id()));
+    let dir = cmq_tests::test_dir().join(format!("cmq-probe-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("probe.txt"), "granted")?;
     let grants = Grants {

@@ -12,7 +12,7 @@ const LANGUAGES: [(&str, &str); 3] = [("rust", ""), ("python", "py_"), ("javascr
 /// between runs of the suite.
 fn options() -> ReceiverOptions {
     ReceiverOptions {
-        compile_cache: Some(std::env::temp_dir().join("cmq-tests/compile-cache")),
+        compile_cache: Some(cmq_tests::test_dir().join("compile-cache")),
         ..ReceiverOptions::default()
     }
 }

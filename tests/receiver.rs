@@ -235,7 +235,7 @@ async fn two_hundred_pushes_at_once_are_all_answered_correctly() -> anyhow::Resu
 
 #[tokio::test]
 async fn a_file_that_is_not_a_handler_component_is_refused_at_start() -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!("cmq-tests-{}", std::process::id()));
+    let dir = cmq_tests::test_dir().join(format!("cmq-tests-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("garbage.wasm");
     std::fs::write(&path, b"\0asm garbage")?;
@@ -277,7 +277,7 @@ async fn a_memory_cap_below_the_components_own_memory_is_refused_at_start() -> a
 #[tokio::test]
 async fn a_component_for_another_world_is_refused_at_start_with_the_reason() -> anyhow::Result<()> {
     // The smallest valid component: the header alone. It exports nothing.
-    let dir = std::env::temp_dir().join(format!("cmq-tests-world-{}", std::process::id()));
+    let dir = cmq_tests::test_dir().join(format!("cmq-tests-world-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("empty-component.wasm");
     std::fs::write(&path, b"\0asm\x0d\x00\x01\x00")?;

@@ -290,7 +290,9 @@ impl PrivatePostgres {
             .filter(|bin| bin.join("initdb").is_file())
             .max()
             .ok_or_else(|| anyhow::anyhow!("no PostgreSQL under /usr/lib/postgresql"))?;
-        let dir = std::env::temp_dir().join(format!("cmq-pg-{}", std::process::id()));
+        // In /tmp, not $TMPDIR: the `postgres` user must reach it, and a private
+        // temp folder (mode 0700) would keep it out.
+        let dir = PathBuf::from("/tmp").join(format!("cmq-pg-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
         if is_root() {

@@ -20,7 +20,7 @@ struct Pem {
 
 /// A self-signed certificate for `localhost`, written as PEM files.
 fn self_signed(name: &str) -> anyhow::Result<Pem> {
-    let dir = std::env::temp_dir().join(format!("cmq-tls-{name}-{}", std::process::id()));
+    let dir = cmq_tests::test_dir().join(format!("cmq-tls-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])?;
     std::fs::write(dir.join("cert.pem"), certified.cert.pem())?;

@@ -96,7 +96,7 @@ impl Config {
     }
 
     /// The config of a single component, served on every path: what `serve` makes of
-    /// its flags, and [`crate::Receiver::load`] of its options (the store aside).
+    /// its flags, and [`crate::receiver::Receiver::load`] of its options (the store aside).
     pub fn single(component: PathBuf, options: &ReceiverOptions) -> Config {
         Config {
             source: None,

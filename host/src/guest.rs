@@ -16,8 +16,8 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::Grants;
 use crate::bindings::{Decision, Message, PushHandlerPre};
+use crate::grants::Grants;
 use crate::guest_output::GuestOutput;
 use crate::loading::{Loaded, Loading};
 use crate::memory_cap::MemoryCap;

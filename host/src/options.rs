@@ -97,7 +97,7 @@ pub(crate) fn default_max_in_flight() -> usize {
 pub(crate) const MAX_LIMIT: usize = 1 << 20;
 
 /// Connections the push listener keeps open at once unless told otherwise (see
-/// [`crate::Server::limit_connections`]).
+/// [`crate::server::Server::limit_connections`]).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 /// How a receiver of one component treats pushes: its one route's options, the limits,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
-use crate::Grants;
+use crate::grants::Grants;
 
 /// One instance's outbound HTTP policy.
 pub(crate) struct OutboundHttp {

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::config::Config;
+use crate::receiver::Receiver;
 use crate::signals::OsSignal;
-use crate::{Config, Receiver};
 
 /// How often the watched files are looked at.
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);

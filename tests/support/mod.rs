@@ -15,6 +15,38 @@ use tokio::task::JoinHandle;
 /// The documented JSON push body, byte for byte (../shared/cmq-push-protocol.md).
 pub const DOCUMENTED_JSON_BODY: &str = r#"{"TopicOwner":100015036,"topicName":"MyTopic","subscriptionName":"mysubscription","msgId":"6942316962","msgBody":"test message","publishTime":11203432}"#;
 
+/// This test process's own folder in the temp directory, `$TMPDIR/cmq-tests/PID`,
+/// made on first use. The folders of test processes that have ended are removed then,
+/// so that no run leaves its stores, caches and files behind for long.
+pub fn test_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = std::env::temp_dir().join("cmq-tests");
+        if let Ok(entries) = std::fs::read_dir(&root) {
+            for entry in entries.flatten() {
+                let ended = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|name| name.parse::<u32>().ok())
+                    .is_some_and(|pid| has_ended(pid) == Some(true));
+                if ended {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        let dir = root.join(std::process::id().to_string());
+        std::fs::create_dir_all(&dir).expect("creating the test process's temp folder");
+        dir
+    })
+    .clone()
+}
+
+/// Whether the process `pid` has ended (`None` where the system cannot say).
+fn has_ended(pid: u32) -> Option<bool> {
+    let proc = std::path::Path::new("/proc");
+    proc.is_dir().then(|| !proc.join(pid.to_string()).exists())
+}
+
 /// A compiled guest component, as `cargo xtask guests` leaves it in `target/guests/`.
 pub fn guest(crate_name: &str) -> PathBuf {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -196,15 +228,7 @@ pub async fn fresh_store(backend: Backend) -> anyhow::Result<StoreLocation> {
         NEXT.fetch_add(1, Ordering::Relaxed)
     );
     match backend {
-        Backend::Sqlite => {
-            let dir = std::env::temp_dir().join("cmq-tests");
-            std::fs::create_dir_all(&dir)?;
-            let path = dir.join(format!("{name}.db"));
-            for suffix in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-            }
-            Ok(StoreLocation::Sqlite(path))
-        }
+        Backend::Sqlite => Ok(StoreLocation::Sqlite(test_dir().join(format!("{name}.db")))),
         Backend::Postgres => {
             let admin = std::env::var(POSTGRES_URL_VAR).map_err(|_| {
                 anyhow::anyhow!(
@@ -215,6 +239,7 @@ pub async fn fresh_store(backend: Backend) -> anyhow::Result<StoreLocation> {
             let (client, connection) =
                 tokio_postgres::connect(&admin, tokio_postgres::NoTls).await?;
             tokio::spawn(connection);
+            drop_databases_of_ended_runs(&client).await?;
             client
                 .batch_execute(&format!("CREATE DATABASE {name}"))
                 .await?;
@@ -224,4 +249,33 @@ pub async fn fresh_store(backend: Backend) -> anyhow::Result<StoreLocation> {
             Ok(StoreLocation::Postgres(format!("{base}/{name}")))
         }
     }
+}
+
+/// Drops the test databases of test processes that have ended (`cmq_test_PID_N`), once
+/// per process, so that runs do not pile databases up on the server.
+async fn drop_databases_of_ended_runs(client: &tokio_postgres::Client) -> anyhow::Result<()> {
+    static SWEPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if SWEPT.swap(true, Ordering::Relaxed) {
+        return Ok(());
+    }
+    let rows = client
+        .query(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'cmq\\_test\\_%'",
+            &[],
+        )
+        .await?;
+    for row in rows {
+        let name: String = row.get(0);
+        let pid = name
+            .strip_prefix("cmq_test_")
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if pid.is_some_and(|pid| has_ended(pid) == Some(true)) {
+            // Another process may be dropping it too: either way it goes.
+            let _ = client
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await;
+        }
+    }
+    Ok(())
 }

@@ -1,8 +1,7 @@
 //! The `cmq-host` binary as a user runs it: `serve` on a real port, a real push, SIGTERM;
 //! and start-up errors that must come before anything listens.
 //!
-//! This file is a test target of the `cmq-host` package (see host/Cargo.toml), so that
-//! cargo builds the binary for it.
+//! A test of the `cmq-host` package, so that cargo builds the binary for it.
 
 mod binary;
 
@@ -330,7 +329,7 @@ async fn dead_letters_are_listed_shown_replayed_and_purged() -> anyhow::Result<(
         assert_eq!(empty.trim(), "the dead-letter journal is empty");
     }
     // A store that does not exist is an error, not an empty journal.
-    let missing = std::env::temp_dir().join("cmq-tests/no-such-store.db");
+    let missing = cmq_tests::test_dir().join("no-such-store.db");
     let output = cmq_host()
         .args(["dead-letter", "list", "--state"])
         .arg(&missing)
@@ -422,7 +421,7 @@ fn an_invalid_token_is_refused_without_printing_it() -> anyhow::Result<()> {
 
 #[test]
 fn a_file_that_is_not_a_component_fails_before_listening() -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!("cmq-cli-{}", std::process::id()));
+    let dir = cmq_tests::test_dir().join(format!("cmq-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("not-a-component.wasm");
     std::fs::write(&path, b"this is not wasm")?;
@@ -539,7 +538,7 @@ fn a_bad_flag_fails_before_compiling() -> anyhow::Result<()> {
 fn push_reports_each_message_and_exits_one_when_any_is_discarded() -> anyhow::Result<()> {
     // Without a store CMQ's discard shows; with one, the last attempt is journaled.
     let (_server, _lines, url) = serve("faulty", &["--no-state"])?;
-    let messages = std::env::temp_dir().join(format!("cmq-push-{}.jsonl", std::process::id()));
+    let messages = cmq_tests::test_dir().join(format!("cmq-push-{}.jsonl", std::process::id()));
     std::fs::write(
         &messages,
         "{\"msgId\":\"cli-ack\",\"msgBody\":\"fine\"}\n\
@@ -609,7 +608,7 @@ fn push_reports_each_message_and_exits_one_when_any_is_discarded() -> anyhow::Re
 
 #[tokio::test]
 async fn a_compiled_component_serves_like_the_wasm_it_came_from() -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!("cmq-compile-{}", std::process::id()));
+    let dir = cmq_tests::test_dir().join(format!("cmq-compile-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let cwasm = dir.join("log_ack.cwasm");
     let compiled = cmq_host()
@@ -668,8 +667,7 @@ async fn a_compiled_component_serves_like_the_wasm_it_came_from() -> anyhow::Res
 #[tokio::test]
 async fn a_second_start_loads_the_component_from_the_compile_cache() -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
-    let cache =
-        std::env::temp_dir().join(format!("cmq-tests/compile-cache-{}", std::process::id()));
+    let cache = cmq_tests::test_dir().join(format!("compile-cache-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&cache);
     let cache_flag = cache.display().to_string();
     // Starts `serve` on the cache, checks how the component was loaded, pushes once.

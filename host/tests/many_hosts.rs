@@ -7,8 +7,7 @@
 //! HAProxy is Debian's package (`cargo xtask test` installs it and names it in
 //! `CMQ_TEST_HAPROXY`); the test starts its own instance on free ports and stops it.
 //!
-//! This file is a test target of the `cmq-host` package (see host/Cargo.toml), so that
-//! cargo builds the binary for it.
+//! A test of the `cmq-host` package, so that cargo builds the binary for it.
 
 mod binary;
 
@@ -36,7 +35,7 @@ async fn two_hosts_behind_haproxy_lose_nothing_when_one_is_killed_mid_run() -> a
         )
     })?;
     let state = fresh_state(true).await?;
-    let dir = std::env::temp_dir().join(format!("cmq-tests/many-hosts-{}", std::process::id()));
+    let dir = cmq_tests::test_dir().join(format!("many-hosts-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let [front, port_a, port_b] = [free_port()?, free_port()?, free_port()?];
 

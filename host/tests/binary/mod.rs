@@ -1,35 +1,21 @@
-//! Shared by the test targets that run the `cmq-host` binary (cli.rs, operations.rs):
+//! Shared by the test targets that run the `cmq-host` binary (cli.rs, operations.rs,
+//! store_log.rs, many_hosts.rs):
 //! starting it on a free port, reading its log, signalling it, pushing to it.
 
 #![allow(dead_code, reason = "each test target uses its own part of these")]
 
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-pub const DOCUMENTED_JSON_BODY: &str = r#"{"TopicOwner":100015036,"topicName":"MyTopic","subscriptionName":"mysubscription","msgId":"6942316962","msgBody":"test message","publishTime":11203432}"#;
-
-pub fn guest(crate_name: &str) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/guests")
-        .join(format!("{crate_name}.wasm"));
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo xtask guests`",
-        path.display()
-    );
-    path
-}
+pub use cmq_tests::{DOCUMENTED_JSON_BODY, guest};
 
 /// The binary, with a delivery store of its own in the temp directory unless the test
 /// names one with `--state`.
 pub fn cmq_host() -> Command {
-    let dir = std::env::temp_dir().join("cmq-tests");
-    std::fs::create_dir_all(&dir).expect("creating the tests' temp folder");
-    let state = dir.join(format!(
+    let state = cmq_tests::test_dir().join(format!(
         "cmq_cli_{}_{}.db",
         std::process::id(),
         next_number()
@@ -42,7 +28,7 @@ pub fn cmq_host() -> Command {
         // The compile cache of this test process, not the user's.
         .env(
             "XDG_CACHE_HOME",
-            std::env::temp_dir().join(format!("cmq-tests/cache-{}", std::process::id())),
+            cmq_tests::test_dir().join(format!("cache-{}", std::process::id())),
         );
     command
 }
@@ -157,14 +143,7 @@ pub fn cmq_push(
 /// The store's key of the documented JSON push with message id `id` (what `cmq_push`
 /// sends) to `serve COMPONENT`'s one route.
 pub fn documented_key(id: &str) -> String {
-    let body = DOCUMENTED_JSON_BODY.replace("6942316962", id);
-    let message = cmq_message::parse(
-        cmq_message::ExpectedFormat::Json,
-        &cmq_message::PushHeaders::default(),
-        body.as_bytes(),
-    )
-    .expect("the documented push parses");
-    cmq_host::message_key("default", &message)
+    cmq_tests::documented_key(cmq_host::SINGLE_ROUTE, id)
 }
 
 pub fn next_number() -> usize {
@@ -222,21 +201,14 @@ pub fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &s
 /// A new delivery store for `--state`: a SQLite file in the temp directory, or a new
 /// database on the PostgreSQL server `CMQ_TEST_POSTGRES_URL` names.
 pub async fn fresh_state(postgres: bool) -> anyhow::Result<String> {
-    let name = format!("cmq_cli_{}_{}", std::process::id(), next_number());
-    if !postgres {
-        let dir = std::env::temp_dir().join("cmq-tests");
-        std::fs::create_dir_all(&dir)?;
-        return Ok(dir.join(format!("{name}.db")).display().to_string());
-    }
-    let admin = std::env::var("CMQ_TEST_POSTGRES_URL")
-        .map_err(|_| anyhow::anyhow!("CMQ_TEST_POSTGRES_URL is not set: run `cargo xtask test`"))?;
-    let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
-    client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await?;
-    let base = admin
-        .rsplit_once('/')
-        .map_or(admin.as_str(), |(base, _)| base);
-    Ok(format!("{base}/{name}"))
+    let backend = if postgres {
+        cmq_tests::Backend::Postgres
+    } else {
+        cmq_tests::Backend::Sqlite
+    };
+    Ok(match cmq_tests::fresh_store(backend).await? {
+        cmq_host::StoreLocation::Sqlite(path) => path.display().to_string(),
+        // The URL as it is, password included: the spawned host must log in with it.
+        cmq_host::StoreLocation::Postgres(url) => url,
+    })
 }

@@ -2,8 +2,7 @@
 //! a real Prometheus parser, health, JSON logs, and reloads (under load, and of a broken
 //! component or config).
 //!
-//! This file is a test target of the `cmq-host` package (see host/Cargo.toml), so that
-//! cargo builds the binary for it.
+//! A test of the `cmq-host` package, so that cargo builds the binary for it.
 
 mod binary;
 
@@ -17,11 +16,7 @@ use binary::*;
 
 /// A directory of this test's own, for its config and component copies.
 fn scratch() -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join("cmq-tests").join(format!(
-        "ops_{}_{}",
-        std::process::id(),
-        next_number()
-    ));
+    let dir = cmq_tests::test_dir().join(format!("ops_{}_{}", std::process::id(), next_number()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }

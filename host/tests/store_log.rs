@@ -3,8 +3,7 @@
 //! load ends. Without a checkpoint that lets the log start again, it grows by about
 //! 2 KB per message for as long as pushes keep coming.
 //!
-//! This file is a test target of the `cmq-host` package (see host/Cargo.toml), so that
-//! cargo builds the binary for it.
+//! A test of the `cmq-host` package, so that cargo builds the binary for it.
 
 mod binary;
 
@@ -31,7 +30,7 @@ const SHM_BOUND: u64 = 512 << 10;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_log_stays_bounded_under_load_and_is_emptied_after_it() -> anyhow::Result<()> {
-    let dir = std::env::temp_dir()
+    let dir = cmq_tests::test_dir()
         .join("cmq-tests")
         .join(format!("store-log-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
