@@ -1,8 +1,14 @@
 //! `cmq-host`: receive Tencent Cloud CMQ topic pushes over HTTP and hand each message to a
 //! fresh, sandboxed WebAssembly component, whose decision becomes the answer CMQ sees.
 //!
-//! A push is answered 2xx only when the guest acknowledged or deliberately dropped it;
-//! every fault, timeout or overload answers non-2xx so that CMQ redelivers.
+//! A push is answered 2xx only when the guest acknowledged or deliberately dropped it,
+//! or the dead-letter journal keeps it; every other fault, timeout or overload answers
+//! non-2xx so that CMQ redelivers.
+//!
+//! A push goes through these modules, in this order, each importing only those before
+//! it: `listener` (accept), `receiver` (its route), `intake` (admit, read, parse),
+//! `delivery` (claim, run the guest, record), `report` (log line, metrics) and `answer`
+//! (the HTTP answer). The README's "How a push flows" says what each does.
 //!
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {
