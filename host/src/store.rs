@@ -266,7 +266,7 @@ impl Store {
     }
 
     /// Notes a delivery of the message `push_key` names that was answered before any
-    /// claim (overloaded, say): it is written within [`upkeep::FLUSH_INTERVAL`] and
+    /// claim (overloaded, say): it is written within 200 ms and
     /// counted by the message's next claim, on any host.
     pub fn note_delivery(&self, push_key: String) {
         upkeep::start(self);
