@@ -67,45 +67,13 @@ impl Listener {
         let mut last_limit_warning: Option<Instant> = None;
         tokio::pin!(shutdown);
         loop {
-            // A slot before accepting: at the limit, new connections wait in the listen
-            // backlog (the kernel's, not ours) until an open one closes.
-            let slot = match slots.clone().try_acquire_owned() {
-                Ok(slot) => slot,
-                Err(_) => {
-                    if last_limit_warning.is_none_or(|at| at.elapsed() >= LIMIT_WARNING_INTERVAL) {
-                        last_limit_warning = Some(Instant::now());
-                        tracing::warn!(
-                            listener = name,
-                            max_connections = self.max_connections,
-                            "connection limit reached: new connections wait until one closes"
-                        );
-                    }
-                    tokio::select! {
-                        slot = slots.clone().acquire_owned() => match slot {
-                            Ok(slot) => slot,
-                            Err(_closed) => break,
-                        },
-                        () = &mut shutdown => break,
-                    }
-                }
-            };
-            let (stream, peer) = tokio::select! {
-                accepted = self.listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(err) => {
-                        // Out of file descriptors and the like: keep serving the
-                        // connections already open, try again shortly.
-                        tracing::warn!(listener = name, "accept failed: {err}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
+            let accepted = tokio::select! {
+                accepted = self.next(&slots, &mut last_limit_warning) => accepted,
                 () = &mut shutdown => break,
             };
-            if !self.allowlist.allows(peer.ip()) {
-                tracing::info!(%peer, listener = name, "connection refused: source address not allowed");
+            let Some((stream, peer, slot)) = accepted else {
                 continue;
-            }
+            };
             let connection = Connection {
                 stream,
                 peer,
@@ -135,6 +103,49 @@ impl Listener {
             );
         }
         connections.shutdown().await;
+    }
+}
+
+impl Listener {
+    /// The next connection to serve, with its slot: a slot first (at the limit, new
+    /// connections wait in the listen backlog, the kernel's, not ours, until an open one
+    /// closes), then the connection. `None` for one that failed or is not allowed.
+    async fn next(
+        &self,
+        slots: &Arc<Semaphore>,
+        last_limit_warning: &mut Option<Instant>,
+    ) -> Option<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
+        let name = self.name;
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                if last_limit_warning.is_none_or(|at| at.elapsed() >= LIMIT_WARNING_INTERVAL) {
+                    *last_limit_warning = Some(Instant::now());
+                    tracing::warn!(
+                        listener = name,
+                        max_connections = self.max_connections,
+                        "connection limit reached: new connections wait until one closes"
+                    );
+                }
+                // The semaphore is never closed.
+                slots.clone().acquire_owned().await.ok()?
+            }
+        };
+        let (stream, peer) = match self.listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                // Out of file descriptors and the like: keep serving the connections
+                // already open, try again shortly.
+                tracing::warn!(listener = name, "accept failed: {err}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                return None;
+            }
+        };
+        if !self.allowlist.allows(peer.ip()) {
+            tracing::info!(%peer, listener = name, "connection refused: source address not allowed");
+            return None;
+        }
+        Some((stream, peer, slot))
     }
 }
 

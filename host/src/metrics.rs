@@ -7,7 +7,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 /// The label of pushes that no route serves.
 pub(crate) const NO_ROUTE: &str = "none";
@@ -69,106 +69,104 @@ pub(crate) struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::default();
-        let messages = Family::<DecisionLabels, Counter>::default();
-        registry.register(
-            "cmq_messages",
-            "Messages a guest decided on, by route and decision (ack, drop, retry, or \
+        let r = &mut registry;
+        let metrics = Metrics {
+            registry: Registry::default(),
+            messages: registered(
+                r,
+                "cmq_messages",
+                "Messages a guest decided on, by route and decision (ack, drop, retry, or \
              fault when the guest gave none)",
-            messages.clone(),
-        );
-        let duration: DurationFamily = Family::new_with_constructor(|| {
-            // 1 ms to about 16 s: CMQ waits 15 s for an answer.
-            Histogram::new(exponential_buckets(0.001, 2.0, 15))
-        });
-        registry.register(
-            "cmq_message_duration_seconds",
-            "Time from a push's first byte to its answer, for messages a guest ran on",
-            duration.clone(),
-        );
-        let faults = Family::<FaultLabels, Counter>::default();
-        registry.register(
-            "cmq_guest_faults",
-            "Guests that gave no decision, by kind: trap, deadline, instantiate",
-            faults.clone(),
-        );
-        let in_flight = Family::<RouteLabel, Gauge>::default();
-        registry.register(
-            "cmq_messages_in_flight",
-            "Messages being handled now",
-            in_flight.clone(),
-        );
-        let overloaded = Family::<RouteLabel, Counter>::default();
-        registry.register(
-            "cmq_overload_answers",
-            "Pushes answered 503 because too many messages were in flight",
-            overloaded.clone(),
-        );
-        let dedupe_hits = Family::<RouteLabel, Counter>::default();
-        registry.register(
-            "cmq_dedupe_hits",
-            "Pushes of an already acknowledged message, answered 200 without a guest",
-            dedupe_hits.clone(),
-        );
-        let dead_letters = Family::<RouteLabel, Counter>::default();
-        registry.register(
-            "cmq_dead_letter_writes",
-            "Messages written to the dead-letter journal (drops and last attempts)",
-            dead_letters.clone(),
-        );
-        let rejected = Family::<StatusLabels, Counter>::default();
-        registry.register(
-            "cmq_pushes_rejected",
-            "Requests refused before a guest ran (no route, bad token, bad body), by status",
-            rejected.clone(),
-        );
-        let store_errors = Family::<RouteLabel, Counter>::default();
-        registry.register(
-            "cmq_store_errors",
-            "Pushes answered 503 because the delivery store failed",
-            store_errors.clone(),
-        );
-        let reloads = Family::<ResultLabel, Counter>::default();
-        registry.register(
-            "cmq_reloads",
-            "Reloads of the routes and components, by result: ok or error",
-            reloads.clone(),
-        );
-        let generation = Gauge::default();
-        registry.register(
-            "cmq_routes_generation",
-            "Which load of the routes is serving: 1 at start, one more per reload",
-            generation.clone(),
-        );
-        let uncounted_lost = Counter::default();
-        registry.register(
-            "cmq_uncounted_deliveries_lost",
-            "Deliveries answered before their claim that could not be counted, because too \
+                Family::<DecisionLabels, Counter>::default(),
+            ),
+            duration: registered(
+                r,
+                "cmq_message_duration_seconds",
+                "Time from a push's first byte to its answer, for messages a guest ran on",
+                Family::new_with_constructor(|| {
+                    // 1 ms to about 16 s: CMQ waits 15 s for an answer.
+                    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+                }),
+            ),
+            faults: registered(
+                r,
+                "cmq_guest_faults",
+                "Guests that gave no decision, by kind: trap, deadline, instantiate",
+                Family::<FaultLabels, Counter>::default(),
+            ),
+            in_flight: registered(
+                r,
+                "cmq_messages_in_flight",
+                "Messages being handled now",
+                Family::<RouteLabel, Gauge>::default(),
+            ),
+            overloaded: registered(
+                r,
+                "cmq_overload_answers",
+                "Pushes answered 503 because too many messages were in flight",
+                Family::<RouteLabel, Counter>::default(),
+            ),
+            dedupe_hits: registered(
+                r,
+                "cmq_dedupe_hits",
+                "Pushes of an already acknowledged message, answered 200 without a guest",
+                Family::<RouteLabel, Counter>::default(),
+            ),
+            dead_letters: registered(
+                r,
+                "cmq_dead_letter_writes",
+                "Messages written to the dead-letter journal (drops and last attempts)",
+                Family::<RouteLabel, Counter>::default(),
+            ),
+            rejected: registered(
+                r,
+                "cmq_pushes_rejected",
+                "Requests refused before a guest ran (no route, bad token, bad body), by status",
+                Family::<StatusLabels, Counter>::default(),
+            ),
+            store_errors: registered(
+                r,
+                "cmq_store_errors",
+                "Pushes answered 503 because the delivery store failed",
+                Family::<RouteLabel, Counter>::default(),
+            ),
+            reloads: registered(
+                r,
+                "cmq_reloads",
+                "Reloads of the routes and components, by result: ok or error",
+                Family::<ResultLabel, Counter>::default(),
+            ),
+            generation: registered(
+                r,
+                "cmq_routes_generation",
+                "Which load of the routes is serving: 1 at start, one more per reload",
+                Gauge::default(),
+            ),
+            uncounted_lost: registered(
+                r,
+                "cmq_uncounted_deliveries_lost",
+                "Deliveries answered before their claim that could not be counted, because too \
              many were waiting for the store: alert on any",
-            uncounted_lost.clone(),
-        );
-        let store_files = Family::<FileLabel, Gauge>::default();
-        registry.register(
-            "cmq_store_file_bytes",
-            "Size of the SQLite store's files: database, wal (the write-ahead log) and shm",
-            store_files.clone(),
-        );
+                Counter::default(),
+            ),
+            store_files: registered(
+                r,
+                "cmq_store_file_bytes",
+                "Size of the SQLite store's files: database, wal (the write-ahead log) and shm",
+                Family::<FileLabel, Gauge>::default(),
+            ),
+        };
         Metrics {
             registry,
-            messages,
-            duration,
-            faults,
-            in_flight,
-            overloaded,
-            dedupe_hits,
-            dead_letters,
-            rejected,
-            store_errors,
-            uncounted_lost,
-            reloads,
-            generation,
-            store_files,
+            ..metrics
         }
     }
+}
+
+/// `metric`, registered in `registry` under `name` with `help`.
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 fn route(name: &str) -> RouteLabel {

@@ -155,7 +155,7 @@ pub fn unavailable(language: Language) -> Option<String> {
         Language::Python => ("python3", &PYTHON_PACKAGES),
         Language::JavaScript => ("npm", &NODE_PACKAGES),
     };
-    if crate::guests::is_root() || runs(program, &["--version"]) {
+    if crate::system::is_root() || runs(program, &["--version"]) {
         return None;
     }
     Some(format!(
@@ -242,19 +242,14 @@ fn ensure_command(program: &str, args: &[&str], packages: &[&str]) -> Result<()>
     if runs() {
         return Ok(());
     }
-    if !crate::guests::is_root() {
+    if !crate::system::is_root() {
         bail!(
             "{program} is missing: install Debian's {} (apt-get install {})",
             packages.join(", "),
             packages.join(" ")
         );
     }
-    let mut install = vec!["install", "-y"];
-    install.extend_from_slice(packages);
-    if crate::guests::apt_get(&install).is_err() {
-        crate::guests::apt_get(&["update"])?;
-        crate::guests::apt_get(&install)?;
-    }
+    crate::system::install(packages)?;
     if !runs() {
         bail!(
             "{program} still does not run after installing {}",

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::system::{is_root, output};
 use crate::{cargo, componentize, repo_root};
 
 const TARGET: &str = "wasm32-wasip2";
@@ -416,31 +417,13 @@ fn install_fallback(rustc: &Path, missing: &[String]) -> Result<()> {
         missing.join(", "),
         APT_PACKAGES.join(" "),
     );
-    apt_get(&["update"])?;
-    apt_get(&[&["install", "-y"][..], &APT_PACKAGES[..]].concat())?;
+    crate::system::install(&APT_PACKAGES)?;
     let still_missing = missing_fallback_parts();
     if !still_missing.is_empty() {
         bail!(
             "still missing after apt-get install: {}",
             still_missing.join(", ")
         );
-    }
-    Ok(())
-}
-
-/// Whether this runs as root (and so may install packages without asking).
-pub(crate) fn is_root() -> bool {
-    output(Path::new("id"), &["-u"]).is_some_and(|uid| uid.trim() == "0")
-}
-
-pub(crate) fn apt_get(args: &[&str]) -> Result<()> {
-    let status = Command::new("apt-get")
-        .args(args)
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .context("running apt-get")?;
-    if !status.success() {
-        bail!("apt-get {} failed ({status})", args.join(" "));
     }
     Ok(())
 }
@@ -484,14 +467,6 @@ fn check_component(bytes: &[u8]) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// A command's stdout, when it ran and succeeded.
-fn output(program: &Path, args: &[&str]) -> Option<String> {
-    let out = Command::new(program).args(args).output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn version(rustc: &Path) -> Option<String> {

@@ -20,18 +20,14 @@ pub fn ensure() -> Result<String> {
         return Ok(bin);
     }
     if !Path::new(DEBIAN_BIN).is_file() {
-        if !crate::guests::is_root() {
+        if !crate::system::is_root() {
             bail!(
                 "the many-hosts test needs HAProxy: install Debian's package haproxy, set \
                  {BIN_VAR} to a haproxy binary, or run as root so that this installs it"
             );
         }
         eprintln!("xtask: installing HAProxy (apt-get install haproxy)");
-        let install = ["install", "-y", "--no-install-recommends", "haproxy"];
-        if crate::guests::apt_get(&install).is_err() {
-            crate::guests::apt_get(&["update"])?;
-            crate::guests::apt_get(&install)?;
-        }
+        crate::system::install(&["haproxy"])?;
     }
     Ok(DEBIAN_BIN.to_owned())
 }

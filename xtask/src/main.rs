@@ -8,6 +8,7 @@ mod guests;
 mod haproxy;
 mod postgres;
 mod store_growth;
+mod system;
 mod test;
 
 use std::path::{Path, PathBuf};

@@ -69,7 +69,7 @@ struct Cluster {
 
 /// Installs, starts and prepares the local cluster.
 fn local_cluster() -> Result<Cluster> {
-    if !crate::guests::is_root() {
+    if !crate::system::is_root() {
         bail!(
             "the shared store's tests need a PostgreSQL server: set {URL_VAR} to \
              postgres://USER:PASSWORD@HOST:PORT/DATABASE (a role that may create \
@@ -78,10 +78,7 @@ fn local_cluster() -> Result<Cluster> {
     }
     if !Path::new("/usr/bin/pg_ctlcluster").is_file() || server_versions().is_empty() {
         eprintln!("xtask: installing PostgreSQL (apt-get install postgresql)");
-        if crate::guests::apt_get(&["install", "-y", "postgresql"]).is_err() {
-            crate::guests::apt_get(&["update"])?;
-            crate::guests::apt_get(&["install", "-y", "postgresql"])?;
-        }
+        crate::system::install(&["postgresql"])?;
     }
     let version = server_versions()
         .pop()

@@ -1,0 +1,43 @@
+//! The machine the tasks run on: who runs them, its commands, and Debian's packages.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// Whether this runs as root (and so may install packages without asking).
+pub(crate) fn is_root() -> bool {
+    output(Path::new("id"), &["-u"]).is_some_and(|uid| uid.trim() == "0")
+}
+
+fn apt_get(args: &[&str]) -> Result<()> {
+    let status = Command::new("apt-get")
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .context("running apt-get")?;
+    if !status.success() {
+        bail!("apt-get {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+/// Installs Debian's `packages`, updating the package lists first when the install
+/// fails (a fresh machine has none).
+pub(crate) fn install(packages: &[&str]) -> Result<()> {
+    let mut install = vec!["install", "-y"];
+    install.extend_from_slice(packages);
+    if apt_get(&install).is_err() {
+        apt_get(&["update"])?;
+        apt_get(&install)?;
+    }
+    Ok(())
+}
+
+/// A command's stdout, when it ran and succeeded.
+pub(crate) fn output(program: &Path, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
