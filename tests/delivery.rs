@@ -256,13 +256,15 @@ async fn a_delivery_answered_overloaded_counts_and_the_last_one_is_still_journal
 -> anyhow::Result<()> {
     for backend in BACKENDS {
         let location = fresh_store(backend).await?;
+        // BACKOFF_RETRY's four deliveries, the last of them journaled.
+        let route = RouteOptions {
+            max_attempts: 4,
+            ..Default::default()
+        };
         let busy = host_with(
             &location,
             ReceiverOptions {
-                route: RouteOptions {
-                    max_attempts: 4,
-                    ..Default::default()
-                },
+                route: route.clone(),
                 limits: SharedLimits {
                     max_in_flight: 1,
                     ..Default::default()
@@ -274,10 +276,7 @@ async fn a_delivery_answered_overloaded_counts_and_the_last_one_is_still_journal
         let other = host_with(
             &location,
             ReceiverOptions {
-                route: RouteOptions {
-                    max_attempts: 4,
-                    ..Default::default()
-                },
+                route,
                 ..Default::default()
             },
         )

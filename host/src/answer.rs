@@ -68,9 +68,11 @@ pub(crate) fn refused(refusal: &Refusal) -> Response<AnswerBody> {
 /// The answer for a guest that gave no decision: nothing of its internals, which go to
 /// the log.
 pub(crate) fn guest_failed(fault: &GuestFault) -> Response<AnswerBody> {
-    match fault_status(fault) {
-        StatusCode::SERVICE_UNAVAILABLE => unavailable("overloaded"),
-        status => text(status, "guest failed".to_owned()),
+    match fault {
+        GuestFault::Instantiate(_) => unavailable("overloaded"),
+        GuestFault::Deadline(_) | GuestFault::Trap(_) => {
+            text(fault_status(fault), "guest failed".to_owned())
+        }
     }
 }
 

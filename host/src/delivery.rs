@@ -110,6 +110,13 @@ impl Delivery<'_> {
         }
     }
 
+    /// Whether `attempt` is the route's last (`max_attempts`; 0: none is), on which a
+    /// message that is not acknowledged goes to the journal.
+    fn is_last(&self, attempt: u32) -> bool {
+        let max = self.route.options.max_attempts;
+        max > 0 && attempt >= max
+    }
+
     /// Claims the message in `store`: a claim to run it, or the outcome without a run.
     async fn claim<'s>(
         &self,
@@ -146,7 +153,7 @@ impl Delivery<'_> {
     async fn busy(&self, store: &Store, key: &str, kept: Kept) -> Outcome {
         let attempt = kept.attempt;
         let max = self.route.options.max_attempts;
-        if max == 0 || attempt < max {
+        if !self.is_last(attempt) {
             return Outcome::Busy {
                 attempt,
                 journaled: None,
@@ -183,7 +190,7 @@ impl Delivery<'_> {
     /// failed (logged: the guest runs all the same, its decision may yet be a 2xx).
     async fn keep_last_delivery(&self, claimed: &Claimed<'_>, kept: &Kept) -> Option<i64> {
         let max = self.route.options.max_attempts;
-        if max == 0 || claimed.attempt < max {
+        if !self.is_last(claimed.attempt) {
             return None;
         }
         let entry = kept.clone().entry(format!(
@@ -255,7 +262,7 @@ impl Delivery<'_> {
             Err(fault) => format!("fault: {fault}"),
         };
         let max = self.route.options.max_attempts;
-        if max > 0 && attempt >= max {
+        if self.is_last(attempt) {
             let entry = kept.entry(format!("{failure} (attempt {attempt}, the last of {max})"));
             match store.journal(entry, key, Some(token)).await {
                 Ok(id) => return Recorded::Journaled(id),

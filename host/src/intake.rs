@@ -124,7 +124,7 @@ pub(crate) async fn take<'a>(
 
 /// The `x-cmq-message-id` header, if there is one, as text (an error when it is not
 /// UTF-8).
-pub(crate) fn message_id(headers: &HeaderMap) -> Option<Result<&str, std::str::Utf8Error>> {
+fn message_id(headers: &HeaderMap) -> Option<Result<&str, std::str::Utf8Error>> {
     headers
         .get(cmq_message::HEADER_MESSAGE_ID)
         .map(|id| std::str::from_utf8(id.as_bytes()))

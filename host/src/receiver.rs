@@ -229,14 +229,13 @@ impl Receiver {
             return answer::refused(&Refusal::NotFound);
         };
         // With a store, a push handler's deliveries are counted even when answered
-        // before the claim: by the header's id, all that is known before the body.
-        let counted_as = match (&self.store, route.guest.serves()) {
-            (Some(_), ServeAs::PushHandler | ServeAs::Auto) => {
-                match intake::message_id(request.headers()) {
-                    Some(Ok(id)) => Some(push_key(&route.name, id)),
-                    _ => None,
-                }
-            }
+        // before the claim: by the header's id, all that is known before the body. The
+        // header is kept (a reference count), its key made only if it is needed.
+        let header_id = match (&self.store, route.guest.serves()) {
+            (Some(_), ServeAs::PushHandler | ServeAs::Auto) => request
+                .headers()
+                .get(cmq_message::HEADER_MESSAGE_ID)
+                .cloned(),
             _ => None,
         };
         let Taken {
@@ -246,10 +245,11 @@ impl Receiver {
             Ok(taken) => taken,
             Err(err) => {
                 report::refused(&self.metrics, peer, &route.name, &err);
-                if let (Some(store), Some(push_key)) = (&self.store, counted_as)
+                if let (Some(store), Some(id)) = (&self.store, &header_id)
                     && err.is_a_delivery()
+                    && let Ok(id) = std::str::from_utf8(id.as_bytes())
                 {
-                    store.note_delivery(push_key);
+                    store.note_delivery(push_key(&route.name, id));
                 }
                 return answer::refused(&err);
             }

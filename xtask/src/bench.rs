@@ -397,17 +397,7 @@ pub(crate) fn ensure_wrk() -> Result<PathBuf> {
         return Ok(wrk);
     }
     eprintln!("xtask bench: installing wrk (apt-get install wrk)");
-    let mut apt = Command::new("apt-get");
-    apt.args(["install", "-y", "--no-install-recommends", "wrk"])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        // The report is stdout: apt's chatter goes to stderr.
-        .stdout(Stdio::from(std::io::stderr()));
-    let installed = apt.status().is_ok_and(|s| s.success())
-        || (Command::new("apt-get")
-            .arg("update")
-            .status()
-            .is_ok_and(|s| s.success())
-            && apt.status().is_ok_and(|s| s.success()));
+    let installed = crate::system::install(&["wrk"]).is_ok();
     match which("wrk") {
         Some(wrk) if installed => Ok(wrk),
         _ => bail!("wrk is missing and could not be installed: install Debian's package wrk"),

@@ -1,7 +1,7 @@
 //! The machine the tasks run on: who runs them, its commands, and Debian's packages.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
@@ -14,6 +14,8 @@ fn apt_get(args: &[&str]) -> Result<()> {
     let status = Command::new("apt-get")
         .args(args)
         .env("DEBIAN_FRONTEND", "noninteractive")
+        // Some tasks' reports are their stdout: apt's chatter goes to stderr.
+        .stdout(Stdio::from(std::io::stderr()))
         .status()
         .context("running apt-get")?;
     if !status.success() {

@@ -22,7 +22,11 @@ pub(super) const KEEP_RECORDS: Duration = Duration::from_secs(25 * 3600);
 /// Starts the upkeep of `store`, once; a store that only serves the `dead-letter`
 /// command (no delivery) never starts it, and prunes nothing.
 pub(super) fn start(store: &Store) {
-    if store.shared.upkeep_started.swap(true, Ordering::Relaxed) {
+    // Read first: every claim comes here, and a write would bounce the flag's cache
+    // line between the threads that claim.
+    if store.shared.upkeep_started.load(Ordering::Relaxed)
+        || store.shared.upkeep_started.swap(true, Ordering::Relaxed)
+    {
         return;
     }
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
