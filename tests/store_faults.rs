@@ -1,5 +1,5 @@
-//! The store failing while the host serves: a SQLite file made unwritable, a PostgreSQL
-//! server stopped mid-load. Pushes in the outage are answered non-2xx, none is
+//! The store failing while the host serves: a SQLite file made unwritable, or locked by
+//! another process, a PostgreSQL server stopped mid-load. Pushes in the outage are answered non-2xx, none is
 //! acknowledged falsely, and after recovery every message is handled by its guest or
 //! kept in the journal, with the deliveries of the outage counted.
 
@@ -9,8 +9,8 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cmq_host::{ReceiverOptions, RouteOptions, Store, StoreLocation};
-use cmq_tests::{TestHost, json_body, log_lines_with, push};
+use cmq_host::{ExpectedFormat, ReceiverOptions, RouteOptions, Store, StoreLocation};
+use cmq_tests::{Backend, TestHost, fresh_store, json_body, log_lines_with, push};
 use reqwest::StatusCode;
 
 /// Messages pushed by the load, each redelivered until it gets a 2xx.
@@ -246,6 +246,68 @@ async fn a_postgres_server_stopped_mid_load_loses_and_falsely_acks_nothing() -> 
         Ok((broken, mended))
     };
     load_through_an_outage("postgres-stopped", &host, &location, outage).await?;
+    host.stop().await
+}
+
+#[tokio::test]
+async fn a_sqlite_store_another_process_holds_locked_waits_for_it_and_the_host_serves_on()
+-> anyhow::Result<()> {
+    let location = fresh_store(Backend::Sqlite).await?;
+    let StoreLocation::Sqlite(path) = &location else {
+        unreachable!("a SQLite location")
+    };
+    let mut options = options(&location).await?;
+    // So that a body that is not JSON is refused before any claim.
+    options.route.format = ExpectedFormat::Json;
+    let host = TestHost::start("faulty", options).await?;
+    let client = reqwest::Client::new();
+    let first = push(
+        &client,
+        &host.url(),
+        "before-lock",
+        "ack",
+        json_body("before-lock"),
+    )
+    .send()
+    .await?;
+    assert_eq!(first.status(), StatusCode::OK);
+
+    // What `cmq-host dead-letter replay` does to the file while it writes: hold the
+    // write lock.
+    let other = rusqlite::Connection::open(path)?;
+    other.execute_batch("BEGIN IMMEDIATE")?;
+    let waiting = tokio::spawn(
+        push(
+            &client,
+            &host.url(),
+            "while-locked",
+            "ack",
+            json_body("while-locked"),
+        )
+        .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a push was answered while another process held the store locked"
+    );
+    // The claim waits for the lock on a thread of its own: what needs no store is
+    // answered at once meanwhile.
+    let started = Instant::now();
+    let bad = push(&client, &host.url(), "bad", "ack", "not a push")
+        .send()
+        .await?;
+    let status = bad.status();
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{}", bad.text().await?);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "a bad push took {:?} to be refused while the store was locked",
+        started.elapsed()
+    );
+    other.execute_batch("COMMIT")?;
+    let answered = tokio::time::timeout(Duration::from_secs(5), waiting).await???;
+    assert_eq!(answered.status(), StatusCode::OK);
+    assert_eq!(answered.text().await?, "ok");
     host.stop().await
 }
 

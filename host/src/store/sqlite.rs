@@ -1,7 +1,7 @@
-//! The embedded store: one SQLite file, written by one thread.
+//! The embedded store: one SQLite file, written by one connection.
 //!
-//! Every operation is sent to the writer thread, which takes all that are waiting,
-//! runs them in one transaction and commits once (group commit). The database is in
+//! Every write is queued for the writer ([`writer`]), a task that takes all that are
+//! waiting, runs them in one transaction and commits once (group commit). The database is in
 //! WAL mode with `synchronous=NORMAL`, so a commit survives the process being killed
 //! but is synced to disk only at checkpoints; a batch holding a dead-letter write is
 //! committed with `synchronous=FULL`, synced before any of its callers hear back.
@@ -12,11 +12,11 @@ mod wal;
 mod writer;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use super::request::{ClaimRequest, Journal, Settle, attempts, now_ms, parse_format, time_of};
 use super::sql::{
@@ -31,15 +31,18 @@ const PAGE_SIZE: i64 = 1024;
 
 pub use wal::WAL_LIMIT;
 use wal::{Log, note_wal_frames};
-use writer::{Job, in_savepoint, write_loop};
+use writer::{Job, Writer, in_savepoint};
 
-/// How long a writer waits for a lock another process holds (the CLI, say).
+/// Statements kept prepared per connection: more than the store has.
+const STATEMENT_CACHE: usize = 32;
+
+/// How long a reader waits for a lock another process holds (the CLI, say).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A handle to the writer thread; cloning shares it.
+/// A handle to the writer; cloning shares it.
 #[derive(Clone)]
 pub(super) struct SqliteStore {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::UnboundedSender<Job>,
     /// Reads (the journal, a record) go over a connection of their own, outside the
     /// writer's transactions: listing the journal takes no write lock, and holds up
     /// no push.
@@ -50,43 +53,29 @@ impl SqliteStore {
     pub(super) async fn open(path: &Path) -> Result<Self, StoreError> {
         let reader_path = path.to_owned();
         let path = path.to_owned();
-        let (jobs, queue) = mpsc::channel::<Job>();
-        let (opened, ready) = oneshot::channel();
-        std::thread::Builder::new()
-            .name("cmq-store".into())
-            .spawn(move || match open_connection(&path) {
-                Ok(conn) => {
-                    // Checkpoints run on a thread of their own; they stop when the
-                    // writer ends, which drops its `Log` and with it the nudges.
-                    let page_size = conn
-                        .pragma_query_value(None, "page_size", |row| row.get(0))
-                        .unwrap_or(PAGE_SIZE);
-                    // A log an older cmq-host left (it grew without bound) is copied
-                    // now, before any push waits on it; PASSIVE blocks no other process.
-                    if let Err(err) =
-                        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-                    {
-                        tracing::warn!("store checkpoint failed: {err}");
-                    }
-                    let (log, checkpoints) = Log::new(page_size);
-                    let checkpointer = std::thread::Builder::new()
-                        .name("cmq-store-checkpoint".into())
-                        .spawn(move || checkpoints.run(&path));
-                    if let Err(err) = checkpointer {
-                        let _ = opened.send(Err(StoreError::new("starting checkpoints", err)));
-                        return;
-                    }
-                    let _ = opened.send(Ok(()));
-                    write_loop(&conn, &queue, log);
-                }
-                Err(err) => {
-                    let _ = opened.send(Err(err));
-                }
-            })
-            .map_err(|err| StoreError::new("starting the store thread", err))?;
-        ready
-            .await
-            .map_err(|_| StoreError("the store thread stopped".into()))??;
+        let opened = tokio::task::spawn_blocking(move || {
+            let conn = open_connection(&path)?;
+            // A log an older cmq-host left (it grew without bound) is copied now,
+            // before any push waits on it; PASSIVE blocks no other process.
+            if let Err(err) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!("store checkpoint failed: {err}");
+            }
+            let page_size = conn
+                .pragma_query_value(None, "page_size", |row| row.get(0))
+                .unwrap_or(PAGE_SIZE);
+            // Checkpoints run on a thread of their own; they stop when the writer
+            // ends, which drops its `Log` and with it the nudges.
+            let (log, checkpoints) = Log::new(page_size);
+            std::thread::Builder::new()
+                .name("cmq-store-checkpoint".into())
+                .spawn(move || checkpoints.run(&path))
+                .map_err(|err| StoreError::new("starting checkpoints", err))?;
+            Ok::<_, StoreError>(Writer::new(conn, log))
+        })
+        .await
+        .map_err(|err| StoreError::new("opening the store", err))??;
+        let (jobs, queue) = mpsc::unbounded_channel::<Job>();
+        tokio::spawn(opened.run(queue));
         let reader = Connection::open_with_flags(
             &reader_path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -149,10 +138,10 @@ impl SqliteStore {
         };
         self.jobs
             .send(job)
-            .map_err(|_| StoreError("the store thread stopped".into()))?;
+            .map_err(|_| StoreError("the store's writer stopped".into()))?;
         result
             .await
-            .map_err(|_| StoreError("the store thread stopped".into()))?
+            .map_err(|_| StoreError("the store's writer stopped".into()))?
     }
 
     pub(super) async fn claim(&self, request: ClaimRequest) -> Result<Claim, StoreError> {
@@ -344,6 +333,8 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
             )
         })
         .map_err(|err| StoreError::new(&context("preparing"), err))?;
+    // Every statement the writer runs stays prepared (rusqlite keeps 16 by default).
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     // After `wal_autocheckpoint`, which sets a hook of its own.
     conn.wal_hook(Some(note_wal_frames));
     Ok(conn)

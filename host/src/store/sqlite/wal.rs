@@ -8,7 +8,7 @@
 //!   [`RESTART_GAP`] frames and every second, without blocking anyone;
 //! - once the log holds [`WAL_LIMIT`] and the checkpoints are close behind its end, the
 //!   writer ([`Log`]) pauses between two transactions to copy the little that is left
-//!   itself, so that its next transaction starts the log again, and
+//!   itself (on a blocking thread: a copy syncs), so that its next transaction starts the log again, and
 //!   `journal_size_limit` cuts the file back to the limit; at twice the limit it does
 //!   so however far behind the checkpoints are;
 //! - once the log has not changed for a second (nobody, in this process or another, has
@@ -39,8 +39,9 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 const CHECKPOINT_BUSY_TIMEOUT: Duration = Duration::from_millis(200);
 
 thread_local! {
-    /// The log's length in frames after the last commit on this thread (each store's
-    /// writer has a thread of its own), as SQLite's WAL hook reports it.
+    /// The log's length in frames after the last commit on this thread, as SQLite's
+    /// WAL hook reports it while the commit runs; the writer reads it right after
+    /// (see [`Log::committed`]), on the same thread.
     static WAL_FRAMES: Cell<c_int> = const { Cell::new(0) };
 }
 
@@ -67,6 +68,8 @@ pub(super) struct Log {
     /// No restart is tried below this length: the limit, or more after a restart that
     /// a reader in another process kept from finishing.
     restart_at: c_int,
+    /// The log's length in frames after the last commit.
+    frames: c_int,
 }
 
 /// The checkpoint thread's side.
@@ -125,6 +128,7 @@ impl Log {
             nudge,
             restart_frames,
             restart_at: restart_frames,
+            frames: 0,
         };
         let checkpoints = Checkpoints {
             checkpointing,
@@ -134,12 +138,14 @@ impl Log {
         (log, checkpoints)
     }
 
-    /// After each commit: wakes the checkpoint thread every [`RESTART_GAP`] frames, and
-    /// past [`WAL_LIMIT`], once the checkpoints are close behind (or at twice the
-    /// limit, whatever they do), copies what is left itself, so that the next
-    /// transaction starts the log again.
-    pub(super) fn committed(&mut self, conn: &Connection) {
+    /// After each commit, on the thread that committed (SQLite's WAL hook has just
+    /// told it the log's length): wakes the checkpoint thread every [`RESTART_GAP`]
+    /// frames, and says whether the writer is to copy what is left of the log before
+    /// its next transaction ([`Log::copy`]): past [`WAL_LIMIT`], once the checkpoints
+    /// are close behind (or at twice the limit, whatever they do).
+    pub(super) fn committed(&mut self) -> bool {
         let frames = WAL_FRAMES.get();
+        self.frames = frames;
         let step = frames / RESTART_GAP;
         if step != self.nudged {
             self.nudged = step;
@@ -151,13 +157,23 @@ impl Log {
             self.restart_at = self.restart_frames;
         }
         if frames < self.restart_at {
-            return;
+            return false;
         }
-        let urgent = frames >= self.restart_frames.saturating_mul(2);
         let behind = frames.saturating_sub(self.copied.load(Ordering::Relaxed));
-        if behind > RESTART_GAP && !urgent {
-            return;
-        }
+        behind <= RESTART_GAP || self.urgent()
+    }
+
+    /// At twice the limit: the writer copies the log however far behind the
+    /// checkpoints are.
+    fn urgent(&self) -> bool {
+        self.frames >= self.restart_frames.saturating_mul(2)
+    }
+
+    /// Copies what is left of the log into the database (and syncs it), so that the
+    /// next transaction starts the log again: when [`Log::committed`] said so, before
+    /// the next transaction, off the runtime's threads.
+    pub(super) fn copy(&mut self, conn: &Connection) {
+        let urgent = self.urgent();
         let one = match self.checkpointing.try_lock() {
             Ok(one) => one,
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
@@ -177,11 +193,11 @@ impl Log {
                 // A reader (another process) still uses the log: try again once it has
                 // grown by another gap's worth, not after every commit.
                 tracing::debug!(?done, "the store's log could not be copied whole");
-                self.restart_at = frames.saturating_add(RESTART_GAP);
+                self.restart_at = self.frames.saturating_add(RESTART_GAP);
             }
             Err(err) => {
                 tracing::warn!("store checkpoint failed: {err}");
-                self.restart_at = frames.saturating_add(RESTART_GAP);
+                self.restart_at = self.frames.saturating_add(RESTART_GAP);
             }
         }
     }

@@ -1,10 +1,20 @@
-//! The writer thread: every write of the store is a [`Job`] sent to it; it takes all
-//! that are waiting, runs them in one transaction and commits once (group commit), each
-//! in a savepoint of its own so that a failure undoes only its own writes.
+//! The writer: every write of the store is a [`Job`] queued for one task on the async
+//! runtime, which takes all that are waiting, runs them in one transaction and commits
+//! once (group commit), each in a savepoint of its own so that a failure undoes only
+//! its own writes.
+//!
+//! The task runs a transaction on the runtime's thread itself: a commit with
+//! `synchronous=NORMAL` writes the log without syncing it (tens of microseconds), and a
+//! push that waits for it is woken on the same thread, with no other thread to wake
+//! and switch to (measured: BENCHMARKS.md). What may take longer runs on a blocking
+//! thread instead, the task waiting for it: a batch holding a synced write (the
+//! dead-letter journal), a copy of the log into the database ([`Log::copy`], which
+//! syncs), and a batch whose transaction must wait for a lock another process holds.
 
-use std::sync::mpsc;
+use std::time::Duration;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, ErrorCode};
+use tokio::sync::mpsc;
 
 use super::wal::Log;
 
@@ -15,6 +25,11 @@ const MAX_BATCH: usize = 256;
 /// of journal writes would otherwise hold up to [`MAX_BATCH`] bodies of 1 MiB, all in
 /// the log at once. (The operation that crosses it is in: at most this and one body.)
 const MAX_BATCH_BYTES: usize = 4 << 20;
+
+/// How long a transaction on a blocking thread waits for a lock another process holds
+/// (the `dead-letter` command, say). On the runtime's thread, none: a busy database
+/// sends the batch to a blocking thread.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One operation: runs inside the batch's transaction (or not at all, given `None`
 /// when the transaction could not begin) and returns what to send its caller once the
@@ -30,44 +45,121 @@ pub(super) type Operation = Box<dyn FnOnce(Option<&Connection>) -> Reply + Send>
 
 pub(super) type Reply = Box<dyn FnOnce(Result<(), &str>) + Send>;
 
-/// Takes every waiting operation, runs them in one transaction, commits, answers.
-/// Ends when every handle is gone.
-pub(super) fn write_loop(conn: &Connection, queue: &mpsc::Receiver<Job>, mut log: Log) {
-    let mut synced = false;
-    while let Ok(first) = queue.recv() {
-        let mut bytes = first.bytes;
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
-            match queue.try_recv() {
-                Ok(job) => {
-                    bytes += job.bytes;
-                    batch.push(job);
+/// The writing connection and what it keeps between transactions.
+pub(super) struct Writer {
+    conn: Connection,
+    log: Log,
+    /// Whether the connection commits with `synchronous=FULL` now.
+    synced: bool,
+    /// Whether the connection waits [`BUSY_TIMEOUT`] for a lock now (else not at all).
+    waits: bool,
+    /// Whether [`Log::copy`] is due before the next transaction.
+    copy_due: bool,
+}
+
+/// Operations to commit together.
+struct Batch {
+    jobs: Vec<Job>,
+    durable: bool,
+}
+
+/// Where a transaction runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Thread {
+    /// The runtime's: nothing may wait.
+    Runtime,
+    /// A blocking thread: syncs, copies and locks may wait.
+    Blocking,
+}
+
+impl Writer {
+    /// `conn` opened with a busy timeout of [`BUSY_TIMEOUT`] and `synchronous=NORMAL`.
+    pub(super) fn new(conn: Connection, log: Log) -> Self {
+        Writer {
+            conn,
+            log,
+            synced: false,
+            waits: true,
+            copy_due: false,
+        }
+    }
+
+    /// Commits the queued jobs, batch after batch, until every handle to the queue is
+    /// gone.
+    pub(super) async fn run(mut self, mut queue: mpsc::UnboundedReceiver<Job>) {
+        while let Some(first) = queue.recv().await {
+            // Let the pushes that are ready now queue their operations too, until a
+            // turn of the runtime adds none: one commit for all of them.
+            loop {
+                let queued = queue.len();
+                tokio::task::yield_now().await;
+                if queue.len() == queued {
+                    break;
                 }
-                Err(_) => break,
+            }
+            let batch = Batch::take(first, &mut queue);
+            let batch = if batch.durable || self.copy_due {
+                batch
+            } else {
+                match self.commit(batch, Thread::Runtime) {
+                    None => continue,
+                    Some(busy) => busy,
+                }
+            };
+            let blocking = tokio::task::spawn_blocking(move || {
+                if self.copy_due {
+                    self.copy_due = false;
+                    self.log.copy(&self.conn);
+                }
+                self.commit(batch, Thread::Blocking);
+                self
+            });
+            match blocking.await {
+                Ok(writer) => self = writer,
+                // It panicked: the queue goes with this task, and every caller hears
+                // that the store stopped.
+                Err(_) => return,
             }
         }
+    }
+
+    /// Runs `batch` in one transaction, commits and answers each job. On the runtime's
+    /// thread, a database another process holds locked gives the batch back, untouched.
+    fn commit(&mut self, batch: Batch, thread: Thread) -> Option<Batch> {
+        let conn = &self.conn;
         // A transaction some failure left open would refuse the pragma below.
         if !conn.is_autocommit() {
             let _ = conn.execute_batch("ROLLBACK");
         }
-        let durable = batch.iter().any(|job| job.durable);
+        let waits = thread == Thread::Blocking;
         let mut began = Ok(());
-        if durable != synced {
-            let level = if durable { "FULL" } else { "NORMAL" };
+        if waits != self.waits {
+            let timeout = if waits { BUSY_TIMEOUT } else { Duration::ZERO };
+            began = conn.busy_timeout(timeout);
+            self.waits = waits && began.is_ok();
+        }
+        if began.is_ok() && batch.durable != self.synced {
+            let level = if batch.durable { "FULL" } else { "NORMAL" };
             began = conn.pragma_update(None, "synchronous", level);
-            synced = durable && began.is_ok();
+            self.synced = batch.durable && began.is_ok();
         }
-        let began = began.and_then(|()| conn.execute_batch("BEGIN IMMEDIATE"));
-        if let Err(err) = began {
-            let reason = err.to_string();
-            for job in batch {
-                (job.run)(None)(Err(&reason));
+        let began = began.and_then(|()| execute_cached(conn, "BEGIN IMMEDIATE"));
+        match began {
+            Ok(()) => {}
+            Err(err) if !waits && err.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) => {
+                return Some(batch);
             }
-            continue;
+            Err(err) => {
+                let reason = err.to_string();
+                for job in batch.jobs {
+                    (job.run)(None)(Err(&reason));
+                }
+                return None;
+            }
         }
-        let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
+        let mut replies: Vec<Reply> = Vec::with_capacity(batch.jobs.len());
         let mut rolled_back = false;
-        for job in batch {
+        for job in batch.jobs {
             if rolled_back {
                 replies.push((job.run)(None));
                 continue;
@@ -80,19 +172,46 @@ pub(super) fn write_loop(conn: &Connection, queue: &mpsc::Receiver<Job>, mut log
         let committed = if rolled_back {
             Err("the transaction was rolled back".to_owned())
         } else {
-            conn.execute_batch("COMMIT").map_err(|err| {
+            execute_cached(conn, "COMMIT").map_err(|err| {
                 let _ = conn.execute_batch("ROLLBACK");
                 err.to_string()
             })
         };
         let committed = committed.as_ref().map(|_| ()).map_err(String::as_str);
+        if committed.is_ok() {
+            self.copy_due = self.log.committed();
+        }
         for reply in replies {
             reply(committed);
         }
-        if committed.is_ok() {
-            log.committed(conn);
-        }
+        None
     }
+}
+
+impl Batch {
+    /// `first` and every job waiting behind it, up to [`MAX_BATCH`] jobs and
+    /// [`MAX_BATCH_BYTES`].
+    fn take(first: Job, queue: &mut mpsc::UnboundedReceiver<Job>) -> Batch {
+        let mut bytes = first.bytes;
+        let mut durable = first.durable;
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+            match queue.try_recv() {
+                Ok(job) => {
+                    bytes += job.bytes;
+                    durable |= job.durable;
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        Batch { jobs, durable }
+    }
+}
+
+/// Runs a statement without parameters, prepared once per connection.
+fn execute_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
 /// Runs `op` so that a failure undoes only its own writes, not its batch's.
@@ -100,10 +219,10 @@ pub(super) fn in_savepoint<T>(
     conn: &Connection,
     op: impl FnOnce(&Connection) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<T> {
-    conn.execute_batch("SAVEPOINT op")?;
+    execute_cached(conn, "SAVEPOINT op")?;
     match op(conn) {
         Ok(value) => {
-            conn.execute_batch("RELEASE op")?;
+            execute_cached(conn, "RELEASE op")?;
             Ok(value)
         }
         Err(err) => {
