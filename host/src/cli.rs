@@ -7,6 +7,7 @@ use cmq_host::StoreLocation;
 pub(crate) mod check;
 pub(crate) mod compile;
 pub(crate) mod dead_letter;
+pub(crate) mod log_output;
 pub(crate) mod push;
 pub(crate) mod serve;
 

@@ -20,8 +20,13 @@ const CORE_INSTANCES_PER_COMPONENT: u32 = 64;
 const MEMORIES_PER_COMPONENT: u32 = 4;
 const TABLES_PER_COMPONENT: u32 = 32;
 
-/// Pages of linear memory kept mapped between instances; zeroing them with `memset` is
-/// cheaper than unmapping and faulting them in again (measured: 64 KiB is the sweet spot).
+/// Pages of linear memory and tables kept mapped between instances where the kernel
+/// cannot say which pages an instance wrote: each reset then copies or zeroes all of
+/// them, and 64 KiB was measured the sweet spot. Where it can (Linux 6.7 and later,
+/// `PAGEMAP_SCAN`), all of an instance's memory is kept: only the pages an instance
+/// wrote are reset, so a reset costs what that component dirties, and an interpreter
+/// that dirties megabytes does not fault them all back on the next message (see
+/// [`keep_resident`]).
 const KEEP_RESIDENT: usize = 64 << 10;
 
 /// Sizes the engine for a receiver: at most `max_instances` guests alive at once, each
@@ -68,11 +73,24 @@ fn pooling_config(sizing: EngineSizing) -> PoolingAllocationConfig {
         .max_tables_per_component(TABLES_PER_COMPONENT)
         .total_stacks(instances)
         .max_memory_size(sizing.max_memory)
-        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .linear_memory_keep_resident(keep_resident(sizing.max_memory))
         .table_keep_resident(KEEP_RESIDENT)
         // Resets only the pages a guest touched, where the kernel supports it (6.7+).
         .pagemap_scan(Enabled::Auto);
     pooling
+}
+
+/// The linear memory kept mapped between instances, for instances of at most
+/// `max_memory` bytes: all of it where only the pages an instance wrote are reset, else
+/// [`KEEP_RESIDENT`]. (Measured, BENCHMARKS.md: Python and JavaScript handlers took
+/// 130–140 page faults a message with 64 KiB and 37–59 with all, and served 35–67 %
+/// more; Rust handlers, which write a few pages, the same.)
+fn keep_resident(max_memory: usize) -> usize {
+    if PoolingAllocationConfig::is_pagemap_scan_available() {
+        max_memory.max(KEEP_RESIDENT)
+    } else {
+        KEEP_RESIDENT
+    }
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] on a thread of its own, until dropped.

@@ -8,7 +8,7 @@ use tracing_subscriber::EnvFilter;
 
 mod cli;
 
-use cli::{check, compile, dead_letter, push, serve};
+use cli::{check, compile, dead_letter, log_output, push, serve};
 
 /// Receive Tencent Cloud CMQ pushes and hand each message to a sandboxed wasm component.
 #[derive(Debug, Parser)]
@@ -55,7 +55,7 @@ fn main() -> ExitCode {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(log_output::Stderr::start());
     match cli.log_format {
         // Colours for a person at a terminal; plain text for files, pipes and journald.
         LogFormat::Human => logs.with_ansi(std::io::stderr().is_terminal()).init(),
@@ -69,8 +69,10 @@ fn main() -> ExitCode {
         Command::Push(args) => push::run(args),
         Command::DeadLetter(args) => dead_letter::run(args),
     };
-    outcome.unwrap_or_else(|err| {
+    let code = outcome.unwrap_or_else(|err| {
         tracing::error!("{err:#}");
         ExitCode::FAILURE
-    })
+    });
+    log_output::flush();
+    code
 }

@@ -102,6 +102,41 @@ async fn sigterm_lets_in_flight_messages_finish_then_exits_zero() -> anyhow::Res
     Ok(())
 }
 
+#[tokio::test]
+async fn every_log_line_of_a_burst_is_written_before_sigterm_ends_the_host() -> anyhow::Result<()> {
+    // Log lines are written in batches: none may be left in the buffer at exit.
+    let (mut child, lines, url) = serve("faulty", &["--no-state"])?;
+    let client = reqwest::Client::new();
+    let burst: Vec<String> = (0..300).map(|n| format!("logged-{n}")).collect();
+    let mut pushes = tokio::task::JoinSet::new();
+    for id in &burst {
+        pushes.spawn(cmq_push(&client, &url, id, "ack").send());
+    }
+    while let Some(answer) = pushes.join_next().await {
+        assert_eq!(answer??.status(), 200);
+    }
+    signal(&child, "TERM")?;
+    let status = tokio::task::spawn_blocking(move || child.0.wait()).await??;
+    assert!(status.success(), "exit status {status}");
+    let logged: Vec<String> = lines.into_iter().collect();
+    for id in &burst {
+        let needle = format!("message_id=\"{id}\"");
+        assert!(
+            logged
+                .iter()
+                .any(|line| line.contains(&needle) && line.contains("message handled")),
+            "no log line for {id} among {} lines",
+            logged.len()
+        );
+    }
+    assert!(
+        logged.last().is_some_and(|line| line.contains("stopped")),
+        "the last line is not the stop: {:?}",
+        logged.last()
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_sigkill_mid_burst_the_store_holds_every_answered_push() -> anyhow::Result<()> {
     // Every push whose answer is lost must be redelivered; every push answered 2xx

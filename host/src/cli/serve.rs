@@ -148,7 +148,12 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         Some(path) => ConfigSource::File(path.clone()),
         None => ConfigSource::Fixed(Box::new(flags_config(&args)?)),
     };
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        // A thread out of work writes the log lines its pushes left: one write for many.
+        .on_thread_park(crate::cli::log_output::flush)
+        .build()
+        .context("starting the async runtime")?;
     // Before anything slow: SIGHUP and SIGTERM during start-up must not end the
     // process by their default action. SIGHUP reloads once serving; SIGTERM stops the
     // host as soon as it has started.
