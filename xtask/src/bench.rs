@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 
+use crate::bench_targets::{Measured, Row};
 use crate::{cargo, guests, repo_root};
 
 /// The documented JSON push, as CMQ sends it.
@@ -28,6 +29,9 @@ pub struct Options {
     connections: Vec<u32>,
     /// Cold starts per path; the median is reported.
     starts: usize,
+    /// Another build of cmq-host, measured beside this tree's on the rows the targets
+    /// compare with it (see [`crate::bench_targets`]).
+    baseline: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -36,6 +40,7 @@ impl Default for Options {
             duration: Duration::from_secs(5),
             connections: vec![1, 16, 64],
             starts: 5,
+            baseline: None,
         }
     }
 }
@@ -59,6 +64,7 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
                     .collect::<Option<Vec<_>>>()
                     .ok_or_else(|| format!("bad --connections {value:?}"))?;
             }
+            "--baseline" => options.baseline = Some(PathBuf::from(value)),
             "--starts" => {
                 options.starts = value
                     .parse()
@@ -74,21 +80,23 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
 
 /// One receiver under test: how to start it on a given port.
 struct Receiver {
-    name: &'static str,
+    name: String,
     command: Box<dyn Fn(u16) -> Command>,
     /// It closes the connection after every answer (HTTP/1.0), which wrk counts as a
     /// read error per request: those are not failures for it.
     closes_connections: bool,
+    /// The row a target reads, if any.
+    row: Option<Row>,
 }
 
 /// One load's figures.
 #[derive(Debug, Clone, Copy)]
-struct Load {
-    requests_per_sec: f64,
-    p50: Duration,
-    p99: Duration,
-    cpu_per_message: Duration,
-    failed: u64,
+pub(crate) struct Load {
+    pub(crate) requests_per_sec: f64,
+    pub(crate) p50: Duration,
+    pub(crate) p99: Duration,
+    pub(crate) cpu_per_message: Duration,
+    pub(crate) failed: u64,
 }
 
 pub fn run(options: &Options) -> Result<()> {
@@ -131,41 +139,45 @@ pub fn run(options: &Options) -> Result<()> {
     let _ = std::fs::remove_dir_all(&languages);
     let languages = languages.to_string_lossy().into_owned();
     let by_tag = |file: &str| root.join("target/guests").join(file);
-    let in_language = |file: &str| {
+    let in_language = |host: &Path, file: &str| {
         cmq_host_serve(
-            &host,
+            host,
             &by_tag(file),
             &["--compile-cache", &languages],
             State::None,
         )
     };
-    let paths = [
+    let mut paths = vec![
         Receiver {
-            name: "native hyper + cmq-message (no sandbox)",
+            name: "native hyper + cmq-message (no sandbox)".into(),
             command: Box::new(move |port| {
                 let mut command = Command::new(&native);
                 command.arg(format!("127.0.0.1:{port}"));
                 command
             }),
             closes_connections: false,
+            row: Some(Row::Native),
         },
         Receiver {
-            name: "cmq-host, ack guest, fresh instance per message, no store",
+            name: "cmq-host, ack guest, fresh instance per message, no store".into(),
             command: cmq_host_serve(&host, &component, &[], State::None),
             closes_connections: false,
+            row: Some(Row::NoStore),
         },
         Receiver {
-            name: "the same, with the SQLite store (dedupe, attempts)",
+            name: "the same, with the SQLite store (dedupe, attempts)".into(),
             command: cmq_host_serve(&host, &component, &[], State::Sqlite(states.clone())),
             closes_connections: false,
+            row: Some(Row::Sqlite),
         },
         Receiver {
-            name: "the same, with the PostgreSQL store (local server)",
+            name: "the same, with the PostgreSQL store (local server)".into(),
             command: cmq_host_serve(&host, &component, &[], State::Postgres(database)),
             closes_connections: false,
+            row: None,
         },
         Receiver {
-            name: "the same guest via wasi:http (cmq-host --serve-as incoming-handler)",
+            name: "the same guest via wasi:http (cmq-host --serve-as incoming-handler)".into(),
             command: cmq_host_serve(
                 &host,
                 &component,
@@ -173,32 +185,69 @@ pub fn run(options: &Options) -> Result<()> {
                 State::None,
             ),
             closes_connections: false,
+            row: None,
         },
         Receiver {
-            name: "cmq-host, by-tag handler in Rust, no store",
-            command: in_language("by_tag.wasm"),
+            name: "cmq-host, by-tag handler in Rust, no store".into(),
+            command: in_language(&host, "by_tag.wasm"),
             closes_connections: false,
+            row: None,
         },
         Receiver {
-            name: "the same handler in Python (componentize-py)",
-            command: in_language("py_by_tag.wasm"),
+            name: "the same handler in Python (componentize-py)".into(),
+            command: in_language(&host, "py_by_tag.wasm"),
             closes_connections: false,
+            row: Some(Row::Python),
         },
         Receiver {
-            name: "the same handler in JavaScript (componentize-js)",
-            command: in_language("js_by_tag.wasm"),
+            name: "the same handler in JavaScript (componentize-js)".into(),
+            command: in_language(&host, "js_by_tag.wasm"),
             closes_connections: false,
+            row: Some(Row::JavaScript),
         },
         Receiver {
-            name: "CMQ documentation's Python sample (Python 3 port)",
+            name: "CMQ documentation's Python sample (Python 3 port)".into(),
             command: Box::new(move |port| {
                 let mut command = Command::new("python3");
                 command.arg(&sample).arg(port.to_string());
                 command
             }),
             closes_connections: true,
+            row: None,
         },
     ];
+    if let Some(baseline) = &options.baseline {
+        // Each row a target compares with the baseline, measured with it right after.
+        let before = |row: &Row| -> Option<Box<dyn Fn(u16) -> Command>> {
+            Some(match row {
+                Row::NoStore => cmq_host_serve(baseline, &component, &[], State::None),
+                Row::Sqlite => {
+                    cmq_host_serve(baseline, &component, &[], State::Sqlite(states.clone()))
+                }
+                Row::Python => in_language(baseline, "py_by_tag.wasm"),
+                Row::JavaScript => in_language(baseline, "js_by_tag.wasm"),
+                Row::Native | Row::Baseline(_) => return None,
+            })
+        };
+        let mut with_baseline = Vec::new();
+        for path in paths {
+            let baseline_row = path
+                .row
+                .as_ref()
+                .and_then(|row| Some((row.clone(), before(row)?)));
+            let name = path.name.clone();
+            with_baseline.push(path);
+            if let Some((row, command)) = baseline_row {
+                with_baseline.push(Receiver {
+                    name: format!("{name}, baseline build"),
+                    command,
+                    closes_connections: false,
+                    row: Some(Row::Baseline(Box::new(row))),
+                });
+            }
+        }
+        paths = with_baseline;
+    }
 
     let mut report = String::new();
     report.push_str(&machine()?);
@@ -208,12 +257,29 @@ pub fn run(options: &Options) -> Result<()> {
         options.duration.as_secs()
     ));
     report.push_str("| path | conns | req/s | p50 | p99 | CPU/msg | peak RSS |\n|---|---|---|---|---|---|---|\n");
+    if let Some(baseline) = &options.baseline {
+        report = report.replace(
+            "| path |",
+            &format!(
+                "Rows marked \"baseline build\" run `{}` instead of this tree's cmq-host.\n\n| path |",
+                baseline.display()
+            ),
+        );
+    }
     let mut native_loads: Vec<Load> = Vec::new();
-    let mut cold_starts = Vec::new();
+    let mut measured: Vec<Measured> = Vec::new();
+    let mut cold_starts: Vec<(String, Duration)> = Vec::new();
     for (index, path) in paths.iter().enumerate() {
         eprintln!("xtask bench: {}", path.name);
+        // One start and stop first, so that a row whose component comes from the compile
+        // cache measures serving from it, not the compile that filled it (its peak RSS
+        // would be the compiler's).
+        cold_start(&*path.command)?;
         let port = free_port()?;
-        let mut server = Server::start((path.command)(port), port)?;
+        // Its log goes to a file, as a deployed host's goes to journald or a file: what
+        // writing log lines costs is part of the cost of a message.
+        let log = out.join("server.log");
+        let mut server = Server::start((path.command)(port), port, &log)?;
         // Warm up: connections, caches, the allocator's free lists.
         run_wrk(&wrk, &script, port, 16, Duration::from_secs(1), true)?;
         let mut loads = Vec::new();
@@ -238,6 +304,14 @@ pub fn run(options: &Options) -> Result<()> {
         }
         let rss = peak_rss_kib(server.pid())?;
         server.stop();
+        let _ = std::fs::remove_file(&log);
+        if let Some(row) = &path.row {
+            measured.push(Measured {
+                row: row.clone(),
+                loads: loads.clone(),
+                peak_rss_kib: rss,
+            });
+        }
         if index == 0 {
             native_loads = loads.iter().map(|(_, load)| *load).collect();
         }
@@ -268,13 +342,17 @@ pub fn run(options: &Options) -> Result<()> {
                 rss as f64 / 1024.0,
             ));
         }
+        if matches!(path.row, Some(Row::Baseline(_))) {
+            continue;
+        }
         let mut starts = Vec::new();
         for _ in 0..options.starts {
             starts.push(cold_start(&*path.command)?);
         }
         starts.sort();
-        cold_starts.push((path.name, starts[starts.len() / 2]));
+        cold_starts.push((path.name.clone(), starts[starts.len() / 2]));
     }
+    report.push_str(&crate::bench_targets::report(&measured));
     // And cmq-host once more, from the component compiled ahead of time.
     let cwasm = out.join("ack.cwasm");
     let compiled = Command::new(&host)
@@ -290,7 +368,7 @@ pub fn run(options: &Options) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     starts.sort();
     cold_starts.push((
-        "cmq-host, ack guest precompiled (`cmq-host compile`, .cwasm)",
+        "cmq-host, ack guest precompiled (`cmq-host compile`, .cwasm)".into(),
         starts[starts.len() / 2],
     ));
     // And from the `.wasm` with the compile cache, primed by one start.
@@ -304,7 +382,7 @@ pub fn run(options: &Options) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     starts.sort();
     cold_starts.push((
-        "cmq-host, ack guest .wasm, from the compile cache (second and later starts)",
+        "cmq-host, ack guest .wasm, from the compile cache (second and later starts)".into(),
         starts[starts.len() / 2],
     ));
     // And each language's first start, compiling (once: it takes seconds).
@@ -323,7 +401,7 @@ pub fn run(options: &Options) -> Result<()> {
         ),
     ] {
         let compiling = cmq_host_serve(&host, &by_tag(file), &[], State::None);
-        cold_starts.push((name, cold_start(&*compiling)?));
+        cold_starts.push((name.into(), cold_start(&*compiling)?));
     }
     report.push_str(&format!(
         "\nCold start, process start to the first `200` (median of {}; a first start once):\n\n| path | cold start |\n|---|---|\n",
@@ -464,14 +542,17 @@ pub(crate) fn pinned(command: Command, cpu: usize) -> Command {
 pub(crate) struct Server(Child);
 
 impl Server {
-    /// Starts `command` and waits until it answers a push on `port`.
-    pub(crate) fn start(command: Command, port: u16) -> Result<Server> {
+    /// Starts `command`, its standard error to the file `log`, and waits until it
+    /// answers a push on `port`.
+    pub(crate) fn start(command: Command, port: u16, log: &Path) -> Result<Server> {
         let mut command = pinned(command, SERVER_CPU);
+        let log =
+            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let child = command
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .with_context(|| format!("starting {command:?}"))?;
         let server = Server(child);

@@ -3,6 +3,7 @@
 //! suite that the README and CI call; `bench` measures the receivers side by side.
 
 mod bench;
+mod bench_targets;
 mod componentize;
 mod guests;
 mod haproxy;
@@ -26,8 +27,12 @@ Tasks:
   test                      Run every check: guests, fmt, clippy, tests (starting
                             a PostgreSQL server for the shared store's tests)
   bench [--seconds S] [--connections 1,16,64] [--starts N]
-                            Load the receivers side by side with wrk; report to
-                            stdout and target/bench/report.md
+        [--baseline OTHER_CMQ_HOST]
+                            Load the receivers side by side with wrk, with
+                            --baseline another build's cmq-host beside this one's
+                            on the rows the targets compare; report, with the
+                            targets met and not, to stdout and
+                            target/bench/report.md
   store-growth [--seconds 300] [--connections 16] [--every 10] [--after 30]
                [--baseline OTHER_CMQ_HOST]
                             The SQLite store's database, -wal and -shm sizes under

@@ -236,7 +236,8 @@ fn load(
         State::None => bail!("store-growth measures a store"),
     };
     let serve = cmq_host_serve(binary, component, &[], state)(port);
-    let _server = Server::start(serve, port)?;
+    // Its log is not kept: five minutes of it would take a gigabyte.
+    let _server = Server::start(serve, port, Path::new("/dev/null"))?;
     let mut wrk = wrk_command(wrk, script, port, options.connections, options.duration)
         .stdout(std::process::Stdio::piped())
         .spawn()

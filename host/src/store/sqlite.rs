@@ -146,7 +146,7 @@ impl SqliteStore {
 
     pub(super) async fn claim(&self, request: ClaimRequest) -> Result<Claim, StoreError> {
         self.run(false, 0, move |conn| {
-            // The times are read here, on the writer thread, as the statement runs.
+            // The times are read here, by the writer, as the statement runs.
             let (now, lease_until, acked_since) = request.times();
             let noted: Option<i64> = conn
                 .prepare_cached(&numbered(TAKE_UNCOUNTED))?
