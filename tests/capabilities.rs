@@ -57,10 +57,10 @@ async fn granted_environment_and_read_only_directory_work_and_writes_are_refused
             name: "PROBE_VAR".into(),
             value: "yes".into(),
         }],
-        dir: Some(DirGrant {
+        dirs: vec![DirGrant {
             host: dir.clone(),
             guest: "/data".into(),
-        }),
+        }],
         http: Vec::new(),
     };
     let host = TestHost::start(

@@ -21,6 +21,7 @@ pub(crate) struct StateArg {
         long,
         global = true,
         value_name = "PATH|URL",
+        help_heading = heading::STORE,
         default_value = "cmq-state.db",
         env = "CMQ_HOST_STATE",
         hide_env_values = true
@@ -35,6 +36,32 @@ impl StateArg {
             .parse()
             .map_err(|reason| anyhow::anyhow!("invalid --state (value not shown): {reason}"))
     }
+}
+
+/// A value parser for a flag whose values are `names`: help lists them as its possible
+/// values, and each parses with `T`'s own `FromStr` (names are matched ignoring ASCII
+/// case, as `T` does).
+pub(crate) fn one_of<T>(
+    names: &'static [&'static str],
+) -> impl clap::builder::TypedValueParser<Value = T>
+where
+    T: std::str::FromStr + Clone + Send + Sync + 'static,
+    T::Err: std::fmt::Display,
+{
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(names)
+        .try_map(|name| name.parse::<T>().map_err(|err| err.to_string()))
+}
+
+/// The headings `--help` groups flags under.
+pub(crate) mod heading {
+    pub(crate) const LISTENING: &str = "Listening";
+    pub(crate) const HANDLER: &str = "Handler";
+    pub(crate) const LIMITS: &str = "Limits";
+    pub(crate) const GRANTS: &str = "Grants";
+    pub(crate) const STORE: &str = "Store";
+    pub(crate) const COMPILED_CODE: &str = "Compiled code";
+    pub(crate) const OBSERVABILITY: &str = "Observability";
 }
 
 /// The compile cache directory: `DIR`, none for `off`, or the default.

@@ -13,6 +13,8 @@ use crate::route::RoutePlan;
 
 mod file;
 
+use file::Secrets;
+
 /// The address `serve` listens on unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
@@ -81,18 +83,28 @@ impl Config {
     /// Reads and checks the config file at `path`. Relative paths in it are relative to
     /// the file's directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::read(path, Secrets::Required)
+    }
+
+    /// [`Config::load`], except that a route's token variable may be unset (its route is
+    /// then read as though it had a token): to check a config where its secrets are not.
+    pub fn load_without_secrets(path: &Path) -> Result<Config, ConfigError> {
+        Config::read(path, Secrets::Optional)
+    }
+
+    fn read(path: &Path, secrets: Secrets) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
             file: path.to_owned(),
             line: None,
             key: None,
             message: format!("cannot read it: {err}"),
         })?;
-        Config::parse(&text, path)
+        file::Reader::new(&text, path, secrets).config()
     }
 
     /// Checks the config `text`, read from `path`.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        file::Reader::new(text, path).config()
+        file::Reader::new(text, path, Secrets::Required).config()
     }
 
     /// The config of a single component, served on every path: what `serve` makes of
@@ -201,6 +213,43 @@ mod tests {
             (Some(3), Some("routes.a.component")),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_route_grants_one_directory_or_several() {
+        // A file that exists, relative to the config's folder (the crate's, in a test).
+        let route = "[routes.a]\npath = \"/a\"\ncomponent = \"Cargo.toml\"\n";
+        let dirs = |text: &str| {
+            let config = Config::parse(&format!("{route}{text}"), Path::new("cmq.toml"))
+                .expect("a valid config");
+            config.routes[0]
+                .options
+                .grants
+                .dirs
+                .iter()
+                .map(|dir| (dir.host.display().to_string(), dir.guest.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(dirs(""), vec![]);
+        assert_eq!(
+            dirs("dir = \"/srv/rules::/rules\"\n"),
+            vec![("/srv/rules".into(), "/rules".into())]
+        );
+        assert_eq!(
+            dirs("dir = [\"/srv/rules::/rules\", \"/srv/maps\"]\n"),
+            vec![
+                ("/srv/rules".into(), "/rules".into()),
+                ("/srv/maps".into(), "/srv/maps".into())
+            ]
+        );
+        let err = error(&format!("{route}dir = 3\n"));
+        assert_eq!(err.key.as_deref(), Some("routes.a.dir"), "{err}");
+        assert!(
+            err.message.contains("a string, or a list of strings"),
+            "{err}"
+        );
+        let err = error(&format!("{route}dir = [\"::/x\"]\n"));
+        assert_eq!(err.key.as_deref(), Some("routes.a.dir"), "{err}");
     }
 
     #[test]

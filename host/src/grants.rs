@@ -1,5 +1,5 @@
 //! What an operator grants a guest beyond the default nothing: named environment
-//! variables, one read-only directory, and outbound HTTP to named hosts.
+//! variables, read-only directories, and outbound HTTP to named hosts.
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -11,8 +11,8 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 pub struct Grants {
     /// Environment variables the guest sees, name and value.
     pub env: Vec<EnvGrant>,
-    /// One host directory the guest may read (never write).
-    pub dir: Option<DirGrant>,
+    /// Host directories the guest may read (never write), each at a path of its own.
+    pub dirs: Vec<DirGrant>,
     /// Hosts the guest may send HTTP requests to (wasi:http outgoing handler).
     pub http: Vec<HttpGrant>,
 }
@@ -185,9 +185,18 @@ impl Grants {
         self.http.iter().any(|grant| grant.permits(uri))
     }
 
-    /// Checks, at start, that the granted directory can be opened.
+    /// Checks, at start, that each granted directory can be opened, at a guest path no
+    /// other grant uses.
     pub(crate) fn check(&self) -> anyhow::Result<()> {
-        if let Some(dir) = &self.dir {
+        for (index, dir) in self.dirs.iter().enumerate() {
+            if let Some(other) = self.dirs[..index].iter().find(|o| o.guest == dir.guest) {
+                anyhow::bail!(
+                    "directories {} and {} are both granted at {}",
+                    other.host.display(),
+                    dir.host.display(),
+                    dir.guest
+                );
+            }
             anyhow::ensure!(
                 dir.host.is_dir(),
                 "granted directory {} is not a directory",
@@ -207,7 +216,7 @@ impl Grants {
         for grant in &self.env {
             wasi.env(&grant.name, &grant.value);
         }
-        if let Some(dir) = &self.dir {
+        for dir in &self.dirs {
             wasi.preopened_dir(&dir.host, &dir.guest, FsPerms::ReadOnly)?;
         }
         Ok(())
@@ -240,6 +249,26 @@ mod tests {
         let same: DirGrant = "/srv/x".parse().expect("valid");
         assert_eq!(same.guest, "/srv/x");
         assert!("::/data".parse::<DirGrant>().is_err());
+    }
+
+    #[test]
+    fn two_directories_may_not_share_a_guest_path() {
+        let here = std::env::temp_dir();
+        let grant = |guest: &str| DirGrant {
+            host: here.clone(),
+            guest: guest.into(),
+        };
+        let grants = |dirs| Grants {
+            dirs,
+            ..Grants::default()
+        };
+        grants(vec![grant("/a"), grant("/b")])
+            .check()
+            .expect("two paths");
+        let err = grants(vec![grant("/a"), grant("/a")])
+            .check()
+            .expect_err("one path twice");
+        assert!(err.to_string().contains("both granted at /a"), "{err}");
     }
 
     fn permits(grant: &str, uri: &str) -> bool {

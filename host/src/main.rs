@@ -1,18 +1,29 @@
 //! The `cmq-host` command line.
 
-use std::io::IsTerminal as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 mod cli;
 
 use cli::{check, compile, dead_letter, log_output, push, serve};
 
+/// What `--version` says: compiled components (`.cwasm`, the compile cache) are native
+/// code for exactly one wasmtime, so it names that too, and the commit.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("CMQ_HOST_COMMIT"),
+    ", wasmtime ",
+    env!("CMQ_HOST_WASMTIME"),
+    ")"
+);
+
 /// Receive Tencent Cloud CMQ pushes and hand each message to a sandboxed wasm component.
 #[derive(Debug, Parser)]
-#[command(name = "cmq-host", version)]
+#[command(name = "cmq-host", version = VERSION)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -21,7 +32,7 @@ struct Cli {
         long,
         global = true,
         default_value = "human",
-        value_name = "human|json"
+        help_heading = cli::heading::OBSERVABILITY
     )]
     log_format: LogFormat,
 }
@@ -48,6 +59,48 @@ enum Command {
     /// Read, replay and clear the dead-letter journal: dropped messages, and messages
     /// whose last delivery failed.
     DeadLetter(dead_letter::DeadLetterArgs),
+    /// Print a completion script for SHELL, made from these very commands and flags
+    /// (bash: `cmq-host completions bash > /etc/bash_completion.d/cmq-host`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page of cmq-host, or of one of its commands, in roff
+    /// (`cmq-host manual serve | man -l -`).
+    Manual {
+        /// The command whose page to print.
+        #[arg(value_parser = ["serve", "check", "compile", "push", "dead-letter"])]
+        command: Option<String>,
+    },
+}
+
+/// Writes the completion script for `shell` to stdout.
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "cmq-host", &mut script);
+    std::io::stdout().write_all(&script)?;
+    Ok(())
+}
+
+/// Writes the manual page of cmq-host, or of its command `command`, to stdout.
+fn manual(command: Option<&str>) -> anyhow::Result<()> {
+    let mut cli = Cli::command();
+    // Gives each command the global flags (--log-format, --state) its page lists.
+    cli.build();
+    let page = match command {
+        None => cli,
+        Some(name) => {
+            let sub = cli
+                .find_subcommand(name)
+                .ok_or_else(|| anyhow::anyhow!("no command {name}"))?
+                .clone();
+            sub.name(format!("cmq-host-{name}")).version(VERSION)
+        }
+    };
+    let mut text = Vec::new();
+    clap_mangen::Man::new(page).render(&mut text)?;
+    std::io::stdout().write_all(&text)?;
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -68,6 +121,8 @@ fn main() -> ExitCode {
         Command::Compile(args) => compile::run(args).map(|()| ExitCode::SUCCESS),
         Command::Push(args) => push::run(args),
         Command::DeadLetter(args) => dead_letter::run(args),
+        Command::Completions { shell } => completions(shell).map(|()| ExitCode::SUCCESS),
+        Command::Manual { command } => manual(command.as_deref()).map(|()| ExitCode::SUCCESS),
     };
     let code = outcome.unwrap_or_else(|err| {
         tracing::error!("{err:#}");

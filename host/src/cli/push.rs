@@ -5,20 +5,33 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use clap::builder::{PossibleValuesParser, TypedValueParser as _};
 use cmq_simulator::{
     Filter, Format, RetryStrategy, Simulator, Subscription, Summary, check_header_values, generate,
     read_json_lines,
 };
 
+use crate::cli::one_of;
+
 #[derive(Debug, clap::Args)]
 pub(crate) struct PushArgs {
     /// The subscription's endpoint, an http:// URL.
     url: http::Uri,
-    /// NotifyContentFormat: json or simplified.
-    #[arg(long, default_value = "json", value_parser = parse_format)]
+    /// NotifyContentFormat.
+    #[arg(
+        long,
+        default_value = "json",
+        value_parser = PossibleValuesParser::new(["json", "simplified"]).try_map(|name| parse_format(&name)),
+        ignore_case = true
+    )]
     format: Format,
-    /// NotifyStrategy: backoff (BACKOFF_RETRY) or exponential (EXPONENTIAL_DECAY_RETRY).
-    #[arg(long, default_value = "exponential")]
+    /// NotifyStrategy: backoff is BACKOFF_RETRY, exponential EXPONENTIAL_DECAY_RETRY.
+    #[arg(
+        long,
+        default_value = "exponential",
+        value_parser = one_of::<RetryStrategy>(&["backoff", "exponential", "BACKOFF_RETRY", "EXPONENTIAL_DECAY_RETRY"]),
+        ignore_case = true
+    )]
     strategy: RetryStrategy,
     /// Multiplies every retry interval: 0.001 runs a day of retries in under 90 s.
     #[arg(long, default_value_t = 1.0)]

@@ -10,7 +10,7 @@ use cmq_host::{
     RouteOptions, ServeAs, Server, SharedLimits, Store, Tls, TlsFiles, Token,
 };
 
-use crate::cli::StateArg;
+use crate::cli::{StateArg, heading, one_of};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
@@ -24,97 +24,108 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "FILE", conflicts_with_all = SINGLE_COMPONENT_FLAGS)]
     config: Option<PathBuf>,
     /// Address to listen on.
-    #[arg(long, default_value = cmq_host::DEFAULT_LISTEN)]
+    #[arg(long, default_value = cmq_host::DEFAULT_LISTEN, value_name = "ADDR", help_heading = heading::LISTENING)]
     listen: SocketAddr,
-    /// Serve /metrics, /healthz and /readyz on this address (keep it private).
-    #[arg(long, value_name = "ADDR")]
-    admin_listen: Option<SocketAddr>,
     /// The interface to serve the component through: auto (cmq:push/handler when it
     /// exports it, else wasi:http/incoming-handler), push-handler or incoming-handler.
-    #[arg(long, default_value_t = RouteOptions::default().serve_as)]
+    #[arg(
+        long,
+        default_value_t = RouteOptions::default().serve_as,
+        value_parser = one_of::<ServeAs>(&["auto", "push-handler", "incoming-handler"]),
+        help_heading = heading::HANDLER
+    )]
     serve_as: ServeAs,
-    /// Push format the CMQ subscription uses: auto, json or simplified.
-    #[arg(long, default_value_t = RouteOptions::default().format)]
+    /// Push format the CMQ subscription uses (auto: decided per push).
+    #[arg(
+        long,
+        default_value_t = RouteOptions::default().format,
+        value_parser = one_of::<ExpectedFormat>(&["auto", "json", "simplified"]),
+        ignore_case = true,
+        help_heading = heading::HANDLER
+    )]
     format: ExpectedFormat,
     /// Longest a guest may run for one message (CMQ waits about 15 s for an answer).
-    #[arg(long, default_value_t = HumanDuration(RouteOptions::default().deadline))]
+    #[arg(long, default_value_t = HumanDuration(RouteOptions::default().deadline), value_name = "DURATION", help_heading = heading::HANDLER)]
     deadline: HumanDuration,
     /// Linear memory one guest instance may use.
-    #[arg(long, default_value_t = ByteSize(RouteOptions::default().max_memory))]
+    #[arg(long, default_value_t = ByteSize(RouteOptions::default().max_memory), value_name = "SIZE", help_heading = heading::LIMITS)]
     max_memory: ByteSize,
     /// Largest push body accepted; larger ones get 413.
-    #[arg(long, default_value_t = ByteSize(SharedLimits::default().max_body))]
+    #[arg(long, default_value_t = ByteSize(SharedLimits::default().max_body), value_name = "SIZE", help_heading = heading::LIMITS)]
     max_body: ByteSize,
     /// Messages handled at once; beyond it pushes get 503 at once [default: 128 per
     /// CPU, at most 1024].
-    #[arg(long, default_value_t = SharedLimits::default().max_in_flight, hide_default_value = true)]
+    #[arg(long, default_value_t = SharedLimits::default().max_in_flight, hide_default_value = true, value_name = "N", help_heading = heading::LIMITS)]
     max_in_flight: usize,
     /// Longest a sender may take to send a push body; slower gets 408.
-    #[arg(long, default_value_t = HumanDuration(SharedLimits::default().body_timeout))]
+    #[arg(long, default_value_t = HumanDuration(SharedLimits::default().body_timeout), value_name = "DURATION", help_heading = heading::LIMITS)]
     body_timeout: HumanDuration,
     /// Connections open at once; beyond it new ones wait until one closes.
-    #[arg(long, default_value_t = cmq_host::DEFAULT_MAX_CONNECTIONS)]
+    #[arg(long, default_value_t = cmq_host::DEFAULT_MAX_CONNECTIONS, value_name = "N", help_heading = heading::LIMITS)]
     max_connections: usize,
     /// Secret token pushes must carry, as /push/TOKEN or ?token=TOKEN (at least 16
     /// URL-safe characters). Prefer the environment variable: flags show in `ps`.
-    #[arg(long, env = "CMQ_HOST_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "CMQ_HOST_TOKEN", hide_env_values = true, value_name = "TOKEN", help_heading = heading::LISTENING)]
     // Parsed in `serve`, not by clap: clap's error for a bad value quotes it, and a
     // token's value must never reach a log.
     token: Option<String>,
     /// Source network allowed to connect, as CIDR (repeatable); default: any.
-    #[arg(long = "allow", value_name = "CIDR")]
+    #[arg(long = "allow", value_name = "CIDR", help_heading = heading::LISTENING)]
     allow: Vec<IpNet>,
     /// Serve HTTPS with this PEM certificate chain (with --tls-key).
-    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    #[arg(long, value_name = "PEM", requires = "tls_key", help_heading = heading::LISTENING)]
     tls_cert: Option<PathBuf>,
     /// The PEM private key of --tls-cert.
-    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    #[arg(long, value_name = "PEM", requires = "tls_cert", help_heading = heading::LISTENING)]
     tls_key: Option<PathBuf>,
     /// Grant guests an environment variable: NAME=VALUE, or NAME for the host's own
     /// value (repeatable).
-    #[arg(long = "env", value_name = "NAME[=VALUE]")]
+    #[arg(long = "env", value_name = "NAME[=VALUE]", help_heading = heading::GRANTS)]
     // Parsed in `serve`, like the token: values may be secrets.
     env: Vec<String>,
     /// Grant guests read-only access to a host directory, seen at GUEST_DIR (default:
-    /// the same path).
-    #[arg(long = "dir", value_name = "HOST_DIR[::GUEST_DIR]")]
-    dir: Option<DirGrant>,
+    /// the same path) (repeatable).
+    #[arg(long = "dir", value_name = "HOST_DIR[::GUEST_DIR]", help_heading = heading::GRANTS)]
+    dir: Vec<DirGrant>,
     /// Grant guests outbound HTTP to a destination (repeatable). Without a port, only
     /// the scheme's default port (80, 443); `*.DOMAIN` matches its subdomains.
-    #[arg(long = "http", value_name = "[SCHEME://]HOST[:PORT]")]
+    #[arg(long = "http", value_name = "[SCHEME://]HOST[:PORT]", help_heading = heading::GRANTS)]
     http: Vec<HttpGrant>,
     #[command(flatten)]
     pub(crate) state: StateArg,
     /// Keep no delivery state: every push runs the guest, with no attempt count, dedupe
     /// or dead-letter journal.
-    #[arg(long)]
+    #[arg(long, help_heading = heading::STORE)]
     no_state: bool,
     /// Serve an address other machines can reach with the store on, though some route
     /// takes pushes without a token and no allowlist is set: anyone who reaches the
     /// port can then have a message id acknowledged, making CMQ's real message with
     /// that id a duplicate. Refused unless this is given.
-    #[arg(long)]
+    #[arg(long, help_heading = heading::LISTENING)]
     allow_unauthenticated: bool,
     /// A message acknowledged this recently is answered 200 without running the guest
     /// again; `off` runs every push.
-    #[arg(long, default_value_t = DedupeWindow(RouteOptions::default().dedupe_window), value_name = "DURATION|off")]
+    #[arg(long, default_value_t = DedupeWindow(RouteOptions::default().dedupe_window), value_name = "DURATION|off", help_heading = heading::STORE)]
     dedupe_window: DedupeWindow,
     /// The attempt on which a failure sends the message to the dead-letter journal,
     /// answered 200: one below CMQ's last delivery (3 for BACKOFF_RETRY's 4, 176 for
     /// EXPONENTIAL_DECAY_RETRY's 177), so that a delivery a crashed host never counted
     /// still leaves the message kept; 0 never journals a failure.
-    #[arg(long, default_value_t = RouteOptions::default().max_attempts)]
+    #[arg(long, default_value_t = RouteOptions::default().max_attempts, value_name = "N", help_heading = heading::STORE)]
     max_attempts: u32,
     /// Keep compiled components here between starts, so that the next start of the same
     /// .wasm loads native code instead of compiling (`off`: compile every time)
     /// [default: $XDG_CACHE_HOME/cmq-host, else ~/.cache/cmq-host].
-    #[arg(long, value_name = "DIR|off")]
+    #[arg(long, value_name = "DIR|off", help_heading = heading::COMPILED_CODE)]
     pub(crate) compile_cache: Option<PathBuf>,
     /// Accept a .cwasm from `cmq-host compile` as the component: native code that runs
     /// outside the sandbox, as is (`allow_precompiled = true` in a config). Without it
     /// only .wasm components are served.
-    #[arg(long)]
+    #[arg(long, help_heading = heading::COMPILED_CODE)]
     allow_precompiled: bool,
+    /// Serve /metrics, /healthz and /readyz on this address (keep it private).
+    #[arg(long, value_name = "ADDR", help_heading = heading::OBSERVABILITY)]
+    admin_listen: Option<SocketAddr>,
 }
 
 /// The flags that describe the one component of `serve COMPONENT`: a config file
@@ -240,7 +251,7 @@ fn flags_config(args: &ServeArgs) -> anyhow::Result<Config> {
             token,
             grants: Grants {
                 env,
-                dir: args.dir.clone(),
+                dirs: args.dir.clone(),
                 http: args.http.clone(),
             },
             serve_as: args.serve_as,

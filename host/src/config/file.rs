@@ -27,15 +27,33 @@ pub(super) struct Reader<'a> {
     path: &'a Path,
     /// The folder relative paths in the file start from.
     base: &'a Path,
+    /// Whether a route's token variable must be set (`serve`), or may be missing
+    /// (`check --without-secrets`).
+    secrets: Secrets,
+}
+
+/// What a config's secrets must be when it is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Secrets {
+    /// Set and valid: to serve.
+    Required,
+    /// Checked when set; when not, the route is read as though it had a token: to
+    /// check a config on a machine that does not hold its secrets.
+    Optional,
 }
 
 impl<'a> Reader<'a> {
-    pub(super) fn new(text: &'a str, path: &'a Path) -> Self {
+    pub(super) fn new(text: &'a str, path: &'a Path, secrets: Secrets) -> Self {
         let base = match path.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent,
             _ => Path::new("."),
         };
-        Reader { text, path, base }
+        Reader {
+            text,
+            path,
+            base,
+            secrets,
+        }
     }
 
     /// The error `message`, at the key `span` points into.
@@ -142,6 +160,12 @@ impl<'a> Reader<'a> {
         let component = self.file(&route.component)?;
         let token = match &route.token_env {
             None => None,
+            Some(variable)
+                if self.secrets == Secrets::Optional
+                    && std::env::var_os(variable.get_ref()).is_none() =>
+            {
+                Some(Token::unset_for_checking())
+            }
             Some(variable) => Some(
                 read_token(variable.get_ref())
                     .map_err(|message| self.at(Some(variable.span()), message))?,
@@ -158,13 +182,18 @@ impl<'a> Reader<'a> {
             token,
             grants: Grants {
                 env: route.env.into_iter().map(|grant| grant.0).collect(),
-                dir: route.dir.map(|dir| {
-                    let DirGrant { host, guest } = dir.0;
-                    DirGrant {
-                        host: self.base.join(host),
-                        guest,
-                    }
-                }),
+                dirs: route
+                    .dir
+                    .0
+                    .into_iter()
+                    .map(|dir| {
+                        let DirGrant { host, guest } = dir.0;
+                        DirGrant {
+                            host: self.base.join(host),
+                            guest,
+                        }
+                    })
+                    .collect(),
                 http: route.http.into_iter().map(|grant| grant.0).collect(),
             },
             serve_as: route.serve_as.map_or(defaults.serve_as, |s| s.0),
@@ -288,6 +317,46 @@ where
     }
 }
 
+/// A key that takes one value or a list of them: `dir = "a"` or `dir = ["a", "b"]`.
+#[derive(Debug)]
+struct OneOrMore<T>(Vec<T>);
+
+impl<T> Default for OneOrMore<T> {
+    fn default() -> Self {
+        OneOrMore(Vec::new())
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMore<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Visitor<T> {
+            type Value = OneOrMore<T>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string, or a list of strings")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                let one = T::deserialize(serde::de::value::StrDeserializer::<E>::new(text))?;
+                Ok(OneOrMore(vec![one]))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut all = Vec::new();
+                while let Some(one) = seq.next_element()? {
+                    all.push(one);
+                }
+                Ok(OneOrMore(all))
+            }
+        }
+        deserializer.deserialize_any(Visitor(std::marker::PhantomData))
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -324,7 +393,8 @@ struct RawRoute {
     max_in_flight: Option<usize>,
     #[serde(default)]
     env: Vec<Text<EnvGrant>>,
-    dir: Option<Text<DirGrant>>,
+    #[serde(default)]
+    dir: OneOrMore<Text<DirGrant>>,
     #[serde(default)]
     http: Vec<Text<HttpGrant>>,
     dedupe_window: Option<Text<DedupeWindow>>,
