@@ -23,19 +23,23 @@ async fn documented_json_push_is_acknowledged_and_logged() -> anyhow::Result<()>
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.text().await?, "ok");
 
-    // The host's one line for the message, and the guest's own output, tagged with its id.
+    // The host's one line for the message, with its route, topic, subscription and
+    // CMQ's request id, and the guest's own output, tagged with its route and id.
     let lines = log_lines_with("6942316962");
     assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("message handled") && l.contains("MyTopic") && l.contains("ack")),
-        "no 'message handled' line in {lines:#?}"
+        lines.iter().any(|l| l.contains("message handled")
+            && l.contains("route=\"default\"")
+            && l.contains("topic=\"MyTopic\"")
+            && l.contains("subscription=\"mysubscription\"")
+            && l.contains("request_id=\"2394928734\"")
+            && l.contains("decision=\"ack\"")),
+        "no 'message handled' line with the message's fields in {lines:#?}"
     );
     assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("stdout") && l.contains("test message")),
-        "the guest's printed body is not in the log: {lines:#?}"
+        lines.iter().any(|l| l.contains("stdout")
+            && l.contains("route=\"default\"")
+            && l.contains("test message")),
+        "the guest's printed body is not in the log with its route: {lines:#?}"
     );
     host.stop().await
 }

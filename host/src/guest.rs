@@ -154,6 +154,8 @@ enum Exports {
 
 /// A handler component ready to be instantiated.
 pub(crate) struct Guest {
+    /// The route it serves, named on its output's log lines.
+    route: String,
     engine: Engine,
     component: Component,
     exports: Exports,
@@ -224,6 +226,7 @@ impl Guest {
             })?),
         };
         Ok(Guest {
+            route: String::new(),
             engine: engine.clone(),
             component,
             exports,
@@ -232,6 +235,12 @@ impl Guest {
             max_memory,
             grants: Arc::new(grants),
         })
+    }
+
+    /// The guest of route `route`, which its output's log lines name.
+    pub(crate) fn serving(mut self, route: &str) -> Self {
+        self.route = route.to_owned();
+        self
     }
 
     /// Instantiates the component once without calling it, so that a component too large
@@ -303,8 +312,8 @@ impl Guest {
             Ok(outcome) => outcome,
             Err(_elapsed) => Err(GuestFault::Deadline(self.deadline)),
         };
-        stdout.log(log_id, "stdout");
-        stderr.log(log_id, "stderr");
+        stdout.log(&self.route, log_id, "stdout");
+        stderr.log(&self.route, log_id, "stderr");
         outcome
     }
 

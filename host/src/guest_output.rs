@@ -51,17 +51,18 @@ impl GuestOutput {
 
     /// Writes what the guest printed to the log, one event per line, tagged with the
     /// message id and the stream's name.
-    pub(crate) fn log(&self, message_id: &str, stream: &'static str) {
+    pub(crate) fn log(&self, route: &str, message_id: &str, stream: &'static str) {
         let captured = self.lock();
         let text = String::from_utf8_lossy(&captured.bytes);
         let mut lines = text.lines();
         for line in lines.by_ref().take(LINE_LIMIT) {
-            tracing::info!(target: "cmq_host::guest", message_id, stream, "{line}");
+            tracing::info!(target: "cmq_host::guest", route, message_id, stream, "{line}");
         }
         let lines_left = lines.count();
         if lines_left > 0 || captured.dropped > 0 {
             tracing::info!(
                 target: "cmq_host::guest",
+                route,
                 message_id,
                 stream,
                 "... output truncated: {lines_left} more lines and {} bytes not logged",

@@ -21,7 +21,7 @@ use crate::intake::{self, Refusal, Taken, Work};
 use crate::loading::{Loaded, Loading};
 use crate::metrics::Metrics;
 use crate::options::ReceiverOptions;
-use crate::report;
+use crate::report::{self, Subject};
 use crate::route::{CurrentRoutes, LoadedRoute, Routes};
 use crate::store::{Store, push_key};
 
@@ -257,30 +257,27 @@ impl Receiver {
         let _in_flight = self.metrics.in_flight(&route.name);
         match work {
             Work::Message(message, raw) => {
-                let message_id = message.message_id.clone();
-                let topic = message.topic_name.clone().unwrap_or_default();
+                let subject = Subject::of(&message);
                 let delivery = Delivery {
                     route,
                     store: self.store.as_ref(),
                     metrics: &self.metrics,
                 };
                 let outcome = delivery.run(message, raw).await;
-                let message = (message_id.as_str(), topic.as_str());
-                report::delivered(&self.metrics, route, message, &outcome, started.elapsed());
+                report::delivered(&self.metrics, route, &subject, &outcome, started.elapsed());
                 answer::of(outcome)
             }
             Work::Request(parts, body) => {
-                let message_id = intake::push_headers(&parts.headers)
-                    .message_id
-                    .unwrap_or_default();
-                let result = delivery::pass_request(route, parts, body, &message_id).await;
-                report::passed(
-                    &self.metrics,
-                    route,
-                    &message_id,
-                    &result,
-                    started.elapsed(),
-                );
+                let headers = intake::push_headers(&parts.headers);
+                // The guest parses the body: only the headers say which message it is.
+                let subject = Subject {
+                    message_id: headers.message_id.unwrap_or_default(),
+                    topic: None,
+                    subscription: None,
+                    request_id: headers.request_id,
+                };
+                let result = delivery::pass_request(route, parts, body, &subject.message_id).await;
+                report::passed(&self.metrics, route, &subject, &result, started.elapsed());
                 result.unwrap_or_else(|fault| answer::guest_failed(&fault))
             }
         }

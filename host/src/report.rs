@@ -31,16 +31,42 @@ pub(crate) fn refused(metrics: &Metrics, peer: SocketAddr, route_name: &str, err
     }
 }
 
+/// Which message a line is about: what CMQ said of it, as every message line says it.
+#[derive(Debug, Clone)]
+pub(crate) struct Subject {
+    pub(crate) message_id: String,
+    /// The topic (JSON pushes only).
+    pub(crate) topic: Option<String>,
+    /// The subscription (JSON pushes only).
+    pub(crate) subscription: Option<String>,
+    /// CMQ's id of this delivery (`x-cmq-request-id`).
+    pub(crate) request_id: Option<String>,
+}
+
+impl Subject {
+    pub(crate) fn of(message: &cmq_message::Message) -> Subject {
+        Subject {
+            message_id: message.message_id.clone(),
+            topic: message.topic_name.clone(),
+            subscription: message.subscription_name.clone(),
+            request_id: message.request_id.clone(),
+        }
+    }
+}
+
 /// A push handler's delivery, as it ended.
 pub(crate) fn delivered(
     metrics: &Metrics,
     route: &Route,
-    message: (&str, &str),
+    subject: &Subject,
     outcome: &Outcome,
     elapsed: Duration,
 ) {
     let route_name = route.name.as_str();
-    let (message_id, topic) = message;
+    let message_id = subject.message_id.as_str();
+    let topic = subject.topic.as_deref();
+    let subscription = subject.subscription.as_deref();
+    let request_id = subject.request_id.as_deref();
     match outcome {
         Outcome::Duplicate => {
             metrics.dedupe_hit(route_name);
@@ -48,6 +74,8 @@ pub(crate) fn delivered(
                 route = route_name,
                 message_id,
                 topic,
+                subscription,
+                request_id,
                 decision = "duplicate",
                 "message already acknowledged: answered without running the guest"
             );
@@ -61,6 +89,8 @@ pub(crate) fn delivered(
                 route = route_name,
                 message_id,
                 topic,
+                subscription,
+                request_id,
                 attempt,
                 dead_letter,
                 "message kept: another push of it is in progress on the last attempt"
@@ -74,6 +104,8 @@ pub(crate) fn delivered(
                 route = route_name,
                 message_id,
                 topic,
+                subscription,
+                request_id,
                 attempt,
                 status = 503,
                 "message not handled: another push of it is in progress"
@@ -84,6 +116,8 @@ pub(crate) fn delivered(
                 route = route_name,
                 message_id,
                 topic,
+                subscription,
+                request_id,
                 status = 503,
                 "message not handled: {err}"
             );
@@ -95,7 +129,7 @@ pub(crate) fn delivered(
         } => ran(
             metrics,
             route,
-            message,
+            subject,
             (*attempt, result, recorded),
             elapsed,
         ),
@@ -106,11 +140,15 @@ pub(crate) fn delivered(
 fn ran(
     metrics: &Metrics,
     route: &Route,
-    (message_id, topic): (&str, &str),
+    subject: &Subject,
     (attempt, result, recorded): (Option<u32>, &Result<Decision, GuestFault>, &Recorded),
     elapsed: Duration,
 ) {
     let route_name = route.name.as_str();
+    let message_id = subject.message_id.as_str();
+    let topic = subject.topic.as_deref();
+    let subscription = subject.subscription.as_deref();
+    let request_id = subject.request_id.as_deref();
     let seconds = elapsed.as_secs_f64();
     let duration_ms = seconds * 1000.0;
     let dead_letter = match recorded {
@@ -138,6 +176,8 @@ fn ran(
                 generation = route.generation,
                 message_id,
                 topic,
+                subscription,
+                request_id,
                 decision = name,
                 reason,
                 attempt,
@@ -160,6 +200,8 @@ fn ran(
                 generation = route.generation,
                 message_id,
                 topic,
+                subscription,
+                request_id,
                 status,
                 attempt,
                 dead_letter,
@@ -174,11 +216,13 @@ fn ran(
 pub(crate) fn passed<B>(
     metrics: &Metrics,
     route: &Route,
-    message_id: &str,
+    subject: &Subject,
     result: &Result<Response<B>, GuestFault>,
     elapsed: Duration,
 ) {
     let route_name = route.name.as_str();
+    let message_id = subject.message_id.as_str();
+    let request_id = subject.request_id.as_deref();
     let seconds = elapsed.as_secs_f64();
     let duration_ms = seconds * 1000.0;
     match result {
@@ -194,6 +238,7 @@ pub(crate) fn passed<B>(
                 route = route_name,
                 generation = route.generation,
                 message_id,
+                request_id,
                 status,
                 decision,
                 duration_ms,
@@ -206,6 +251,7 @@ pub(crate) fn passed<B>(
             tracing::warn!(
                 route = route_name,
                 message_id,
+                request_id,
                 status,
                 duration_ms,
                 "message not handled: {fault}"

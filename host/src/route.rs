@@ -73,7 +73,8 @@ impl Route {
                 err
             }
         })
-        .with_context(|| format!("route {:?}", plan.name))?;
+        .with_context(|| format!("route {:?}", plan.name))?
+        .serving(&plan.name);
         tracing::info!(
             route = plan.name,
             path = plan.path,
