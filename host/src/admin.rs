@@ -74,8 +74,8 @@ impl AdminServer {
         };
         let receiver = self.receiver;
         let handle = move |request: Request<Incoming>, _peer| {
-            let response = answer(&receiver, &request);
-            async move { response }
+            let receiver = receiver.clone();
+            async move { answer(&receiver, &request).await }
         };
         listener
             .serve(handle, shutdown, || Duration::from_secs(1))
@@ -84,7 +84,7 @@ impl AdminServer {
     }
 }
 
-fn answer(receiver: &Receiver, request: &Request<Incoming>) -> Response<AnswerBody> {
+async fn answer(receiver: &Receiver, request: &Request<Incoming>) -> Response<AnswerBody> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".into());
         response
@@ -94,7 +94,7 @@ fn answer(receiver: &Receiver, request: &Request<Incoming>) -> Response<AnswerBo
     }
     match request.uri().path() {
         "/metrics" => {
-            let mut response = text(StatusCode::OK, receiver.metrics_text());
+            let mut response = text(StatusCode::OK, receiver.metrics_text().await);
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static(METRICS_CONTENT_TYPE),

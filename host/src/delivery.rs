@@ -8,7 +8,7 @@
 //! guest's decision, so that CMQ giving up never loses a message (see the README's
 //! delivery guarantees).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response, header};
@@ -83,7 +83,7 @@ impl Delivery<'_> {
     /// ended. Without a store the guest simply runs.
     pub(crate) async fn run(&self, mut message: cmq_message::Message, raw: RawPush) -> Outcome {
         let Some(store) = self.store else {
-            let result = self.route.guest.handle(Message::from(message)).await;
+            let result = self.run_guest(message).await;
             return Outcome::Ran {
                 attempt: None,
                 result,
@@ -97,7 +97,7 @@ impl Delivery<'_> {
         message.attempt = Some(claimed.attempt);
         let kept = Kept::of(&message, &raw, claimed.attempt);
         let provisional = self.keep_last_delivery(&claimed, &kept).await;
-        let result = self.route.guest.handle(Message::from(message)).await;
+        let result = self.run_guest(message).await;
         let recorded = self.record(&claimed, kept, &result).await;
         if let Some(provisional) = provisional {
             let acked = matches!(result, Ok(Decision::Ack));
@@ -108,6 +108,21 @@ impl Delivery<'_> {
             result,
             recorded,
         }
+    }
+
+    /// Awaits the store's `operation`, and counts how long it took.
+    async fn timed<T>(&self, operation: &'static str, call: impl Future<Output = T>) -> T {
+        let started = Instant::now();
+        let outcome = call.await;
+        self.metrics.store_operation(operation, started.elapsed());
+        outcome
+    }
+
+    /// Runs the guest on `message`, and counts how long its instance and its run took.
+    async fn run_guest(&self, message: cmq_message::Message) -> Result<Decision, GuestFault> {
+        let (result, times) = self.route.guest.handle(Message::from(message)).await;
+        self.metrics.guest_ran(&self.route.name, times);
+        result
     }
 
     /// Whether `attempt` is the route's last (`max_attempts`; 0: none is), on which a
@@ -129,7 +144,10 @@ impl Delivery<'_> {
         let push_key = push_key(route_name, &message.message_id);
         let lease = self.route.options.deadline + LEASE_MARGIN;
         let window = self.route.options.dedupe_window;
-        match store.claim(&key, &push_key, lease, window).await {
+        match self
+            .timed("claim", store.claim(&key, &push_key, lease, window))
+            .await
+        {
             Ok(Claim::Run { attempt, token }) => Ok(Claimed {
                 store,
                 key,
@@ -163,7 +181,7 @@ impl Delivery<'_> {
         let entry = kept.entry(format!(
             "another push of it was in progress on attempt {attempt}, the last of {max}"
         ));
-        match store.journal(entry, key, None).await {
+        match self.timed("journal", store.journal(entry, key, None)).await {
             Ok(id) => Outcome::Busy {
                 attempt,
                 journaled: Some(id),
@@ -198,7 +216,10 @@ impl Delivery<'_> {
              stopped, or could not record the guest's decision",
             claimed.attempt
         ));
-        match claimed.store.journal(entry, &claimed.key, None).await {
+        match self
+            .timed("journal", claimed.store.journal(entry, &claimed.key, None))
+            .await
+        {
             Ok(id) => Some(id),
             Err(err) => {
                 self.metrics.store_error(&self.route.name);
@@ -230,7 +251,10 @@ impl Delivery<'_> {
         let message_id = kept.message_id.clone();
         let failure = match result {
             Ok(Decision::Ack) => {
-                return match store.settle(key, token, Settlement::Acked).await {
+                return match self
+                    .timed("settle", store.settle(key, token, Settlement::Acked))
+                    .await
+                {
                     Ok(()) => Recorded::Settled,
                     Err(err) => {
                         // The guest acknowledged: the answer stays 2xx. Only a later
@@ -242,7 +266,10 @@ impl Delivery<'_> {
             }
             Ok(Decision::Drop(reason)) => {
                 let entry = kept.entry(format!("dropped: {}", clip(reason)));
-                return match store.journal(entry, key, Some(token)).await {
+                return match self
+                    .timed("journal", store.journal(entry, key, Some(token)))
+                    .await
+                {
                     Ok(id) => Recorded::Journaled(id),
                     Err(err) => {
                         tracing::error!(
@@ -253,7 +280,7 @@ impl Delivery<'_> {
                              CMQ delivers it again: {err}"
                         );
                         let failed = Settlement::Failed("drop not journaled".into());
-                        let _ = store.settle(key, token, failed).await;
+                        let _ = self.timed("settle", store.settle(key, token, failed)).await;
                         Recorded::DropNotJournaled
                     }
                 };
@@ -264,7 +291,10 @@ impl Delivery<'_> {
         let max = self.route.options.max_attempts;
         if self.is_last(attempt) {
             let entry = kept.entry(format!("{failure} (attempt {attempt}, the last of {max})"));
-            match store.journal(entry, key, Some(token)).await {
+            match self
+                .timed("journal", store.journal(entry, key, Some(token)))
+                .await
+            {
                 Ok(id) => return Recorded::Journaled(id),
                 Err(err) => tracing::error!(
                     message_id,
@@ -274,7 +304,13 @@ impl Delivery<'_> {
                 ),
             }
         }
-        match store.settle(key, token, Settlement::Failed(failure)).await {
+        match self
+            .timed(
+                "settle",
+                store.settle(key, token, Settlement::Failed(failure)),
+            )
+            .await
+        {
             Ok(()) => Recorded::Settled,
             Err(err) => {
                 tracing::warn!(message_id, "failure not recorded: {err}");

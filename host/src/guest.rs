@@ -2,7 +2,7 @@
 //! message: nothing a guest does to its memory survives into the next message.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -105,6 +105,14 @@ impl WasiView for GuestState {
             table: &mut self.table,
         }
     }
+}
+
+/// How long one run of a guest took: making its instance (when it got that far), and
+/// everything from the start of that to the guest's return.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct GuestTimes {
+    pub(crate) instantiation: Option<Duration>,
+    pub(crate) total: Duration,
 }
 
 /// Which interface a component is served through.
@@ -272,27 +280,41 @@ impl Guest {
         }
     }
 
-    /// Runs `message` through a fresh instance and returns the guest's decision. The
-    /// guest's output is logged under `message_id` whatever the outcome.
-    pub(crate) async fn handle(&self, message: Message) -> Result<Decision, GuestFault> {
+    /// Runs `message` through a fresh instance and returns the guest's decision, and
+    /// how long it took. The guest's output is logged under `message_id` whatever the
+    /// outcome.
+    pub(crate) async fn handle(
+        &self,
+        message: Message,
+    ) -> (Result<Decision, GuestFault>, GuestTimes) {
         let Exports::Push(pre) = &self.exports else {
-            return Err(GuestFault::Instantiate(wasmtime::format_err!(
+            let wrong = wasmtime::format_err!(
                 "the component serves wasi:http/incoming-handler, not cmq:push/handler"
-            )));
+            );
+            return (Err(GuestFault::Instantiate(wrong)), GuestTimes::default());
         };
         let message_id = message.message_id.clone();
-        self.run_fresh(&message_id, async |mut store| {
-            let handler = pre
-                .instantiate_async(&mut store)
-                .await
-                .map_err(|err| self.instantiate_error(err))?;
-            handler
-                .cmq_push_handler()
-                .call_handle(&mut store, &message)
-                .await
-                .map_err(|err| self.classify_trap(err))
-        })
-        .await
+        let started = Instant::now();
+        let instantiated = OnceLock::new();
+        let result = self
+            .run_fresh(&message_id, async |mut store| {
+                let handler = pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(|err| self.instantiate_error(err))?;
+                let _ = instantiated.set(started.elapsed());
+                handler
+                    .cmq_push_handler()
+                    .call_handle(&mut store, &message)
+                    .await
+                    .map_err(|err| self.classify_trap(err))
+            })
+            .await;
+        let times = GuestTimes {
+            instantiation: instantiated.get().copied(),
+            total: started.elapsed(),
+        };
+        (result, times)
     }
 
     /// Runs `run` with a fresh store, within the deadline, then logs the guest's output

@@ -1,12 +1,16 @@
 //! What the receiver counts, in Prometheus' text format for `/metrics`: messages by route
-//! and decision, how long they took, guest faults, and the answers that did not come from
-//! a guest (overload, duplicates, rejections).
+//! and decision, how long they took (whole, the guest's run, its instantiation, each store
+//! operation), guest faults, the answers that did not come from a guest (overload,
+//! duplicates, rejections), the dead letters waiting, reloads, and the build.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
+
+use crate::guest::GuestTimes;
 use prometheus_client::registry::{Metric, Registry};
 
 /// The label of pushes that no route serves.
@@ -45,6 +49,25 @@ struct ResultLabel {
     result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabel {
+    operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    commit: &'static str,
+    wasmtime: &'static str,
+}
+
+/// Labels of `cmq_build_info`: this build's version, commit and wasmtime.
+const BUILD: BuildLabels = BuildLabels {
+    version: env!("CARGO_PKG_VERSION"),
+    commit: env!("CMQ_HOST_COMMIT"),
+    wasmtime: env!("CMQ_HOST_WASMTIME"),
+};
+
 type DurationFamily = Family<RouteLabel, Histogram, fn() -> Histogram>;
 
 /// The receiver's metrics and the registry that encodes them.
@@ -63,7 +86,13 @@ pub(crate) struct Metrics {
     uncounted_lost: Counter,
     reloads: Family<ResultLabel, Counter>,
     generation: Gauge,
+    last_reload_success: Gauge,
+    last_reload_time: Gauge<f64, std::sync::atomic::AtomicU64>,
     store_files: Family<FileLabel, Gauge>,
+    guest_duration: DurationFamily,
+    instantiation: DurationFamily,
+    store_operations: Family<OperationLabel, Histogram, fn() -> Histogram>,
+    dead_letters_waiting: Gauge,
 }
 
 impl Default for Metrics {
@@ -155,7 +184,59 @@ impl Default for Metrics {
                 "Size of the SQLite store's files: database, wal (the write-ahead log) and shm",
                 Family::<FileLabel, Gauge>::default(),
             ),
+            guest_duration: registered(
+                r,
+                "cmq_guest_duration_seconds",
+                "Time a guest took for one message: its instance made, and its call to the end",
+                Family::new_with_constructor(|| {
+                    // 50 µs to about 13 s.
+                    Histogram::new(exponential_buckets(0.00005, 2.0, 19))
+                }),
+            ),
+            instantiation: registered(
+                r,
+                "cmq_guest_instantiation_seconds",
+                "Time making a guest's fresh instance for one message",
+                Family::new_with_constructor(|| {
+                    // 5 µs to about 0.16 s.
+                    Histogram::new(exponential_buckets(0.000005, 2.0, 16))
+                }),
+            ),
+            store_operations: registered(
+                r,
+                "cmq_store_operation_duration_seconds",
+                "Time the delivery store took for one operation: claim, settle or journal",
+                Family::new_with_constructor(|| {
+                    // 20 µs to about 5 s (its timeout is 3 s).
+                    Histogram::new(exponential_buckets(0.00002, 2.0, 18))
+                }),
+            ),
+            dead_letters_waiting: registered(
+                r,
+                "cmq_dead_letters",
+                "Entries in the dead-letter journal, waiting for a human (read from the \
+             store at each scrape): alert when it grows",
+                Gauge::default(),
+            ),
+            last_reload_success: registered(
+                r,
+                "cmq_last_reload_success",
+                "1 when the last reload (or the start) succeeded, 0 when it failed: the \
+             routes of before serve on",
+                Gauge::default(),
+            ),
+            last_reload_time: registered(
+                r,
+                "cmq_last_reload_timestamp_seconds",
+                "When the last reload (or the start) was tried, in Unix seconds",
+                Gauge::<f64, std::sync::atomic::AtomicU64>::default(),
+            ),
         };
+        r.register(
+            "cmq_build",
+            "The build serving: its version, commit and wasmtime",
+            Info::new(BUILD),
+        );
         Metrics {
             registry,
             ..metrics
@@ -262,16 +343,52 @@ impl Metrics {
     pub(crate) fn reloaded(&self, ok: bool, generation: u64) {
         let result = if ok { "ok" } else { "error" };
         self.reloads.get_or_create(&ResultLabel { result }).inc();
+        self.last_reload_success.set(i64::from(ok));
+        self.last_reload_time.set(unix_seconds_now());
         if ok {
-            self.serving(generation);
+            self.generation
+                .set(i64::try_from(generation).unwrap_or(i64::MAX));
         }
     }
 
-    /// The generation of routes serving.
-    pub(crate) fn serving(&self, generation: u64) {
-        self.generation
-            .set(i64::try_from(generation).unwrap_or(i64::MAX));
+    /// The routes serving at start: generation 1, as a reload that succeeded.
+    pub(crate) fn started(&self) {
+        self.last_reload_success.set(1);
+        self.last_reload_time.set(unix_seconds_now());
+        self.generation.set(1);
     }
+
+    /// How long one run of a guest of `route_name` took.
+    pub(crate) fn guest_ran(&self, route_name: &str, times: GuestTimes) {
+        let route = route(route_name);
+        self.guest_duration
+            .get_or_create(&route)
+            .observe(times.total.as_secs_f64());
+        if let Some(instantiation) = times.instantiation {
+            self.instantiation
+                .get_or_create(&route)
+                .observe(instantiation.as_secs_f64());
+        }
+    }
+
+    /// How long one store operation took.
+    pub(crate) fn store_operation(&self, operation: &'static str, took: std::time::Duration) {
+        self.store_operations
+            .get_or_create(&OperationLabel { operation })
+            .observe(took.as_secs_f64());
+    }
+
+    /// The dead-letter entries waiting, as the store holds them now.
+    pub(crate) fn dead_letters_waiting(&self, entries: u64) {
+        self.dead_letters_waiting
+            .set(i64::try_from(entries).unwrap_or(i64::MAX));
+    }
+}
+
+fn unix_seconds_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |since| since.as_secs_f64())
 }
 
 /// A message counted in flight; dropping it counts it out.

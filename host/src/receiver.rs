@@ -68,7 +68,7 @@ impl Receiver {
             store.keep_records_for(longest_dedupe_window(&config.routes));
         }
         let metrics = Metrics::default();
-        metrics.serving(1);
+        metrics.started();
         Ok(Receiver {
             routes: CurrentRoutes::new(routes),
             reloading: tokio::sync::Mutex::new(()),
@@ -154,7 +154,7 @@ impl Receiver {
     pub async fn handle(&self, message: cmq_message::Message) -> Result<Decision, GuestFault> {
         let routes = self.routes.get();
         let route = routes.first();
-        route.guest.handle(Message::from(message)).await
+        route.guest.handle(Message::from(message)).await.0
     }
 
     /// The first route's component compiled to native code for this machine and this
@@ -175,13 +175,18 @@ impl Receiver {
         self.routes.get().first().guest.serves()
     }
 
-    /// The metrics in Prometheus' text format.
-    pub fn metrics_text(&self) -> String {
+    /// The metrics in Prometheus' text format. With a store, its files and its
+    /// dead-letter entries are read now (a count that fails leaves the last one read).
+    pub async fn metrics_text(&self) -> String {
         if let Some(store) = &self.store {
             if let Some(files) = store.files() {
                 self.metrics.store_files(&files);
             }
             self.metrics.uncounted_lost(store.uncounted_lost());
+            match store.dead_letter_count().await {
+                Ok(entries) => self.metrics.dead_letters_waiting(entries),
+                Err(err) => tracing::warn!("the dead letters could not be counted: {err}"),
+            }
         }
         self.metrics.encode()
     }

@@ -354,6 +354,14 @@ impl Store {
         }
     }
 
+    /// How many entries the journal holds.
+    pub async fn dead_letter_count(&self) -> Result<u64, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(store) => timed(store.dead_letter_count()).await,
+            Backend::Postgres(store) => timed(store.dead_letter_count()).await,
+        }
+    }
+
     /// One journal entry, if it exists.
     pub async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetter>, StoreError> {
         let found = match &self.backend {

@@ -96,12 +96,7 @@ fn version_names_the_commit_and_wasmtime() -> anyhow::Result<()> {
     let output = run(&["--version"])?;
     assert!(output.status.success());
     let version = stdout(&output);
-    let wasmtime = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock"))?
-        .split("[[package]]")
-        .find(|package| package.contains("name = \"wasmtime\"\n"))
-        .and_then(|package| package.lines().find_map(|l| l.strip_prefix("version = ")))
-        .map(|v| v.trim_matches('"').to_owned())
-        .expect("wasmtime in Cargo.lock");
+    let wasmtime = locked_wasmtime();
     assert!(
         version.starts_with(&format!("cmq-host {}", env!("CARGO_PKG_VERSION"))),
         "{version}"

@@ -296,6 +296,38 @@ async fn metrics_count_pushes_by_route_and_decision_and_health_answers() -> anyh
         0.0
     );
     assert_eq!(sample(&after, "cmq_routes_generation", &[]), 1.0);
+    // The guest's part of those 8, and its instance's; the store's operations: a claim
+    // for each of the 9 pushes of a message, a settlement for each of the 8 runs.
+    let orders = [("route", "orders")];
+    assert_eq!(sample(&after, "cmq_guest_duration_seconds", &orders), 8.0);
+    assert_eq!(
+        sample(&after, "cmq_guest_instantiation_seconds", &orders),
+        8.0
+    );
+    let operation = |scrape: &prometheus_parse::Scrape, operation: &str| {
+        sample(
+            scrape,
+            "cmq_store_operation_duration_seconds",
+            &[("operation", operation)],
+        )
+    };
+    assert_eq!(operation(&after, "claim"), 9.0);
+    assert_eq!(operation(&after, "settle"), 8.0);
+    assert_eq!(sample(&after, "cmq_dead_letters", &[]), 0.0);
+    let wasmtime = locked_wasmtime();
+    let build = [
+        ("version", env!("CARGO_PKG_VERSION")),
+        ("wasmtime", wasmtime.as_str()),
+    ];
+    assert_eq!(sample(&after, "cmq_build_info", &build), 1.0, "{after:?}");
+    assert_eq!(sample(&after, "cmq_last_reload_success", &[]), 1.0);
+    assert!(sample(&after, "cmq_last_reload_timestamp_seconds", &[]) > 1.7e9);
+
+    // A dropped message waits in the journal, and the gauge says so.
+    assert_eq!(status("/orders", "600", "drop").await?, 200);
+    let dropped = scrape(&client, &admin).await?;
+    assert_eq!(sample(&dropped, "cmq_dead_letters", &[]), 1.0);
+    assert_eq!(operation(&dropped, "journal"), 1.0);
     Ok(())
 }
 
@@ -484,6 +516,8 @@ async fn a_broken_component_or_config_leaves_the_old_routes_serving() -> anyhow:
         503,
         "by-tag still serves"
     );
+    let failed = scrape(&client, &admin).await?;
+    assert_eq!(sample(&failed, "cmq_last_reload_success", &[]), 0.0);
 
     // Fixed: the next change reloads, and the new component serves.
     install(&guest("ack"), &dir.join("ack.wasm"))?;
@@ -493,6 +527,7 @@ async fn a_broken_component_or_config_leaves_the_old_routes_serving() -> anyhow:
     assert_eq!(retry("503").send().await?.status(), 200, "ack serves now");
 
     let metrics = scrape(&client, &admin).await?;
+    assert_eq!(sample(&metrics, "cmq_last_reload_success", &[]), 1.0);
     assert!(sample(&metrics, "cmq_reloads_total", &[("result", "error")]) >= 4.0);
     assert!(sample(&metrics, "cmq_reloads_total", &[("result", "ok")]) >= 2.0);
     Ok(())

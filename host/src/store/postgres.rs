@@ -17,8 +17,8 @@ use tokio_postgres::{Client, Config, NoTls, Statement};
 
 use super::request::{ClaimRequest, Journal, Settle, attempts, millis, parse_format, time_of};
 use super::sql::{
-    CLAIM, COUNT_UNCOUNTED, INSERT_DEAD_LETTER, MARK_JOURNALED, SCHEMA, SELECT_DEAD_LETTERS,
-    SELECT_RECORD, SETTLE, TAKE_UNCOUNTED,
+    CLAIM, COUNT_DEAD_LETTERS, COUNT_UNCOUNTED, INSERT_DEAD_LETTER, MARK_JOURNALED, SCHEMA,
+    SELECT_DEAD_LETTERS, SELECT_RECORD, SETTLE, TAKE_UNCOUNTED,
 };
 use super::{Claim, DeadLetter, MessageRecord, StoreError};
 
@@ -202,6 +202,16 @@ impl PostgresStore {
                 created: time_of(row.get(8)),
             })
             .collect())
+    }
+
+    pub(super) async fn dead_letter_count(&self) -> Result<u64, StoreError> {
+        let session = self.fast.get().await?;
+        let row = session
+            .client
+            .query_one(COUNT_DEAD_LETTERS, &[])
+            .await
+            .map_err(|err| StoreError::new("counting the journal", err))?;
+        Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or_default())
     }
 
     pub(super) async fn remove_dead_letters(

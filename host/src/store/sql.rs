@@ -85,6 +85,8 @@ SELECT id, message_id, reason, attempts, format, request_id, message_tag, body, 
 FROM cmq_dead_letters
 ";
 
+pub(super) const COUNT_DEAD_LETTERS: &str = "SELECT count(*) FROM cmq_dead_letters";
+
 pub(super) const SELECT_RECORD: &str = "
 SELECT attempts, state, last_decision, updated_ms FROM cmq_messages WHERE message_id = $1
 ";

@@ -20,8 +20,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::request::{ClaimRequest, Journal, Settle, attempts, now_ms, parse_format, time_of};
 use super::sql::{
-    CLAIM, COUNT_UNCOUNTED, INSERT_DEAD_LETTER, MARK_JOURNALED, SCHEMA, SELECT_DEAD_LETTERS,
-    SELECT_RECORD, SETTLE, TAKE_UNCOUNTED,
+    CLAIM, COUNT_DEAD_LETTERS, COUNT_UNCOUNTED, INSERT_DEAD_LETTER, MARK_JOURNALED, SCHEMA,
+    SELECT_DEAD_LETTERS, SELECT_RECORD, SETTLE, TAKE_UNCOUNTED,
 };
 use super::{Claim, DeadLetter, MessageRecord, StoreError};
 
@@ -250,6 +250,12 @@ impl SqliteStore {
             rows.collect()
         })
         .await
+    }
+
+    pub(super) async fn dead_letter_count(&self) -> Result<u64, StoreError> {
+        self.read(|conn| conn.query_row(COUNT_DEAD_LETTERS, [], |row| row.get::<_, i64>(0)))
+            .await
+            .map(|count| u64::try_from(count).unwrap_or_default())
     }
 
     pub(super) async fn remove_dead_letters(

@@ -212,3 +212,15 @@ pub async fn fresh_state(postgres: bool) -> anyhow::Result<String> {
         cmq_host::StoreLocation::Postgres(url) => url,
     })
 }
+
+/// The wasmtime version the workspace's lock file pins: what `cmq-host --version` and
+/// `cmq_build_info` name.
+pub fn locked_wasmtime() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock"))
+        .expect("the workspace's Cargo.lock")
+        .split("[[package]]")
+        .find(|package| package.contains("name = \"wasmtime\"\n"))
+        .and_then(|package| package.lines().find_map(|l| l.strip_prefix("version = ")))
+        .map(|version| version.trim_matches('"').to_owned())
+        .expect("wasmtime in Cargo.lock")
+}
