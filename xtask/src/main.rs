@@ -8,6 +8,7 @@ mod componentize;
 mod guests;
 mod haproxy;
 mod postgres;
+mod prometheus;
 mod store_growth;
 mod system;
 mod test;

@@ -5,7 +5,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{cargo, guests, haproxy, postgres, repo_root};
+use crate::{cargo, guests, haproxy, postgres, prometheus, repo_root};
 
 /// One check: what the failure line calls it, and how to run it.
 struct Step {
@@ -59,14 +59,17 @@ pub fn run() -> Result<()> {
             ],
         ),
         Step {
-            name: "test (root workspace, with PostgreSQL for the shared store and HAProxy)",
+            name: "test (root workspace, with PostgreSQL for the shared store, HAProxy and \
+                   Prometheus)",
             run: Box::new(|| {
                 let postgres = postgres::ensure()?;
                 let haproxy = haproxy::ensure()?;
+                let prometheus = prometheus::ensure()?;
                 let status = Command::new(cargo())
                     .args(["test", "--workspace"])
                     .env(postgres::URL_VAR, &postgres.url)
                     .env(haproxy::BIN_VAR, haproxy)
+                    .env(prometheus::BIN_VAR, prometheus)
                     .current_dir(repo_root())
                     .status()
                     .context("running cargo test --workspace")?;
