@@ -58,6 +58,8 @@ pub struct ConfigError {
     pub file: PathBuf,
     /// The line, from 1.
     pub line: Option<usize>,
+    /// The column on that line, counted in characters from 1.
+    pub column: Option<usize>,
     /// The key, dotted: `routes.orders.format`.
     pub key: Option<String>,
     /// What is wrong.
@@ -69,6 +71,9 @@ impl fmt::Display for ConfigError {
         write!(f, "{}", self.file.display())?;
         if let Some(line) = self.line {
             write!(f, ":{line}")?;
+            if let Some(column) = self.column {
+                write!(f, ":{column}")?;
+            }
         }
         if let Some(key) = &self.key {
             write!(f, ": {key}")?;
@@ -96,6 +101,7 @@ impl Config {
         let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
             file: path.to_owned(),
             line: None,
+            column: None,
             key: None,
             message: format!("cannot read it: {err}"),
         })?;
@@ -191,10 +197,12 @@ mod tests {
             "listen = \"127.0.0.1:0\"\n\n[routes.orders]\npath = \"/orders\"\ncomponent = \"x.wasm\"\nformat = \"xml\"\n",
         );
         assert_eq!(err.line, Some(6), "{err}");
+        // The parser's own position: the value, after `format = `.
+        assert_eq!(err.column, Some(10), "{err}");
         assert_eq!(err.key.as_deref(), Some("routes.orders.format"), "{err}");
         assert!(
             err.to_string()
-                .starts_with("cmq.toml:6: routes.orders.format: "),
+                .starts_with("cmq.toml:6:10: routes.orders.format: "),
             "{err}"
         );
     }

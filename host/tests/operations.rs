@@ -506,7 +506,7 @@ async fn a_broken_component_or_config_leaves_the_old_routes_serving() -> anyhow:
     write_atomic(&config, &format!("{good}deadline = \"soon\"\n"))?;
     let failed = wait_for(&lines, "reload failed");
     assert!(
-        failed.contains("cmq.toml:6: routes.orders.deadline"),
+        failed.contains("cmq.toml:6:12: routes.orders.deadline"),
         "{failed}"
     );
     signal(&host, "HUP")?;

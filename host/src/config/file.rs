@@ -58,16 +58,18 @@ impl<'a> Reader<'a> {
 
     /// The error `message`, at the key `span` points into.
     fn at(&self, span: Option<Range<usize>>, message: String) -> ConfigError {
-        let (line, key) = match span {
+        let (line, column, key) = match span {
             Some(span) => (
                 Some(line_of(self.text, span.start)),
+                Some(column_of(self.text, span.start)),
                 key_at(self.text, span.start),
             ),
-            None => (None, None),
+            None => (None, None, None),
         };
         ConfigError {
             file: self.path.to_owned(),
             line,
+            column,
             key,
             message,
         }
@@ -257,6 +259,16 @@ fn line_of(text: &str, offset: usize) -> usize {
         .filter(|&&b| b == b'\n')
         .count()
         + 1
+}
+
+/// The column (in characters, from 1) of byte `offset` on its line.
+fn column_of(text: &str, offset: usize) -> usize {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let start = text[..offset].rfind('\n').map_or(0, |newline| newline + 1);
+    text[start..offset].chars().count() + 1
 }
 
 /// The dotted key whose value or header is at byte `offset`: the table header in force
