@@ -10,6 +10,7 @@ pub(crate) mod dead_letter;
 pub(crate) mod log_output;
 pub(crate) mod push;
 pub(crate) mod serve;
+pub(crate) mod telemetry;
 
 /// Where the delivery store is: shared by `serve` and `dead-letter`.
 #[derive(Debug, clap::Args)]

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Request, Response, header};
 use http_body_util::Full;
+use tracing::Instrument as _;
 
 use crate::bindings::{Decision, Message};
 use crate::guest::GuestFault;
@@ -22,6 +23,7 @@ use crate::route::Route;
 use crate::store::{
     Claim, ClaimToken, DeadLetter, Settlement, Store, StoreError, message_key, push_key,
 };
+use crate::trace;
 
 /// How much longer than the guest deadline a claim holds off other pushes of its
 /// message: a host that dies mid-run frees its claims after this.
@@ -49,6 +51,32 @@ pub(crate) enum Outcome {
         result: Result<Decision, GuestFault>,
         recorded: Recorded,
     },
+}
+
+impl Outcome {
+    /// The decision, as a push's span names it.
+    pub(crate) fn decision(&self) -> &'static str {
+        match self {
+            Outcome::Duplicate => "duplicate",
+            Outcome::Busy { .. } => "busy",
+            Outcome::Unclaimed(_) => "unclaimed",
+            Outcome::Ran { result, .. } => match result {
+                Ok(Decision::Ack) => "ack",
+                Ok(Decision::Retry(_)) => "retry",
+                Ok(Decision::Drop(_)) => "drop",
+                Err(_) => "fault",
+            },
+        }
+    }
+
+    /// The attempt the store counted, if it counted one.
+    pub(crate) fn attempt(&self) -> Option<u32> {
+        match self {
+            Outcome::Busy { attempt, .. } => Some(*attempt),
+            Outcome::Ran { attempt, .. } => *attempt,
+            Outcome::Duplicate | Outcome::Unclaimed(_) => None,
+        }
+    }
 }
 
 /// What the store did with a delivery the guest ran.
@@ -112,8 +140,13 @@ impl Delivery<'_> {
 
     /// Awaits the store's `operation`, and counts how long it took.
     async fn timed<T>(&self, operation: &'static str, call: impl Future<Output = T>) -> T {
+        let stage = match operation {
+            "claim" => "store claim",
+            "settle" => "store settle",
+            _ => "store journal",
+        };
         let started = Instant::now();
-        let outcome = call.await;
+        let outcome = call.instrument(trace::stage(stage)).await;
         self.metrics.store_operation(operation, started.elapsed());
         outcome
     }

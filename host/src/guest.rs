@@ -22,6 +22,8 @@ use crate::guest_output::GuestOutput;
 use crate::loading::{Loaded, Loading};
 use crate::memory_cap::MemoryCap;
 use crate::outbound_http::OutboundHttp;
+use crate::trace;
+use tracing::Instrument as _;
 
 /// Why a wasi-http guest's call ended without a usable response.
 #[derive(Debug, thiserror::Error)]
@@ -300,12 +302,14 @@ impl Guest {
             .run_fresh(&message_id, async |mut store| {
                 let handler = pre
                     .instantiate_async(&mut store)
+                    .instrument(trace::stage("instantiate"))
                     .await
                     .map_err(|err| self.instantiate_error(err))?;
                 let _ = instantiated.set(started.elapsed());
                 handler
                     .cmq_push_handler()
                     .call_handle(&mut store, &message)
+                    .instrument(trace::stage("guest call"))
                     .await
                     .map_err(|err| self.classify_trap(err))
             })

@@ -50,6 +50,7 @@ mod server;
 mod signals;
 mod store;
 mod tls;
+mod trace;
 mod units;
 
 pub use crate::access::Token;
@@ -71,6 +72,7 @@ pub use crate::store::{
     WAL_LIMIT, message_key,
 };
 pub use crate::tls::Tls;
+pub use crate::trace::TARGET as TRACE_TARGET;
 pub use crate::units::{ByteSize, DedupeWindow, HumanDuration};
 pub use cmq_message::ExpectedFormat;
 pub use ipnet::IpNet;

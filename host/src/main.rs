@@ -4,10 +4,14 @@ use std::io::{IsTerminal as _, Write as _};
 use std::process::ExitCode;
 
 use clap::{CommandFactory as _, Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _};
 
 mod cli;
 
+use cli::telemetry::Traces;
 use cli::{check, compile, dead_letter, log_output, push, serve};
 
 /// What `--version` says: compiled components (`.cwasm`, the compile cache) are native
@@ -74,6 +78,20 @@ enum Command {
     },
 }
 
+/// The log's lines, on stderr in batches ([`log_output`]), in `format`.
+fn log_lines<S>(format: LogFormat) -> Box<dyn tracing_subscriber::Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    let logs = tracing_subscriber::fmt::layer().with_writer(log_output::Stderr::start());
+    match format {
+        // Colours for a person at a terminal; plain text for files, pipes and journald.
+        LogFormat::Human => logs.with_ansi(std::io::stderr().is_terminal()).boxed(),
+        // One JSON object per line, the event's fields at the top level.
+        LogFormat::Json => logs.json().flatten_event(true).boxed(),
+    }
+}
+
 /// Writes the completion script for `shell` to stdout.
 fn completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
     let mut script = Vec::new();
@@ -106,14 +124,41 @@ fn manual(command: Option<&str>) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(log_output::Stderr::start());
-    match cli.log_format {
-        // Colours for a person at a terminal; plain text for files, pipes and journald.
-        LogFormat::Human => logs.with_ansi(std::io::stderr().is_terminal()).init(),
-        // One JSON object per line, the event's fields at the top level.
-        LogFormat::Json => logs.json().flatten_event(true).init(),
+    let traces = match cli.command {
+        Command::Serve(_) => Traces::from_env(),
+        _ => Ok(None),
+    };
+    let (traces, traces_failed) = match traces {
+        Ok(traces) => (traces, None),
+        Err(err) => (None, Some(err)),
+    };
+    match &traces {
+        // The filter for everything: the push spans (TRACE) stay off at their call sites.
+        None => tracing_subscriber::registry()
+            .with(filter)
+            .with(log_lines(cli.log_format))
+            .init(),
+        Some(traces) => {
+            let spans = tracing_opentelemetry::layer()
+                .with_tracer(traces.tracer.clone())
+                .with_filter(filter_fn(|meta| {
+                    meta.is_span() && meta.target() == cmq_host::TRACE_TARGET
+                }));
+            // Log lines are events: the spans are for traces, and would prefix each.
+            let logs = log_lines(cli.log_format)
+                .with_filter(filter_fn(|meta| meta.is_event()))
+                .with_filter(filter);
+            let everything = EnvFilter::new(format!("{},trace", cmq_host::TRACE_TARGET));
+            tracing_subscriber::registry()
+                .with(logs)
+                .with(spans.with_filter(everything))
+                .init();
+        }
+    }
+    if let Some(err) = traces_failed {
+        tracing::error!("{err:#}");
+        log_output::flush();
+        return ExitCode::FAILURE;
     }
     let outcome = match cli.command {
         Command::Serve(args) => serve::run(args).map(|()| ExitCode::SUCCESS),
@@ -128,6 +173,9 @@ fn main() -> ExitCode {
         tracing::error!("{err:#}");
         ExitCode::FAILURE
     });
+    if let Some(traces) = traces {
+        traces.shutdown();
+    }
     log_output::flush();
     code
 }

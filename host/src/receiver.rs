@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use http::{Request, Response};
 use hyper::body::Incoming;
+use tracing::Instrument as _;
 
 use crate::answer::{self, AnswerBody};
 use crate::bindings::{Decision, Message};
@@ -24,6 +25,7 @@ use crate::options::ReceiverOptions;
 use crate::report::{self, Subject};
 use crate::route::{CurrentRoutes, LoadedRoute, Routes};
 use crate::store::{Store, push_key};
+use crate::trace;
 
 /// Turns pushes into guest runs: owns the routes, with their engine and compiled guests,
 /// the delivery store and the metrics. Its routes can be reloaded while it serves.
@@ -225,6 +227,22 @@ impl Receiver {
         request: Request<Incoming>,
         peer: SocketAddr,
     ) -> Response<AnswerBody> {
+        let span = trace::push(request.headers());
+        let response = self
+            .answer_in(&span, request, peer)
+            .instrument(span.clone())
+            .await;
+        span.record("http.response.status_code", response.status().as_u16());
+        response
+    }
+
+    /// [`Receiver::answer`], whose push's span is `span`.
+    async fn answer_in(
+        &self,
+        span: &tracing::Span,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<AnswerBody> {
         let started = Instant::now();
         // The routes now: this push finishes on them whatever a reload does meanwhile.
         let routes = self.routes.get();
@@ -246,7 +264,10 @@ impl Receiver {
         let Taken {
             permits: _permits,
             work,
-        } = match intake::take(&routes, route, rest, request).await {
+        } = match intake::take(&routes, route, rest, request)
+            .instrument(trace::stage("parse"))
+            .await
+        {
             Ok(taken) => taken,
             Err(err) => {
                 report::refused(&self.metrics, peer, &route.name, &err);
@@ -263,12 +284,17 @@ impl Receiver {
         match work {
             Work::Message(message, raw) => {
                 let subject = Subject::of(&message);
+                record_subject(span, &route.name, &subject);
                 let delivery = Delivery {
                     route,
                     store: self.store.as_ref(),
                     metrics: &self.metrics,
                 };
                 let outcome = delivery.run(message, raw).await;
+                span.record("messaging.cmq.decision", outcome.decision());
+                if let Some(attempt) = outcome.attempt() {
+                    span.record("messaging.cmq.attempt", attempt);
+                }
                 report::delivered(&self.metrics, route, &subject, &outcome, started.elapsed());
                 answer::of(outcome)
             }
@@ -281,11 +307,33 @@ impl Receiver {
                     subscription: None,
                     request_id: headers.request_id,
                 };
+                record_subject(span, &route.name, &subject);
                 let result = delivery::pass_request(route, parts, body, &subject.message_id).await;
                 report::passed(&self.metrics, route, &subject, &result, started.elapsed());
                 result.unwrap_or_else(|fault| answer::guest_failed(&fault))
             }
         }
+    }
+}
+
+/// What a push's span says of its message.
+fn record_subject(span: &tracing::Span, route: &str, subject: &Subject) {
+    if span.is_disabled() {
+        return;
+    }
+    span.record("messaging.cmq.route", route);
+    span.record("messaging.message.id", subject.message_id.as_str());
+    if let Some(topic) = &subject.topic {
+        span.record("messaging.destination.name", topic.as_str());
+    }
+    if let Some(subscription) = &subject.subscription {
+        span.record(
+            "messaging.destination.subscription.name",
+            subscription.as_str(),
+        );
+    }
+    if let Some(request_id) = &subject.request_id {
+        span.record("messaging.cmq.request_id", request_id.as_str());
     }
 }
 
