@@ -193,7 +193,8 @@ fn check_reports_a_good_config_and_names_the_line_and_key_of_a_bad_one() -> anyh
         .output()?;
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(!bad.status.success());
-    let located = format!("{}:{line}: routes.orders.format: ", config.display());
+    // The line and the column where the value starts, after `format = `.
+    let located = format!("{}:{line}:10: routes.orders.format: ", config.display());
     assert!(
         stderr.contains(&located),
         "expected {located:?} in: {stderr}"
@@ -623,6 +624,7 @@ fn the_readme_config_checks() -> anyhow::Result<()> {
     let dir = scratch()?;
     std::fs::create_dir_all(dir.join("handlers"))?;
     std::fs::create_dir_all(dir.join("audit-rules"))?;
+    std::fs::create_dir_all(dir.join("audit-maps"))?;
     std::fs::copy(guest("by_tag"), dir.join("handlers/orders.cwasm"))?;
     std::fs::copy(guest("ack"), dir.join("handlers/audit.wasm"))?;
     std::fs::write(dir.join("cert.pem"), "")?;
@@ -633,6 +635,10 @@ fn the_readme_config_checks() -> anyhow::Result<()> {
         .replace(
             "/srv/audit-rules",
             &dir.join("audit-rules").display().to_string(),
+        )
+        .replace(
+            "/srv/audit-maps",
+            &dir.join("audit-maps").display().to_string(),
         );
     std::fs::write(&config, text)?;
     let checked = cmq_host()
