@@ -146,7 +146,8 @@ fn guest_output(line: &str) -> Option<&str> {
         return None;
     }
     let text = line.split("cmq_host::guest: ").nth(1)?;
-    Some(text.split(" message_id=").next().unwrap_or(text))
+    // The line's fields follow its text, the route first.
+    Some(text.split(" route=").next().unwrap_or(text))
 }
 
 #[tokio::test]
