@@ -36,6 +36,26 @@ pub(crate) fn install(packages: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// A server program a test starts itself: the binary the variable `var` names, or
+/// Debian's `bin` from `package`, installed now when missing (as root; otherwise the
+/// error says what to install). `needed_by` names the test, for that error.
+pub(crate) fn test_program(var: &str, bin: &str, package: &str, needed_by: &str) -> Result<String> {
+    if let Ok(bin) = std::env::var(var) {
+        return Ok(bin);
+    }
+    if !Path::new(bin).is_file() {
+        if !is_root() {
+            bail!(
+                "{needed_by} needs {bin}: install Debian's package {package}, set {var} to \
+                 such a binary, or run as root so that this installs it"
+            );
+        }
+        eprintln!("xtask: installing {package} (apt-get install {package})");
+        install(&[package])?;
+    }
+    Ok(bin.to_owned())
+}
+
 /// A command's stdout, when it ran and succeeded.
 pub(crate) fn output(program: &Path, args: &[&str]) -> Option<String> {
     let out = Command::new(program).args(args).output().ok()?;
