@@ -148,11 +148,7 @@ fn main() -> ExitCode {
             let logs = log_lines(cli.log_format)
                 .with_filter(filter_fn(|meta| meta.is_event()))
                 .with_filter(filter);
-            let everything = EnvFilter::new(format!("{},trace", cmq_host::TRACE_TARGET));
-            tracing_subscriber::registry()
-                .with(logs)
-                .with(spans.with_filter(everything))
-                .init();
+            tracing_subscriber::registry().with(logs).with(spans).init();
         }
     }
     if let Some(err) = traces_failed {
