@@ -79,6 +79,34 @@ impl Outcome {
     }
 }
 
+/// A store operation a delivery waits for.
+#[derive(Debug, Clone, Copy)]
+enum StoreOperation {
+    Claim,
+    Settle,
+    Journal,
+}
+
+impl StoreOperation {
+    /// Its `operation` label on `cmq_store_operation_duration_seconds`.
+    fn label(self) -> &'static str {
+        match self {
+            StoreOperation::Claim => "claim",
+            StoreOperation::Settle => "settle",
+            StoreOperation::Journal => "journal",
+        }
+    }
+
+    /// The name of its span in a push's trace.
+    fn stage(self) -> &'static str {
+        match self {
+            StoreOperation::Claim => "store claim",
+            StoreOperation::Settle => "store settle",
+            StoreOperation::Journal => "store journal",
+        }
+    }
+}
+
 /// What the store did with a delivery the guest ran.
 pub(crate) enum Recorded {
     /// No store, or the record failed (logged); the guest's decision is the answer.
@@ -138,16 +166,12 @@ impl Delivery<'_> {
         }
     }
 
-    /// Awaits the store's `operation`, and counts how long it took.
-    async fn timed<T>(&self, operation: &'static str, call: impl Future<Output = T>) -> T {
-        let stage = match operation {
-            "claim" => "store claim",
-            "settle" => "store settle",
-            _ => "store journal",
-        };
+    /// Awaits the store's `operation` in a span of its own, and counts how long it took.
+    async fn timed<T>(&self, operation: StoreOperation, call: impl Future<Output = T>) -> T {
         let started = Instant::now();
-        let outcome = call.instrument(trace::stage(stage)).await;
-        self.metrics.store_operation(operation, started.elapsed());
+        let outcome = call.instrument(trace::stage(operation.stage())).await;
+        self.metrics
+            .store_operation(operation.label(), started.elapsed());
         outcome
     }
 
@@ -178,7 +202,10 @@ impl Delivery<'_> {
         let lease = self.route.options.deadline + LEASE_MARGIN;
         let window = self.route.options.dedupe_window;
         match self
-            .timed("claim", store.claim(&key, &push_key, lease, window))
+            .timed(
+                StoreOperation::Claim,
+                store.claim(&key, &push_key, lease, window),
+            )
             .await
         {
             Ok(Claim::Run { attempt, token }) => Ok(Claimed {
@@ -214,7 +241,10 @@ impl Delivery<'_> {
         let entry = kept.entry(format!(
             "another push of it was in progress on attempt {attempt}, the last of {max}"
         ));
-        match self.timed("journal", store.journal(entry, key, None)).await {
+        match self
+            .timed(StoreOperation::Journal, store.journal(entry, key, None))
+            .await
+        {
             Ok(id) => Outcome::Busy {
                 attempt,
                 journaled: Some(id),
@@ -250,7 +280,10 @@ impl Delivery<'_> {
             claimed.attempt
         ));
         match self
-            .timed("journal", claimed.store.journal(entry, &claimed.key, None))
+            .timed(
+                StoreOperation::Journal,
+                claimed.store.journal(entry, &claimed.key, None),
+            )
             .await
         {
             Ok(id) => Some(id),
@@ -285,7 +318,10 @@ impl Delivery<'_> {
         let failure = match result {
             Ok(Decision::Ack) => {
                 return match self
-                    .timed("settle", store.settle(key, token, Settlement::Acked))
+                    .timed(
+                        StoreOperation::Settle,
+                        store.settle(key, token, Settlement::Acked),
+                    )
                     .await
                 {
                     Ok(()) => Recorded::Settled,
@@ -300,7 +336,10 @@ impl Delivery<'_> {
             Ok(Decision::Drop(reason)) => {
                 let entry = kept.entry(format!("dropped: {}", clip(reason)));
                 return match self
-                    .timed("journal", store.journal(entry, key, Some(token)))
+                    .timed(
+                        StoreOperation::Journal,
+                        store.journal(entry, key, Some(token)),
+                    )
                     .await
                 {
                     Ok(id) => Recorded::Journaled(id),
@@ -313,7 +352,9 @@ impl Delivery<'_> {
                              CMQ delivers it again: {err}"
                         );
                         let failed = Settlement::Failed("drop not journaled".into());
-                        let _ = self.timed("settle", store.settle(key, token, failed)).await;
+                        let _ = self
+                            .timed(StoreOperation::Settle, store.settle(key, token, failed))
+                            .await;
                         Recorded::DropNotJournaled
                     }
                 };
@@ -325,7 +366,10 @@ impl Delivery<'_> {
         if self.is_last(attempt) {
             let entry = kept.entry(format!("{failure} (attempt {attempt}, the last of {max})"));
             match self
-                .timed("journal", store.journal(entry, key, Some(token)))
+                .timed(
+                    StoreOperation::Journal,
+                    store.journal(entry, key, Some(token)),
+                )
                 .await
             {
                 Ok(id) => return Recorded::Journaled(id),
@@ -339,7 +383,7 @@ impl Delivery<'_> {
         }
         match self
             .timed(
-                "settle",
+                StoreOperation::Settle,
                 store.settle(key, token, Settlement::Failed(failure)),
             )
             .await
