@@ -321,20 +321,13 @@ fn record_subject(span: &tracing::Span, route: &str, subject: &Subject) {
     if span.is_disabled() {
         return;
     }
+    let (message_id, topic, subscription, request_id) = subject.fields();
     span.record("messaging.cmq.route", route);
-    span.record("messaging.message.id", subject.message_id.as_str());
-    if let Some(topic) = &subject.topic {
-        span.record("messaging.destination.name", topic.as_str());
-    }
-    if let Some(subscription) = &subject.subscription {
-        span.record(
-            "messaging.destination.subscription.name",
-            subscription.as_str(),
-        );
-    }
-    if let Some(request_id) = &subject.request_id {
-        span.record("messaging.cmq.request_id", request_id.as_str());
-    }
+    span.record("messaging.message.id", message_id);
+    // A field left out (None) records nothing.
+    span.record("messaging.destination.name", topic);
+    span.record("messaging.destination.subscription.name", subscription);
+    span.record("messaging.cmq.request_id", request_id);
 }
 
 /// The longest dedupe window of `plans`: message records are kept at least that long.

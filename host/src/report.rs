@@ -52,6 +52,16 @@ impl Subject {
             request_id: message.request_id.clone(),
         }
     }
+
+    /// Its message id, topic, subscription and request id, borrowed for a log line.
+    pub(crate) fn fields(&self) -> (&str, Option<&str>, Option<&str>, Option<&str>) {
+        (
+            &self.message_id,
+            self.topic.as_deref(),
+            self.subscription.as_deref(),
+            self.request_id.as_deref(),
+        )
+    }
 }
 
 /// A push handler's delivery, as it ended.
@@ -63,10 +73,7 @@ pub(crate) fn delivered(
     elapsed: Duration,
 ) {
     let route_name = route.name.as_str();
-    let message_id = subject.message_id.as_str();
-    let topic = subject.topic.as_deref();
-    let subscription = subject.subscription.as_deref();
-    let request_id = subject.request_id.as_deref();
+    let (message_id, topic, subscription, request_id) = subject.fields();
     match outcome {
         Outcome::Duplicate => {
             metrics.dedupe_hit(route_name);
@@ -145,10 +152,7 @@ fn ran(
     elapsed: Duration,
 ) {
     let route_name = route.name.as_str();
-    let message_id = subject.message_id.as_str();
-    let topic = subject.topic.as_deref();
-    let subscription = subject.subscription.as_deref();
-    let request_id = subject.request_id.as_deref();
+    let (message_id, topic, subscription, request_id) = subject.fields();
     let seconds = elapsed.as_secs_f64();
     let duration_ms = seconds * 1000.0;
     let dead_letter = match recorded {
