@@ -50,7 +50,7 @@ mod server;
 mod signals;
 mod store;
 mod tls;
-mod trace;
+pub mod trace;
 mod units;
 
 pub use crate::access::Token;

@@ -4,7 +4,7 @@ use std::io::{IsTerminal as _, Write as _};
 use std::process::ExitCode;
 
 use clap::{CommandFactory as _, Parser, Subcommand};
-use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::filter::{dynamic_filter_fn, filter_fn};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
@@ -139,10 +139,19 @@ fn main() -> ExitCode {
             .with(log_lines(cli.log_format))
             .init(),
         Some(traces) => {
+            // A push is traced while the collector takes spans (see `Export::admits`);
+            // its stages with it.
+            let export = traces.export.clone();
             let spans = tracing_opentelemetry::layer()
                 .with_tracer(traces.tracer.clone())
-                .with_filter(filter_fn(|meta| {
-                    meta.is_span() && meta.target() == cmq_host::TRACE_TARGET
+                .with_filter(dynamic_filter_fn(move |meta, cx| {
+                    if !meta.is_span() || meta.target() != cmq_host::TRACE_TARGET {
+                        false
+                    } else if meta.name() == cmq_host::trace::PUSH_SPAN {
+                        export.admits()
+                    } else {
+                        cx.lookup_current().is_some()
+                    }
                 }));
             // Log lines are events: the spans are for traces, and would prefix each.
             let logs = log_lines(cli.log_format)

@@ -233,6 +233,19 @@ impl Default for Metrics {
             ),
         };
         r.register(
+            "cmq_trace_spans_dropped",
+            "Spans that never reached the trace collector, by reason: queue_full (it takes \
+             them slower than pushes make them) or export_failed (it refused them or did \
+             not answer)",
+            crate::trace::SPANS_DROPPED.clone(),
+        );
+        r.register(
+            "cmq_traces_skipped",
+            "Pushes not traced because the trace collector was down (one is, every \
+             OTEL_BSP_SCHEDULE_DELAY, to find out whether it is back)",
+            crate::trace::PUSHES_UNTRACED.clone(),
+        );
+        r.register(
             "cmq_build",
             "The build serving: its version, commit and wasmtime",
             Info::new(BUILD),

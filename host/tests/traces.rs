@@ -1,19 +1,26 @@
-//! OpenTelemetry traces from a real `cmq-host`, received by an OTLP/HTTP endpoint in the
-//! test that decodes the real protobuf payloads: one trace per push, its `cmq process`
-//! span with the messaging attributes and a child per stage, a `traceparent` continued;
-//! and a collector that is down costs the pushes nothing.
+//! OpenTelemetry traces from a real `cmq-host`, received by an OTLP endpoint in the test
+//! (over HTTP, and over gRPC: HTTP/2 with gRPC's framing) that decodes the real protobuf
+//! payloads: one trace per push, its `cmq process` span with the messaging attributes
+//! and a child per stage, a `traceparent` continued; and a collector that is down costs
+//! the pushes nothing but untraced pushes and dropped spans, counted, until it is back.
 //!
 //! A test of the `cmq-host` package, so that cargo builds the binary for it.
 
 mod binary;
 
+use std::convert::Infallible;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use binary::*;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use bytes::{Buf as _, Bytes};
+use http_body_util::{BodyExt as _, StreamBody};
+use hyper::body::Frame;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
@@ -25,12 +32,38 @@ struct Collector {
     spans: Arc<Mutex<Vec<Span>>>,
 }
 
+/// The protocols of `OTEL_EXPORTER_OTLP_PROTOCOL`.
+#[derive(Clone, Copy, Debug)]
+enum Protocol {
+    Http,
+    Grpc,
+}
+
+impl Protocol {
+    fn name(self) -> &'static str {
+        match self {
+            Protocol::Http => "http/protobuf",
+            Protocol::Grpc => "grpc",
+        }
+    }
+}
+
 impl Collector {
-    /// Listens on a free port, on a thread of its own; returns its endpoint URL.
-    fn start(&self) -> anyhow::Result<String> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
+    /// Listens on `address` (port 0: a free one) with `protocol`, on a thread of its
+    /// own; returns its endpoint URL.
+    fn start(&self, protocol: Protocol, address: SocketAddr) -> anyhow::Result<String> {
+        let listener = TcpListener::bind(address)?;
         let url = format!("http://{}", listener.local_addr()?);
         let spans = self.spans.clone();
+        if let Protocol::Grpc = protocol {
+            listener.set_nonblocking(true)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()?;
+            std::thread::spawn(move || runtime.block_on(serve_grpc(listener, spans)));
+            return Ok(url);
+        }
         std::thread::spawn(move || {
             for stream in listener.incoming().map_while(Result::ok) {
                 let spans = spans.clone();
@@ -72,18 +105,90 @@ fn serve_connection(stream: std::net::TcpStream, spans: &Mutex<Vec<Span>>) -> an
         }
         let mut body = vec![0; length.unwrap_or(0)];
         reader.read_exact(&mut body)?;
-        let request = ExportTraceServiceRequest::decode(body.as_slice())?;
-        let received = request
-            .resource_spans
-            .into_iter()
-            .flat_map(|resource| resource.scope_spans)
-            .flat_map(|scope| scope.spans);
-        spans
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(received);
+        keep(spans, ExportTraceServiceRequest::decode(body.as_slice())?);
         writer.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")?;
     }
+}
+
+/// Answers gRPC's `TraceService/Export` calls, keeping their spans.
+async fn serve_grpc(listener: TcpListener, spans: Arc<Mutex<Vec<Span>>>) {
+    let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
+    while let Ok((stream, _)) = listener.accept().await {
+        let spans = spans.clone();
+        let service = hyper::service::service_fn(move |request| {
+            let spans = spans.clone();
+            async move { Ok::<_, Infallible>(grpc_export(request, &spans).await) }
+        });
+        tokio::spawn(async move {
+            let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+type GrpcBody =
+    StreamBody<futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>>;
+
+/// One gRPC call: a length-prefixed `ExportTraceServiceRequest` in, an empty response
+/// and `grpc-status: 0` out (12, unimplemented, for any other method).
+async fn grpc_export(
+    request: hyper::Request<hyper::body::Incoming>,
+    spans: &Mutex<Vec<Span>>,
+) -> hyper::Response<GrpcBody> {
+    let export = request.uri().path()
+        == "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+        && request
+            .headers()
+            .get("content-type")
+            .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"));
+    let mut status = if export { "0" } else { "12" };
+    let mut reply = Vec::new();
+    if export {
+        let mut body = match request.into_body().collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(_) => Bytes::new(),
+        };
+        // One message: a compression flag (0: none), a 4-byte big-endian length, the
+        // message.
+        let decoded = (body.len() >= 5 && body.get_u8() == 0)
+            .then(|| body.get_u32() as usize)
+            .filter(|length| *length == body.len())
+            .and_then(|_| ExportTraceServiceRequest::decode(body).ok());
+        match decoded {
+            Some(request) => {
+                keep(spans, request);
+                let message = ExportTraceServiceResponse::default().encode_to_vec();
+                reply.push(0);
+                reply.extend((message.len() as u32).to_be_bytes());
+                reply.extend(message);
+            }
+            None => status = "3",
+        }
+    }
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static(status));
+    let frames = vec![
+        Ok(Frame::data(Bytes::from(reply))),
+        Ok(Frame::trailers(trailers)),
+    ];
+    hyper::Response::builder()
+        .header("content-type", "application/grpc")
+        .body(StreamBody::new(futures_util::stream::iter(frames)))
+        .expect("a gRPC response")
+}
+
+/// Keeps the spans of one export request.
+fn keep(spans: &Mutex<Vec<Span>>, request: ExportTraceServiceRequest) {
+    let received = request
+        .resource_spans
+        .into_iter()
+        .flat_map(|resource| resource.scope_spans)
+        .flat_map(|scope| scope.spans);
+    spans
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .extend(received);
 }
 
 /// A span's string or integer attribute, as text.
@@ -101,8 +206,13 @@ fn attribute(span: &Span, key: &str) -> Option<String> {
     }
 }
 
-/// The `cmq process` span of message `id`, once the collector has it and its stages.
-fn process_span(collector: &Collector, id: &str) -> anyhow::Result<(Span, Vec<Span>)> {
+/// The `cmq process` span of message `id`, once the collector has it and its `stages`
+/// children.
+fn process_span(
+    collector: &Collector,
+    id: &str,
+    stages: usize,
+) -> anyhow::Result<(Span, Vec<Span>)> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let spans = collector.spans();
@@ -115,7 +225,7 @@ fn process_span(collector: &Collector, id: &str) -> anyhow::Result<(Span, Vec<Sp
                 .filter(|span| span.parent_span_id == process.span_id)
                 .cloned()
                 .collect();
-            if children.len() >= 5 {
+            if children.len() >= stages {
                 return Ok((process.clone(), children));
             }
         }
@@ -131,11 +241,23 @@ fn process_span(collector: &Collector, id: &str) -> anyhow::Result<(Span, Vec<Sp
 #[tokio::test]
 async fn each_push_is_one_trace_with_its_stages_and_a_traceparent_is_continued()
 -> anyhow::Result<()> {
+    traced_pushes(Protocol::Http).await
+}
+
+#[tokio::test]
+async fn the_same_traces_arrive_over_grpc() -> anyhow::Result<()> {
+    traced_pushes(Protocol::Grpc).await
+}
+
+/// Two pushes, one with a `traceparent`, each found as its trace at a collector that
+/// speaks `protocol`.
+async fn traced_pushes(protocol: Protocol) -> anyhow::Result<()> {
     let collector = Collector::default();
-    let endpoint = collector.start()?;
+    let endpoint = collector.start(protocol, "127.0.0.1:0".parse()?)?;
     let mut command = cmq_host();
     command
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.name())
         .env("OTEL_BSP_SCHEDULE_DELAY", "100")
         .args(["serve", "--listen", "127.0.0.1:0"])
         .arg(guest("faulty"));
@@ -154,7 +276,7 @@ async fn each_push_is_one_trace_with_its_stages_and_a_traceparent_is_continued()
 
     let (process, children) = tokio::task::spawn_blocking({
         let collector = collector.clone();
-        move || process_span(&collector, &plain)
+        move || process_span(&collector, &plain, 5)
     })
     .await??;
     assert_eq!(process.kind, SpanKind::Consumer as i32);
@@ -188,7 +310,7 @@ async fn each_push_is_one_trace_with_its_stages_and_a_traceparent_is_continued()
 
     let (process, _) = tokio::task::spawn_blocking({
         let collector = collector.clone();
-        move || process_span(&collector, &continued)
+        move || process_span(&collector, &continued, 5)
     })
     .await??;
     assert_eq!(hex(&process.trace_id), trace_id);
@@ -197,18 +319,23 @@ async fn each_push_is_one_trace_with_its_stages_and_a_traceparent_is_continued()
 }
 
 #[tokio::test]
-async fn a_collector_that_is_down_costs_the_pushes_nothing() -> anyhow::Result<()> {
-    // A port nothing listens on.
-    let closed = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+async fn a_collector_that_is_down_costs_the_pushes_nothing_until_it_is_back() -> anyhow::Result<()>
+{
+    // A port nothing listens on, for now.
+    let address = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let mut command = cmq_host();
     command
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{closed}"))
-        .env("OTEL_BSP_SCHEDULE_DELAY", "50")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{address}"))
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
         .args(["serve", "--no-state", "--listen", "127.0.0.1:0"])
+        .args(["--admin-listen", "127.0.0.1:0"])
         .arg(guest("faulty"));
     let (host, lines, url) = spawn_listening(&mut command)?;
+    let admin = admin_url(&lines);
     let client = reqwest::Client::new();
-    for n in 0..50 {
+    // Pushes before the first export fails (their spans are dropped with it), and after
+    // (they are not traced).
+    for n in 0..60 {
         let started = Instant::now();
         let answer = cmq_push(&client, &url, &format!("untraced-{n}"), "")
             .send()
@@ -219,14 +346,60 @@ async fn a_collector_that_is_down_costs_the_pushes_nothing() -> anyhow::Result<(
             "push {n} took {:?} with the collector down",
             started.elapsed()
         );
-        if n % 10 == 9 {
-            // Let the batch processor try, and fail, in between.
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        if n == 9 {
+            wait_for(&lines, "the trace collector does not take spans");
         }
     }
+    let scrape = binary::scrape(&client, &admin).await?;
+    let dropped = sample(
+        &scrape,
+        "cmq_trace_spans_dropped_total",
+        &[("reason", "export_failed")],
+    );
+    let skipped = sample(&scrape, "cmq_traces_skipped_total", &[]);
+    assert!(dropped >= 1.0, "dropped {dropped}");
+    // Once the first export failed, every push but one each 100 ms (a probe).
+    assert!(skipped >= 25.0, "skipped {skipped}");
+
+    // The collector comes up: within a few schedule delays, pushes are traced again.
+    let collector = Collector::default();
+    collector.start(Protocol::Http, address)?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = cmq_push(&client, &url, &format!("back-{}", next_number()), "")
+            .send()
+            .await?;
+        assert_eq!(answer.status(), 200);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if collector
+            .spans()
+            .iter()
+            .any(|span| span.name == "cmq process")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no trace 30 s after the collector came back"
+        );
+    }
+    // Once it is back, every push is: the next one's trace arrives whole.
+    let next = format!("back-{}", next_number());
+    let answer = cmq_push(&client, &url, &next, "").send().await?;
+    assert_eq!(answer.status(), 200);
+    let (_, children) = tokio::task::spawn_blocking({
+        let collector = collector.clone();
+        move || process_span(&collector, &next, 3)
+    })
+    .await??;
+    assert_eq!(
+        children.len(),
+        3,
+        "parse, instantiate, guest call (no store)"
+    );
     signal(&host, "TERM")?;
-    let dropped = wait_for(&lines, "spans dropped");
-    assert!(dropped.contains("spans="), "{dropped}");
+    let exit = wait_for(&lines, "spans dropped");
+    assert!(exit.contains("pushes_untraced="), "{exit}");
     Ok(())
 }
 

@@ -188,6 +188,24 @@ pub fn run(options: &Options) -> Result<()> {
             row: None,
         },
         Receiver {
+            name: "ack guest, no store, traces on: OTLP/HTTP to a collector taking all".into(),
+            command: traced(
+                cmq_host_serve(&host, &component, &[], State::None),
+                otlp_sink()?,
+            ),
+            closes_connections: false,
+            row: None,
+        },
+        Receiver {
+            name: "the same, traces on, the collector down (nothing listens)".into(),
+            command: traced(
+                cmq_host_serve(&host, &component, &[], State::None),
+                format!("http://127.0.0.1:{}", free_port()?),
+            ),
+            closes_connections: false,
+            row: None,
+        },
+        Receiver {
             name: "cmq-host, by-tag handler in Rust, no store".into(),
             command: in_language(&host, "by_tag.wasm"),
             closes_connections: false,
@@ -467,6 +485,53 @@ pub(crate) fn cmq_host_serve(
             .arg(&component);
         command
     })
+}
+
+/// `serve`'s command with traces sent to `endpoint`.
+fn traced(serve: Box<dyn Fn(u16) -> Command>, endpoint: String) -> Box<dyn Fn(u16) -> Command> {
+    Box::new(move |port| {
+        let mut command = serve(port);
+        command.env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint);
+        command
+    })
+}
+
+/// An OTLP/HTTP endpoint that answers every request `200` and keeps nothing, on a thread
+/// of its own for as long as xtask runs; its URL.
+fn otlp_sink() -> Result<String> {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let answer = |stream: std::net::TcpStream| -> std::io::Result<()> {
+        let mut reader = BufReader::new(stream.try_clone()?);
+        let mut writer = stream;
+        let mut line = String::new();
+        loop {
+            let mut length = 0;
+            line.clear();
+            if reader.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            loop {
+                line.clear();
+                reader.read_line(&mut line)?;
+                let Some((name, value)) = line.trim_end().split_once(':') else {
+                    break;
+                };
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+            std::io::copy(&mut (&mut reader).take(length), &mut std::io::sink())?;
+            writer.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")?;
+        }
+    };
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            std::thread::spawn(move || answer(stream));
+        }
+    });
+    Ok(url)
 }
 
 /// wrk from PATH, or installed from Debian's packages.

@@ -1,27 +1,56 @@
 //! Traces, off unless the standard OpenTelemetry variables ask for them: with
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) set, and
 //! neither `OTEL_SDK_DISABLED=true` nor `OTEL_TRACES_EXPORTER=none`, every push's spans
-//! ([`cmq_host::TRACE_TARGET`]) go to that collector over OTLP/HTTP (protobuf).
+//! ([`cmq_host::TRACE_TARGET`]) go to that collector over OTLP, `http/protobuf` (the
+//! default) or `grpc` as `OTEL_EXPORTER_OTLP_PROTOCOL` says.
 //!
-//! Export never holds up a push: spans wait in the batch processor's bounded queue
-//! (`OTEL_BSP_MAX_QUEUE_SIZE`, 2048) and a thread of its own sends them; a full queue or
-//! a collector that does not answer drops spans, and the spans whose export failed are
-//! counted in the log at exit.
+//! Export never holds up a push. A finished span goes into a bounded queue
+//! (`OTEL_BSP_MAX_QUEUE_SIZE`, 2048) that a thread of its own, `cmq-traces`, empties in
+//! batches (`OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, 512, at least every
+//! `OTEL_BSP_SCHEDULE_DELAY`, 5000 ms). A full queue drops the span and an export the
+//! collector refuses or does not answer drops its batch; both are counted
+//! (`cmq_trace_spans_dropped_total`). Once an export has failed, pushes are no longer
+//! traced at all ([`Export::admits`]): one is, every schedule delay, to find out whether
+//! the collector is back; the others are counted (`cmq_traces_skipped_total`) and cost
+//! what they cost with traces off.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{RecvTimeoutError, SyncSender};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use cmq_host::trace::{self as trace_export, DropReason};
 use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter, Tracer};
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::trace::{
+    SdkTracerProvider, SpanData, SpanExporter as _, SpanProcessor, Tracer,
+};
+use tokio::sync::mpsc;
 
 /// The tracer provider, while traces are on; [`Traces::shutdown`] sends what waits.
 pub(crate) struct Traces {
     provider: SdkTracerProvider,
     pub(crate) tracer: Tracer,
-    dropped: Arc<AtomicU64>,
+    /// Whether the collector takes spans, which decides whether a push is traced.
+    pub(crate) export: Arc<Export>,
+}
+
+/// The protocols `OTEL_EXPORTER_OTLP_PROTOCOL` may name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Protocol {
+    HttpProtobuf,
+    Grpc,
+}
+
+/// The batching the `OTEL_BSP_*` variables set.
+#[derive(Clone, Copy, Debug)]
+struct Batching {
+    queue: usize,
+    batch: usize,
+    delay: Duration,
 }
 
 impl Traces {
@@ -35,27 +64,16 @@ impl Traces {
         if !asked || disabled {
             return Ok(None);
         }
-        for name in [
-            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-            "OTEL_EXPORTER_OTLP_PROTOCOL",
-        ] {
-            if let Ok(protocol) = std::env::var(name) {
-                anyhow::ensure!(
-                    protocol == "http/protobuf",
-                    "{name}={protocol}: cmq-host sends traces over http/protobuf only"
-                );
-            }
-        }
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .build()
-            .context("setting up the OTLP trace exporter")?;
-        let dropped = Arc::new(AtomicU64::new(0));
+        let protocol = protocol_from_env()?;
+        let batching = Batching {
+            queue: env_number("OTEL_BSP_MAX_QUEUE_SIZE", 2048)?.max(1) as usize,
+            batch: env_number("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)?.max(1) as usize,
+            delay: Duration::from_millis(env_number("OTEL_BSP_SCHEDULE_DELAY", 5000)?.max(1)),
+        };
+        let export = Arc::new(Export::new(batching.delay));
+        let processor = Processor::start(protocol, batching, export.clone())?;
         let provider = SdkTracerProvider::builder()
-            .with_batch_exporter(Counting {
-                exporter,
-                dropped: dropped.clone(),
-            })
+            .with_span_processor(processor)
             .with_resource(Resource::builder().with_service_name("cmq-host").build())
             .build();
         opentelemetry::global::set_text_map_propagator(
@@ -65,7 +83,7 @@ impl Traces {
         Ok(Some(Traces {
             provider,
             tracer,
-            dropped,
+            export,
         }))
     }
 
@@ -74,38 +92,300 @@ impl Traces {
         if let Err(err) = self.provider.shutdown() {
             tracing::warn!("traces not all sent at exit: {err}");
         }
-        let dropped = self.dropped.load(Ordering::Relaxed);
-        if dropped > 0 {
+        let (dropped, skipped) = trace_export::totals();
+        if dropped > 0 || skipped > 0 {
             tracing::warn!(
                 spans = dropped,
+                pushes_untraced = skipped,
                 "spans dropped: the collector did not take them"
             );
         }
     }
 }
 
-/// The OTLP exporter, counting the spans of every batch it could not send.
-#[derive(Debug)]
-struct Counting {
-    exporter: opentelemetry_otlp::SpanExporter,
-    dropped: Arc<AtomicU64>,
+/// `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`, else `OTEL_EXPORTER_OTLP_PROTOCOL`, else
+/// `http/protobuf`.
+fn protocol_from_env() -> anyhow::Result<Protocol> {
+    for name in [
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+    ] {
+        if let Ok(protocol) = std::env::var(name) {
+            return match protocol.trim() {
+                "http/protobuf" => Ok(Protocol::HttpProtobuf),
+                "grpc" => Ok(Protocol::Grpc),
+                other => anyhow::bail!(
+                    "{name}={other}: cmq-host sends traces over `http/protobuf` or `grpc`"
+                ),
+            };
+        }
+    }
+    Ok(Protocol::HttpProtobuf)
 }
 
-impl SpanExporter for Counting {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let spans = batch.len() as u64;
-        let sent = self.exporter.export(batch).await;
-        if sent.is_err() {
-            self.dropped.fetch_add(spans, Ordering::Relaxed);
+/// A whole number from the environment, `default` when unset.
+fn env_number(name: &str, default: u64) -> anyhow::Result<u64> {
+    match std::env::var(name) {
+        Ok(value) => value
+            .trim()
+            .parse()
+            .with_context(|| format!("{name}={value}: not a whole number")),
+        Err(_) => Ok(default),
+    }
+}
+
+/// Whether the collector takes spans: what decides whether a push is traced.
+#[derive(Debug)]
+pub(crate) struct Export {
+    /// The last export failed.
+    down: AtomicBool,
+    /// While down, the next instant (milliseconds after `started`) a push is traced to
+    /// find out whether the collector is back.
+    next_probe_ms: AtomicU64,
+    started: Instant,
+    probe_every: Duration,
+}
+
+impl Export {
+    fn new(probe_every: Duration) -> Export {
+        Export {
+            down: AtomicBool::new(false),
+            next_probe_ms: AtomicU64::new(0),
+            started: Instant::now(),
+            probe_every,
         }
-        sent
     }
 
-    fn shutdown_with_timeout(&self, timeout: std::time::Duration) -> OTelSdkResult {
-        self.exporter.shutdown_with_timeout(timeout)
+    /// Whether a push starting now is traced: always while the collector takes spans;
+    /// once a schedule delay while it does not (the others are counted as skipped).
+    pub(crate) fn admits(&self) -> bool {
+        if !self.down.load(Ordering::Relaxed) {
+            return true;
+        }
+        let now = self.started.elapsed().as_millis() as u64;
+        let next = self.next_probe_ms.load(Ordering::Relaxed);
+        let probe = now >= next
+            && self
+                .next_probe_ms
+                .compare_exchange(
+                    next,
+                    now + self.probe_every.as_millis() as u64,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok();
+        if !probe {
+            trace_export::skipped();
+        }
+        probe
     }
 
-    fn set_resource(&mut self, resource: &Resource) {
-        self.exporter.set_resource(resource);
+    fn exported(&self, ok: bool) {
+        if ok {
+            self.down.store(false, Ordering::Relaxed);
+        } else if !self.down.swap(true, Ordering::Relaxed) {
+            let now = self.started.elapsed().as_millis() as u64;
+            self.next_probe_ms
+                .store(now + self.probe_every.as_millis() as u64, Ordering::Relaxed);
+            tracing::warn!(
+                "the trace collector does not take spans: pushes go untraced until it does"
+            );
+        }
+    }
+}
+
+/// What the export thread is asked besides spans; it answers once every span queued
+/// before the request was exported.
+enum Request {
+    Flush(SyncSender<OTelSdkResult>),
+    /// Take no more spans, and end once the last ones are sent.
+    Shutdown(SyncSender<OTelSdkResult>),
+}
+
+/// The span processor: a bounded queue to the export thread.
+#[derive(Debug)]
+struct Processor {
+    spans: mpsc::Sender<SpanData>,
+    requests: mpsc::UnboundedSender<Request>,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Request::Flush(_) => "Flush",
+            Request::Shutdown(_) => "Shutdown",
+        })
+    }
+}
+
+impl Processor {
+    /// Starts the export thread, with its exporter made on it (gRPC's channel needs
+    /// the thread's runtime).
+    fn start(
+        protocol: Protocol,
+        batching: Batching,
+        export: Arc<Export>,
+    ) -> anyhow::Result<Processor> {
+        let (spans, queue) = mpsc::channel(batching.queue);
+        let (requests, asked) = mpsc::unbounded_channel();
+        let (ready_tx, ready) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("cmq-traces".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(err) => {
+                        let _ = ready_tx.send(Err(anyhow::Error::new(err)));
+                        return;
+                    }
+                };
+                let exporter = {
+                    let _entered = runtime.enter();
+                    exporter(protocol)
+                };
+                match exporter {
+                    Ok(exporter) => {
+                        let _ = ready_tx.send(Ok(()));
+                        runtime.block_on(export_loop(exporter, queue, asked, batching, &export));
+                    }
+                    Err(err) => {
+                        let _ = ready_tx.send(Err(err));
+                    }
+                }
+            })
+            .context("starting the trace export thread")?;
+        ready
+            .recv()
+            .context("the trace export thread ended at its start")??;
+        Ok(Processor { spans, requests })
+    }
+}
+
+/// The OTLP exporter for `protocol`, its endpoint, headers and timeout from the
+/// standard variables.
+fn exporter(protocol: Protocol) -> anyhow::Result<opentelemetry_otlp::SpanExporter> {
+    let builder = opentelemetry_otlp::SpanExporter::builder();
+    let built = match protocol {
+        Protocol::HttpProtobuf => builder
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .build(),
+        Protocol::Grpc => builder.with_tonic().build(),
+    };
+    built.context("setting up the OTLP trace exporter")
+}
+
+/// Gathers spans into batches and exports them, until asked to shut down.
+async fn export_loop(
+    exporter: opentelemetry_otlp::SpanExporter,
+    mut queue: mpsc::Receiver<SpanData>,
+    mut requests: mpsc::UnboundedReceiver<Request>,
+    batching: Batching,
+    export: &Export,
+) {
+    let mut batch = Vec::with_capacity(batching.batch);
+    loop {
+        let tick = tokio::time::sleep(batching.delay);
+        tokio::pin!(tick);
+        let mut asked = None;
+        // Fill a batch, or wait for the schedule delay, or a request.
+        while batch.len() < batching.batch {
+            let room = batching.batch - batch.len();
+            tokio::select! {
+                _ = queue.recv_many(&mut batch, room) => {}
+                () = &mut tick => break,
+                request = requests.recv() => {
+                    // The processor dropped: as good as shut down.
+                    asked = Some(request);
+                    break;
+                }
+            }
+        }
+        let mut result = send(&exporter, &mut batch, export).await;
+        let Some(request) = asked else {
+            continue;
+        };
+        if matches!(request, Some(Request::Shutdown(_)) | None) {
+            queue.close();
+        }
+        // Everything queued before the request, in batches.
+        while let Ok(span) = queue.try_recv() {
+            batch.push(span);
+            if batch.len() == batching.batch {
+                result = result.and(send(&exporter, &mut batch, export).await);
+            }
+        }
+        result = result.and(send(&exporter, &mut batch, export).await);
+        match request {
+            Some(Request::Flush(answer)) => {
+                let _ = answer.send(result);
+            }
+            Some(Request::Shutdown(answer)) => {
+                let _ = answer.send(result.and(exporter.shutdown()));
+                return;
+            }
+            None => {
+                let _ = exporter.shutdown();
+                return;
+            }
+        }
+    }
+}
+
+/// Exports `batch` (emptying it), counting its spans as dropped when that fails.
+async fn send(
+    exporter: &opentelemetry_otlp::SpanExporter,
+    batch: &mut Vec<SpanData>,
+    export: &Export,
+) -> OTelSdkResult {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let spans = batch.len() as u64;
+    let sent = exporter.export(std::mem::take(batch)).await;
+    export.exported(sent.is_ok());
+    if sent.is_err() {
+        trace_export::dropped(DropReason::ExportFailed, spans);
+    }
+    sent
+}
+
+impl SpanProcessor for Processor {
+    fn on_start(&self, _span: &mut opentelemetry_sdk::trace::Span, _cx: &opentelemetry::Context) {}
+
+    fn on_end(&self, span: SpanData) {
+        if self.spans.try_send(span).is_err() {
+            trace_export::dropped(DropReason::QueueFull, 1);
+        }
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.ask(Request::Flush, Duration::from_secs(30))
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.ask(Request::Shutdown, timeout)
+    }
+}
+
+impl Processor {
+    /// Asks the export thread `request` and waits for its answer, `timeout` at most.
+    fn ask(
+        &self,
+        request: fn(SyncSender<OTelSdkResult>) -> Request,
+        timeout: Duration,
+    ) -> OTelSdkResult {
+        let (answer, answered) = std::sync::mpsc::sync_channel(1);
+        self.requests
+            .send(request(answer))
+            .map_err(|_| OTelSdkError::AlreadyShutdown)?;
+        match answered.recv_timeout(timeout) {
+            Ok(result) => result,
+            Err(RecvTimeoutError::Disconnected) => Err(OTelSdkError::AlreadyShutdown),
+            Err(RecvTimeoutError::Timeout) => Err(OTelSdkError::Timeout(timeout)),
+        }
     }
 }
