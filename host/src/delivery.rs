@@ -151,7 +151,7 @@ impl Delivery<'_> {
             Err(outcome) => return outcome,
         };
         message.attempt = Some(claimed.attempt);
-        let kept = Kept::of(&message, &raw, claimed.attempt);
+        let kept = Kept::of(self.route, &message, &raw, claimed.attempt);
         let provisional = self.keep_last_delivery(&claimed, &kept).await;
         let result = self.run_guest(message).await;
         let recorded = self.record(&claimed, kept, &result).await;
@@ -216,7 +216,7 @@ impl Delivery<'_> {
             }),
             Ok(Claim::Duplicate) => Err(Outcome::Duplicate),
             Ok(Claim::Busy { attempt }) => {
-                let kept = Kept::of(message, raw, attempt);
+                let kept = Kept::of(self.route, message, raw, attempt);
                 Err(self.busy(store, &key, kept).await)
             }
             Err(err) => {
@@ -450,6 +450,8 @@ pub(crate) async fn pass_request(
 /// the entry is written.
 #[derive(Clone)]
 struct Kept {
+    /// The route's name, kept with the entry.
+    route: String,
     message_id: String,
     format: cmq_message::Format,
     headers: cmq_message::PushHeaders,
@@ -458,8 +460,9 @@ struct Kept {
 }
 
 impl Kept {
-    fn of(message: &cmq_message::Message, raw: &RawPush, attempt: u32) -> Kept {
+    fn of(route: &Route, message: &cmq_message::Message, raw: &RawPush, attempt: u32) -> Kept {
         Kept {
+            route: route.name.clone(),
             message_id: message.message_id.clone(),
             format: message.format,
             headers: raw.headers.clone(),
@@ -478,6 +481,7 @@ impl Kept {
             reason: reason.replace('\0', "\u{FFFD}"),
             attempts: self.attempt,
             format: self.format,
+            route: Some(self.route),
             request_id: self.headers.request_id,
             message_tag: self.headers.message_tag,
             body: self.body.to_vec(),

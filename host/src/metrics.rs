@@ -92,7 +92,9 @@ pub(crate) struct Metrics {
     guest_duration: DurationFamily,
     instantiation: DurationFamily,
     store_operations: Family<OperationLabel, Histogram, fn() -> Histogram>,
-    dead_letters_waiting: Gauge,
+    dead_letters_waiting: Family<RouteLabel, Gauge>,
+    /// The routes `dead_letters_waiting` has shown.
+    dead_letter_routes: std::sync::Mutex<Vec<String>>,
 }
 
 impl Default for Metrics {
@@ -214,10 +216,12 @@ impl Default for Metrics {
             dead_letters_waiting: registered(
                 r,
                 "cmq_dead_letters",
-                "Entries in the dead-letter journal, waiting for a human (read from the \
-             store at each scrape): alert when it grows",
-                Gauge::default(),
+                "Entries in the dead-letter journal waiting for a human, by route (none: \
+             entries from before the journal kept routes), read from the store at each \
+             scrape: alert when it grows",
+                Family::<RouteLabel, Gauge>::default(),
             ),
+            dead_letter_routes: std::sync::Mutex::default(),
             last_reload_success: registered(
                 r,
                 "cmq_last_reload_success",
@@ -391,10 +395,30 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    /// The dead-letter entries waiting, as the store holds them now.
-    pub(crate) fn dead_letters_waiting(&self, entries: u64) {
-        self.dead_letters_waiting
-            .set(i64::try_from(entries).unwrap_or(i64::MAX));
+    /// The dead-letter entries waiting, by route, as the store holds them now: a route
+    /// counted before and missing now shows 0.
+    pub(crate) fn dead_letters_waiting(&self, counts: &[crate::store::RouteCount]) {
+        let mut seen = self
+            .dead_letter_routes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for gone in seen.iter() {
+            if !counts
+                .iter()
+                .any(|count| count.route.as_deref().unwrap_or(NO_ROUTE) == gone)
+            {
+                self.dead_letters_waiting.get_or_create(&route(gone)).set(0);
+            }
+        }
+        for count in counts {
+            let name = count.route.as_deref().unwrap_or(NO_ROUTE);
+            self.dead_letters_waiting
+                .get_or_create(&route(name))
+                .set(i64::try_from(count.entries).unwrap_or(i64::MAX));
+            if !seen.iter().any(|known| known == name) {
+                seen.push(name.to_owned());
+            }
+        }
     }
 }
 

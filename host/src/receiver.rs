@@ -185,8 +185,8 @@ impl Receiver {
                 self.metrics.store_files(&files);
             }
             self.metrics.uncounted_lost(store.uncounted_lost());
-            match store.dead_letter_count().await {
-                Ok(entries) => self.metrics.dead_letters_waiting(entries),
+            match store.dead_letter_counts().await {
+                Ok(counts) => self.metrics.dead_letters_waiting(&counts),
                 Err(err) => tracing::warn!("the dead letters could not be counted: {err}"),
             }
         }

@@ -151,6 +151,19 @@ pub struct DeadLetter {
     pub body: Vec<u8>,
     /// When it was journaled.
     pub created: SystemTime,
+    /// The route it was pushed to; none for entries journaled before the journal kept
+    /// routes.
+    pub route: Option<String>,
+}
+
+/// How many journal entries one route has (none: entries from before the journal kept
+/// routes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteCount {
+    /// The route's name.
+    pub route: Option<String>,
+    /// Its entries.
+    pub entries: u64,
 }
 
 /// The delivery store, shared by every push of a receiver (cheap to clone).
@@ -354,11 +367,11 @@ impl Store {
         }
     }
 
-    /// How many entries the journal holds.
-    pub async fn dead_letter_count(&self) -> Result<u64, StoreError> {
+    /// How many entries the journal holds, by route.
+    pub async fn dead_letter_counts(&self) -> Result<Vec<RouteCount>, StoreError> {
         match &self.backend {
-            Backend::Sqlite(store) => timed(store.dead_letter_count()).await,
-            Backend::Postgres(store) => timed(store.dead_letter_count()).await,
+            Backend::Sqlite(store) => timed(store.dead_letter_counts()).await,
+            Backend::Postgres(store) => timed(store.dead_letter_counts()).await,
         }
     }
 

@@ -326,11 +326,16 @@ async fn dead_letters_are_listed_shown_replayed_and_purged() -> anyhow::Result<(
             .collect();
         assert_eq!(ids, ["dl-retry", "dl-again", "dl-drop"]);
         assert_eq!(entries[2]["reason"], "dropped: tagged drop");
+        assert!(
+            entries.iter().all(|e| e["route"] == "default"),
+            "{entries:?}"
+        );
         let entry_id = |n: usize| entries[n]["id"].to_string();
 
         let shown = dead_letter(&["show", &entry_id(0)])?;
         let shown = String::from_utf8(shown.stdout)?;
         assert!(shown.contains("message id:  dl-retry"), "{shown}");
+        assert!(shown.contains("route:       default"), "{shown}");
         assert!(
             shown.contains(&DOCUMENTED_JSON_BODY.replace("6942316962", "dl-retry")),
             "{shown}"
@@ -372,6 +377,56 @@ async fn dead_letters_are_listed_shown_replayed_and_purged() -> anyhow::Result<(
     assert!(!output.status.success());
     assert!(String::from_utf8(output.stderr)?.contains("no store at"));
     assert!(!missing.exists());
+    Ok(())
+}
+
+/// The journal's table as it was before entries kept their route.
+const JOURNAL_WITHOUT_ROUTES: &str = "CREATE TABLE cmq_dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, message_id TEXT NOT NULL, reason TEXT NOT NULL,
+    attempts INTEGER NOT NULL, format TEXT NOT NULL, request_id TEXT, message_tag TEXT,
+    body BLOB NOT NULL, created_ms INTEGER NOT NULL);
+INSERT INTO cmq_dead_letters (message_id, reason, attempts, format, body, created_ms)
+    VALUES ('from-before', 'dropped: old', 1, 'json', x'7b7d', 0);";
+
+#[tokio::test]
+async fn a_store_from_before_the_journal_kept_routes_gains_the_column_and_keeps_its_entries()
+-> anyhow::Result<()> {
+    let state = cmq_tests::test_dir().join(format!("old-journal-{}.db", next_number()));
+    rusqlite::Connection::open(&state)?.execute_batch(JOURNAL_WITHOUT_ROUTES)?;
+    let state = state.to_str().expect("a UTF-8 path").to_owned();
+    let (_host, lines, url) = serve(
+        "faulty",
+        &["--state", &state, "--admin-listen", "127.0.0.1:0"],
+    )?;
+    let admin = admin_url(&lines);
+    let client = reqwest::Client::new();
+    let answer = cmq_push(&client, &url, "from-now", "drop").send().await?;
+    assert_eq!(answer.status(), 200);
+    let metrics = scrape(&client, &admin).await?;
+    assert_eq!(
+        sample(&metrics, "cmq_dead_letters", &[("route", "none")]),
+        1.0
+    );
+    assert_eq!(
+        sample(&metrics, "cmq_dead_letters", &[("route", "default")]),
+        1.0
+    );
+    let listed = cmq_host()
+        .args(["dead-letter", "list", "--json", "--state", &state])
+        .output()?;
+    assert!(listed.status.success(), "{listed:?}");
+    let routes: Vec<(String, serde_json::Value)> = String::from_utf8(listed.stdout)?
+        .lines()
+        .map(serde_json::from_str::<serde_json::Value>)
+        .map(|entry| entry.map(|e| (e["message_id"].to_string(), e["route"].clone())))
+        .collect::<Result<_, _>>()?;
+    assert_eq!(
+        routes,
+        [
+            ("\"from-before\"".to_owned(), serde_json::Value::Null),
+            ("\"from-now\"".to_owned(), serde_json::json!("default")),
+        ]
+    );
     Ok(())
 }
 

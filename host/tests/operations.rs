@@ -324,10 +324,15 @@ async fn metrics_count_pushes_by_route_and_decision_and_health_answers() -> anyh
     assert_eq!(sample(&after, "cmq_last_reload_success", &[]), 1.0);
     assert!(sample(&after, "cmq_last_reload_timestamp_seconds", &[]) > 1.7e9);
 
-    // A dropped message waits in the journal, and the gauge says so.
+    // A dropped message waits in the journal, and its route's gauge says so.
     assert_eq!(status("/orders", "600", "drop").await?, 200);
     let dropped = scrape(&client, &admin).await?;
-    assert_eq!(sample(&dropped, "cmq_dead_letters", &[]), 1.0);
+    assert_eq!(sample(&dropped, "cmq_dead_letters", &orders), 1.0);
+    assert_eq!(
+        sample(&dropped, "cmq_dead_letters", &[]),
+        1.0,
+        "one route only"
+    );
     assert_eq!(operation(&dropped, "journal"), 1.0);
     Ok(())
 }

@@ -87,7 +87,7 @@ async fn prometheus_scrapes_the_messages_faults_guest_time_and_dead_letters() ->
         ("sum(cmq_guest_faults_total{kind=\"trap\"})", 1.0),
         ("sum(cmq_guest_instantiation_seconds_count)", 5.0),
         ("sum(cmq_dead_letter_writes_total)", 1.0),
-        ("cmq_dead_letters", 1.0),
+        ("cmq_dead_letters{route=\"default\"}", 1.0),
         (
             "sum(cmq_store_operation_duration_seconds_count{operation=\"claim\"})",
             5.0,

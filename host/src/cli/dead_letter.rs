@@ -108,15 +108,16 @@ async fn list(store: &Store, as_json: bool) -> anyhow::Result<ExitCode> {
     }
     writeln!(
         out,
-        "{:<6} {:<20} {:<20} {:>8}  REASON",
-        "ID", "JOURNALED (UTC)", "MESSAGE ID", "ATTEMPTS"
+        "{:<6} {:<20} {:<12} {:<20} {:>8}  REASON",
+        "ID", "JOURNALED (UTC)", "ROUTE", "MESSAGE ID", "ATTEMPTS"
     )?;
     for entry in &entries {
         writeln!(
             out,
-            "{:<6} {:<20} {:<20} {:>8}  {}",
+            "{:<6} {:<20} {:<12} {:<20} {:>8}  {}",
             entry.id,
             timestamp(entry.created),
+            shorten(entry.route.as_deref().unwrap_or("-"), 12),
             shorten(&entry.message_id, 20),
             entry.attempts,
             shorten(&entry.reason, 80)
@@ -137,6 +138,11 @@ async fn show(store: &Store, id: i64, as_json: bool) -> anyhow::Result<ExitCode>
     writeln!(out, "id:          {}", entry.id)?;
     writeln!(out, "message id:  {}", shorten(&entry.message_id, 1024))?;
     writeln!(out, "journaled:   {}", timestamp(entry.created))?;
+    writeln!(
+        out,
+        "route:       {}",
+        entry.route.as_deref().unwrap_or("-")
+    )?;
     writeln!(out, "attempts:    {}", entry.attempts)?;
     writeln!(out, "reason:      {}", entry.reason)?;
     writeln!(out, "format:      {}", entry.format.name())?;
@@ -261,6 +267,7 @@ fn entry_json(entry: &DeadLetter) -> serde_json::Value {
         "id": entry.id,
         "message_id": entry.message_id,
         "journaled_at": timestamp(entry.created),
+        "route": entry.route,
         "attempts": entry.attempts,
         "reason": entry.reason,
         "format": entry.format.name(),

@@ -17,10 +17,10 @@ use tokio_postgres::{Client, Config, NoTls, Statement};
 
 use super::request::{ClaimRequest, Journal, Settle, attempts, millis, parse_format, time_of};
 use super::sql::{
-    CLAIM, COUNT_DEAD_LETTERS, COUNT_UNCOUNTED, INSERT_DEAD_LETTER, MARK_JOURNALED, SCHEMA,
-    SELECT_DEAD_LETTERS, SELECT_RECORD, SETTLE, TAKE_UNCOUNTED,
+    ADD_ROUTE_COLUMN, CLAIM, COUNT_DEAD_LETTERS, COUNT_UNCOUNTED, INSERT_DEAD_LETTER,
+    MARK_JOURNALED, SCHEMA, SELECT_DEAD_LETTERS, SELECT_RECORD, SETTLE, TAKE_UNCOUNTED,
 };
-use super::{Claim, DeadLetter, MessageRecord, StoreError};
+use super::{Claim, DeadLetter, MessageRecord, RouteCount, StoreError};
 
 /// How long connecting may take; the store's per-operation timeout bounds the rest.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -91,7 +91,9 @@ impl PostgresStore {
         connect(&durable.config)
             .await?
             .batch_execute(&format!(
-                "BEGIN; SELECT pg_advisory_xact_lock({SCHEMA_LOCK}); {schema} COMMIT;"
+                "BEGIN; SELECT pg_advisory_xact_lock({SCHEMA_LOCK}); {schema} \
+                 {add_route}; COMMIT;",
+                add_route = ADD_ROUTE_COLUMN.replace("ADD COLUMN", "ADD COLUMN IF NOT EXISTS")
             ))
             .await
             .map_err(|err| StoreError::new("creating the tables", err))?;
@@ -168,6 +170,7 @@ impl PostgresStore {
                     &entry.request_id,
                     &entry.message_tag,
                     &entry.body,
+                    &entry.route,
                     &journal.key,
                     &journal.token,
                 ],
@@ -200,18 +203,25 @@ impl PostgresStore {
                 message_tag: row.get(6),
                 body: row.get(7),
                 created: time_of(row.get(8)),
+                route: row.get(9),
             })
             .collect())
     }
 
-    pub(super) async fn dead_letter_count(&self) -> Result<u64, StoreError> {
+    pub(super) async fn dead_letter_counts(&self) -> Result<Vec<RouteCount>, StoreError> {
         let session = self.fast.get().await?;
-        let row = session
+        let rows = session
             .client
-            .query_one(COUNT_DEAD_LETTERS, &[])
+            .query(COUNT_DEAD_LETTERS, &[])
             .await
             .map_err(|err| StoreError::new("counting the journal", err))?;
-        Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or_default())
+        Ok(rows
+            .iter()
+            .map(|row| RouteCount {
+                route: row.get(0),
+                entries: u64::try_from(row.get::<_, i64>(1)).unwrap_or_default(),
+            })
+            .collect())
     }
 
     pub(super) async fn remove_dead_letters(

@@ -29,9 +29,19 @@ CREATE TABLE IF NOT EXISTS cmq_dead_letters (
     request_id TEXT,
     message_tag TEXT,
     body {bytes} NOT NULL,
-    created_ms {int} NOT NULL
+    created_ms {int} NOT NULL,
+    route TEXT
 );
 ";
+
+/// Adds the journal's `route` column to a store made before entries kept their route
+/// (those entries have none). SQLite has no `IF NOT EXISTS` here: it runs this only
+/// when the column is missing ([`HAS_ROUTE_COLUMN`]); PostgreSQL adds it to the words.
+pub(super) const ADD_ROUTE_COLUMN: &str = "ALTER TABLE cmq_dead_letters ADD COLUMN route TEXT";
+
+/// 1 when the journal has its `route` column (SQLite).
+pub(super) const HAS_ROUTE_COLUMN: &str =
+    "SELECT count(*) FROM pragma_table_info('cmq_dead_letters') WHERE name = 'route'";
 
 /// Claims a delivery in one statement: `$1` key, `$2` now, `$3` the lease's end, `$4`
 /// the instant after which an acknowledgement makes a duplicate, `$5` the new claim's
@@ -64,28 +74,31 @@ WHERE message_id = $1 AND claim = $5 AND state = 'running'
 ";
 
 /// `$1` message id, `$2` reason, `$3` attempts, `$4` format, `$5` request id, `$6` tag,
-/// `$7` body, `$8` now.
+/// `$7` body, `$8` now, `$9` route.
 pub(super) const INSERT_DEAD_LETTER: &str = "
 INSERT INTO cmq_dead_letters
-    (message_id, reason, attempts, format, request_id, message_tag, body, created_ms)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+    (message_id, reason, attempts, format, request_id, message_tag, body, created_ms, route)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 RETURNING id
 ";
 
-/// `$2` reason, `$8` now (numbered as in [`INSERT_DEAD_LETTER`]), `$9` key, `$10` the
+/// `$2` reason, `$8` now (numbered as in [`INSERT_DEAD_LETTER`]), `$10` key, `$11` the
 /// claim's token (NULL: a push that held no claim, which marks nothing).
 pub(super) const MARK_JOURNALED: &str = "
 UPDATE cmq_messages SET state = 'journaled', last_decision = $2, lease_until_ms = 0,
     updated_ms = $8
-WHERE message_id = $9 AND claim = $10 AND state = 'running'
+WHERE message_id = $10 AND claim = $11 AND state = 'running'
 ";
 
 pub(super) const SELECT_DEAD_LETTERS: &str = "
-SELECT id, message_id, reason, attempts, format, request_id, message_tag, body, created_ms
+SELECT id, message_id, reason, attempts, format, request_id, message_tag, body, created_ms,
+    route
 FROM cmq_dead_letters
 ";
 
-pub(super) const COUNT_DEAD_LETTERS: &str = "SELECT count(*) FROM cmq_dead_letters";
+/// The journal's entries by route (NULL: entries from before the journal kept routes).
+pub(super) const COUNT_DEAD_LETTERS: &str =
+    "SELECT route, count(*) FROM cmq_dead_letters GROUP BY route";
 
 pub(super) const SELECT_RECORD: &str = "
 SELECT attempts, state, last_decision, updated_ms FROM cmq_messages WHERE message_id = $1

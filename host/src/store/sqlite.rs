@@ -20,10 +20,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::request::{ClaimRequest, Journal, Settle, attempts, now_ms, parse_format, time_of};
 use super::sql::{
-    CLAIM, COUNT_DEAD_LETTERS, COUNT_UNCOUNTED, INSERT_DEAD_LETTER, MARK_JOURNALED, SCHEMA,
-    SELECT_DEAD_LETTERS, SELECT_RECORD, SETTLE, TAKE_UNCOUNTED,
+    ADD_ROUTE_COLUMN, CLAIM, COUNT_DEAD_LETTERS, COUNT_UNCOUNTED, HAS_ROUTE_COLUMN,
+    INSERT_DEAD_LETTER, MARK_JOURNALED, SCHEMA, SELECT_DEAD_LETTERS, SELECT_RECORD, SETTLE,
+    TAKE_UNCOUNTED,
 };
-use super::{Claim, DeadLetter, MessageRecord, StoreError};
+use super::{Claim, DeadLetter, MessageRecord, RouteCount, StoreError};
 
 /// The database's page size for a new file (see [`open_connection`]); a file made by
 /// an older cmq-host may have 4 KiB pages.
@@ -214,12 +215,13 @@ impl SqliteStore {
                 entry.message_tag,
                 entry.body,
                 now_ms(),
+                entry.route,
                 journal.key,
                 journal.token
             ];
             let id: i64 = conn
                 .prepare_cached(&numbered(INSERT_DEAD_LETTER))?
-                .query_row(&values[..8], |row| row.get(0))?;
+                .query_row(&values[..9], |row| row.get(0))?;
             conn.prepare_cached(&numbered(MARK_JOURNALED))?
                 .execute(values)?;
             Ok(id)
@@ -245,6 +247,7 @@ impl SqliteStore {
                     message_tag: row.get(6)?,
                     body: row.get(7)?,
                     created: time_of(row.get(8)?),
+                    route: row.get(9)?,
                 })
             })?;
             rows.collect()
@@ -252,10 +255,18 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn dead_letter_count(&self) -> Result<u64, StoreError> {
-        self.read(|conn| conn.query_row(COUNT_DEAD_LETTERS, [], |row| row.get::<_, i64>(0)))
-            .await
-            .map(|count| u64::try_from(count).unwrap_or_default())
+    pub(super) async fn dead_letter_counts(&self) -> Result<Vec<RouteCount>, StoreError> {
+        self.read(|conn| {
+            let mut statement = conn.prepare_cached(COUNT_DEAD_LETTERS)?;
+            let rows = statement.query_map([], |row| {
+                Ok(RouteCount {
+                    route: row.get(0)?,
+                    entries: u64::try_from(row.get::<_, i64>(1)?).unwrap_or_default(),
+                })
+            })?;
+            rows.collect()
+        })
+        .await
     }
 
     pub(super) async fn remove_dead_letters(
@@ -337,6 +348,13 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
                     .replace("{int}", "INTEGER")
                     .replace("{bytes}", "BLOB"),
             )
+        })
+        .and_then(|()| {
+            let has_route: i64 = conn.query_row(HAS_ROUTE_COLUMN, [], |row| row.get(0))?;
+            if has_route == 0 {
+                conn.execute_batch(ADD_ROUTE_COLUMN)?;
+            }
+            Ok(())
         })
         .map_err(|err| StoreError::new(&context("preparing"), err))?;
     // Every statement the writer runs stays prepared (rusqlite keeps 16 by default).
