@@ -39,7 +39,7 @@ async fn send(host: &TestHost, id: &str, tags: &str) -> anyhow::Result<(StatusCo
 
 /// How many times the guest ran for `id`, by the host's one line per run.
 fn runs(id: &str) -> usize {
-    let quoted = format!("message_id=\"{id}\"");
+    let quoted = format!("messaging.message.id=\"{id}\"");
     log_lines_with(&quoted)
         .iter()
         .filter(|line| line.contains("message handled"))
@@ -71,9 +71,9 @@ async fn an_acknowledged_message_is_not_run_again_within_the_window_and_is_after
         // Within the window: answered 200, the guest not run.
         assert_eq!(send(&host, &id, "").await?, (StatusCode::OK, "ok".into()));
         assert_eq!(runs(&id), 1, "{backend:?}: a duplicate ran the guest");
-        let duplicates = log_lines_with(&format!("message_id=\"{id}\""))
+        let duplicates = log_lines_with(&format!("messaging.message.id=\"{id}\""))
             .into_iter()
-            .filter(|line| line.contains("decision=\"duplicate\""))
+            .filter(|line| line.contains("messaging.cmq.decision=\"duplicate\""))
             .count();
         assert_eq!(duplicates, 1, "{backend:?}");
 
@@ -129,12 +129,12 @@ async fn attempts_are_counted_across_redeliveries_and_reach_the_guest() -> anyho
             ],
             "{backend:?}"
         );
-        let lines = log_lines_with(&format!("message_id=\"{id}\""));
+        let lines = log_lines_with(&format!("messaging.message.id=\"{id}\""));
         for attempt in 1..=3 {
             assert!(
                 lines
                     .iter()
-                    .any(|l| l.contains(&format!("attempt={attempt} "))),
+                    .any(|l| l.contains(&format!("messaging.cmq.attempt={attempt} "))),
                 "{backend:?}: attempt {attempt} not logged: {lines:#?}"
             );
         }

@@ -116,7 +116,7 @@ async fn log_ack_prints_the_same_lines_in_every_language() -> anyhow::Result<()>
         let mut lines = Vec::new();
         for case in cases() {
             let id = format!("{language}-{component}-{}", case.id);
-            for line in log_lines_with(&format!("message_id=\"{id}\"")) {
+            for line in log_lines_with(&format!("messaging.message.id=\"{id}\"")) {
                 if let Some(text) = guest_output(&line) {
                     lines.push(text.replace(&id, "ID"));
                 }
@@ -147,7 +147,7 @@ fn guest_output(line: &str) -> Option<&str> {
     }
     let text = line.split("cmq_host::guest: ").nth(1)?;
     // The line's fields follow its text, the route first.
-    Some(text.split(" route=").next().unwrap_or(text))
+    Some(text.split(" messaging.cmq.route=").next().unwrap_or(text))
 }
 
 #[tokio::test]
@@ -183,7 +183,7 @@ async fn an_exception_escaping_the_handler_is_a_guest_fault_answered_500() -> an
         assert_eq!(response.status(), 500, "{component}");
         assert_eq!(response.text().await?, "guest failed", "{component}");
         host.stop().await?;
-        let not_handled = log_lines_with(&format!("message_id=\"{id}\""))
+        let not_handled = log_lines_with(&format!("messaging.message.id=\"{id}\""))
             .into_iter()
             .any(|line| line.contains("message not handled: guest trapped"));
         assert!(not_handled, "{component}: no trap logged for {id}");

@@ -28,16 +28,16 @@ async fn documented_json_push_is_acknowledged_and_logged() -> anyhow::Result<()>
     let lines = log_lines_with("6942316962");
     assert!(
         lines.iter().any(|l| l.contains("message handled")
-            && l.contains("route=\"default\"")
-            && l.contains("topic=\"MyTopic\"")
-            && l.contains("subscription=\"mysubscription\"")
-            && l.contains("request_id=\"2394928734\"")
-            && l.contains("decision=\"ack\"")),
+            && l.contains("messaging.cmq.route=\"default\"")
+            && l.contains("messaging.destination.name=\"MyTopic\"")
+            && l.contains("messaging.destination.subscription.name=\"mysubscription\"")
+            && l.contains("messaging.cmq.request_id=\"2394928734\"")
+            && l.contains("messaging.cmq.decision=\"ack\"")),
         "no 'message handled' line with the message's fields in {lines:#?}"
     );
     assert!(
         lines.iter().any(|l| l.contains("stdout")
-            && l.contains("route=\"default\"")
+            && l.contains("messaging.cmq.route=\"default\"")
             && l.contains("test message")),
         "the guest's printed body is not in the log with its route: {lines:#?}"
     );
@@ -107,7 +107,7 @@ async fn each_decision_maps_to_its_answer() -> anyhow::Result<()> {
     assert!(
         lines
             .iter()
-            .any(|l| l.contains("decision=\"drop\"") || l.contains("decision=drop")),
+            .any(|l| l.contains("messaging.cmq.decision=\"drop\"") || l.contains("messaging.cmq.decision=drop")),
         "no drop line in {lines:#?}"
     );
     assert!(

@@ -27,7 +27,7 @@ fn published(body: &str, tags: &[&str]) -> Published {
 
 /// How many pushes of message `id` the test host handled.
 fn handled(id: &str) -> usize {
-    log_lines_with(&format!("message_id=\"{id}\""))
+    log_lines_with(&format!("messaging.message.id=\"{id}\""))
         .into_iter()
         .filter(|l| l.contains("message handled"))
         .count()

@@ -131,7 +131,7 @@ async fn load_through_an_outage(
             last.status.is_success(),
             "{name}: {id} ({tag}) never got a 2xx: {got:?}"
         );
-        let handled: Vec<String> = log_lines_with(&format!("message_id=\"{id}\""))
+        let handled: Vec<String> = log_lines_with(&format!("messaging.message.id=\"{id}\""))
             .into_iter()
             .filter(|line| line.contains("message handled"))
             .collect();
@@ -139,7 +139,7 @@ async fn load_through_an_outage(
         match *tag {
             "ack" => {
                 assert!(
-                    handled.iter().any(|line| line.contains("decision=\"ack\"")),
+                    handled.iter().any(|line| line.contains("messaging.cmq.decision=\"ack\"")),
                     "{name}: {id} was answered 2xx without its guest acknowledging it: \
                      {handled:#?}"
                 );

@@ -193,12 +193,12 @@ async fn a_plain_wasi_http_component_is_served_and_its_status_is_the_decision() 
         let seen = send(push(&client, &host.url(), id, tag, json_body(id))).await?;
         assert_eq!((seen.status, seen.body.as_str()), (status, body), "{id}");
         let decision = if status < 300 { "ack" } else { "retry" };
-        let logged = log_lines_with(&format!("message_id=\"{id}\""));
+        let logged = log_lines_with(&format!("messaging.message.id=\"{id}\""));
         assert!(
             logged
                 .iter()
-                .any(|l| l.contains(&format!("decision=\"{decision}\""))
-                    && l.contains(&format!("status={status}"))),
+                .any(|l| l.contains(&format!("messaging.cmq.decision=\"{decision}\""))
+                    && l.contains(&format!("http.response.status_code={status}"))),
             "{id}: {logged:#?}"
         );
     }

@@ -252,9 +252,9 @@ impl Delivery<'_> {
             Err(err) => {
                 self.metrics.store_error(&self.route.name);
                 tracing::error!(
-                    route = self.route.name,
-                    message_id,
-                    attempt,
+                    messaging.cmq.route = self.route.name,
+                    messaging.message.id = message_id,
+                    messaging.cmq.attempt = attempt,
                     "last attempt could not be journaled, CMQ may discard the message: {err}"
                 );
                 Outcome::Busy {
@@ -290,8 +290,8 @@ impl Delivery<'_> {
             Err(err) => {
                 self.metrics.store_error(&self.route.name);
                 tracing::error!(
-                    route = self.route.name,
-                    message_id = kept.message_id,
+                    messaging.cmq.route = self.route.name,
+                    messaging.message.id = kept.message_id,
                     "the last delivery could not be kept before its guest ran: {err}"
                 );
                 None
@@ -328,7 +328,10 @@ impl Delivery<'_> {
                     Err(err) => {
                         // The guest acknowledged: the answer stays 2xx. Only a later
                         // duplicate would run again.
-                        tracing::warn!(message_id, "acknowledgement not recorded: {err}");
+                        tracing::warn!(
+                            messaging.message.id = message_id,
+                            "acknowledgement not recorded: {err}"
+                        );
                         Recorded::NotStored
                     }
                 };
@@ -345,9 +348,9 @@ impl Delivery<'_> {
                     Ok(id) => Recorded::Journaled(id),
                     Err(err) => {
                         tracing::error!(
-                            message_id,
-                            attempt,
-                            status = 503,
+                            messaging.message.id = message_id,
+                            messaging.cmq.attempt = attempt,
+                            http.response.status_code = 503,
                             "dropped message could not be journaled, answered 503 so that \
                              CMQ delivers it again: {err}"
                         );
@@ -374,8 +377,8 @@ impl Delivery<'_> {
             {
                 Ok(id) => return Recorded::Journaled(id),
                 Err(err) => tracing::error!(
-                    message_id,
-                    attempt,
+                    messaging.message.id = message_id,
+                    messaging.cmq.attempt = attempt,
                     "last attempt failed and could not be journaled, CMQ may discard the \
                      message: {err}"
                 ),
@@ -390,7 +393,10 @@ impl Delivery<'_> {
         {
             Ok(()) => Recorded::Settled,
             Err(err) => {
-                tracing::warn!(message_id, "failure not recorded: {err}");
+                tracing::warn!(
+                    messaging.message.id = message_id,
+                    "failure not recorded: {err}"
+                );
                 Recorded::NotStored
             }
         }

@@ -56,14 +56,22 @@ impl GuestOutput {
         let text = String::from_utf8_lossy(&captured.bytes);
         let mut lines = text.lines();
         for line in lines.by_ref().take(LINE_LIMIT) {
-            tracing::info!(target: "cmq_host::guest", route, message_id, stream, "{line}");
+            tracing::event!(
+                target: "cmq_host::guest",
+                tracing::Level::INFO,
+                messaging.cmq.route = route,
+                messaging.message.id = message_id,
+                stream,
+                "{line}"
+            );
         }
         let lines_left = lines.count();
         if lines_left > 0 || captured.dropped > 0 {
-            tracing::info!(
+            tracing::event!(
                 target: "cmq_host::guest",
-                route,
-                message_id,
+                tracing::Level::INFO,
+                messaging.cmq.route = route,
+                messaging.message.id = message_id,
                 stream,
                 "... output truncated: {lines_left} more lines and {} bytes not logged",
                 captured.dropped

@@ -17,14 +17,14 @@ use crate::route::Route;
 
 /// A push no route serves.
 pub(crate) fn no_route(metrics: &Metrics, peer: SocketAddr) {
-    tracing::info!(%peer, status = 404, "push rejected: no route serves the path");
+    tracing::info!(%peer, http.response.status_code = 404, "push rejected: no route serves the path");
     metrics.rejected(NO_ROUTE, 404);
 }
 
 /// A push refused at intake.
 pub(crate) fn refused(metrics: &Metrics, peer: SocketAddr, route_name: &str, err: &Refusal) {
     let status = err.status().as_u16();
-    tracing::info!(%peer, route = route_name, status, "push rejected: {err}");
+    tracing::info!(%peer, messaging.cmq.route = route_name, http.response.status_code = status, "push rejected: {err}");
     match err {
         Refusal::Overloaded(_) => metrics.overloaded(route_name),
         _ => metrics.rejected(route_name, status),
@@ -78,12 +78,12 @@ pub(crate) fn delivered(
         Outcome::Duplicate => {
             metrics.dedupe_hit(route_name);
             tracing::info!(
-                route = route_name,
-                message_id,
-                topic,
-                subscription,
-                request_id,
-                decision = "duplicate",
+                messaging.cmq.route = route_name,
+                messaging.message.id = message_id,
+                messaging.destination.name = topic,
+                messaging.destination.subscription.name = subscription,
+                messaging.cmq.request_id = request_id,
+                messaging.cmq.decision = "duplicate",
                 "message already acknowledged: answered without running the guest"
             );
         }
@@ -93,12 +93,12 @@ pub(crate) fn delivered(
         } => {
             metrics.dead_letter(route_name);
             tracing::info!(
-                route = route_name,
-                message_id,
-                topic,
-                subscription,
-                request_id,
-                attempt,
+                messaging.cmq.route = route_name,
+                messaging.message.id = message_id,
+                messaging.destination.name = topic,
+                messaging.destination.subscription.name = subscription,
+                messaging.cmq.request_id = request_id,
+                messaging.cmq.attempt = attempt,
                 dead_letter,
                 "message kept: another push of it is in progress on the last attempt"
             );
@@ -108,24 +108,24 @@ pub(crate) fn delivered(
             journaled: None,
         } => {
             tracing::info!(
-                route = route_name,
-                message_id,
-                topic,
-                subscription,
-                request_id,
-                attempt,
-                status = 503,
+                messaging.cmq.route = route_name,
+                messaging.message.id = message_id,
+                messaging.destination.name = topic,
+                messaging.destination.subscription.name = subscription,
+                messaging.cmq.request_id = request_id,
+                messaging.cmq.attempt = attempt,
+                http.response.status_code = 503,
                 "message not handled: another push of it is in progress"
             );
         }
         Outcome::Unclaimed(err) => {
             tracing::warn!(
-                route = route_name,
-                message_id,
-                topic,
-                subscription,
-                request_id,
-                status = 503,
+                messaging.cmq.route = route_name,
+                messaging.message.id = message_id,
+                messaging.destination.name = topic,
+                messaging.destination.subscription.name = subscription,
+                messaging.cmq.request_id = request_id,
+                http.response.status_code = 503,
                 "message not handled: {err}"
             );
         }
@@ -176,15 +176,15 @@ fn ran(
             metrics.message(route_name, name, seconds);
             // `reason`, `attempt` and `dead_letter` are left out when there are none.
             tracing::info!(
-                route = route_name,
+                messaging.cmq.route = route_name,
                 generation = route.generation,
-                message_id,
-                topic,
-                subscription,
-                request_id,
-                decision = name,
+                messaging.message.id = message_id,
+                messaging.destination.name = topic,
+                messaging.destination.subscription.name = subscription,
+                messaging.cmq.request_id = request_id,
+                messaging.cmq.decision = name,
                 reason,
-                attempt,
+                messaging.cmq.attempt = attempt,
                 dead_letter,
                 duration_ms,
                 "message handled"
@@ -193,21 +193,24 @@ fn ran(
         Err(fault) => {
             fault_counted(metrics, route_name, fault, seconds);
             if let Some(backtrace) = fault.backtrace() {
-                tracing::debug!(message_id, "guest backtrace:\n{backtrace}");
+                tracing::debug!(
+                    messaging.message.id = message_id,
+                    "guest backtrace:\n{backtrace}"
+                );
             }
             let status = match recorded {
                 Recorded::Journaled(_) => 200,
                 _ => fault_status(fault).as_u16(),
             };
             tracing::warn!(
-                route = route_name,
+                messaging.cmq.route = route_name,
                 generation = route.generation,
-                message_id,
-                topic,
-                subscription,
-                request_id,
-                status,
-                attempt,
+                messaging.message.id = message_id,
+                messaging.destination.name = topic,
+                messaging.destination.subscription.name = subscription,
+                messaging.cmq.request_id = request_id,
+                http.response.status_code = status,
+                messaging.cmq.attempt = attempt,
                 dead_letter,
                 duration_ms,
                 "message not handled: {fault}"
@@ -239,12 +242,12 @@ pub(crate) fn passed<B>(
             };
             metrics.message(route_name, decision, seconds);
             tracing::info!(
-                route = route_name,
+                messaging.cmq.route = route_name,
                 generation = route.generation,
-                message_id,
-                request_id,
-                status,
-                decision,
+                messaging.message.id = message_id,
+                messaging.cmq.request_id = request_id,
+                http.response.status_code = status,
+                messaging.cmq.decision = decision,
                 duration_ms,
                 "message handled"
             );
@@ -253,10 +256,10 @@ pub(crate) fn passed<B>(
             fault_counted(metrics, route_name, fault, seconds);
             let status = fault_status(fault).as_u16();
             tracing::warn!(
-                route = route_name,
-                message_id,
-                request_id,
-                status,
+                messaging.cmq.route = route_name,
+                messaging.message.id = message_id,
+                messaging.cmq.request_id = request_id,
+                http.response.status_code = status,
                 duration_ms,
                 "message not handled: {fault}"
             );

@@ -50,7 +50,7 @@ impl Route {
         generation: u64,
     ) -> anyhow::Result<Route> {
         let started = Instant::now();
-        tracing::info!(route = plan.name, component = %plan.component.display(), "loading component");
+        tracing::info!(messaging.cmq.route = plan.name, component = %plan.component.display(), "loading component");
         let guest = Guest::load(
             engine,
             &plan.component,
@@ -76,7 +76,7 @@ impl Route {
         .with_context(|| format!("route {:?}", plan.name))?
         .serving(&plan.name);
         tracing::info!(
-            route = plan.name,
+            messaging.cmq.route = plan.name,
             path = plan.path,
             component = %plan.component.display(),
             load_ms = started.elapsed().as_millis() as u64,

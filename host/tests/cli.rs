@@ -120,7 +120,7 @@ async fn every_log_line_of_a_burst_is_written_before_sigterm_ends_the_host() -> 
     assert!(status.success(), "exit status {status}");
     let logged: Vec<String> = lines.into_iter().collect();
     for id in &burst {
-        let needle = format!("message_id=\"{id}\"");
+        let needle = format!("messaging.message.id=\"{id}\"");
         assert!(
             logged
                 .iter()
@@ -287,7 +287,7 @@ async fn after_sigkill_mid_burst_the_store_holds_every_answered_push() -> anyhow
                 break line;
             }
         };
-        assert!(line.contains("decision=\"duplicate\""), "{line}");
+        assert!(line.contains("messaging.cmq.decision=\"duplicate\""), "{line}");
     }
     Ok(())
 }

@@ -135,7 +135,7 @@ async fn two_hosts_behind_haproxy_lose_nothing_when_one_is_killed_mid_run() -> a
     // What the guests decided, by message id, over both hosts and the restart.
     let mut acked: HashMap<String, usize> = HashMap::new();
     for line in &logs {
-        if line["message"] == "message handled" && line["decision"] == "ack" {
+        if line["message"] == "message handled" && line["messaging.cmq.decision"] == "ack" {
             let id = line["message_id"].as_str().unwrap_or_default().to_owned();
             *acked.entry(id).or_default() += 1;
         }

@@ -142,10 +142,10 @@ async fn each_path_goes_to_its_own_component_and_logs_name_the_route() -> anyhow
         };
         if event["message"] == "message handled" {
             decisions.insert(
-                event["message_id"].as_str().unwrap_or_default().to_owned(),
+                event["messaging.message.id"].as_str().unwrap_or_default().to_owned(),
                 (
-                    event["route"].as_str().unwrap_or_default().to_owned(),
-                    event["decision"].as_str().unwrap_or_default().to_owned(),
+                    event["messaging.cmq.route"].as_str().unwrap_or_default().to_owned(),
+                    event["messaging.cmq.decision"].as_str().unwrap_or_default().to_owned(),
                 ),
             );
         }
@@ -415,7 +415,7 @@ async fn a_reload_under_load_loses_no_push_and_each_message_runs_on_one_version(
     let mut printed = HashSet::new();
     for line in &log {
         if line.contains("message handled") {
-            let id = field(line, "message_id").expect("a message id");
+            let id = field(line, "messaging.message.id").expect("a message id");
             let generation = field(line, "generation").expect("a generation");
             assert!(
                 generation_of.insert(id.clone(), generation).is_none(),

@@ -208,7 +208,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             .find(|route| route.serves == ServeAs::IncomingHandler)
     {
         tracing::info!(
-            route = route.name,
+            messaging.cmq.route = route.name,
             "a wasi:http component answers for itself: the delivery store is not used for it"
         );
     }
