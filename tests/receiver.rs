@@ -107,7 +107,8 @@ async fn each_decision_maps_to_its_answer() -> anyhow::Result<()> {
     assert!(
         lines
             .iter()
-            .any(|l| l.contains("messaging.cmq.decision=\"drop\"") || l.contains("messaging.cmq.decision=drop")),
+            .any(|l| l.contains("messaging.cmq.decision=\"drop\"")
+                || l.contains("messaging.cmq.decision=drop")),
         "no drop line in {lines:#?}"
     );
     assert!(

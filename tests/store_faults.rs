@@ -139,7 +139,9 @@ async fn load_through_an_outage(
         match *tag {
             "ack" => {
                 assert!(
-                    handled.iter().any(|line| line.contains("messaging.cmq.decision=\"ack\"")),
+                    handled
+                        .iter()
+                        .any(|line| line.contains("messaging.cmq.decision=\"ack\"")),
                     "{name}: {id} was answered 2xx without its guest acknowledging it: \
                      {handled:#?}"
                 );

@@ -195,10 +195,10 @@ async fn a_plain_wasi_http_component_is_served_and_its_status_is_the_decision() 
         let decision = if status < 300 { "ack" } else { "retry" };
         let logged = log_lines_with(&format!("messaging.message.id=\"{id}\""));
         assert!(
-            logged
-                .iter()
-                .any(|l| l.contains(&format!("messaging.cmq.decision=\"{decision}\""))
-                    && l.contains(&format!("http.response.status_code={status}"))),
+            logged.iter().any(
+                |l| l.contains(&format!("messaging.cmq.decision=\"{decision}\""))
+                    && l.contains(&format!("http.response.status_code={status}"))
+            ),
             "{id}: {logged:#?}"
         );
     }

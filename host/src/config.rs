@@ -208,6 +208,16 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_value_in_an_inline_table_is_located_by_its_key_path() {
+        let err = error(
+            "[routes]\norders = { path = \"/o\", component = \"x.wasm\", format = \"xml\" }\n",
+        );
+        assert_eq!(err.key.as_deref(), Some("routes.orders.format"), "{err}");
+        // The parser's own position: the value's opening quote.
+        assert_eq!((err.line, err.column), (Some(2), Some(56)), "{err}");
+    }
+
+    #[test]
     fn an_unknown_key_and_a_missing_component_are_located() {
         let err = error("[routes.a]\npath = \"/a\"\ncomponent = \"x.wasm\"\nformt = \"json\"\n");
         assert_eq!(

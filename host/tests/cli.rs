@@ -287,7 +287,10 @@ async fn after_sigkill_mid_burst_the_store_holds_every_answered_push() -> anyhow
                 break line;
             }
         };
-        assert!(line.contains("messaging.cmq.decision=\"duplicate\""), "{line}");
+        assert!(
+            line.contains("messaging.cmq.decision=\"duplicate\""),
+            "{line}"
+        );
     }
     Ok(())
 }

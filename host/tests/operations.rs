@@ -142,10 +142,19 @@ async fn each_path_goes_to_its_own_component_and_logs_name_the_route() -> anyhow
         };
         if event["message"] == "message handled" {
             decisions.insert(
-                event["messaging.message.id"].as_str().unwrap_or_default().to_owned(),
+                event["messaging.message.id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
                 (
-                    event["messaging.cmq.route"].as_str().unwrap_or_default().to_owned(),
-                    event["messaging.cmq.decision"].as_str().unwrap_or_default().to_owned(),
+                    event["messaging.cmq.route"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    event["messaging.cmq.decision"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
                 ),
             );
         }

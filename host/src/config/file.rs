@@ -271,46 +271,64 @@ fn column_of(text: &str, offset: usize) -> usize {
     text[start..offset].chars().count() + 1
 }
 
-/// The dotted key whose value or header is at byte `offset`: the table header in force
-/// there, and the key of the line (or of the nearest line above with one, for a value
-/// that spans lines).
+/// The key path of what is at byte `offset`, as the parser reads the document (a partial
+/// one, when it does not parse): the deepest key whose name or value holds it, with an
+/// array's items as `[i]`: `routes.orders.format`, `routes.a.dir[1]`, whether the
+/// document says it with table headers, dotted keys or inline tables.
 fn key_at(text: &str, offset: usize) -> Option<String> {
-    let line_number = line_of(text, offset);
-    let lines: Vec<&str> = text.lines().collect();
-    let header = |line: &str| {
-        let line = line.trim();
-        line.starts_with('[').then(|| {
-            line.trim_matches(|c| c == '[' || c == ']')
-                .trim()
-                .to_owned()
-        })
-    };
-    let table = lines
-        .iter()
-        .take(line_number.saturating_sub(1))
-        .filter_map(|line| header(line))
-        .next_back();
-    let own_line = lines
-        .get(line_number.saturating_sub(1))
-        .copied()
-        .unwrap_or("");
-    if let Some(name) = header(own_line) {
-        return Some(name);
+    let (root, _) = toml::de::DeTable::parse_recoverable(text);
+    let mut path = String::new();
+    path_to(
+        &toml::de::DeValue::Table(root.into_inner()),
+        offset,
+        &mut path,
+    );
+    (!path.is_empty()).then_some(path)
+}
+
+/// Appends to `path` the way down to `offset` inside `value`; whether it is there.
+fn path_to(value: &toml::de::DeValue<'_>, offset: usize, path: &mut String) -> bool {
+    let parent = path.len();
+    match value {
+        toml::de::DeValue::Table(table) => {
+            for (key, value) in table.iter() {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                push_key(path, key.get_ref());
+                if path_to(value.get_ref(), offset, path)
+                    || key.span().contains(&offset)
+                    || value.span().contains(&offset)
+                {
+                    return true;
+                }
+                path.truncate(parent);
+            }
+        }
+        toml::de::DeValue::Array(items) => {
+            for (index, item) in items.iter().enumerate() {
+                path.push_str(&format!("[{index}]"));
+                if path_to(item.get_ref(), offset, path) || item.span().contains(&offset) {
+                    return true;
+                }
+                path.truncate(parent);
+            }
+        }
+        _ => {}
     }
-    let key = lines
-        .iter()
-        .take(line_number)
-        .rev()
-        .take_while(|line| header(line).is_none())
-        .find_map(|line| {
-            let (key, _) = line.split_once('=')?;
-            let key = key.trim().trim_matches('"');
-            (!key.is_empty() && !key.starts_with('#')).then(|| key.to_owned())
-        });
-    match (table, key) {
-        (Some(table), Some(key)) => Some(format!("{table}.{key}")),
-        (None, Some(key)) => Some(key),
-        (table, None) => table,
+    false
+}
+
+/// A key as TOML writes it: bare when it may be, quoted otherwise.
+fn push_key(path: &mut String, key: &str) {
+    let bare = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if bare {
+        path.push_str(key);
+    } else {
+        path.push_str(&format!("{key:?}"));
     }
 }
 
@@ -418,11 +436,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_key_of_a_multi_line_array_is_found() {
+    fn the_key_path_is_the_parsers_however_the_document_spells_it() {
+        let at = |text: &str, needle: &str| key_at(text, text.find(needle).expect("in text"));
         let text = "allow = [\n  \"10.0.0.0/8\",\n  \"not-a-cidr\",\n]\n";
-        assert_eq!(
-            key_at(text, text.find("not-a").expect("in text")).as_deref(),
-            Some("allow")
-        );
+        assert_eq!(at(text, "not-a").as_deref(), Some("allow[1]"));
+        // Dotted keys, and an inline table, both on one line: no line scan tells them.
+        let text = "routes.orders.format = \"xml\"\n";
+        assert_eq!(at(text, "xml").as_deref(), Some("routes.orders.format"));
+        let text = "[routes]\norders = { path = \"/o\", format = \"xml\" }\n";
+        assert_eq!(at(text, "xml").as_deref(), Some("routes.orders.format"));
+        assert_eq!(at(text, "path").as_deref(), Some("routes.orders.path"));
+        // A quoted key stays quoted.
+        let text = "[routes.\"a b\"]\npath = \"/a\"\n";
+        assert_eq!(at(text, "/a").as_deref(), Some("routes.\"a b\".path"));
+        // A header names its table.
+        let text = "listen = \"x\"\n[routes.a]\npath = \"/a\"\n";
+        assert_eq!(at(text, "[routes.a]").as_deref(), Some("routes.a"));
     }
 }
