@@ -9,7 +9,9 @@ pub(crate) mod compile;
 pub(crate) mod dead_letter;
 pub(crate) mod log_output;
 pub(crate) mod push;
+pub(crate) mod run;
 pub(crate) mod serve;
+pub(crate) mod systemd;
 pub(crate) mod telemetry;
 
 /// Where the delivery store is: shared by `serve` and `dead-letter`.
@@ -58,6 +60,7 @@ where
 pub(crate) mod heading {
     pub(crate) const LISTENING: &str = "Listening";
     pub(crate) const HANDLER: &str = "Handler";
+    pub(crate) const MESSAGE: &str = "Message";
     pub(crate) const LIMITS: &str = "Limits";
     pub(crate) const GRANTS: &str = "Grants";
     pub(crate) const STORE: &str = "Store";

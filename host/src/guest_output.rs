@@ -14,6 +14,9 @@ use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
+/// The `tracing` target of the lines a guest printed.
+pub const TARGET: &str = "cmq_host::guest";
+
 /// Bytes of one stream kept per message.
 pub(crate) const CAPTURE_LIMIT: usize = 16 << 10;
 
@@ -57,7 +60,7 @@ impl GuestOutput {
         let mut lines = text.lines();
         for line in lines.by_ref().take(LINE_LIMIT) {
             tracing::event!(
-                target: "cmq_host::guest",
+                target: TARGET,
                 tracing::Level::INFO,
                 messaging.cmq.route = route,
                 messaging.message.id = message_id,
@@ -68,7 +71,7 @@ impl GuestOutput {
         let lines_left = lines.count();
         if lines_left > 0 || captured.dropped > 0 {
             tracing::event!(
-                target: "cmq_host::guest",
+                target: TARGET,
                 tracing::Level::INFO,
                 messaging.cmq.route = route,
                 messaging.message.id = message_id,

@@ -60,6 +60,7 @@ pub use crate::compile_cache::default_dir as compile_cache_dir;
 pub use crate::config::{Config, ConfigError, DEFAULT_LISTEN, SINGLE_ROUTE, TlsFiles};
 pub use crate::grants::{DirGrant, EnvGrant, Grants, HttpGrant};
 pub use crate::guest::{GuestFault, ServeAs};
+pub use crate::guest_output::TARGET as GUEST_OUTPUT_TARGET;
 pub use crate::loading::Loaded;
 pub use crate::options::{DEFAULT_MAX_CONNECTIONS, ReceiverOptions, RouteOptions, SharedLimits};
 pub use crate::receiver::Receiver;

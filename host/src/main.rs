@@ -4,6 +4,7 @@ use std::io::{IsTerminal as _, Write as _};
 use std::process::ExitCode;
 
 use clap::{CommandFactory as _, Parser, Subcommand};
+use tracing::subscriber::Interest;
 use tracing_subscriber::filter::{dynamic_filter_fn, filter_fn};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -12,7 +13,7 @@ use tracing_subscriber::{EnvFilter, Layer as _};
 mod cli;
 
 use cli::telemetry::Traces;
-use cli::{check, compile, dead_letter, log_output, push, serve};
+use cli::{check, compile, dead_letter, log_output, push, run, serve};
 
 /// What `--version` says: compiled components (`.cwasm`, the compile cache) are native
 /// code for exactly one wasmtime, so it names that too, and the commit.
@@ -51,6 +52,10 @@ enum LogFormat {
 enum Command {
     /// Serve CMQ pushes with a handler component, a fresh instance per message.
     Serve(serve::ServeArgs),
+    /// Run one message through a fresh instance of a handler, as serve would for a
+    /// push, without a server: prints the guest's output and its decision, and exits
+    /// by decision (0 ack, 3 retry, 4 drop, 5 no decision).
+    Run(run::RunArgs),
     /// Check a config: read it, compile and instantiate every route's component, and
     /// report each, without listening. Exits 1 on the first problem.
     Check(check::CheckArgs),
@@ -73,7 +78,7 @@ enum Command {
     /// (`cmq-host manual serve | man -l -`).
     Manual {
         /// The command whose page to print.
-        #[arg(value_parser = ["serve", "check", "compile", "push", "dead-letter"])]
+        #[arg(value_parser = ["serve", "run", "check", "compile", "push", "dead-letter"])]
         command: Option<String>,
     },
 }
@@ -133,6 +138,13 @@ fn main() -> ExitCode {
         Err(err) => (None, Some(err)),
     };
     match &traces {
+        // The guest's lines as it wrote them, and the host's warnings and errors.
+        _ if matches!(cli.command, Command::Run(_)) => tracing_subscriber::registry()
+            .with(run::GuestLines.with_filter(filter_fn(|meta| {
+                meta.target() == cmq_host::GUEST_OUTPUT_TARGET
+                    || *meta.level() <= tracing::Level::WARN
+            })))
+            .init(),
         // The filter for everything: the push spans (TRACE) stay off at their call sites.
         None => tracing_subscriber::registry()
             .with(filter)
@@ -144,15 +156,26 @@ fn main() -> ExitCode {
             let export = traces.export.clone();
             let spans = tracing_opentelemetry::layer()
                 .with_tracer(traces.tracer.clone())
-                .with_filter(dynamic_filter_fn(move |meta, cx| {
-                    if !meta.is_span() || meta.target() != cmq_host::TRACE_TARGET {
-                        false
-                    } else if meta.name() == cmq_host::trace::PUSH_SPAN {
-                        export.admits()
-                    } else {
-                        cx.lookup_current().is_some()
-                    }
-                }));
+                .with_filter(
+                    dynamic_filter_fn(move |meta, cx| {
+                        if !meta.is_span() || meta.target() != cmq_host::TRACE_TARGET {
+                            false
+                        } else if meta.name() == cmq_host::trace::PUSH_SPAN {
+                            export.admits()
+                        } else {
+                            cx.lookup_current().is_some()
+                        }
+                    })
+                    // Asked at each span of a push, and never about anything else: the
+                    // other call sites (wasmtime's, hyper's) stay off once and for all.
+                    .with_callsite_filter(|meta| {
+                        if meta.is_span() && meta.target() == cmq_host::TRACE_TARGET {
+                            Interest::sometimes()
+                        } else {
+                            Interest::never()
+                        }
+                    }),
+                );
             // Log lines are events: the spans are for traces, and would prefix each.
             let logs = log_lines(cli.log_format)
                 .with_filter(filter_fn(|meta| meta.is_event()))
@@ -167,6 +190,7 @@ fn main() -> ExitCode {
     }
     let outcome = match cli.command {
         Command::Serve(args) => serve::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Run(args) => run::run(args),
         Command::Check(args) => check::run(args).map(|()| ExitCode::SUCCESS),
         Command::Compile(args) => compile::run(args).map(|()| ExitCode::SUCCESS),
         Command::Push(args) => push::run(args),

@@ -40,6 +40,32 @@ async fn serve_answers_the_documented_push_and_stops_on_sigterm() -> anyhow::Res
     Ok(())
 }
 
+#[tokio::test]
+async fn systemd_hears_ready_once_the_host_answers_and_stopping_at_sigterm() -> anyhow::Result<()> {
+    use std::os::unix::net::UnixDatagram;
+    let socket_path = cmq_tests::test_dir().join(format!("notify-{}.sock", next_number()));
+    let socket = UnixDatagram::bind(&socket_path)?;
+    socket.set_read_timeout(Some(std::time::Duration::from_secs(60)))?;
+    let mut command = cmq_host();
+    command
+        .env("NOTIFY_SOCKET", &socket_path)
+        .args(["serve", "--no-state", "--listen", "127.0.0.1:0"])
+        .arg(guest("ack"));
+    let (child, _lines, url) = spawn_listening(&mut command)?;
+    let mut message = [0; 64];
+    let length = socket.recv(&mut message)?;
+    assert_eq!(&message[..length], b"READY=1");
+    // Ready means answering.
+    let answer = cmq_push(&reqwest::Client::new(), &url, "after-ready", "")
+        .send()
+        .await?;
+    assert_eq!(answer.status(), 200);
+    signal(&child, "TERM")?;
+    let length = socket.recv(&mut message)?;
+    assert_eq!(&message[..length], b"STOPPING=1");
+    Ok(())
+}
+
 /// Starts `serve` compiling `log_ack` (no cache), and sends `signal_name` once the
 /// component has begun loading, long before anything listens.
 fn signal_during_start_up(signal_name: &str) -> anyhow::Result<(Running, mpsc::Receiver<String>)> {

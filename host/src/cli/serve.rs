@@ -317,6 +317,8 @@ async fn listen(
         }))
     });
     let reloads = tokio::spawn(reloader.run(server.receiver(), hangups));
+    // Both listeners are bound and every component is ready.
+    crate::cli::systemd::notify("READY=1");
     let served = server.serve(shutdown_signal(terminations)).await;
     reloads.abort();
     let _ = stop_admin.send(());
@@ -338,4 +340,5 @@ async fn shutdown_signal(mut terminations: OsSignal) {
         () = ctrl_c => {},
         () = terminations.next() => {},
     }
+    crate::cli::systemd::notify("STOPPING=1");
 }

@@ -9,10 +9,10 @@
 //! batches (`OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, 512, at least every
 //! `OTEL_BSP_SCHEDULE_DELAY`, 5000 ms). A full queue drops the span and an export the
 //! collector refuses or does not answer drops its batch; both are counted
-//! (`cmq_trace_spans_dropped_total`). Once an export has failed, pushes are no longer
-//! traced at all ([`Export::admits`]): one is, every schedule delay, to find out whether
-//! the collector is back; the others are counted (`cmq_traces_skipped_total`) and cost
-//! what they cost with traces off.
+//! (`cmq_trace_spans_dropped_total`). Once an export has failed or the queue was full,
+//! pushes are no longer traced at all ([`Export::admits`]) until a batch is taken: one
+//! is, every schedule delay, to find out whether the collector is back; the others are
+//! counted (`cmq_traces_skipped_total`) and cost what they cost with traces off.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -180,17 +180,26 @@ impl Export {
         probe
     }
 
+    /// An export's result: a batch taken resumes tracing; one refused pauses it.
     fn exported(&self, ok: bool) {
         if ok {
             self.down.store(false, Ordering::Relaxed);
-        } else if !self.down.swap(true, Ordering::Relaxed) {
-            let now = self.started.elapsed().as_millis() as u64;
-            self.next_probe_ms
-                .store(now + self.probe_every.as_millis() as u64, Ordering::Relaxed);
+        } else if self.pause() {
             tracing::warn!(
                 "the trace collector does not take spans: pushes go untraced until it does"
             );
         }
+    }
+
+    /// Pauses tracing until an export succeeds; whether it was running.
+    fn pause(&self) -> bool {
+        if self.down.swap(true, Ordering::Relaxed) {
+            return false;
+        }
+        let now = self.started.elapsed().as_millis() as u64;
+        self.next_probe_ms
+            .store(now + self.probe_every.as_millis() as u64, Ordering::Relaxed);
+        true
     }
 }
 
@@ -207,6 +216,7 @@ enum Request {
 struct Processor {
     spans: mpsc::Sender<SpanData>,
     requests: mpsc::UnboundedSender<Request>,
+    export: Arc<Export>,
 }
 
 impl std::fmt::Debug for Request {
@@ -228,6 +238,7 @@ impl Processor {
     ) -> anyhow::Result<Processor> {
         let (spans, queue) = mpsc::channel(batching.queue);
         let (requests, asked) = mpsc::unbounded_channel();
+        let thread_export = export.clone();
         let (ready_tx, ready) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("cmq-traces".into())
@@ -249,7 +260,13 @@ impl Processor {
                 match exporter {
                     Ok(exporter) => {
                         let _ = ready_tx.send(Ok(()));
-                        runtime.block_on(export_loop(exporter, queue, asked, batching, &export));
+                        runtime.block_on(export_loop(
+                            exporter,
+                            queue,
+                            asked,
+                            batching,
+                            &thread_export,
+                        ));
                     }
                     Err(err) => {
                         let _ = ready_tx.send(Err(err));
@@ -260,7 +277,11 @@ impl Processor {
         ready
             .recv()
             .context("the trace export thread ended at its start")??;
-        Ok(Processor { spans, requests })
+        Ok(Processor {
+            spans,
+            requests,
+            export,
+        })
     }
 }
 
@@ -359,6 +380,10 @@ impl SpanProcessor for Processor {
     fn on_end(&self, span: SpanData) {
         if self.spans.try_send(span).is_err() {
             trace_export::dropped(DropReason::QueueFull, 1);
+            // The collector takes spans slower than pushes make them (or not at all,
+            // and the export waits out its retries): stop making them until it has
+            // taken a batch.
+            self.export.pause();
         }
     }
 
