@@ -17,6 +17,15 @@ use crate::{Decision, Handler};
 /// The largest push body accepted: CMQ's largest message, as `cmq-host`'s default.
 pub const MAX_BODY: usize = 1 << 20;
 
+/// The environment variable that holds the endpoint's secret token, the equivalent of
+/// `cmq-host serve --token`: when set, a push must carry it as `/push/TOKEN` at the end
+/// of its path or as `?token=TOKEN`, or it is answered `404 not found` before anything
+/// else, as `cmq-host` answers it. At least 16 letters, digits or `-._~`.
+pub const TOKEN_VARIABLE: &str = "CMQ_TOKEN";
+
+/// Shortest token accepted, as `cmq-host`'s.
+const MIN_TOKEN_LEN: usize = 16;
+
 /// The environment variable that sets the push format (`auto`, `json` or `simplified`;
 /// default `auto`), the equivalent of `cmq-host serve --format`.
 pub const FORMAT_VARIABLE: &str = "CMQ_FORMAT";
@@ -57,6 +66,8 @@ impl Answer {
 
 /// The request's parts the answer depends on, read out of `wasi:http`.
 pub(crate) struct Push {
+    /// The request's path and query, where a token is looked for.
+    pub(crate) path_with_query: String,
     /// The method, when it is not POST.
     pub(crate) not_post: Option<String>,
     pub(crate) headers: PushHeaders,
@@ -67,9 +78,21 @@ pub(crate) struct Push {
 /// `read_body` is called only when the push passed the checks that need no body.
 pub(crate) fn answer<H: Handler>(
     push: &Push,
-    format: Result<ExpectedFormat, String>,
+    settings: Result<Settings, String>,
     read_body: impl FnOnce() -> Result<Vec<u8>, BodyError>,
 ) -> Answer {
+    let settings = match settings {
+        Ok(settings) => settings,
+        Err(reason) => {
+            eprintln!("{reason}");
+            return Answer::new(500, "guest failed");
+        }
+    };
+    if let Some(token) = &settings.token
+        && !carries(&push.path_with_query, token)
+    {
+        return Answer::new(404, "not found");
+    }
     if let Some(method) = &push.not_post {
         return Answer {
             header: Some(("allow", "POST")),
@@ -91,13 +114,7 @@ pub(crate) fn answer<H: Handler>(
     {
         return too_large();
     }
-    let format = match format {
-        Ok(format) => format,
-        Err(reason) => {
-            eprintln!("{reason}");
-            return Answer::new(500, "guest failed");
-        }
-    };
+    let format = settings.format;
     let body = match read_body() {
         Ok(body) => body,
         Err(BodyError::TooLarge) => return too_large(),
@@ -121,14 +138,74 @@ pub(crate) enum BodyError {
     Read(String),
 }
 
-/// The format from [`FORMAT_VARIABLE`], `auto` when it is not set.
-fn format_from_env() -> Result<ExpectedFormat, String> {
-    match std::env::var(FORMAT_VARIABLE) {
-        Ok(value) => value
-            .parse()
-            .map_err(|err| format!("{FORMAT_VARIABLE}: {err}")),
-        Err(_) => Ok(ExpectedFormat::Auto),
+/// What the platform's environment sets: the push format and the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Settings {
+    pub(crate) format: ExpectedFormat,
+    pub(crate) token: Option<String>,
+}
+
+impl Settings {
+    /// [`FORMAT_VARIABLE`] (`auto` when unset) and [`TOKEN_VARIABLE`], checked. Their
+    /// values are never printed.
+    fn from_env() -> Result<Settings, String> {
+        let format = match std::env::var(FORMAT_VARIABLE) {
+            Ok(value) => value
+                .parse()
+                .map_err(|err| format!("{FORMAT_VARIABLE}: {err}"))?,
+            Err(_) => ExpectedFormat::Auto,
+        };
+        let token = match std::env::var(TOKEN_VARIABLE) {
+            Ok(token) => Some(checked_token(token)?),
+            Err(_) => None,
+        };
+        Ok(Settings { format, token })
     }
+}
+
+/// `token` when it is one `cmq-host` would take.
+fn checked_token(token: String) -> Result<String, String> {
+    if token.chars().count() < MIN_TOKEN_LEN {
+        return Err(format!(
+            "{TOKEN_VARIABLE} (value not shown): the token must be at least {MIN_TOKEN_LEN} characters"
+        ));
+    }
+    if !token
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c))
+    {
+        return Err(format!(
+            "{TOKEN_VARIABLE} (value not shown): the token may hold only letters, digits and - . _ ~"
+        ));
+    }
+    Ok(token)
+}
+
+/// Whether `path_with_query` carries `token`: as `/push/TOKEN` ending the path, or as
+/// a `token=TOKEN` parameter. Compared in constant time, both places always.
+fn carries(path_with_query: &str, token: &str) -> bool {
+    let (path, query) = path_with_query
+        .split_once('?')
+        .map_or((path_with_query, None), |(path, query)| (path, Some(query)));
+    let in_path = path
+        .rsplit_once("/push/")
+        .is_some_and(|(_, given)| same(given, token));
+    let in_query = query.is_some_and(|query| {
+        query
+            .split('&')
+            .filter_map(|pair| pair.strip_prefix("token="))
+            .fold(false, |found, given| found | same(given, token))
+    });
+    in_path | in_query
+}
+
+/// `a == b` in time that depends on their lengths only.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |differ, (x, y)| differ | (x ^ y))
+            == 0
 }
 
 /// Adapts a [`Handler`] to `wasi:http/incoming-handler`. Public only for
@@ -140,7 +217,7 @@ pub struct HttpExport<H>(PhantomData<H>);
 impl<H: Handler> wasip2::exports::http::incoming_handler::Guest for HttpExport<H> {
     fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         let push = read_push(&request);
-        let answer = answer::<H>(&push, format_from_env(), || read_body(request));
+        let answer = answer::<H>(&push, Settings::from_env(), || read_body(request));
         respond(response_out, &answer);
     }
 }
@@ -167,6 +244,7 @@ fn read_push(request: &IncomingRequest) -> Push {
         Method::Other(other) => Some(other),
     };
     Push {
+        path_with_query: request.path_with_query().unwrap_or_default(),
         not_post,
         headers: PushHeaders {
             request_id: first(HEADER_REQUEST_ID),
@@ -262,6 +340,7 @@ mod tests {
 
     fn push(method: Option<&str>, tag: &str, length: Option<u64>) -> Push {
         Push {
+            path_with_query: "/cgi".into(),
             not_post: method.map(str::to_owned),
             headers: PushHeaders {
                 request_id: Some("1".into()),
@@ -272,6 +351,13 @@ mod tests {
         }
     }
 
+    fn auto() -> Result<Settings, String> {
+        Ok(Settings {
+            format: ExpectedFormat::Auto,
+            token: None,
+        })
+    }
+
     fn body(bytes: &'static [u8]) -> impl FnOnce() -> Result<Vec<u8>, BodyError> {
         move || Ok(bytes.to_vec())
     }
@@ -280,19 +366,19 @@ mod tests {
     fn decisions_answer_as_cmq_host_does() {
         let ok = answer::<ByTag>(
             &push(None, "a", None),
-            Ok(ExpectedFormat::Auto),
+            auto(),
             body(b"hi"),
         );
         assert_eq!((ok.status, ok.body.as_str()), (200, "ok"));
         let drop = answer::<ByTag>(
             &push(None, "drop", None),
-            Ok(ExpectedFormat::Auto),
+            auto(),
             body(b"x"),
         );
         assert_eq!((drop.status, drop.body.as_str()), (200, "ok"));
         let retry = answer::<ByTag>(
             &push(None, "retry", None),
-            Ok(ExpectedFormat::Auto),
+            auto(),
             body(b"x"),
         );
         assert_eq!((retry.status, retry.body.as_str()), (503, "retry"));
@@ -302,23 +388,61 @@ mod tests {
     fn bad_pushes_are_refused_before_the_handler() {
         let get = answer::<ByTag>(
             &push(Some("GET"), "", None),
-            Ok(ExpectedFormat::Auto),
+            auto(),
             || panic!("read a GET's body"),
         );
         assert_eq!(get.status, 405);
         assert_eq!(get.header, Some(("allow", "POST")));
         let large = answer::<ByTag>(
             &push(None, "", Some(MAX_BODY as u64 + 1)),
-            Ok(ExpectedFormat::Auto),
+            auto(),
             || panic!("read an oversized body"),
         );
         assert_eq!(large.status, 413);
-        let not_json = answer::<ByTag>(&push(None, "", None), Ok(ExpectedFormat::Json), body(b"x"));
+        let not_json = answer::<ByTag>(&push(None, "", None), Ok(Settings { format: ExpectedFormat::Json, token: None }), body(b"x"));
         assert_eq!(not_json.status, 400);
         let bad_format = answer::<ByTag>(&push(None, "", None), Err("bad".into()), body(b"x"));
         assert_eq!(
             (bad_format.status, bad_format.body.as_str()),
             (500, "guest failed")
         );
+    }
+
+    #[test]
+    fn a_token_set_is_required_in_the_path_or_the_query_as_cmq_host_requires_it() {
+        const TOKEN: &str = "s3cret-token-0123456789";
+        let with = |path: &str| {
+            let push = Push {
+                path_with_query: path.into(),
+                ..push(None, "", None)
+            };
+            let settings = Ok(Settings {
+                format: ExpectedFormat::Auto,
+                token: Some(TOKEN.into()),
+            });
+            answer::<ByTag>(&push, settings, body(b"x")).status
+        };
+        assert_eq!(with(&format!("/orders/push/{TOKEN}")), 200);
+        assert_eq!(with(&format!("/push/{TOKEN}")), 200);
+        assert_eq!(with(&format!("/orders?a=1&token={TOKEN}")), 200);
+        assert_eq!(with("/orders"), 404);
+        assert_eq!(with("/orders/push/s3cret-token-012345678"), 404);
+        assert_eq!(with(&format!("/orders/push/{TOKEN}x")), 404);
+        assert_eq!(with(&format!("/orders?token={TOKEN}0")), 404);
+        // Before the method: a GET without the token learns nothing.
+        let get = Push {
+            path_with_query: "/orders".into(),
+            ..push(Some("GET"), "", None)
+        };
+        let settings = Ok(Settings {
+            format: ExpectedFormat::Auto,
+            token: Some(TOKEN.into()),
+        });
+        assert_eq!(answer::<ByTag>(&get, settings, body(b"")).status, 404);
+        // A token cmq-host would refuse is refused, its value not shown.
+        let err = checked_token("short".into()).expect_err("too short");
+        assert!(!err.contains("short\""), "{err}");
+        assert!(checked_token("has space in it 0123".into()).is_err());
+        assert!(checked_token(TOKEN.into()).is_ok());
     }
 }

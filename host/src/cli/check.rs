@@ -1,62 +1,45 @@
-//! `cmq-host check`: compile and instantiate a component, or every route's of a config,
-//! as `serve` would at start, without listening.
-
-use std::path::PathBuf;
+//! `cmq-host check`: everything `serve` does at start with the same arguments (read the
+//! config or the flags, refuse an open endpoint, read the TLS files, compile and
+//! instantiate every route's component), without opening the store or listening.
 
 use anyhow::Context as _;
-use cmq_host::{Config, Receiver, ReceiverOptions, RouteOptions, ServeAs};
+use cmq_host::{Config, ConfigSource, Receiver, Tls};
 
-use crate::cli::{heading, one_of};
+use crate::cli::serve::ServeArgs;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct CheckArgs {
-    /// The handler component to check, as `serve COMPONENT` loads it.
-    #[arg(required_unless_present = "config", conflicts_with = "config")]
-    component: Option<PathBuf>,
-    /// The TOML config to check, every route of it.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
+    /// Exactly `serve`'s arguments: checked as `serve` would check them at start, but
+    /// for opening the store and listening.
+    #[command(flatten)]
+    serve: ServeArgs,
     /// Check the config where its secrets are not: a route whose token variable is
     /// unset is checked as though it had a token (a set one must still be valid).
     #[arg(long, requires = "config")]
     without_secrets: bool,
-    /// The interface to check the component against (see `serve --help`).
-    #[arg(
-        long,
-        default_value_t = RouteOptions::default().serve_as,
-        value_parser = one_of::<ServeAs>(&["auto", "push-handler", "incoming-handler"]),
-        conflicts_with = "config",
-        help_heading = heading::HANDLER
-    )]
-    serve_as: ServeAs,
-    /// Accept a .cwasm from `cmq-host compile` as the component.
-    #[arg(long, conflicts_with = "config", help_heading = heading::COMPILED_CODE)]
-    allow_precompiled: bool,
-    /// Where compiled components are kept (`off`: compile every time) [default:
-    /// $XDG_CACHE_HOME/cmq-host, else ~/.cache/cmq-host]. Checking fills it, so that
-    /// the next `serve` starts from it.
-    #[arg(long, value_name = "DIR|off", help_heading = heading::COMPILED_CODE)]
-    compile_cache: Option<PathBuf>,
 }
 
 pub(crate) fn run(args: CheckArgs) -> anyhow::Result<()> {
-    let (config, checked) = match (&args.config, &args.component) {
-        (Some(path), _) if args.without_secrets => (Config::load_without_secrets(path)?, path),
-        (Some(path), _) => (Config::load(path)?, path),
-        (None, Some(component)) => {
-            let options = ReceiverOptions {
-                route: RouteOptions {
-                    serve_as: args.serve_as,
-                    ..RouteOptions::default()
-                },
-                allow_precompiled: args.allow_precompiled,
-                ..ReceiverOptions::default()
-            };
-            (Config::single(component.clone(), &options), component)
-        }
-        (None, None) => anyhow::bail!("a component to check, or --config"),
+    let source = args.serve.config_source()?;
+    let config = match (&source, args.without_secrets) {
+        (ConfigSource::File(path), true) => Config::load_without_secrets(path)?,
+        (source, _) => source.load()?,
     };
-    let cache = crate::cli::compile_cache_dir(args.compile_cache.as_deref());
+    let checked = match &source {
+        ConfigSource::File(path) => path.clone(),
+        ConfigSource::Fixed(config) => config
+            .component_files()
+            .into_iter()
+            .next()
+            .unwrap_or_default(),
+    };
+    if args.serve.requires_authentication() {
+        config.check_authenticated(config.listen, &config.allow)?;
+    }
+    if let Some(files) = &config.tls {
+        Tls::from_pem_files(&files.cert, &files.key)?;
+    }
+    let cache = crate::cli::compile_cache_dir(args.serve.compile_cache.as_deref());
     let receiver = Receiver::from_config(&config, None, cache)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -154,11 +154,23 @@ const SINGLE_COMPONENT_FLAGS: [&str; 21] = [
     "allow_precompiled",
 ];
 
+impl ServeArgs {
+    /// Where the config comes from: the file of `--config`, or the flags.
+    pub(crate) fn config_source(&self) -> anyhow::Result<ConfigSource> {
+        Ok(match &self.config {
+            Some(path) => ConfigSource::File(path.clone()),
+            None => ConfigSource::Fixed(Box::new(flags_config(self)?)),
+        })
+    }
+
+    /// Whether an endpoint others can reach must take pushes with a token only.
+    pub(crate) fn requires_authentication(&self) -> bool {
+        !self.no_state && !self.allow_unauthenticated
+    }
+}
+
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let source = match &args.config {
-        Some(path) => ConfigSource::File(path.clone()),
-        None => ConfigSource::Fixed(Box::new(flags_config(&args)?)),
-    };
+    let source = args.config_source()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         // A thread out of work writes the log lines its pushes left: one write for many.
@@ -173,7 +185,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         (OsSignal::hangup(), OsSignal::terminate())
     };
     let config = source.load()?;
-    let require_authentication = !args.no_state && !args.allow_unauthenticated;
+    let require_authentication = args.requires_authentication();
     if require_authentication {
         config.check_authenticated(config.listen, &config.allow)?;
     }
