@@ -51,6 +51,12 @@ fn each_decision_has_its_exit_status() -> anyhow::Result<()> {
         ("retry", 3, "decision: retry: tagged retry"),
         ("drop", 4, "decision: drop: tagged drop"),
         ("panic", 5, "decision: no decision: "),
+        // An error the handler returned: a retry with its text and cause.
+        (
+            "error",
+            3,
+            "decision: retry: reading FAULTY_NOT_GRANTED: environment variable not found",
+        ),
     ] {
         let output = run("faulty", &["--tag", tag])?;
         assert_eq!(output.status.code(), Some(code), "{tag}: {output:?}");

@@ -79,16 +79,11 @@ pub fn run() -> Result<()> {
                 Ok(())
             }),
         },
-        // The SDK's conversions and doc examples run natively too.
+        // The SDK's conversions and doc examples, and the handlers' own tests (its
+        // `testing` harness), run natively too.
         cargo_step(
-            "test (guest SDK)",
-            &[
-                "test",
-                "--manifest-path",
-                "guest/Cargo.toml",
-                "--package",
-                "cmq-guest",
-            ],
+            "test (guest workspace)",
+            &["test", "--manifest-path", "guest/Cargo.toml", "--workspace"],
         ),
     ];
 

@@ -4,16 +4,19 @@
 use std::marker::PhantomData;
 
 use crate::bindings::exports::cmq::push::handler as wit;
-use crate::{Decision, Message};
+use crate::error::decided;
+use crate::{Decision, Message, Result};
 
 /// A CMQ push handler: decides what to do with one message.
 ///
 /// The host instantiates the component afresh for every message, so state kept in
 /// statics does not survive from one message to the next.
 pub trait Handler {
-    /// Decide what to do with `message`. A panic traps the instance; the host then
-    /// treats the push as failed and CMQ redelivers it.
-    fn handle(message: Message) -> Decision;
+    /// Decide what to do with `message`. An `Err` is a [`Decision::Retry`] with the
+    /// error's text (so `?` works); ack and drop are always said outright. A panic
+    /// traps the instance; the host then treats the push as failed and CMQ redelivers
+    /// it.
+    fn handle(message: Message) -> Result<Decision>;
 }
 
 /// Makes this crate's component export `cmq:push/handler@0.2.0` (for `cmq-host`) and
@@ -25,8 +28,8 @@ pub trait Handler {
 /// struct Ack;
 ///
 /// impl cmq_guest::Handler for Ack {
-///     fn handle(_: cmq_guest::Message) -> cmq_guest::Decision {
-///         cmq_guest::Decision::Ack
+///     fn handle(_: cmq_guest::Message) -> cmq_guest::Result<cmq_guest::Decision> {
+///         Ok(cmq_guest::Decision::Ack)
 ///     }
 /// }
 ///
@@ -57,7 +60,7 @@ pub struct Export<H>(PhantomData<H>);
 
 impl<H: Handler> wit::Guest for Export<H> {
     fn handle(msg: wit::Message) -> wit::Decision {
-        H::handle(crate::message::from_wit(msg)).into()
+        decided(H::handle(crate::message::from_wit(msg))).into()
     }
 }
 
@@ -68,12 +71,15 @@ mod tests {
     struct ByTag;
 
     impl Handler for ByTag {
-        fn handle(message: Message) -> Decision {
-            if message.has_tag("retry") {
+        fn handle(message: Message) -> Result<Decision> {
+            if message.has_tag("fail") {
+                return Err(crate::Error::msg("failed"));
+            }
+            Ok(if message.has_tag("retry") {
                 Decision::retry(message.message_id)
             } else {
                 Decision::Ack
-            }
+            })
         }
     }
 
@@ -99,5 +105,7 @@ mod tests {
         assert!(matches!(retry, wit::Decision::Retry(r) if r == "m1"));
         let ack = <Export<ByTag> as wit::Guest>::handle(msg(Vec::new()));
         assert!(matches!(ack, wit::Decision::Ack));
+        let failed = <Export<ByTag> as wit::Guest>::handle(msg(vec!["fail".into()]));
+        assert!(matches!(failed, wit::Decision::Retry(r) if r == "failed"));
     }
 }

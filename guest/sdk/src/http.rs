@@ -125,7 +125,7 @@ pub(crate) fn answer<H: Handler>(
     match cmq_message::parse(format, &push.headers, &body) {
         Ok(message) => {
             let id = message.message_id.clone();
-            Answer::for_decision(&H::handle(message), &id)
+            Answer::for_decision(&crate::error::decided(H::handle(message)), &id)
         }
         Err(err) => Answer::new(400, err.to_string()),
     }
@@ -327,14 +327,14 @@ mod tests {
     struct ByTag;
 
     impl Handler for ByTag {
-        fn handle(message: crate::Message) -> Decision {
-            if message.has_tag("retry") {
+        fn handle(message: crate::Message) -> crate::Result<Decision> {
+            Ok(if message.has_tag("retry") {
                 Decision::retry("asked")
             } else if message.has_tag("drop") {
                 Decision::drop("asked")
             } else {
                 Decision::Ack
-            }
+            })
         }
     }
 
@@ -364,42 +364,33 @@ mod tests {
 
     #[test]
     fn decisions_answer_as_cmq_host_does() {
-        let ok = answer::<ByTag>(
-            &push(None, "a", None),
-            auto(),
-            body(b"hi"),
-        );
+        let ok = answer::<ByTag>(&push(None, "a", None), auto(), body(b"hi"));
         assert_eq!((ok.status, ok.body.as_str()), (200, "ok"));
-        let drop = answer::<ByTag>(
-            &push(None, "drop", None),
-            auto(),
-            body(b"x"),
-        );
+        let drop = answer::<ByTag>(&push(None, "drop", None), auto(), body(b"x"));
         assert_eq!((drop.status, drop.body.as_str()), (200, "ok"));
-        let retry = answer::<ByTag>(
-            &push(None, "retry", None),
-            auto(),
-            body(b"x"),
-        );
+        let retry = answer::<ByTag>(&push(None, "retry", None), auto(), body(b"x"));
         assert_eq!((retry.status, retry.body.as_str()), (503, "retry"));
     }
 
     #[test]
     fn bad_pushes_are_refused_before_the_handler() {
-        let get = answer::<ByTag>(
-            &push(Some("GET"), "", None),
-            auto(),
-            || panic!("read a GET's body"),
-        );
+        let get = answer::<ByTag>(&push(Some("GET"), "", None), auto(), || {
+            panic!("read a GET's body")
+        });
         assert_eq!(get.status, 405);
         assert_eq!(get.header, Some(("allow", "POST")));
-        let large = answer::<ByTag>(
-            &push(None, "", Some(MAX_BODY as u64 + 1)),
-            auto(),
-            || panic!("read an oversized body"),
-        );
+        let large = answer::<ByTag>(&push(None, "", Some(MAX_BODY as u64 + 1)), auto(), || {
+            panic!("read an oversized body")
+        });
         assert_eq!(large.status, 413);
-        let not_json = answer::<ByTag>(&push(None, "", None), Ok(Settings { format: ExpectedFormat::Json, token: None }), body(b"x"));
+        let not_json = answer::<ByTag>(
+            &push(None, "", None),
+            Ok(Settings {
+                format: ExpectedFormat::Json,
+                token: None,
+            }),
+            body(b"x"),
+        );
         assert_eq!(not_json.status, 400);
         let bad_format = answer::<ByTag>(&push(None, "", None), Err("bad".into()), body(b"x"));
         assert_eq!(

@@ -4,7 +4,9 @@
 //! of a handler component, which decides what CMQ is told: [`Decision::Ack`] (done),
 //! [`Decision::Retry`] (redeliver later) or [`Decision::Drop`] (done, but recorded
 //! as dropped). This crate is all a handler needs: implement [`Handler`], write
-//! [`export!`] once, and build the `cdylib` for `wasm32-wasip2`.
+//! [`export!`] once, and build the `cdylib` for `wasm32-wasip2`. A handler returns a
+//! [`Result`]: an [`Error`] (from `?`) asks for a retry with its text, while ack and
+//! drop are always said outright. [`testing`] runs a handler in plain `cargo test`.
 //!
 //! ```toml
 //! [lib]
@@ -16,7 +18,7 @@
 //!
 //! ```
 //! use cmq_guest::serde::Deserialize;
-//! use cmq_guest::{Decision, Handler, Message};
+//! use cmq_guest::{Decision, Handler, Message, Result};
 //!
 //! #[derive(Deserialize)]
 //! #[serde(crate = "cmq_guest::serde")]
@@ -28,19 +30,22 @@
 //! struct Orders;
 //!
 //! impl Handler for Orders {
-//!     fn handle(message: Message) -> Decision {
+//!     fn handle(message: Message) -> Result<Decision> {
 //!         if message.has_tag("test") {
-//!             return Decision::Ack;
+//!             return Ok(Decision::Ack);
 //!         }
-//!         match message.body_json::<Order>() {
-//!             Ok(order) if order.quantity == 0 => Decision::drop(format!("order {} is empty", order.id)),
-//!             Ok(order) => {
-//!                 println!("order {}: {} items", order.id, order.quantity);
-//!                 Decision::Ack
-//!             }
-//!             // Redelivering a body that is not an order will not make it one.
-//!             Err(e) => Decision::drop(format!("not an order: {e}")),
+//!         // Redelivering a body that is not an order will not make it one: drop it.
+//!         let order = match message.body_json::<Order>() {
+//!             Ok(order) => order,
+//!             Err(e) => return Ok(Decision::drop(format!("not an order: {e}"))),
+//!         };
+//!         if order.quantity == 0 {
+//!             return Ok(Decision::drop(format!("order {} is empty", order.id)));
 //!         }
+//!         // Anything that may go better later is an error: `?` makes it a retry.
+//!         let stock = std::env::var("STOCK_URL")?;
+//!         println!("order {}: {} items, stock at {stock}", order.id, order.quantity);
+//!         Ok(Decision::Ack)
 //!     }
 //! }
 //!
@@ -64,11 +69,14 @@
 #[doc(hidden)]
 pub mod bindings;
 mod decision;
+mod error;
 mod handler;
 pub mod http;
 mod message;
+pub mod testing;
 
 pub use decision::Decision;
+pub use error::{Error, Result};
 #[doc(hidden)]
 pub use handler::Export as __Export;
 pub use handler::Handler;

@@ -1,12 +1,12 @@
 //! The receiver from CMQ's HTTP subscription documentation, as a handler: print
 //! what arrived, then acknowledge it (the sample's `200 ok`).
 
-use cmq_guest::{Decision, Handler, Message};
+use cmq_guest::{Decision, Handler, Message, Result};
 
 struct LogAck;
 
 impl Handler for LogAck {
-    fn handle(message: Message) -> Decision {
+    fn handle(message: Message) -> Result<Decision> {
         println!("message id: {}", message.message_id);
         println!("request id: {}", or_none(message.request_id.as_deref()));
         println!("tags: {}", message.tags.join(", "));
@@ -30,7 +30,7 @@ impl Handler for LogAck {
                 hex(message.body())
             ),
         }
-        Decision::Ack
+        Ok(Decision::Ack)
     }
 }
 
@@ -43,3 +43,20 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 cmq_guest::export!(LogAck);
+
+#[cfg(test)]
+mod tests {
+    use cmq_guest::testing::Push;
+
+    use super::LogAck;
+
+    #[test]
+    fn every_message_is_acknowledged_whatever_its_format() {
+        Push::documented().run::<LogAck>().assert_ack();
+        Push::simplified(vec![0xff, 0x00])
+            .tag("a")
+            .attempt(2)
+            .run::<LogAck>()
+            .assert_ack();
+    }
+}
