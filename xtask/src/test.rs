@@ -79,6 +79,26 @@ pub fn run() -> Result<()> {
                 Ok(())
             }),
         },
+        // The two crates a handler depends on package as they would be published: the
+        // WIT contract inside cmq-guest, metadata, READMEs. Until cmq-message is on
+        // crates.io, cmq-guest's verification build takes it from the checkout.
+        cargo_step(
+            "package (cmq-message)",
+            &["package", "--package", "cmq-message", "--allow-dirty"],
+        ),
+        cargo_step(
+            "package (cmq-guest)",
+            &[
+                "package",
+                "--manifest-path",
+                "guest/Cargo.toml",
+                "--package",
+                "cmq-guest",
+                "--allow-dirty",
+                "--config",
+                "patch.crates-io.cmq-message.path=\"message\"",
+            ],
+        ),
         // The SDK's conversions and doc examples, and the handlers' own tests (its
         // `testing` harness), run natively too.
         cargo_step(

@@ -3,8 +3,9 @@
 //! [`crate::export!`] reaches them through `$crate::bindings`.
 
 wit_bindgen::generate!({
-    // The one copy of the contract, at the repository root; the host binds it too.
-    path: "../../wit",
+    // The one copy of the contract, at the repository root (the host binds it too),
+    // reached through the crate's `wit` link so that the packaged crate carries it.
+    path: "wit",
     world: "push-handler",
     // The handler crate, not this one, expands the export macro: it must be
     // `#[macro_export]` and find the bindings through `$crate`, wherever the author's
