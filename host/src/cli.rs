@@ -8,6 +8,7 @@ pub(crate) mod check;
 pub(crate) mod compile;
 pub(crate) mod dead_letter;
 pub(crate) mod log_output;
+pub(crate) mod new;
 pub(crate) mod push;
 pub(crate) mod run;
 pub(crate) mod serve;

@@ -13,7 +13,7 @@ use tracing_subscriber::{EnvFilter, Layer as _};
 mod cli;
 
 use cli::telemetry::Traces;
-use cli::{check, compile, dead_letter, log_output, push, run, serve};
+use cli::{check, compile, dead_letter, log_output, new, push, run, serve};
 
 /// What `--version` says: compiled components (`.cwasm`, the compile cache) are native
 /// code for exactly one wasmtime, so it names that too, and the commit.
@@ -52,6 +52,9 @@ enum LogFormat {
 enum Command {
     /// Serve CMQ pushes with a handler component, a fresh instance per message.
     Serve(serve::ServeArgs),
+    /// Write a new handler project in Rust, Python or JavaScript: it builds, carries
+    /// its own tests, and answers the documented push.
+    New(new::NewArgs),
     /// Run one message through a fresh instance of a handler, as serve would for a
     /// push, without a server: prints the guest's output and its decision, and exits
     /// by decision (0 ack, 3 retry, 4 drop, 5 no decision).
@@ -78,7 +81,7 @@ enum Command {
     /// (`cmq-host manual serve | man -l -`).
     Manual {
         /// The command whose page to print.
-        #[arg(value_parser = ["serve", "run", "check", "compile", "push", "dead-letter"])]
+        #[arg(value_parser = ["serve", "run", "new", "check", "compile", "push", "dead-letter"])]
         command: Option<String>,
     },
 }
@@ -190,6 +193,7 @@ fn main() -> ExitCode {
     }
     let outcome = match cli.command {
         Command::Serve(args) => serve::run(args).map(|()| ExitCode::SUCCESS),
+        Command::New(args) => new::run(args).map(|()| ExitCode::SUCCESS),
         Command::Run(args) => run::run(args),
         Command::Check(args) => check::run(args).map(|()| ExitCode::SUCCESS),
         Command::Compile(args) => compile::run(args).map(|()| ExitCode::SUCCESS),

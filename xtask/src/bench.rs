@@ -673,7 +673,7 @@ fn cold_start(command: &dyn Fn(u16) -> Command) -> Result<Duration> {
 }
 
 /// Sends the documented push on a new connection; the answer's status, if any.
-fn push_status(port: u16) -> Option<u16> {
+pub(crate) fn push_status(port: u16) -> Option<u16> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let request = format!(

@@ -9,6 +9,7 @@ mod guests;
 mod haproxy;
 mod postgres;
 mod prometheus;
+mod scaffold;
 mod store_growth;
 mod system;
 mod test;
@@ -27,6 +28,10 @@ Tasks:
                             py_<name>.wasm, js_<name>.wasm)
   test                      Run every check: guests, fmt, clippy, tests (starting
                             a PostgreSQL server for the shared store's tests)
+  scaffold                  Walk a newcomer's path in each language with the
+                            built target/debug/cmq-host: `cmq-host new` in an
+                            empty folder, its own tests, its build, `run` and
+                            `serve` on the documented push (a step of `test`)
   bench [--seconds S] [--connections 1,16,64] [--starts N]
         [--baseline OTHER_CMQ_HOST]
                             Load the receivers side by side with wrk, with
@@ -50,6 +55,7 @@ fn main() -> ExitCode {
             Err(e) => return usage_error(&e),
         },
         Some("test") if args.len() == 1 => test::run(),
+        Some("scaffold") if args.len() == 1 => scaffold::run(),
         Some("bench") => match bench::parse_args(&args[1..]) {
             Ok(options) => bench::run(&options),
             Err(e) => return usage_error(&e),

@@ -105,6 +105,11 @@ pub fn run() -> Result<()> {
             "test (guest workspace)",
             &["test", "--manifest-path", "guest/Cargo.toml", "--workspace"],
         ),
+        // After the root workspace's tests, which built target/debug/cmq-host.
+        Step {
+            name: "scaffold (cmq-host new: each language tested, built, run and served)",
+            run: Box::new(crate::scaffold::run),
+        },
     ];
 
     let total = steps.len();
