@@ -86,15 +86,25 @@ async fn answers(host: &TestHost, path: &str) -> anyhow::Result<Vec<(&'static st
     Ok(seen)
 }
 
-/// Sends [`cases`] to `path` through both interfaces, checks the answers are equal,
-/// and returns each case's status.
+/// Sends [`cases`] to `path` through both interfaces of the Rust `by_tag`, checks
+/// the answers are equal, and returns each case's status.
 async fn both_paths(
     push_options: ReceiverOptions,
     http_options: ReceiverOptions,
     path: &str,
 ) -> anyhow::Result<Vec<(&'static str, u16)>> {
+    both_paths_of("by_tag", push_options, http_options, path).await
+}
+
+/// [`both_paths`] for the component `guest`.
+async fn both_paths_of(
+    guest: &str,
+    push_options: ReceiverOptions,
+    http_options: ReceiverOptions,
+    path: &str,
+) -> anyhow::Result<Vec<(&'static str, u16)>> {
     let via_push = TestHost::start(
-        "by_tag",
+        guest,
         ReceiverOptions {
             route: RouteOptions {
                 serve_as: ServeAs::PushHandler,
@@ -105,7 +115,7 @@ async fn both_paths(
     )
     .await?;
     let via_http = TestHost::start(
-        "by_tag",
+        guest,
         ReceiverOptions {
             route: RouteOptions {
                 serve_as: ServeAs::IncomingHandler,
@@ -118,7 +128,10 @@ async fn both_paths(
     let pushed = answers(&via_push, path).await?;
     let served = answers(&via_http, path).await?;
     for ((name, a), (_, b)) in pushed.iter().zip(&served) {
-        assert_eq!(a, b, "{name}: push-handler and incoming-handler differ");
+        assert_eq!(
+            a, b,
+            "{guest}, {name}: push-handler and incoming-handler differ"
+        );
     }
     via_push.stop().await?;
     via_http.stop().await?;
@@ -130,14 +143,19 @@ async fn both_paths(
 
 #[tokio::test]
 async fn the_same_component_answers_alike_through_both_interfaces() -> anyhow::Result<()> {
-    let statuses = both_paths(
-        ReceiverOptions::default(),
-        ReceiverOptions::default(),
-        "/cgi",
-    )
-    .await?;
-    // The answers are the documented ones, not merely equal.
-    assert_eq!(statuses, DOCUMENTED_ANSWERS);
+    // The Rust handler, and the same handler in Python and JavaScript, whose build
+    // composes them with the SDK's wasi-http entrance (guest/entrance).
+    for guest in ["by_tag", "py_by_tag", "js_by_tag"] {
+        let statuses = both_paths_of(
+            guest,
+            ReceiverOptions::default(),
+            ReceiverOptions::default(),
+            "/cgi",
+        )
+        .await?;
+        // The answers are the documented ones, not merely equal.
+        assert_eq!(statuses, DOCUMENTED_ANSWERS, "{guest}");
+    }
     Ok(())
 }
 

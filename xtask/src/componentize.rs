@@ -94,17 +94,25 @@ pub fn examples(root: &Path) -> Result<Vec<Script>> {
     Ok(scripts)
 }
 
-/// Builds `script` into `dest`, unless `dest` is newer than the script, the WIT and the
-/// tool. Returns whether it built.
-pub fn build(root: &Path, script: &Script, dest: &Path) -> Result<bool> {
+/// Builds `script` into `dest`, composed with the wasi-http `entrance` (see
+/// [`crate::compose`]), unless `dest` is newer than the script, the WIT, the tool and
+/// the SDK. Returns whether it built.
+pub fn build(root: &Path, script: &Script, dest: &Path, entrance: Option<&[u8]>) -> Result<bool> {
+    let entrance = entrance.context("a Python or JavaScript handler needs the entrance")?;
     let tool = match script.language {
         Language::Python => python_tool(root)?,
         Language::JavaScript => js_tool(root)?,
     };
     let wit = root.join("wit");
-    if is_up_to_date(dest, &[&script.source, &wit, &tool]) {
+    let sdk = root.join("guest/sdk/src");
+    let entrance_source = root.join("guest/entrance/src");
+    if is_up_to_date(dest, &[&script.source, &wit, &tool, &sdk, &entrance_source]) {
         return Ok(false);
     }
+    // The handler alone, before it is composed.
+    let parts = dest.with_file_name("parts");
+    std::fs::create_dir_all(&parts)?;
+    let part = parts.join(dest.file_name().context("a component file name")?);
     let mut command = Command::new(&tool);
     match script.language {
         Language::Python => {
@@ -121,7 +129,7 @@ pub fn build(root: &Path, script: &Script, dest: &Path) -> Result<bool> {
                 .args(["-w", WORLD, "componentize"])
                 .arg(module)
                 .arg("-o")
-                .arg(dest);
+                .arg(&part);
         }
         Language::JavaScript => {
             // Without the HTTP client and fetch-event support a handler imports only
@@ -131,7 +139,7 @@ pub fn build(root: &Path, script: &Script, dest: &Path) -> Result<bool> {
                 .arg("--wit")
                 .arg(&wit)
                 .args(["-n", WORLD, "-d", "http", "fetch-event", "-o"])
-                .arg(dest);
+                .arg(&part);
         }
     }
     eprintln!(
@@ -145,6 +153,10 @@ pub fn build(root: &Path, script: &Script, dest: &Path) -> Result<bool> {
     if !status.success() {
         bail!("building {} failed ({status})", script.source.display());
     }
+    let handler = std::fs::read(&part).with_context(|| format!("reading {}", part.display()))?;
+    let composed = crate::compose::with_entrance(&handler, entrance)
+        .with_context(|| format!("composing {} with the wasi-http entrance", part.display()))?;
+    std::fs::write(dest, composed).with_context(|| format!("writing {}", dest.display()))?;
     Ok(true)
 }
 

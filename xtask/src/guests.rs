@@ -105,8 +105,9 @@ pub fn run(selection: &Selection) -> Result<Vec<PathBuf>> {
     fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
 
     let mut built = Vec::new();
+    let mut toolchain = None;
     if !crates.is_empty() {
-        let toolchain = Toolchain::find()?;
+        let toolchain = toolchain.get_or_insert(Toolchain::find()?);
         for krate in &crates {
             let started = Instant::now();
             let artifact = toolchain.build(&root, krate)?;
@@ -122,6 +123,18 @@ pub fn run(selection: &Selection) -> Result<Vec<PathBuf>> {
             built.push(dest);
         }
     }
+    // A Python or JavaScript handler gets the SDK's wasi-http entrance, composed in.
+    let entrance = if scripts.is_empty() {
+        None
+    } else {
+        let toolchain = match toolchain.take() {
+            Some(toolchain) => toolchain,
+            None => Toolchain::find()?,
+        };
+        let entrance = GuestCrate::read(&root.join("guest/entrance"))?;
+        let artifact = toolchain.build(&root, &entrance)?;
+        Some(fs::read(&artifact).with_context(|| format!("reading {}", artifact.display()))?)
+    };
     for script in &scripts {
         // The examples in a language this machine cannot build are skipped, so that
         // the Rust handlers still build; a handler named with --script is an error.
@@ -138,7 +151,7 @@ pub fn run(selection: &Selection) -> Result<Vec<PathBuf>> {
         }
         let started = Instant::now();
         let dest = out_dir.join(script.component_name());
-        let rebuilt = componentize::build(&root, script, &dest)?;
+        let rebuilt = componentize::build(&root, script, &dest, entrance.as_deref())?;
         let bytes = fs::read(&dest).with_context(|| format!("reading {}", dest.display()))?;
         check_component(&bytes).with_context(|| format!("checking {}", dest.display()))?;
         report(

@@ -5,6 +5,7 @@
 mod bench;
 mod bench_targets;
 mod componentize;
+mod compose;
 mod guests;
 mod haproxy;
 mod postgres;
