@@ -86,6 +86,19 @@ enum Command {
     },
 }
 
+/// The `log` crate's level for a filter that shows `hint` at most.
+fn log_level(hint: Option<tracing_subscriber::filter::LevelFilter>) -> log::LevelFilter {
+    use tracing_subscriber::filter::LevelFilter;
+    match hint {
+        Some(LevelFilter::OFF) => log::LevelFilter::Off,
+        Some(LevelFilter::ERROR) => log::LevelFilter::Error,
+        Some(LevelFilter::WARN) => log::LevelFilter::Warn,
+        Some(LevelFilter::INFO) => log::LevelFilter::Info,
+        Some(LevelFilter::DEBUG) => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Trace,
+    }
+}
+
 /// The log's lines, on stderr in batches ([`log_output`]), in `format`.
 fn log_lines<S>(format: LogFormat) -> Box<dyn tracing_subscriber::Layer<S> + Send + Sync>
 where
@@ -132,6 +145,7 @@ fn manual(command: Option<&str>) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let log_records = log_level(filter.max_level_hint());
     let traces = match cli.command {
         Command::Serve(_) => Traces::from_env(),
         _ => Ok(None),
@@ -186,6 +200,10 @@ fn main() -> ExitCode {
             tracing_subscriber::registry().with(logs).with(spans).init();
         }
     }
+    // Records of the `log` crate (wasmtime writes many at trace level per instance) are
+    // turned into events only up to what the log shows: `init` lets them all through,
+    // and each would cost a trip through every layer's filter to be dropped.
+    log::set_max_level(log_records);
     if let Some(err) = traces_failed {
         tracing::error!("{err:#}");
         log_output::flush();
