@@ -641,8 +641,10 @@ fn the_readme_config_checks() -> anyhow::Result<()> {
     std::fs::create_dir_all(dir.join("audit-maps"))?;
     std::fs::copy(guest("by_tag"), dir.join("handlers/orders.cwasm"))?;
     std::fs::copy(guest("ack"), dir.join("handlers/audit.wasm"))?;
-    std::fs::write(dir.join("cert.pem"), "")?;
-    std::fs::write(dir.join("key.pem"), "")?;
+    // `check` reads them as `serve` would: a real pair.
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])?;
+    std::fs::write(dir.join("cert.pem"), certified.cert.pem())?;
+    std::fs::write(dir.join("key.pem"), certified.signing_key.serialize_pem())?;
     let config = dir.join("cmq.toml");
     let text = example
         .replace("/etc/cmq-host/", &format!("{}/", dir.display()))
