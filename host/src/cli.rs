@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use cmq_host::StoreLocation;
+use cmq_host::{DirGrant, EnvGrant, Grants, HttpGrant, StoreLocation};
 
 pub(crate) mod check;
 pub(crate) mod compile;
@@ -14,6 +14,42 @@ pub(crate) mod run;
 pub(crate) mod serve;
 pub(crate) mod systemd;
 pub(crate) mod telemetry;
+
+/// What a guest is granted beyond its sandbox, as `serve` and `run` take it.
+#[derive(Debug, clap::Args)]
+pub(crate) struct GrantArgs {
+    /// Grant guests an environment variable: NAME=VALUE, or NAME for the host's own
+    /// value (repeatable).
+    #[arg(long = "env", value_name = "NAME[=VALUE]", help_heading = heading::GRANTS)]
+    // Parsed in `grants`, not by clap, whose error would quote the value: values may
+    // be secrets.
+    env: Vec<String>,
+    /// Grant guests read-only access to a host directory, seen at GUEST_DIR (default:
+    /// the same path) (repeatable).
+    #[arg(long = "dir", value_name = "HOST_DIR[::GUEST_DIR]", help_heading = heading::GRANTS)]
+    dir: Vec<DirGrant>,
+    /// Grant guests outbound HTTP to a destination (repeatable). Without a port, only
+    /// the scheme's default port (80, 443); `*.DOMAIN` matches its subdomains.
+    #[arg(long = "http", value_name = "[SCHEME://]HOST[:PORT]", help_heading = heading::GRANTS)]
+    http: Vec<HttpGrant>,
+}
+
+impl GrantArgs {
+    /// The grants, `--env` values parsed here so that no error quotes one.
+    pub(crate) fn grants(&self) -> anyhow::Result<Grants> {
+        let env = self
+            .env
+            .iter()
+            .map(|grant| grant.parse::<EnvGrant>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|reason| anyhow::anyhow!("invalid --env: {reason}"))?;
+        Ok(Grants {
+            env,
+            dirs: self.dir.clone(),
+            http: self.http.clone(),
+        })
+    }
+}
 
 /// Where the delivery store is: shared by `serve` and `dead-letter`.
 #[derive(Debug, clap::Args)]

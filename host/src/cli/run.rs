@@ -9,14 +9,14 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use cmq_host::{
-    ByteSize, Config, DirGrant, EnvGrant, ExpectedFormat, Grants, HttpGrant, HumanDuration,
-    Receiver, ReceiverOptions, RouteOptions, ServeAs,
+    ByteSize, Config, ExpectedFormat, HumanDuration, Receiver, ReceiverOptions, RouteOptions,
+    ServeAs,
 };
 use cmq_message::PushHeaders;
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::Context;
 
-use crate::cli::{heading, one_of};
+use crate::cli::{GrantArgs, heading, one_of};
 
 /// The exit status of each outcome: 0 for `ack`; 1 and 2 stay cmq-host's own (an error,
 /// a bad command line).
@@ -96,17 +96,8 @@ pub(crate) struct RunArgs {
     /// Linear memory the guest instance may use.
     #[arg(long, default_value_t = ByteSize(RouteOptions::default().max_memory), value_name = "SIZE", help_heading = heading::LIMITS)]
     max_memory: ByteSize,
-    /// Grant the guest an environment variable: NAME=VALUE, or NAME for this process's
-    /// own value (repeatable).
-    #[arg(long = "env", value_name = "NAME[=VALUE]", help_heading = heading::GRANTS)]
-    env: Vec<String>,
-    /// Grant the guest read-only access to a host directory, seen at GUEST_DIR
-    /// (default: the same path) (repeatable).
-    #[arg(long = "dir", value_name = "HOST_DIR[::GUEST_DIR]", help_heading = heading::GRANTS)]
-    dir: Vec<DirGrant>,
-    /// Grant the guest outbound HTTP to a destination (repeatable).
-    #[arg(long = "http", value_name = "[SCHEME://]HOST[:PORT]", help_heading = heading::GRANTS)]
-    http: Vec<HttpGrant>,
+    #[command(flatten)]
+    grants: GrantArgs,
     /// Accept a .cwasm from `cmq-host compile` as the component.
     #[arg(long, help_heading = heading::COMPILED_CODE)]
     allow_precompiled: bool,
@@ -119,21 +110,11 @@ pub(crate) struct RunArgs {
 pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut message = message(&args)?;
     message.attempt = args.attempt;
-    let env = args
-        .env
-        .iter()
-        .map(|grant| grant.parse::<EnvGrant>())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|reason| anyhow::anyhow!("invalid --env: {reason}"))?;
     let options = ReceiverOptions {
         route: RouteOptions {
             deadline: args.deadline.0,
             max_memory: args.max_memory.bytes(),
-            grants: Grants {
-                env,
-                dirs: args.dir.clone(),
-                http: args.http.clone(),
-            },
+            grants: args.grants.grants()?,
             serve_as: ServeAs::PushHandler,
             ..RouteOptions::default()
         },

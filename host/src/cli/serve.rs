@@ -5,12 +5,12 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use cmq_host::{
-    AdminServer, ByteSize, Config, ConfigSource, DedupeWindow, DirGrant, EnvGrant, ExpectedFormat,
-    Grants, HttpGrant, HumanDuration, IpNet, OsSignal, Receiver, ReceiverOptions, Reloader,
-    RouteOptions, ServeAs, Server, SharedLimits, Store, Tls, TlsFiles, Token,
+    AdminServer, ByteSize, Config, ConfigSource, DedupeWindow, ExpectedFormat, HumanDuration,
+    IpNet, OsSignal, Receiver, ReceiverOptions, Reloader, RouteOptions, ServeAs, Server,
+    SharedLimits, Store, Tls, TlsFiles, Token,
 };
 
-use crate::cli::{StateArg, heading, one_of};
+use crate::cli::{GrantArgs, StateArg, heading, one_of};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
@@ -78,19 +78,8 @@ pub(crate) struct ServeArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "PEM", requires = "tls_cert", help_heading = heading::LISTENING)]
     tls_key: Option<PathBuf>,
-    /// Grant guests an environment variable: NAME=VALUE, or NAME for the host's own
-    /// value (repeatable).
-    #[arg(long = "env", value_name = "NAME[=VALUE]", help_heading = heading::GRANTS)]
-    // Parsed in `serve`, like the token: values may be secrets.
-    env: Vec<String>,
-    /// Grant guests read-only access to a host directory, seen at GUEST_DIR (default:
-    /// the same path) (repeatable).
-    #[arg(long = "dir", value_name = "HOST_DIR[::GUEST_DIR]", help_heading = heading::GRANTS)]
-    dir: Vec<DirGrant>,
-    /// Grant guests outbound HTTP to a destination (repeatable). Without a port, only
-    /// the scheme's default port (80, 443); `*.DOMAIN` matches its subdomains.
-    #[arg(long = "http", value_name = "[SCHEME://]HOST[:PORT]", help_heading = heading::GRANTS)]
-    http: Vec<HttpGrant>,
+    #[command(flatten)]
+    grants: GrantArgs,
     #[command(flatten)]
     pub(crate) state: StateArg,
     /// Keep no delivery state: every push runs the guest, with no attempt count, dedupe
@@ -244,12 +233,6 @@ fn flags_config(args: &ServeArgs) -> anyhow::Result<Config> {
         .map(|token| token.parse::<Token>())
         .transpose()
         .map_err(|reason| anyhow::anyhow!("invalid --token (value not shown): {reason}"))?;
-    let env = args
-        .env
-        .iter()
-        .map(|grant| grant.parse::<EnvGrant>())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|reason| anyhow::anyhow!("invalid --env: {reason}"))?;
     let component = args
         .component
         .clone()
@@ -261,11 +244,7 @@ fn flags_config(args: &ServeArgs) -> anyhow::Result<Config> {
             max_memory: args.max_memory.bytes(),
             max_in_flight: None,
             token,
-            grants: Grants {
-                env,
-                dirs: args.dir.clone(),
-                http: args.http.clone(),
-            },
+            grants: args.grants.grants()?,
             serve_as: args.serve_as,
             dedupe_window: args.dedupe_window.0,
             max_attempts: args.max_attempts,
