@@ -231,5 +231,16 @@ fn check_takes_a_component_or_a_config_without_its_secrets() -> anyhow::Result<(
         !stderr.contains("short"),
         "the token's value was printed: {stderr}"
     );
+    // CMQ_HOST_TOKEN left in the environment with --config: said so, not blamed on a
+    // `--token` nobody typed, and its value not shown.
+    let output = cmq_host()
+        .env(&variable, "orders-token-0123456789")
+        .env("CMQ_HOST_TOKEN", "host-token-0123456789")
+        .args(["check", "--compile-cache", "off", "--config", config])
+        .output()?;
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("unset CMQ_HOST_TOKEN"), "{stderr}");
+    assert!(!stderr.contains("host-token"), "{stderr}");
     Ok(())
 }

@@ -119,7 +119,7 @@ pub(crate) struct ServeArgs {
 
 /// The flags that describe the one component of `serve COMPONENT`: a config file
 /// describes its routes itself.
-const SINGLE_COMPONENT_FLAGS: [&str; 21] = [
+const SINGLE_COMPONENT_FLAGS: [&str; 20] = [
     "component",
     "listen",
     "admin_listen",
@@ -131,7 +131,6 @@ const SINGLE_COMPONENT_FLAGS: [&str; 21] = [
     "max_in_flight",
     "body_timeout",
     "max_connections",
-    "token",
     "allow",
     "tls_cert",
     "tls_key",
@@ -147,6 +146,13 @@ impl ServeArgs {
     /// Where the config comes from: the file of `--config`, or the flags.
     pub(crate) fn config_source(&self) -> anyhow::Result<ConfigSource> {
         Ok(match &self.config {
+            // Not a clap conflict: the variable counts as the flag, and clap's error
+            // would blame a `--token` nobody typed.
+            Some(_) if self.token.is_some() => anyhow::bail!(
+                "--token or CMQ_HOST_TOKEN protects the one component of `serve \
+                 COMPONENT`; with --config each route names the variable holding its \
+                 token (`token_env`): unset CMQ_HOST_TOKEN"
+            ),
             Some(path) => ConfigSource::File(path.clone()),
             None => ConfigSource::Fixed(Box::new(flags_config(self)?)),
         })
