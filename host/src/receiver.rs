@@ -24,7 +24,7 @@ use crate::metrics::Metrics;
 use crate::options::ReceiverOptions;
 use crate::report::{self, Subject};
 use crate::route::{CurrentRoutes, LoadedRoute, Routes};
-use crate::store::{Store, push_key};
+use crate::store::{DeadLetter, Store, push_key};
 use crate::trace;
 
 /// Turns pushes into guest runs: owns the routes, with their engine and compiled guests,
@@ -157,6 +157,41 @@ impl Receiver {
         let routes = self.routes.get();
         let route = routes.first();
         route.guest.handle(Message::from(message)).await.0
+    }
+
+    /// Runs a dead-letter entry through a fresh instance of its route's current guest
+    /// (the first route's when the entry names none, or a route no longer served):
+    /// `Ok` when the guest acknowledged it, else why not. The entry stays in the
+    /// journal either way: removing it is the caller's, once it is acknowledged.
+    pub async fn replay(&self, entry: &DeadLetter) -> Result<(), String> {
+        let routes = self.routes.get();
+        let route = entry
+            .route
+            .as_deref()
+            .and_then(|name| routes.named(name))
+            .unwrap_or_else(|| routes.first());
+        let headers = cmq_message::PushHeaders {
+            request_id: entry.request_id.clone(),
+            message_id: Some(entry.message_id.clone()),
+            message_tag: entry.message_tag.clone(),
+        };
+        let expected = match entry.format {
+            cmq_message::Format::Json => cmq_message::ExpectedFormat::Json,
+            cmq_message::Format::Simplified => cmq_message::ExpectedFormat::Simplified,
+        };
+        let message = cmq_message::parse(expected, &headers, &entry.body)
+            .map_err(|err| format!("the kept push no longer parses: {err}"))?;
+        match route.guest.handle(Message::from(message)).await.0 {
+            Ok(Decision::Ack) => Ok(()),
+            Ok(Decision::Retry(reason)) => Err(format!("retry: {reason}")),
+            Ok(Decision::Drop(reason)) => Err(format!("dropped again: {reason}")),
+            Err(fault) => Err(format!("fault: {fault}")),
+        }
+    }
+
+    /// The delivery store, if the receiver keeps one.
+    pub fn store(&self) -> Option<&Store> {
+        self.store.as_ref()
     }
 
     /// The first route's component compiled to native code for this machine and this

@@ -210,6 +210,11 @@ impl Routes {
             .find_map(|route| rest_of(&route.path, path).map(|rest| (route, rest)))
     }
 
+    /// The route called `name`, if one is.
+    pub(crate) fn named(&self, name: &str) -> Option<&Route> {
+        self.routes.iter().find(|route| route.name == name)
+    }
+
     /// The route listed first: the one route of a single component.
     pub(crate) fn first(&self) -> &Route {
         // `build` refuses an empty list of routes.

@@ -8,10 +8,7 @@ use std::time::SystemTime;
 use anyhow::Context as _;
 use base64::Engine as _;
 use bytes::Bytes;
-use cmq_host::{
-    DeadLetter, Decision, ExpectedFormat, Receiver, ReceiverOptions, Store, StoreLocation,
-};
-use cmq_message::{Format, PushHeaders};
+use cmq_host::{DeadLetter, Receiver, ReceiverOptions, Store, StoreLocation};
 use serde_json::json;
 
 use crate::cli::StateArg;
@@ -188,7 +185,7 @@ async fn replay(
         let outcome = match store.dead_letter(id).await? {
             None => Err("no such entry".to_owned()),
             Some(entry) => match (&receiver, &url) {
-                (Some(receiver), _) => run_guest(receiver, &entry).await,
+                (Some(receiver), _) => receiver.replay(&entry).await,
                 (None, Some(url)) => push(url, &entry).await,
                 (None, None) => Err("nothing to replay to".to_owned()),
             },
@@ -216,27 +213,6 @@ async fn replay(
     } else {
         ExitCode::FAILURE
     })
-}
-
-/// Runs the entry through a fresh guest: `Ok` when it acks.
-async fn run_guest(receiver: &Receiver, entry: &DeadLetter) -> Result<(), String> {
-    let headers = PushHeaders {
-        request_id: entry.request_id.clone(),
-        message_id: Some(entry.message_id.clone()),
-        message_tag: entry.message_tag.clone(),
-    };
-    let expected = match entry.format {
-        Format::Json => ExpectedFormat::Json,
-        Format::Simplified => ExpectedFormat::Simplified,
-    };
-    let message = cmq_message::parse(expected, &headers, &entry.body)
-        .map_err(|err| format!("the kept push no longer parses: {err}"))?;
-    match receiver.handle(message).await {
-        Ok(Decision::Ack) => Ok(()),
-        Ok(Decision::Retry(reason)) => Err(format!("retry: {reason}")),
-        Ok(Decision::Drop(reason)) => Err(format!("dropped again: {reason}")),
-        Err(fault) => Err(format!("fault: {fault}")),
-    }
 }
 
 /// Pushes the entry to `url` as CMQ would: `Ok` on 2xx.
