@@ -103,6 +103,11 @@ impl Token {
     fn matches(&self, given: &str) -> bool {
         self.0.as_bytes().ct_eq(given.as_bytes()).into()
     }
+
+    /// Whether `given` is this token, compared in constant time.
+    pub(crate) fn is(&self, given: &str) -> bool {
+        self.matches(given)
+    }
 }
 
 /// Source addresses allowed to connect; empty allows every address.

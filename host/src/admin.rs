@@ -1,5 +1,6 @@
-//! The admin listener: `/metrics`, `/healthz` and `/readyz`, on an address of their own so
-//! that the push listener, which faces CMQ, shows nothing of them.
+//! The admin listener: `/metrics`, `/healthz` and `/readyz`, and with an admin token the
+//! console under `/console` ([`crate::console`]), on an address of their own so that the
+//! push listener, which faces CMQ, shows nothing of them.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -13,8 +14,9 @@ use hyper::server::conn::http1;
 use hyper_util::rt::TokioTimer;
 use tokio::net::TcpListener;
 
-use crate::access::Allowlist;
+use crate::access::{Allowlist, Token};
 use crate::answer::{AnswerBody, text};
+use crate::console::Console;
 use crate::listener::Listener;
 use crate::receiver::Receiver;
 
@@ -34,6 +36,7 @@ pub struct AdminServer {
     listener: TcpListener,
     local_addr: SocketAddr,
     receiver: Arc<Receiver>,
+    console: Option<Arc<Console>>,
 }
 
 impl AdminServer {
@@ -47,7 +50,19 @@ impl AdminServer {
             listener,
             local_addr,
             receiver,
+            console: None,
         })
+    }
+
+    /// Serves the console too, to whoever logs in with `token`.
+    pub fn with_console(mut self, token: Token) -> Self {
+        self.console = Some(Arc::new(Console::new(token)));
+        self
+    }
+
+    /// Whether it serves the console.
+    pub fn serves_console(&self) -> bool {
+        self.console.is_some()
     }
 
     /// The address it listens on.
@@ -73,9 +88,18 @@ impl AdminServer {
             handshake_timeout: HEADER_READ_TIMEOUT,
         };
         let receiver = self.receiver;
-        let handle = move |request: Request<Incoming>, _peer| {
+        let console = self.console;
+        let handle = move |request: Request<Incoming>, peer| {
             let receiver = receiver.clone();
-            async move { answer(&receiver, &request).await }
+            let console = console.clone();
+            async move {
+                match &console {
+                    Some(console) if request.uri().path().starts_with("/console") => {
+                        console.answer(&receiver, request, peer).await
+                    }
+                    _ => answer(&receiver, &request).await,
+                }
+            }
         };
         listener
             .serve(handle, shutdown, || Duration::from_secs(1))

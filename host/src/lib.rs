@@ -29,6 +29,7 @@ mod answer;
 mod bindings;
 mod compile_cache;
 mod config;
+mod console;
 mod delivery;
 mod engine;
 mod grants;

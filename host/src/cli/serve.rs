@@ -115,6 +115,11 @@ pub(crate) struct ServeArgs {
     /// Serve /metrics, /healthz and /readyz on this address (keep it private).
     #[arg(long, value_name = "ADDR", help_heading = heading::OBSERVABILITY)]
     admin_listen: Option<SocketAddr>,
+    /// Serve the console (/console on the admin listener) to whoever logs in with this
+    /// token (at least 16 URL-safe characters). Prefer the environment variable.
+    #[arg(long, env = "CMQ_HOST_ADMIN_TOKEN", hide_env_values = true, value_name = "TOKEN", help_heading = heading::OBSERVABILITY)]
+    // Parsed in `serve`, not by clap, whose error would quote it.
+    admin_token: Option<String>,
 }
 
 /// The flags that describe the one component of `serve COMPONENT`: a config file
@@ -156,6 +161,15 @@ impl ServeArgs {
             Some(path) => ConfigSource::File(path.clone()),
             None => ConfigSource::Fixed(Box::new(flags_config(self)?)),
         })
+    }
+
+    /// The console's admin token, if one is given (its value never in an error).
+    pub(crate) fn console_token(&self) -> anyhow::Result<Option<Token>> {
+        self.admin_token
+            .as_deref()
+            .map(|token| token.parse::<Token>())
+            .transpose()
+            .map_err(|reason| anyhow::anyhow!("invalid --admin-token (value not shown): {reason}"))
     }
 
     /// Whether an endpoint others can reach must take pushes with a token only.
@@ -219,10 +233,17 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             "a wasi:http component answers for itself: the delivery store is not used for it"
         );
     }
+    let console = args.console_token()?;
+    anyhow::ensure!(
+        console.is_none() || config.admin_listen.is_some(),
+        "--admin-token (CMQ_HOST_ADMIN_TOKEN) serves the console on the admin listener: \
+         give --admin-listen (admin_listen in a config) too"
+    );
     runtime.block_on(listen(
         &config,
         receiver,
         tls,
+        console,
         reloader,
         hangups,
         terminations,
@@ -286,6 +307,7 @@ async fn listen(
     config: &Config,
     receiver: Receiver,
     tls: Option<Tls>,
+    console: Option<Token>,
     reloader: Reloader,
     hangups: OsSignal,
     terminations: OsSignal,
@@ -299,7 +321,13 @@ async fn listen(
         server = server.with_tls(tls);
     }
     let admin = match config.admin_listen {
-        Some(addr) => Some(AdminServer::bind(addr, server.receiver()).await?),
+        Some(addr) => {
+            let admin = AdminServer::bind(addr, server.receiver()).await?;
+            Some(match console {
+                Some(token) => admin.with_console(token),
+                None => admin,
+            })
+        }
         None => None,
     };
     tracing::info!("listening on {scheme}://{}", server.local_addr());
@@ -309,6 +337,12 @@ async fn listen(
             "metrics and health on http://{}/metrics, /healthz, /readyz",
             admin.local_addr()
         );
+        if admin.serves_console() {
+            tracing::info!(
+                "console on http://{}/console (keep the admin listener private)",
+                admin.local_addr()
+            );
+        }
         tokio::spawn(admin.serve(async {
             let _ = admin_stopped.await;
         }))

@@ -1,0 +1,669 @@
+//! The operator's console, on the admin listener under `/console`, behind the admin
+//! token: the dead-letter journal, paginated and filtered, each entry whole, and replay
+//! (through the route's current component, removed once acknowledged) or purge of one
+//! entry or a selection, each confirmed first. Every action's form carries the
+//! session's CSRF token and must come from the console's own origin; every action is
+//! logged with the session and the peer.
+//!
+//! - [`session`]: the admin token, sessions and their cookie, CSRF tokens;
+//! - [`page`]: the HTML and the console's security headers.
+
+mod page;
+mod session;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt as _, Limited};
+use hyper::body::Incoming;
+
+use crate::access::Token;
+use crate::answer::AnswerBody;
+use crate::receiver::Receiver;
+use crate::store::DeadLetter;
+
+use page::{csrf_field, escape, page, redirect, respond};
+use session::{Current, Sessions};
+
+/// The largest form the console reads.
+const MAX_FORM: usize = 64 << 10;
+
+/// Entries a page of the journal shows.
+const PAGE_SIZE: usize = 50;
+
+/// The console: its sessions.
+#[derive(Debug)]
+pub(crate) struct Console {
+    sessions: Sessions,
+}
+
+impl Console {
+    pub(crate) fn new(token: Token) -> Console {
+        Console {
+            sessions: Sessions::new(token),
+        }
+    }
+
+    /// Answers a request under `/console`.
+    pub(crate) async fn answer(
+        &self,
+        receiver: &Receiver,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<AnswerBody> {
+        let path = request.uri().path().to_owned();
+        let query = request.uri().query().map(parse_form).unwrap_or_default();
+        let method = request.method().clone();
+        if path == "/console/style.css" {
+            return respond(
+                StatusCode::OK,
+                "text/css; charset=utf-8",
+                page::STYLE.into(),
+            );
+        }
+        if path == "/console/login" {
+            return match method {
+                Method::POST => self.log_in(request, peer).await,
+                _ => login_page(StatusCode::OK, ""),
+            };
+        }
+        let Some(session) = self.sessions.current(request.headers()) else {
+            return match method {
+                Method::GET | Method::HEAD => redirect("/console/login"),
+                _ => forbidden("log in first"),
+            };
+        };
+        if method == Method::POST {
+            let headers = request.headers().clone();
+            let form = match read_form(request).await {
+                Ok(form) => form,
+                Err(response) => return response,
+            };
+            if let Err(why) = same_origin(&headers) {
+                tracing::warn!(target: "cmq_host::console", session = session.number, %peer, "console action refused: {why}");
+                return forbidden(why);
+            }
+            if !session.csrf_is(form.get("csrf").map(|values| values[0].as_str())) {
+                tracing::warn!(target: "cmq_host::console", session = session.number, %peer, "console action refused: no valid CSRF token");
+                return forbidden("the form is not this session's");
+            }
+            return self.act(receiver, &session, &path, &form, peer).await;
+        }
+        if method != Method::GET && method != Method::HEAD {
+            return respond(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain; charset=utf-8",
+                "GET or POST\n".into(),
+            );
+        }
+        match path.as_str() {
+            "/console" | "/console/" => redirect("/console/dead-letters"),
+            "/console/dead-letters" => dead_letters(receiver, &session, &query).await,
+            _ => match path
+                .strip_prefix("/console/dead-letters/")
+                .and_then(|id| id.parse::<i64>().ok())
+            {
+                Some(id) => dead_letter(receiver, &session, id, &query).await,
+                None => page(StatusCode::NOT_FOUND, "Not found", Some(&session), ""),
+            },
+        }
+    }
+
+    async fn log_in(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<AnswerBody> {
+        let headers = request.headers().clone();
+        let form = match read_form(request).await {
+            Ok(form) => form,
+            Err(response) => return response,
+        };
+        if let Err(why) = same_origin(&headers) {
+            return forbidden(why);
+        }
+        let given = form
+            .get("token")
+            .map(|values| values[0].as_str())
+            .unwrap_or("");
+        match self.sessions.log_in(given) {
+            Some((id, number)) => {
+                tracing::info!(target: "cmq_host::console", session = number, %peer, "console login");
+                let mut response = redirect("/console/dead-letters");
+                if let Ok(cookie) = HeaderValue::from_str(&session::set_cookie(&id)) {
+                    response.headers_mut().insert(header::SET_COOKIE, cookie);
+                }
+                response
+            }
+            None => {
+                tracing::warn!(target: "cmq_host::console", %peer, "console login refused: not the admin token");
+                login_page(StatusCode::UNAUTHORIZED, "That is not the admin token.")
+            }
+        }
+    }
+
+    /// A checked POST: log out, confirm, replay or purge.
+    async fn act(
+        &self,
+        receiver: &Receiver,
+        session: &Current,
+        path: &str,
+        form: &HashMap<String, Vec<String>>,
+        peer: SocketAddr,
+    ) -> Response<AnswerBody> {
+        if path == "/console/logout" {
+            self.sessions.log_out(session);
+            tracing::info!(target: "cmq_host::console", session = session.number, %peer, "console logout");
+            let mut response = redirect("/console/login");
+            if let Ok(cookie) = HeaderValue::from_str(&session::clear_cookie()) {
+                response.headers_mut().insert(header::SET_COOKIE, cookie);
+            }
+            return response;
+        }
+        let ids: Vec<i64> = form
+            .get("id")
+            .into_iter()
+            .flatten()
+            .filter_map(|id| id.parse().ok())
+            .collect();
+        let Some(action) = path
+            .strip_prefix("/console/dead-letters/")
+            .and_then(Action::from_path)
+        else {
+            return page(StatusCode::NOT_FOUND, "Not found", Some(session), "");
+        };
+        if ids.is_empty() {
+            return page(
+                StatusCode::BAD_REQUEST,
+                "Nothing selected",
+                Some(session),
+                "<p><a href=\"/console/dead-letters\">Back to the journal</a></p>",
+            );
+        }
+        if form.get("confirmed").is_none() {
+            return confirm(session, action, &ids);
+        }
+        let Some(store) = receiver.store() else {
+            return page(StatusCode::NOT_FOUND, "No store", Some(session), "");
+        };
+        tracing::info!(
+            target: "cmq_host::console",
+            session = session.number,
+            %peer,
+            action = action.name(),
+            ids = ?ids,
+            "console action"
+        );
+        let mut rows = String::new();
+        for &id in &ids {
+            let outcome = match action {
+                Action::Purge => match store.remove_dead_letters(Some(vec![id])).await {
+                    Ok(1) => Ok("removed".to_owned()),
+                    Ok(_) => Err("no such entry".to_owned()),
+                    Err(err) => Err(err.to_string()),
+                },
+                Action::Replay => replay(receiver, id).await,
+            };
+            tracing::info!(
+                target: "cmq_host::console",
+                session = session.number,
+                action = action.name(),
+                id,
+                outcome = match &outcome { Ok(done) => done.as_str(), Err(why) => why.as_str() },
+                "console action done"
+            );
+            let (class, text) = match &outcome {
+                Ok(done) => ("ok", done.clone()),
+                Err(why) => ("kept", format!("{why}; kept")),
+            };
+            rows.push_str(&format!(
+                "<tr><td>{id}</td><td class=\"{class}\">{}</td></tr>",
+                escape(&text)
+            ));
+        }
+        page(
+            StatusCode::OK,
+            action.done_title(),
+            Some(session),
+            &format!(
+                "<table><tr><th>Entry</th><th>Outcome</th></tr>{rows}</table>\
+                 <p><a href=\"/console/dead-letters\">Back to the journal</a></p>"
+            ),
+        )
+    }
+}
+
+/// What a form asks of the selected entries.
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    Replay,
+    Purge,
+}
+
+impl Action {
+    fn from_path(rest: &str) -> Option<Action> {
+        match rest {
+            "replay" => Some(Action::Replay),
+            "purge" => Some(Action::Purge),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Action::Replay => "replay",
+            Action::Purge => "purge",
+        }
+    }
+
+    fn done_title(self) -> &'static str {
+        match self {
+            Action::Replay => "Replayed",
+            Action::Purge => "Purged",
+        }
+    }
+}
+
+/// Replays entry `id` through its route's current guest; removes it once acknowledged.
+async fn replay(receiver: &Receiver, id: i64) -> Result<String, String> {
+    let store = receiver.store().ok_or("no store")?;
+    let entry = store
+        .dead_letter(id)
+        .await
+        .map_err(|err| err.to_string())?
+        .ok_or("no such entry")?;
+    receiver.replay(&entry).await?;
+    match store.remove_dead_letters(Some(vec![id])).await {
+        Ok(_) => Ok("acknowledged, removed".to_owned()),
+        Err(err) => Err(format!("acknowledged, but not removed: {err}")),
+    }
+}
+
+/// The confirmation of `action` on `ids`: the same form again, confirmed.
+fn confirm(session: &Current, action: Action, ids: &[i64]) -> Response<AnswerBody> {
+    let hidden: String = ids
+        .iter()
+        .map(|id| format!("<input type=\"hidden\" name=\"id\" value=\"{id}\">"))
+        .collect();
+    let listed = ids
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let what = match action {
+        Action::Replay => {
+            "Run these entries again through their route's current component? \
+                           Each one the component acknowledges leaves the journal."
+        }
+        Action::Purge => "Remove these entries from the journal? They are gone for good.",
+    };
+    page(
+        StatusCode::OK,
+        &format!(
+            "{} {} entr{}?",
+            capitalized(action.name()),
+            ids.len(),
+            if ids.len() == 1 { "y" } else { "ies" }
+        ),
+        Some(session),
+        &format!(
+            "<p>{what}</p><p>Entries: {listed}</p>\
+             <form method=\"post\" action=\"/console/dead-letters/{action}\">{csrf}{hidden}\
+             <input type=\"hidden\" name=\"confirmed\" value=\"yes\">\
+             <button class=\"danger\">Yes, {action}</button> \
+             <a href=\"/console/dead-letters\">Cancel</a></form>",
+            action = action.name(),
+            csrf = csrf_field(session),
+        ),
+    )
+}
+
+/// The journal, newest first, filtered by route, reason text and age, a page at a time.
+async fn dead_letters(
+    receiver: &Receiver,
+    session: &Current,
+    query: &HashMap<String, Vec<String>>,
+) -> Response<AnswerBody> {
+    let Some(store) = receiver.store() else {
+        return page(
+            StatusCode::OK,
+            "Dead letters",
+            Some(session),
+            "<p>This host keeps no store (<code>--no-state</code>): nothing is journaled.</p>",
+        );
+    };
+    let entries = match store.dead_letters().await {
+        Ok(entries) => entries,
+        Err(err) => {
+            return page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Dead letters",
+                Some(session),
+                &format!(
+                    "<p>The store could not be read: {}</p>",
+                    escape(&err.to_string())
+                ),
+            );
+        }
+    };
+    let first = |key: &str| {
+        query
+            .get(key)
+            .and_then(|values| values.first())
+            .map(String::as_str)
+            .unwrap_or("")
+    };
+    let route = first("route");
+    let reason = first("reason").to_lowercase();
+    let within = match first("within") {
+        "1h" => Some(Duration::from_secs(3600)),
+        "1d" => Some(Duration::from_secs(86_400)),
+        "7d" => Some(Duration::from_secs(7 * 86_400)),
+        _ => None,
+    };
+    let now = SystemTime::now();
+    let mut routes: Vec<String> = entries
+        .iter()
+        .filter_map(|entry| entry.route.clone())
+        .collect();
+    routes.sort();
+    routes.dedup();
+    let matching: Vec<&DeadLetter> = entries
+        .iter()
+        .rev()
+        .filter(|entry| route.is_empty() || entry.route.as_deref() == Some(route))
+        .filter(|entry| reason.is_empty() || entry.reason.to_lowercase().contains(&reason))
+        .filter(|entry| {
+            within.is_none_or(|within| {
+                now.duration_since(entry.created)
+                    .is_ok_and(|age| age <= within)
+            })
+        })
+        .collect();
+    let pages = matching.len().div_ceil(PAGE_SIZE).max(1);
+    let page_number = first("page").parse::<usize>().unwrap_or(1).clamp(1, pages);
+    let rows: String = matching
+        .iter()
+        .skip((page_number - 1) * PAGE_SIZE)
+        .take(PAGE_SIZE)
+        .map(|entry| {
+            format!(
+                "<tr><td><input type=\"checkbox\" name=\"id\" value=\"{id}\" aria-label=\"select {id}\"></td>\
+                 <td><a href=\"/console/dead-letters/{id}\">{id}</a></td><td class=\"optional\">{at}</td>\
+                 <td>{route}</td><td>{message}</td><td class=\"optional\">{attempts}</td><td class=\"reason\">{reason}</td></tr>",
+                id = entry.id,
+                at = humantime::format_rfc3339_seconds(entry.created),
+                route = escape(entry.route.as_deref().unwrap_or("-")),
+                message = escape(&entry.message_id),
+                attempts = entry.attempts,
+                reason = escape(&entry.reason),
+            )
+        })
+        .collect();
+    let options: String = routes
+        .iter()
+        .map(|name| {
+            format!(
+                "<option value=\"{n}\"{s}>{n}</option>",
+                n = escape(name),
+                s = if name == route { " selected" } else { "" }
+            )
+        })
+        .collect();
+    let filter_query = format!(
+        "route={}&reason={}&within={}",
+        escape(&url_encode(route)),
+        escape(&url_encode(first("reason"))),
+        escape(&url_encode(first("within")))
+    );
+    let pager = if pages > 1 {
+        let link = |n: usize, text: &str| {
+            format!("<a href=\"/console/dead-letters?{filter_query}&amp;page={n}\">{text}</a>")
+        };
+        format!(
+            "<p>Page {page_number} of {pages} {} {}</p>",
+            if page_number > 1 {
+                link(page_number - 1, "newer")
+            } else {
+                String::new()
+            },
+            if page_number < pages {
+                link(page_number + 1, "older")
+            } else {
+                String::new()
+            },
+        )
+    } else {
+        String::new()
+    };
+    let body = format!(
+        "<form class=\"filter\" method=\"get\"><select name=\"route\"><option value=\"\">every route</option>{options}</select>\
+         <input name=\"reason\" placeholder=\"reason contains\" value=\"{reason_value}\">\
+         <select name=\"within\"><option value=\"\">any time</option>{within_options}</select><button>Filter</button></form>\
+         <p class=\"note\">{count} of {total} entries.</p>\
+         <form method=\"post\" action=\"/console/dead-letters/replay\">{csrf}\
+         <table><tr><th></th><th>Entry</th><th class=\"optional\">Journaled (UTC)</th><th>Route</th><th>Message id</th><th class=\"optional\">Attempts</th><th>Reason</th></tr>{rows}</table>\
+         <p><button>Replay selected</button> <button class=\"danger\" formaction=\"/console/dead-letters/purge\">Purge selected</button></p></form>{pager}",
+        reason_value = escape(first("reason")),
+        within_options = ["1h", "1d", "7d"]
+            .iter()
+            .map(|w| format!(
+                "<option value=\"{w}\"{s}>last {w}</option>",
+                s = if *w == first("within") {
+                    " selected"
+                } else {
+                    ""
+                }
+            ))
+            .collect::<String>(),
+        count = matching.len(),
+        total = entries.len(),
+        csrf = csrf_field(session),
+    );
+    page(StatusCode::OK, "Dead letters", Some(session), &body)
+}
+
+/// One entry whole: its headers, tags, attempts, reason and body, as text, JSON or hex.
+async fn dead_letter(
+    receiver: &Receiver,
+    session: &Current,
+    id: i64,
+    query: &HashMap<String, Vec<String>>,
+) -> Response<AnswerBody> {
+    let found = match receiver.store() {
+        Some(store) => store.dead_letter(id).await.map_err(|err| err.to_string()),
+        None => Ok(None),
+    };
+    let entry = match found {
+        Ok(Some(entry)) => entry,
+        Ok(None) => {
+            return page(
+                StatusCode::NOT_FOUND,
+                "No such entry",
+                Some(session),
+                "<p><a href=\"/console/dead-letters\">Back to the journal</a></p>",
+            );
+        }
+        Err(err) => {
+            return page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Dead letter",
+                Some(session),
+                &format!("<p>{}</p>", escape(&err)),
+            );
+        }
+    };
+    let text = std::str::from_utf8(&entry.body).ok();
+    let json = text
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
+        .and_then(|value| serde_json::to_string_pretty(&value).ok());
+    let view = query
+        .get("view")
+        .and_then(|values| values.first())
+        .map(String::as_str);
+    let (shown, body) = match (view, &json, text) {
+        (Some("hex"), _, _) | (_, None, None) => ("hex", hex(&entry.body)),
+        (Some("text"), _, Some(text)) | (None, None, Some(text)) => ("text", text.to_owned()),
+        (_, Some(json), _) => ("json", json.clone()),
+        (_, None, Some(text)) => ("text", text.to_owned()),
+    };
+    let views: String = [
+        ("json", json.is_some()),
+        ("text", text.is_some()),
+        ("hex", true),
+    ]
+    .into_iter()
+    .filter(|(_, available)| *available)
+    .map(|(name, _)| {
+        if name == shown {
+            format!("<strong>{name}</strong>")
+        } else {
+            format!("<a href=\"/console/dead-letters/{id}?view={name}\">{name}</a>")
+        }
+    })
+    .collect::<Vec<_>>()
+    .join(" · ");
+    let field =
+        |name: &str, value: &str| format!("<tr><th>{name}</th><td>{}</td></tr>", escape(value));
+    let body_html = format!(
+        "<table>{}{}{}{}{}{}{}{}</table>\
+         <h2>Body ({bytes} bytes)</h2><p>{views}</p><pre>{body}</pre>\
+         <form method=\"post\" action=\"/console/dead-letters/replay\">{csrf}\
+         <input type=\"hidden\" name=\"id\" value=\"{id}\">\
+         <button>Replay</button> <button class=\"danger\" formaction=\"/console/dead-letters/purge\">Purge</button></form>",
+        field("Message id", &entry.message_id),
+        field("Route", entry.route.as_deref().unwrap_or("-")),
+        field(
+            "Journaled (UTC)",
+            &humantime::format_rfc3339_seconds(entry.created).to_string()
+        ),
+        field("Attempts", &entry.attempts.to_string()),
+        field("Reason", &entry.reason),
+        field("Format", entry.format.name()),
+        field(
+            "x-cmq-request-id",
+            entry.request_id.as_deref().unwrap_or("-")
+        ),
+        field(
+            "x-cmq-message-tag",
+            entry.message_tag.as_deref().unwrap_or("-")
+        ),
+        bytes = entry.body.len(),
+        body = escape(&body),
+        csrf = csrf_field(session),
+    );
+    page(
+        StatusCode::OK,
+        &format!("Dead letter {id}"),
+        Some(session),
+        &body_html,
+    )
+}
+
+fn login_page(status: StatusCode, message: &str) -> Response<AnswerBody> {
+    page(
+        status,
+        "Log in",
+        None,
+        &format!(
+            "<p class=\"kept\">{}</p><form method=\"post\" action=\"/console/login\">\
+             <label>Admin token <input type=\"password\" name=\"token\" autocomplete=\"current-password\" autofocus></label> \
+             <button>Log in</button></form>",
+            escape(message)
+        ),
+    )
+}
+
+fn forbidden(why: &str) -> Response<AnswerBody> {
+    respond(
+        StatusCode::FORBIDDEN,
+        "text/plain; charset=utf-8",
+        Bytes::from(format!("forbidden: {why}\n")),
+    )
+}
+
+/// A form body (`application/x-www-form-urlencoded`, at most [`MAX_FORM`] bytes).
+async fn read_form(
+    request: Request<Incoming>,
+) -> Result<HashMap<String, Vec<String>>, Response<AnswerBody>> {
+    let body = Limited::new(request.into_body(), MAX_FORM)
+        .collect()
+        .await
+        .map_err(|_| {
+            respond(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "text/plain; charset=utf-8",
+                "form too large\n".into(),
+            )
+        })?
+        .to_bytes();
+    let text = std::str::from_utf8(&body).map_err(|_| {
+        respond(
+            StatusCode::BAD_REQUEST,
+            "text/plain; charset=utf-8",
+            "form not UTF-8\n".into(),
+        )
+    })?;
+    Ok(parse_form(text))
+}
+
+fn parse_form(text: &str) -> HashMap<String, Vec<String>> {
+    let mut form: HashMap<String, Vec<String>> = HashMap::new();
+    for (key, value) in form_urlencoded::parse(text.as_bytes()) {
+        form.entry(key.into_owned())
+            .or_default()
+            .push(value.into_owned());
+    }
+    form
+}
+
+fn url_encode(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+/// Refuses a POST a browser sent from another origin: its `Origin` (or, lacking one,
+/// `Referer`) must name this host. (The session cookie is `SameSite=Strict` too.)
+fn same_origin(headers: &HeaderMap) -> Result<(), &'static str> {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .ok_or("no Host header")?;
+    let from = headers
+        .get(header::ORIGIN)
+        .or_else(|| headers.get(header::REFERER))
+        .and_then(|value| value.to_str().ok());
+    match from {
+        // A client that is not a browser (curl) sends neither.
+        None => Ok(()),
+        Some(from) => {
+            let authority = from
+                .strip_prefix("http://")
+                .or_else(|| from.strip_prefix("https://"))
+                .map(|rest| rest.split('/').next().unwrap_or(""));
+            if authority == Some(host) {
+                Ok(())
+            } else {
+                Err("the form came from another site")
+            }
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes
+        .chunks(16)
+        .map(|line| {
+            line.iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn capitalized(word: &str) -> String {
+    let mut chars = word.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_ascii_uppercase().to_string() + chars.as_str()
+    })
+}

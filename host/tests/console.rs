@@ -1,0 +1,278 @@
+//! The console of a real `cmq-host`, through a real HTTP client: refused without the
+//! admin token, a login that sets an `HttpOnly`, `SameSite=Strict` cookie, the journal
+//! of real pushes listed and shown, a forged or cross-site action refused, replay
+//! through the route's current component (kept while it asks for a retry, removed once
+//! a reload makes it ack), purge, logout; and the token never in a log line.
+//!
+//! A test of the `cmq-host` package, so that cargo builds the binary for it.
+
+mod binary;
+
+use std::path::Path;
+
+use binary::*;
+use reqwest::redirect::Policy;
+
+const ADMIN_TOKEN: &str = "console-admin-token-0123456789";
+
+/// Copies `from` beside `path`, then renames it over: a reload sees it whole.
+fn install(from: &Path, path: &Path) -> anyhow::Result<()> {
+    let partial = path.with_extension("partial");
+    std::fs::copy(from, &partial)?;
+    std::fs::rename(&partial, path)?;
+    Ok(())
+}
+
+/// Waits for a line with `needle`, keeping every line read in `log`.
+fn wait_keeping(lines: &std::sync::mpsc::Receiver<String>, needle: &str, log: &mut Vec<String>) {
+    loop {
+        match lines.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(line) => {
+                let found = line.contains(needle);
+                log.push(line);
+                if found {
+                    return;
+                }
+            }
+            Err(err) => panic!("no line with {needle:?} from cmq-host: {err}"),
+        }
+    }
+}
+
+/// The value of the hidden `csrf` field in a page.
+fn csrf(page: &str) -> String {
+    page.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a CSRF field")
+        .to_owned()
+}
+
+/// The console's entry ids in a journal page, in order.
+fn listed(page: &str) -> Vec<String> {
+    page.split("name=\"id\" value=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_console_lists_shows_replays_and_purges_the_journal_behind_the_admin_token()
+-> anyhow::Result<()> {
+    let dir = cmq_tests::test_dir().join(format!("console-{}", next_number()));
+    std::fs::create_dir_all(&dir)?;
+    let component = dir.join("handler.wasm");
+    install(&guest("faulty"), &component)?;
+    let config = dir.join("cmq.toml");
+    std::fs::write(
+        &config,
+        "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+         [routes.orders]\npath = \"/orders\"\ncomponent = \"handler.wasm\"\nmax_attempts = 1\n",
+    )?;
+    let state = dir.join("state.db");
+    let mut command = cmq_host();
+    command
+        .env("CMQ_HOST_ADMIN_TOKEN", ADMIN_TOKEN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .arg("--state")
+        .arg(&state);
+    let (host, lines, url) = spawn_listening(&mut command)?;
+    let admin = admin_url(&lines);
+    let mut log = Vec::new();
+    wait_keeping(&lines, "console on ", &mut log);
+
+    // Two messages journaled by a real guest: a retry on the last attempt, a drop.
+    let pusher = reqwest::Client::new();
+    for (id, tag) in [("console-retry", "retry"), ("console-drop", "drop")] {
+        let answer = cmq_push(&pusher, &format!("{url}/orders"), id, tag)
+            .send()
+            .await?;
+        assert_eq!(answer.status(), 200, "{id}");
+    }
+
+    let client = reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()?;
+    let console = |path: &str| format!("{admin}/console{path}");
+    // Without the token: pages send to the login form, actions are refused.
+    let page = client.get(console("/dead-letters")).send().await?;
+    assert_eq!(page.status(), 303);
+    assert_eq!(page.headers()["location"], "/console/login");
+    let action = client
+        .post(console("/dead-letters/purge"))
+        .form(&[("id", "1"), ("confirmed", "yes")])
+        .send()
+        .await?;
+    assert_eq!(action.status(), 403);
+    // /metrics and the health endpoints stay as they were.
+    assert_eq!(
+        client
+            .get(format!("{admin}/metrics"))
+            .send()
+            .await?
+            .status(),
+        200
+    );
+
+    // A wrong token is refused; the right one opens a session, in a cookie only.
+    let wrong = client
+        .post(console("/login"))
+        .form(&[("token", "not-the-admin-token-000")])
+        .send()
+        .await?;
+    assert_eq!(wrong.status(), 401);
+    let login = client
+        .post(console("/login"))
+        .form(&[("token", ADMIN_TOKEN)])
+        .send()
+        .await?;
+    assert_eq!(login.status(), 303);
+    assert!(!login.headers()["location"].to_str()?.contains(ADMIN_TOKEN));
+    let set_cookie = login.headers()["set-cookie"].to_str()?.to_owned();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/console"] {
+        assert!(set_cookie.contains(attribute), "{set_cookie}");
+    }
+    assert!(!set_cookie.contains(ADMIN_TOKEN), "{set_cookie}");
+    let cookie = set_cookie.split(';').next().expect("a cookie").to_owned();
+    let get = |path: &str| client.get(console(path)).header("cookie", &cookie).send();
+
+    // The journal, and one entry whole, its JSON body pretty-printed.
+    let journal = get("/dead-letters").await?.text().await?;
+    for id in ["console-retry", "console-drop"] {
+        assert!(journal.contains(id), "{journal}");
+    }
+    assert!(journal.contains("dropped: tagged drop"), "{journal}");
+    let ids = listed(&journal);
+    assert_eq!(ids.len(), 2, "{journal}");
+    // Newest first: the drop, then the retry.
+    let (drop_id, retry_id) = (ids[0].clone(), ids[1].clone());
+    let entry = get(&format!("/dead-letters/{retry_id}"))
+        .await?
+        .text()
+        .await?;
+    assert!(entry.contains("console-retry"), "{entry}");
+    assert!(
+        entry.contains("\n  &quot;msgBody&quot;: &quot;test message&quot;"),
+        "{entry}"
+    );
+    let hex = get(&format!("/dead-letters/{retry_id}?view=hex"))
+        .await?
+        .text()
+        .await?;
+    assert!(hex.contains("7b 22"), "{hex}");
+    let filtered = get("/dead-letters?reason=tagged+drop")
+        .await?
+        .text()
+        .await?;
+    assert_eq!(listed(&filtered), vec![drop_id.clone()]);
+    let token = csrf(&journal);
+
+    // Actions without the session's CSRF token, or from another site, are refused.
+    let post = |path: &str, form: Vec<(&str, String)>| {
+        client
+            .post(console(path))
+            .header("cookie", &cookie)
+            .form(&form)
+            .send()
+    };
+    let forged = post(
+        "/dead-letters/purge",
+        vec![("id", drop_id.clone()), ("confirmed", "yes".into())],
+    )
+    .await?;
+    assert_eq!(forged.status(), 403);
+    let cross_site = client
+        .post(console("/dead-letters/purge"))
+        .header("cookie", &cookie)
+        .header("origin", "http://evil.example")
+        .form(&[
+            ("id", drop_id.as_str()),
+            ("csrf", token.as_str()),
+            ("confirmed", "yes"),
+        ])
+        .send()
+        .await?;
+    assert_eq!(cross_site.status(), 403);
+
+    // Replay asks first; the component still asks for a retry: kept.
+    let asked = post(
+        "/dead-letters/replay",
+        vec![("id", retry_id.clone()), ("csrf", token.clone())],
+    )
+    .await?
+    .text()
+    .await?;
+    assert!(asked.contains("Yes, replay"), "{asked}");
+    let kept = post(
+        "/dead-letters/replay",
+        vec![
+            ("id", retry_id.clone()),
+            ("csrf", token.clone()),
+            ("confirmed", "yes".into()),
+        ],
+    )
+    .await?
+    .text()
+    .await?;
+    assert!(kept.contains("retry: tagged retry; kept"), "{kept}");
+    assert_eq!(listed(&get("/dead-letters").await?.text().await?).len(), 2);
+
+    // The route's component becomes one that acks: replayed, acknowledged, removed.
+    install(&guest("ack"), &component)?;
+    wait_keeping(
+        &lines,
+        "reloaded: new pushes go to the new routes",
+        &mut log,
+    );
+    let removed = post(
+        "/dead-letters/replay",
+        vec![
+            ("id", retry_id.clone()),
+            ("csrf", token.clone()),
+            ("confirmed", "yes".into()),
+        ],
+    )
+    .await?
+    .text()
+    .await?;
+    assert!(removed.contains("acknowledged, removed"), "{removed}");
+    assert_eq!(
+        listed(&get("/dead-letters").await?.text().await?),
+        vec![drop_id.clone()]
+    );
+
+    // Purge, confirmed.
+    let purged = post(
+        "/dead-letters/purge",
+        vec![
+            ("id", drop_id.clone()),
+            ("csrf", token.clone()),
+            ("confirmed", "yes".into()),
+        ],
+    )
+    .await?
+    .text()
+    .await?;
+    assert!(purged.contains("removed"), "{purged}");
+    assert!(listed(&get("/dead-letters").await?.text().await?).is_empty());
+
+    // Logging out closes the session.
+    let out = post("/logout", vec![("csrf", token.clone())]).await?;
+    assert_eq!(out.status(), 303);
+    assert_eq!(get("/dead-letters").await?.status(), 303);
+
+    signal(&host, "TERM")?;
+    wait_keeping(&lines, "stopped", &mut log);
+    let actions = log
+        .iter()
+        .filter(|line| line.contains("console action done"))
+        .count();
+    assert!(actions >= 3, "{log:#?}");
+    assert!(
+        log.iter().all(|line| !line.contains(ADMIN_TOKEN)),
+        "the admin token reached the log"
+    );
+    Ok(())
+}
