@@ -6,9 +6,11 @@
 //! logged with the session and the peer.
 //!
 //! - [`session`]: the admin token, sessions and their cookie, CSRF tokens;
+//! - [`routes`]: the routes page, from the metrics;
 //! - [`page`]: the HTML and the console's security headers.
 
 mod page;
+mod routes;
 mod session;
 
 use std::collections::HashMap;
@@ -38,12 +40,14 @@ const PAGE_SIZE: usize = 50;
 #[derive(Debug)]
 pub(crate) struct Console {
     sessions: Sessions,
+    last_seen: routes::LastSeen,
 }
 
 impl Console {
     pub(crate) fn new(token: Token) -> Console {
         Console {
             sessions: Sessions::new(token),
+            last_seen: routes::LastSeen::default(),
         }
     }
 
@@ -100,7 +104,13 @@ impl Console {
             );
         }
         match path.as_str() {
-            "/console" | "/console/" => redirect("/console/dead-letters"),
+            "/console" | "/console/" => redirect("/console/routes"),
+            "/console/routes" => page(
+                StatusCode::OK,
+                "Routes",
+                Some(&session),
+                &routes::body(receiver, &self.last_seen).await,
+            ),
             "/console/dead-letters" => dead_letters(receiver, &session, &query).await,
             _ => match path
                 .strip_prefix("/console/dead-letters/")
@@ -128,7 +138,7 @@ impl Console {
         match self.sessions.log_in(given) {
             Some((id, number)) => {
                 tracing::info!(target: "cmq_host::console", session = number, %peer, "console login");
-                let mut response = redirect("/console/dead-letters");
+                let mut response = redirect("/console/routes");
                 if let Ok(cookie) = HeaderValue::from_str(&session::set_cookie(&id)) {
                     response.headers_mut().insert(header::SET_COOKIE, cookie);
                 }

@@ -138,6 +138,21 @@ async fn the_console_lists_shows_replays_and_purges_the_journal_behind_the_admin
     let cookie = set_cookie.split(';').next().expect("a cookie").to_owned();
     let get = |path: &str| client.get(console(path)).header("cookie", &cookie).send();
 
+    // The routes, with their counters from /metrics: a rate from the second view on.
+    let routes = get("/routes").await?.text().await?;
+    for expected in [
+        "orders",
+        "/orders",
+        "handler.wasm",
+        "retry 1",
+        "drop 1",
+        "Generation 1",
+    ] {
+        assert!(routes.contains(expected), "{expected} in {routes}");
+    }
+    let again = get("/routes").await?.text().await?;
+    assert!(again.contains("retry 1 (0.0/s)"), "{again}");
+
     // The journal, and one entry whole, its JSON body pretty-printed.
     let journal = get("/dead-letters").await?.text().await?;
     for id in ["console-retry", "console-drop"] {

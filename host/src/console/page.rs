@@ -51,7 +51,7 @@ pub(crate) fn page(
 ) -> Response<AnswerBody> {
     let nav = match session {
         Some(session) => format!(
-            "<a href=\"/console/dead-letters\">Dead letters</a>\
+            "<a href=\"/console/routes\">Routes</a><a href=\"/console/dead-letters\">Dead letters</a>\
              <form method=\"post\" action=\"/console/logout\">{}\
              <button>Log out</button></form>",
             csrf_field(session)

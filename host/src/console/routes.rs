@@ -1,0 +1,227 @@
+//! The console's routes page: each route's path, component, how it was loaded, the
+//! generation serving, the last reload, and, read from the very text `/metrics` serves,
+//! its messages by decision (in all, and per second since the page was last shown),
+//! faults, messages in flight and the guest's p50 and p99.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crate::receiver::Receiver;
+
+use super::page::escape;
+
+/// Messages by (route, decision).
+type Totals = HashMap<(String, String), f64>;
+
+/// The counters a previous view read, and when, to turn totals into rates.
+#[derive(Debug, Default)]
+pub(crate) struct LastSeen(Mutex<Option<(Instant, Totals)>>);
+
+/// One sample of the metrics text: its name, labels and value.
+#[derive(Debug, PartialEq)]
+struct Sample {
+    name: String,
+    labels: Vec<(String, String)>,
+    value: f64,
+}
+
+impl Sample {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(name, _)| name == key)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// The samples of Prometheus' text format (comments skipped).
+fn samples(text: &str) -> Vec<Sample> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let value = value.parse().ok()?;
+            let (name, labels) = match series.split_once('{') {
+                Some((name, rest)) => (name, rest.strip_suffix('}')?),
+                None => (series, ""),
+            };
+            let labels = labels
+                .split("\",")
+                .filter(|pair| !pair.is_empty())
+                .filter_map(|pair| {
+                    let (key, value) = pair.split_once("=\"")?;
+                    Some((key.to_owned(), value.trim_end_matches('"').to_owned()))
+                })
+                .collect();
+            Some(Sample {
+                name: name.to_owned(),
+                labels,
+                value,
+            })
+        })
+        .collect()
+}
+
+/// The `quantile` of a route's histogram `name` from its cumulative buckets, as the
+/// upper bound of the bucket that reaches it.
+fn quantile(samples: &[Sample], name: &str, route: &str, quantile: f64) -> Option<f64> {
+    let mut buckets: Vec<(f64, f64)> = samples
+        .iter()
+        .filter(|sample| {
+            sample.name == format!("{name}_bucket") && sample.label("route") == Some(route)
+        })
+        .filter_map(|sample| Some((sample.label("le")?.parse::<f64>().ok()?, sample.value)))
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = buckets.last()?.1;
+    if total == 0.0 {
+        return None;
+    }
+    buckets
+        .iter()
+        .find(|(_, count)| *count >= quantile * total)
+        .map(|(bound, _)| *bound)
+}
+
+fn seconds(value: Option<f64>) -> String {
+    match value {
+        None => "-".to_owned(),
+        Some(value) if value.is_infinite() => "more".to_owned(),
+        Some(value) if value < 0.001 => format!("≤ {:.0} µs", value * 1e6),
+        Some(value) if value < 1.0 => format!("≤ {:.1} ms", value * 1e3),
+        Some(value) => format!("≤ {value:.1} s"),
+    }
+}
+
+/// The page's body.
+pub(crate) async fn body(receiver: &Receiver, last: &LastSeen) -> String {
+    let text = receiver.metrics_text().await;
+    let samples = samples(&text);
+    let now = Instant::now();
+    let totals: Totals = samples
+        .iter()
+        .filter(|sample| sample.name == "cmq_messages_total")
+        .filter_map(|sample| {
+            Some((
+                (
+                    sample.label("route")?.to_owned(),
+                    sample.label("decision")?.to_owned(),
+                ),
+                sample.value,
+            ))
+        })
+        .collect();
+    let previous = last
+        .0
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .replace((now, totals.clone()));
+    let value = |name: &str, route: &str| -> f64 {
+        samples
+            .iter()
+            .filter(|sample| sample.name == name && sample.label("route") == Some(route))
+            .map(|sample| sample.value)
+            .sum()
+    };
+    let single = |name: &str| {
+        samples
+            .iter()
+            .find(|sample| sample.name == name)
+            .map(|sample| sample.value)
+    };
+    let mut rows = String::new();
+    for route in receiver.routes() {
+        let decisions: String = ["ack", "drop", "retry", "fault"]
+            .iter()
+            .map(|decision| {
+                let key = (route.name.clone(), (*decision).to_owned());
+                let total = totals.get(&key).copied().unwrap_or(0.0);
+                let rate = previous.as_ref().and_then(|(then, seen)| {
+                    let elapsed = now.duration_since(*then).as_secs_f64();
+                    (elapsed > 0.0)
+                        .then(|| (total - seen.get(&key).copied().unwrap_or(0.0)) / elapsed)
+                });
+                match rate {
+                    Some(rate) => format!("{decision} {total:.0} ({rate:.1}/s)"),
+                    None => format!("{decision} {total:.0}"),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("<br>");
+        rows.push_str(&format!(
+            "<tr><td>{name}</td><td>{path}</td><td class=\"optional\">{component}<br><span class=\"note\">{serves:?}, {loaded:?} in {ms} ms</span></td>\
+             <td>{decisions}</td><td>{faults:.0}</td><td>{in_flight:.0}</td><td>{p50}<br>{p99}</td></tr>",
+            name = escape(&route.name),
+            path = escape(&route.path),
+            component = escape(&route.component.display().to_string()),
+            serves = route.serves,
+            loaded = route.loaded,
+            ms = route.load_time.as_millis(),
+            faults = value("cmq_guest_faults_total", &route.name),
+            in_flight = value("cmq_messages_in_flight", &route.name),
+            p50 = seconds(quantile(&samples, "cmq_guest_duration_seconds", &route.name, 0.5)),
+            p99 = seconds(quantile(&samples, "cmq_guest_duration_seconds", &route.name, 0.99)),
+        ));
+    }
+    let reload = match (
+        single("cmq_last_reload_success"),
+        single("cmq_last_reload_timestamp_seconds"),
+    ) {
+        (Some(ok), Some(at)) => format!(
+            "last {} at {}",
+            if ok == 1.0 {
+                "load succeeded"
+            } else {
+                "reload failed: the routes of before serve on"
+            },
+            humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(at.max(0.0))
+            )
+        ),
+        _ => String::new(),
+    };
+    format!(
+        "<p class=\"note\">Generation {generation}, {reload}. Rates are since this page was last shown.</p>\
+         <table><tr><th>Route</th><th>Path</th><th class=\"optional\">Component</th><th>Messages</th>\
+         <th>Faults</th><th>In flight</th><th>Guest p50<br>p99</th></tr>{rows}</table>",
+        generation = receiver.generation(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "# TYPE cmq_messages counter\n\
+        cmq_messages_total{route=\"orders\",decision=\"ack\"} 3\n\
+        cmq_guest_duration_seconds_bucket{le=\"0.001\",route=\"orders\"} 1\n\
+        cmq_guest_duration_seconds_bucket{le=\"0.002\",route=\"orders\"} 9\n\
+        cmq_guest_duration_seconds_bucket{le=\"+Inf\",route=\"orders\"} 10\n\
+        cmq_routes_generation 2\n";
+
+    #[test]
+    fn samples_and_quantiles_are_read_from_the_metrics_text() {
+        let samples = samples(TEXT);
+        assert_eq!(samples.len(), 5);
+        assert_eq!(samples[0].label("decision"), Some("ack"));
+        assert_eq!(samples[0].value, 3.0);
+        assert_eq!(samples[4].name, "cmq_routes_generation");
+        assert_eq!(
+            quantile(&samples, "cmq_guest_duration_seconds", "orders", 0.5),
+            Some(0.002)
+        );
+        assert_eq!(
+            quantile(&samples, "cmq_guest_duration_seconds", "orders", 0.1),
+            Some(0.001)
+        );
+        assert_eq!(
+            quantile(&samples, "cmq_guest_duration_seconds", "orders", 0.99),
+            Some(f64::INFINITY)
+        );
+        assert_eq!(
+            quantile(&samples, "cmq_guest_duration_seconds", "other", 0.5),
+            None
+        );
+    }
+}
