@@ -220,17 +220,18 @@ async fn the_console_lists_shows_replays_and_purges_the_journal_behind_the_admin
     .text()
     .await?;
     assert!(asked.contains("Yes, replay"), "{asked}");
-    let kept = post(
-        "/dead-letters/replay",
-        vec![
-            ("id", retry_id.clone()),
-            ("csrf", token.clone()),
-            ("confirmed", "yes".into()),
-        ],
-    )
-    .await?
-    .text()
-    .await?;
+    // An action on one entry, confirmed: the result page.
+    let confirmed = |action: &str, id: &str| {
+        post(
+            &format!("/dead-letters/{action}"),
+            vec![
+                ("id", id.to_owned()),
+                ("csrf", token.clone()),
+                ("confirmed", "yes".into()),
+            ],
+        )
+    };
+    let kept = confirmed("replay", &retry_id).await?.text().await?;
     assert!(kept.contains("retry: tagged retry; kept"), "{kept}");
     assert_eq!(listed(&get("/dead-letters").await?.text().await?).len(), 2);
 
@@ -241,17 +242,7 @@ async fn the_console_lists_shows_replays_and_purges_the_journal_behind_the_admin
         "reloaded: new pushes go to the new routes",
         &mut log,
     );
-    let removed = post(
-        "/dead-letters/replay",
-        vec![
-            ("id", retry_id.clone()),
-            ("csrf", token.clone()),
-            ("confirmed", "yes".into()),
-        ],
-    )
-    .await?
-    .text()
-    .await?;
+    let removed = confirmed("replay", &retry_id).await?.text().await?;
     assert!(removed.contains("acknowledged, removed"), "{removed}");
     assert_eq!(
         listed(&get("/dead-letters").await?.text().await?),
@@ -259,17 +250,7 @@ async fn the_console_lists_shows_replays_and_purges_the_journal_behind_the_admin
     );
 
     // Purge, confirmed.
-    let purged = post(
-        "/dead-letters/purge",
-        vec![
-            ("id", drop_id.clone()),
-            ("csrf", token.clone()),
-            ("confirmed", "yes".into()),
-        ],
-    )
-    .await?
-    .text()
-    .await?;
+    let purged = confirmed("purge", &drop_id).await?.text().await?;
     assert!(purged.contains("removed"), "{purged}");
     assert!(listed(&get("/dead-letters").await?.text().await?).is_empty());
 
