@@ -59,8 +59,9 @@ enum Command {
     /// push, without a server: prints the guest's output and its decision, and exits
     /// by decision (0 ack, 3 retry, 4 drop, 5 no decision).
     Run(run::RunArgs),
-    /// Check a config: read it, compile and instantiate every route's component, and
-    /// report each, without listening. Exits 1 on the first problem.
+    /// Check what serve would serve, with exactly serve's arguments: read the config
+    /// or the flags, compile and instantiate every route's component, and report each,
+    /// without opening the store or listening. Exits 1 on the first problem.
     Check(check::CheckArgs),
     /// Compile a component ahead of time to a .cwasm, which serve loads without
     /// compiling (native code: for this machine and this cmq-host only).
