@@ -272,3 +272,31 @@ async fn the_console_lists_shows_replays_and_purges_the_journal_behind_the_admin
     );
     Ok(())
 }
+
+#[test]
+fn an_admin_token_the_host_could_not_serve_is_refused_by_check_as_by_serve() -> anyhow::Result<()> {
+    let ack = guest("ack");
+    let check = |token: &str, admin: &[&str]| {
+        cmq_host()
+            .env("CMQ_HOST_ADMIN_TOKEN", token)
+            .args(["check", "--no-state", "--compile-cache", "off"])
+            .args(admin)
+            .arg(&ack)
+            .output()
+    };
+    let no_listener = check(ADMIN_TOKEN, &[])?;
+    assert_eq!(no_listener.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&no_listener.stderr);
+    assert!(stderr.contains("give --admin-listen"), "{stderr}");
+    let short = check("shorty", &["--admin-listen", "127.0.0.1:0"])?;
+    assert_eq!(short.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&short.stderr);
+    assert!(
+        stderr.contains("invalid --admin-token (value not shown)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("shorty"), "{stderr}");
+    let fine = check(ADMIN_TOKEN, &["--admin-listen", "127.0.0.1:0"])?;
+    assert!(fine.status.success(), "{fine:?}");
+    Ok(())
+}

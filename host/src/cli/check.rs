@@ -33,6 +33,7 @@ pub(crate) fn run(args: CheckArgs) -> anyhow::Result<()> {
             .next()
             .unwrap_or_default(),
     };
+    args.serve.console_token(&config)?;
     if args.serve.requires_authentication() {
         config.check_authenticated(config.listen, &config.allow)?;
     }

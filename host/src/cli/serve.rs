@@ -163,13 +163,23 @@ impl ServeArgs {
         })
     }
 
-    /// The console's admin token, if one is given (its value never in an error).
-    pub(crate) fn console_token(&self) -> anyhow::Result<Option<Token>> {
-        self.admin_token
+    /// The console's admin token, if one is given, checked (its value never in an
+    /// error) and refused without an admin listener in `config` to serve it on.
+    pub(crate) fn console_token(&self, config: &Config) -> anyhow::Result<Option<Token>> {
+        let token = self
+            .admin_token
             .as_deref()
             .map(|token| token.parse::<Token>())
             .transpose()
-            .map_err(|reason| anyhow::anyhow!("invalid --admin-token (value not shown): {reason}"))
+            .map_err(|reason| {
+                anyhow::anyhow!("invalid --admin-token (value not shown): {reason}")
+            })?;
+        anyhow::ensure!(
+            token.is_none() || config.admin_listen.is_some(),
+            "--admin-token (CMQ_HOST_ADMIN_TOKEN) serves the console on the admin listener: \
+             give --admin-listen (admin_listen in a config) too"
+        );
+        Ok(token)
     }
 
     /// Whether an endpoint others can reach must take pushes with a token only.
@@ -194,6 +204,8 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         (OsSignal::hangup(), OsSignal::terminate())
     };
     let config = source.load()?;
+    // Before anything slow, as the route tokens are checked.
+    let console = args.console_token(&config)?;
     let require_authentication = args.requires_authentication();
     if require_authentication {
         config.check_authenticated(config.listen, &config.allow)?;
@@ -233,12 +245,6 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             "a wasi:http component answers for itself: the delivery store is not used for it"
         );
     }
-    let console = args.console_token()?;
-    anyhow::ensure!(
-        console.is_none() || config.admin_listen.is_some(),
-        "--admin-token (CMQ_HOST_ADMIN_TOKEN) serves the console on the admin listener: \
-         give --admin-listen (admin_listen in a config) too"
-    );
     runtime.block_on(listen(
         &config,
         receiver,
