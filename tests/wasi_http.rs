@@ -103,6 +103,30 @@ async fn both_paths_of(
     http_options: ReceiverOptions,
     path: &str,
 ) -> anyhow::Result<Vec<(&'static str, u16)>> {
+    let (via_push, via_http) = both_hosts(guest, push_options, http_options).await?;
+    let pushed = answers(&via_push, path).await?;
+    let served = answers(&via_http, path).await?;
+    for ((name, a), (_, b)) in pushed.iter().zip(&served) {
+        assert_eq!(
+            a, b,
+            "{guest}, {name}: push-handler and incoming-handler differ"
+        );
+    }
+    via_push.stop().await?;
+    via_http.stop().await?;
+    Ok(pushed
+        .into_iter()
+        .map(|(name, seen)| (name, seen.status))
+        .collect())
+}
+
+/// `guest` served through `cmq:push/handler` with `push_options`, and through
+/// `wasi:http/incoming-handler` with `http_options`.
+async fn both_hosts(
+    guest: &str,
+    push_options: ReceiverOptions,
+    http_options: ReceiverOptions,
+) -> anyhow::Result<(TestHost, TestHost)> {
     let via_push = TestHost::start(
         guest,
         ReceiverOptions {
@@ -125,20 +149,7 @@ async fn both_paths_of(
         },
     )
     .await?;
-    let pushed = answers(&via_push, path).await?;
-    let served = answers(&via_http, path).await?;
-    for ((name, a), (_, b)) in pushed.iter().zip(&served) {
-        assert_eq!(
-            a, b,
-            "{guest}, {name}: push-handler and incoming-handler differ"
-        );
-    }
-    via_push.stop().await?;
-    via_http.stop().await?;
-    Ok(pushed
-        .into_iter()
-        .map(|(name, seen)| (name, seen.status))
-        .collect())
+    Ok((via_push, via_http))
 }
 
 #[tokio::test]
@@ -207,18 +218,7 @@ async fn the_token_setting_answers_alike_through_both_interfaces() -> anyhow::Re
     // order, token first, is its unit test's.)
     for path in ["/cgi", "/push/wasi-http-token-012345678x"] {
         let (push_options, http_options) = options();
-        let via_push = TestHost::start("by_tag", push_options).await?;
-        let via_http = TestHost::start(
-            "by_tag",
-            ReceiverOptions {
-                route: RouteOptions {
-                    serve_as: ServeAs::IncomingHandler,
-                    ..http_options.route
-                },
-                ..http_options
-            },
-        )
-        .await?;
+        let (via_push, via_http) = both_hosts("by_tag", push_options, http_options).await?;
         for host in [&via_push, &via_http] {
             for (name, seen) in answers(host, path).await? {
                 if name != "GET" {
