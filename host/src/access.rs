@@ -8,10 +8,6 @@ use std::str::FromStr;
 use ipnet::IpNet;
 use subtle::ConstantTimeEq;
 
-/// Shortest token accepted: 16 characters is about 95 bits from a random alphanumeric
-/// generator, beyond guessing over HTTP.
-const MIN_TOKEN_LEN: usize = 16;
-
 /// The endpoint's secret. Never printed: its `Debug` and `Display` show `***`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Token(String);
@@ -28,17 +24,7 @@ impl FromStr for Token {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let valid = |c: char| c.is_ascii_alphanumeric() || "-._~".contains(c);
-        if text.chars().count() < MIN_TOKEN_LEN {
-            return Err(format!(
-                "the token must be at least {MIN_TOKEN_LEN} characters"
-            ));
-        }
-        if !text.chars().all(valid) {
-            return Err(
-                "the token may hold only letters, digits and - . _ ~ (it goes in a URL)".into(),
-            );
-        }
+        cmq_message::check_token(text)?;
         Ok(Token(text.to_owned()))
     }
 }

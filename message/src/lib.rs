@@ -47,6 +47,7 @@
 mod error;
 mod message;
 mod parse;
+mod token;
 
 pub use self::error::{ParseError, UnknownFormat};
 pub use self::message::{
@@ -54,3 +55,4 @@ pub use self::message::{
     PushHeaders,
 };
 pub use self::parse::{parse, parse_tags};
+pub use self::token::{MIN_TOKEN_LEN, check_token};

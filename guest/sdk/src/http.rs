@@ -23,9 +23,6 @@ pub const MAX_BODY: usize = 1 << 20;
 /// else, as `cmq-host` answers it. At least 16 letters, digits or `-._~`.
 pub const TOKEN_VARIABLE: &str = "CMQ_TOKEN";
 
-/// Shortest token accepted, as `cmq-host`'s.
-const MIN_TOKEN_LEN: usize = 16;
-
 /// The environment variable that sets the push format (`auto`, `json` or `simplified`;
 /// default `auto`), the equivalent of `cmq-host serve --format`.
 pub const FORMAT_VARIABLE: &str = "CMQ_FORMAT";
@@ -163,21 +160,10 @@ impl Settings {
     }
 }
 
-/// `token` when it is one `cmq-host` would take.
+/// `token` when it is one `cmq-host` would take (the same rule, from `cmq-message`).
 fn checked_token(token: String) -> Result<String, String> {
-    if token.chars().count() < MIN_TOKEN_LEN {
-        return Err(format!(
-            "{TOKEN_VARIABLE} (value not shown): the token must be at least {MIN_TOKEN_LEN} characters"
-        ));
-    }
-    if !token
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c))
-    {
-        return Err(format!(
-            "{TOKEN_VARIABLE} (value not shown): the token may hold only letters, digits and - . _ ~"
-        ));
-    }
+    cmq_message::check_token(&token)
+        .map_err(|reason| format!("{TOKEN_VARIABLE} (value not shown): {reason}"))?;
     Ok(token)
 }
 
