@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 
 use crate::access::{Allowlist, Token};
 use crate::answer::{AnswerBody, text};
-use crate::console::Console;
+use crate::console::{Console, ConsoleBody};
 use crate::listener::Listener;
 use crate::receiver::Receiver;
 
@@ -97,7 +97,7 @@ impl AdminServer {
                     Some(console) if request.uri().path().starts_with("/console") => {
                         console.answer(&receiver, request, peer).await
                     }
-                    _ => answer(&receiver, &request).await,
+                    _ => answer(&receiver, &request).await.map(ConsoleBody::Left),
                 }
             }
         };

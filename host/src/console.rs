@@ -7,19 +7,22 @@
 //!
 //! - [`session`]: the admin token, sessions and their cookie, CSRF tokens;
 //! - [`routes`]: the routes page, from the metrics;
+//! - [`live`]: the live page, decisions as they happen;
 //! - [`page`]: the HTML and the console's security headers.
 
+mod live;
 mod page;
 mod routes;
 mod session;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt as _, Limited};
+use http_body_util::{BodyExt as _, Either, Limited};
 use hyper::body::Incoming;
 
 use crate::access::Token;
@@ -27,7 +30,8 @@ use crate::answer::AnswerBody;
 use crate::receiver::Receiver;
 use crate::store::DeadLetter;
 
-use page::{csrf_field, escape, page, redirect, respond};
+use live::EventStream;
+use page::{csrf_field, escape, page, redirect, respond, secured};
 use session::{Current, Sessions};
 
 /// The largest form the console reads.
@@ -36,17 +40,20 @@ const MAX_FORM: usize = 64 << 10;
 /// Entries a page of the journal shows.
 const PAGE_SIZE: usize = 50;
 
+/// The body of the console's answers: a whole page, or the live page's stream.
+pub(crate) type ConsoleBody = Either<AnswerBody, EventStream>;
+
 /// The console: its sessions.
 #[derive(Debug)]
 pub(crate) struct Console {
-    sessions: Sessions,
+    sessions: Arc<Sessions>,
     last_seen: routes::LastSeen,
 }
 
 impl Console {
     pub(crate) fn new(token: Token) -> Console {
         Console {
-            sessions: Sessions::new(token),
+            sessions: Arc::new(Sessions::new(token)),
             last_seen: routes::LastSeen::default(),
         }
     }
@@ -57,16 +64,69 @@ impl Console {
         receiver: &Receiver,
         request: Request<Incoming>,
         peer: SocketAddr,
+    ) -> Response<ConsoleBody> {
+        if request.uri().path() == "/console/live/events" && request.method() == Method::GET {
+            return self.events(receiver, &request, peer);
+        }
+        self.answer_whole(receiver, request, peer)
+            .await
+            .map(Either::Left)
+    }
+
+    /// The live page's stream of decisions, for a logged-in session.
+    fn events(
+        &self,
+        receiver: &Receiver,
+        request: &Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<ConsoleBody> {
+        let Some(session) = self.sessions.current(request.headers()) else {
+            return forbidden("log in first").map(Either::Left);
+        };
+        let filter = live::Filter::of(&request.uri().query().map(parse_form).unwrap_or_default());
+        let Some(watch) = receiver.live().watch(filter.bodies()) else {
+            return respond(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain; charset=utf-8",
+                format!(
+                    "{} live views are open already\n",
+                    crate::live::MAX_WATCHERS
+                )
+                .into(),
+            )
+            .map(Either::Left);
+        };
+        tracing::info!(target: "cmq_host::console", session = session.number, %peer, bodies = filter.bodies(), "console live view opened");
+        let stream = live::stream(watch, filter, self.sessions.clone(), session);
+        secured(StatusCode::OK, "text/event-stream", Either::Right(stream))
+    }
+
+    /// Answers a request under `/console` with a whole page.
+    async fn answer_whole(
+        &self,
+        receiver: &Receiver,
+        request: Request<Incoming>,
+        peer: SocketAddr,
     ) -> Response<AnswerBody> {
         let path = request.uri().path().to_owned();
         let query = request.uri().query().map(parse_form).unwrap_or_default();
         let method = request.method().clone();
-        if path == "/console/style.css" {
-            return respond(
-                StatusCode::OK,
-                "text/css; charset=utf-8",
-                page::STYLE.into(),
-            );
+        match path.as_str() {
+            "/console/style.css" => {
+                return respond(
+                    StatusCode::OK,
+                    "text/css; charset=utf-8",
+                    page::STYLE.into(),
+                );
+            }
+            "/console/live.js" => {
+                return respond(
+                    StatusCode::OK,
+                    "text/javascript; charset=utf-8",
+                    live::SCRIPT.into(),
+                );
+            }
+            _ => {}
         }
         if path == "/console/login" {
             return match method {
@@ -110,6 +170,12 @@ impl Console {
                 "Routes",
                 Some(&session),
                 &routes::body(receiver, &self.last_seen).await,
+            ),
+            "/console/live" => page(
+                StatusCode::OK,
+                "Live",
+                Some(&session),
+                &live::body(receiver, &live::Filter::of(&query)),
             ),
             "/console/dead-letters" => dead_letters(receiver, &session, &query).await,
             _ => match path

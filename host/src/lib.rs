@@ -37,6 +37,7 @@ mod guest;
 mod guest_output;
 mod intake;
 mod listener;
+mod live;
 mod loading;
 mod memory_cap;
 mod metrics;

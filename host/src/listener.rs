@@ -10,8 +10,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use http::{Request, Response};
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -22,7 +23,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::access::Allowlist;
-use crate::answer::AnswerBody;
 use crate::tls::Tls;
 
 /// Least time between two warnings that the connection limit is reached.
@@ -50,15 +50,19 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 impl Listener {
     /// Serves each request with `handle` until `shutdown` completes; then accepts no
     /// more, calls `stopping` for how long open connections may take to finish, waits
-    /// that long at most, and closes what remains without answering.
-    pub(crate) async fn serve<H, F>(
+    /// that long at most, and closes what remains without answering. The answers' body
+    /// is the listener's own: whole for the push listener, whole or a stream of events
+    /// for the admin one.
+    pub(crate) async fn serve<H, F, B>(
         self,
         handle: H,
         shutdown: impl Future<Output = ()>,
         stopping: impl FnOnce() -> Duration,
     ) where
         H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
-        F: Future<Output = Response<AnswerBody>> + Send + 'static,
+        F: Future<Output = Response<B>> + Send + 'static,
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let name = self.name;
         let graceful = GracefulShutdown::new();
@@ -162,10 +166,12 @@ struct Connection {
 impl Connection {
     /// Serves the connection's requests with `handle` until it closes or shutdown
     /// ends it; `slot` is its place among the connections open.
-    async fn serve<H, F>(self, handle: H, watcher: Watcher, slot: OwnedSemaphorePermit)
+    async fn serve<H, F, B>(self, handle: H, watcher: Watcher, slot: OwnedSemaphorePermit)
     where
         H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
-        F: Future<Output = Response<AnswerBody>> + Send + 'static,
+        F: Future<Output = Response<B>> + Send + 'static,
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let _slot = slot;
         let Connection {

@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::delivery::{self, Delivery};
 use crate::guest::{GuestFault, ServeAs};
 use crate::intake::{self, Refusal, Taken, Work};
+use crate::live::{Live, Seen};
 use crate::loading::{Loaded, Loading};
 use crate::metrics::Metrics;
 use crate::options::ReceiverOptions;
@@ -38,6 +39,8 @@ pub struct Receiver {
     store: Option<Store>,
     compile_cache: Option<PathBuf>,
     metrics: Metrics,
+    /// Decisions as they happen, for the console's live page.
+    live: Live,
     draining: AtomicBool,
     /// The longest guest deadline of any generation served since start, in
     /// milliseconds: pushes of an older generation may still run when shutdown drains.
@@ -78,6 +81,7 @@ impl Receiver {
             store,
             compile_cache,
             metrics,
+            live: Live::default(),
             draining: AtomicBool::new(false),
             longest_deadline_ms: AtomicU64::new(longest_deadline_ms(&config.routes)),
         })
@@ -228,6 +232,11 @@ impl Receiver {
         self.metrics.encode()
     }
 
+    /// The feed of decisions as they happen.
+    pub(crate) fn live(&self) -> &Live {
+        &self.live
+    }
+
     /// Whether the receiver takes pushes: false once it drains for shutdown.
     pub fn is_ready(&self) -> bool {
         !self.draining.load(Ordering::Relaxed)
@@ -320,6 +329,7 @@ impl Receiver {
             Work::Message(message, raw) => {
                 let subject = Subject::of(&message);
                 record_subject(span, &route.name, &subject);
+                let before = self.live.before(|| message.tags.clone(), &message.body);
                 let delivery = Delivery {
                     route,
                     store: self.store.as_ref(),
@@ -330,8 +340,15 @@ impl Receiver {
                 if let Some(attempt) = outcome.attempt() {
                     span.record("messaging.cmq.attempt", attempt);
                 }
-                report::delivered(&self.metrics, route, &subject, &outcome, started.elapsed());
-                answer::of(outcome)
+                let elapsed = started.elapsed();
+                report::delivered(&self.metrics, route, &subject, &outcome, elapsed);
+                let seen = before
+                    .map(|before| Seen::delivered(route, &subject, &outcome, elapsed, before));
+                let response = answer::of(outcome);
+                if let Some(seen) = seen {
+                    self.live.publish(seen, response.status());
+                }
+                response
             }
             Work::Request(parts, body) => {
                 let headers = intake::push_headers(&parts.headers);
@@ -343,9 +360,25 @@ impl Receiver {
                     request_id: headers.request_id,
                 };
                 record_subject(span, &route.name, &subject);
+                let tags = headers.message_tag.as_deref();
+                let before = self.live.before(
+                    || tags.map(cmq_message::parse_tags).unwrap_or_default(),
+                    &body,
+                );
                 let result = delivery::pass_request(route, parts, body, &subject.message_id).await;
-                report::passed(&self.metrics, route, &subject, &result, started.elapsed());
-                result.unwrap_or_else(|fault| answer::guest_failed(&fault))
+                let elapsed = started.elapsed();
+                report::passed(&self.metrics, route, &subject, &result, elapsed);
+                let (response, fault) = match result {
+                    Ok(response) => (response, None),
+                    Err(fault) => (answer::guest_failed(&fault), Some(fault)),
+                };
+                if let Some(before) = before {
+                    let status = response.status();
+                    let seen =
+                        Seen::passed(route, &subject, fault.as_ref(), status, elapsed, before);
+                    self.live.publish(seen, status);
+                }
+                response
             }
         }
     }

@@ -300,3 +300,175 @@ fn an_admin_token_the_host_could_not_serve_is_refused_by_check_as_by_serve() -> 
     assert!(fine.status.success(), "{fine:?}");
     Ok(())
 }
+
+/// A stream of server-sent events, read event by event.
+struct Events {
+    response: reqwest::Response,
+    read: String,
+}
+
+impl Events {
+    /// The next whole event (its lines), waiting at most 30 s.
+    async fn next(&mut self) -> anyhow::Result<String> {
+        loop {
+            if let Some((event, rest)) = self.read.split_once("\n\n") {
+                let event = event.to_owned();
+                self.read = rest.to_owned();
+                return Ok(event);
+            }
+            let chunk =
+                tokio::time::timeout(std::time::Duration::from_secs(30), self.response.chunk())
+                    .await
+                    .map_err(|_| {
+                        anyhow::anyhow!("no event in 30 s; read so far: {:?}", self.read)
+                    })??
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("the stream ended; read so far: {:?}", self.read)
+                    })?;
+            self.read.push_str(std::str::from_utf8(&chunk)?);
+        }
+    }
+
+    /// The next decision (a `data:` event), parsed.
+    async fn next_decision(&mut self) -> anyhow::Result<serde_json::Value> {
+        loop {
+            let event = self.next().await?;
+            if let Some(data) = event.strip_prefix("data: ") {
+                return Ok(serde_json::from_str(data)?);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_live_view_streams_decisions_as_they_happen_filtered_with_bodies_only_when_asked()
+-> anyhow::Result<()> {
+    let mut command = cmq_host();
+    command
+        .env("CMQ_HOST_ADMIN_TOKEN", ADMIN_TOKEN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--no-state", "--compile-cache", "off"])
+        .arg(guest("faulty"));
+    let (host, lines, url) = spawn_listening(&mut command)?;
+    let admin = admin_url(&lines);
+    let mut log = Vec::new();
+    wait_keeping(&lines, "console on ", &mut log);
+    let client = reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()?;
+    let console = |path: &str| format!("{admin}/console{path}");
+
+    // Without a session the stream is refused.
+    let refused = client.get(console("/live/events")).send().await?;
+    assert_eq!(refused.status(), 403);
+
+    let login = client
+        .post(console("/login"))
+        .form(&[("token", ADMIN_TOKEN)])
+        .send()
+        .await?;
+    let cookie = login.headers()["set-cookie"]
+        .to_str()?
+        .split(';')
+        .next()
+        .expect("a cookie")
+        .to_owned();
+    let get = |path: &str| client.get(console(path)).header("cookie", &cookie).send();
+
+    // The page, its script (from this host only) and the stream it opens.
+    let page = get("/live?route=default&decision=retry&bodies=1").await?;
+    let policy = page.headers()["content-security-policy"]
+        .to_str()?
+        .to_owned();
+    assert!(policy.contains("script-src 'self'"), "{policy}");
+    let page = page.text().await?;
+    assert!(page.contains("<script src=\"/console/live.js\">"), "{page}");
+    assert!(
+        page.contains(
+            "data-source=\"/console/live/events?route=default&amp;decision=retry&amp;bodies=1\""
+        ),
+        "{page}"
+    );
+    let script = get("/live.js").await?;
+    assert_eq!(
+        script.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert!(script.text().await?.contains("new EventSource("));
+
+    let open = |query: &'static str| {
+        let request = client
+            .get(console(&format!("/live/events{query}")))
+            .header("cookie", &cookie);
+        async move {
+            let response = request.send().await?;
+            anyhow::ensure!(response.status() == 200, "{}", response.status());
+            anyhow::ensure!(response.headers()["content-type"] == "text/event-stream");
+            let mut events = Events {
+                response,
+                read: String::new(),
+            };
+            // The stream's opening, sent at once: it watches from now on.
+            let first = events.next().await?;
+            anyhow::ensure!(first.contains(": watching"), "{first}");
+            Ok::<_, anyhow::Error>(events)
+        }
+    };
+    let mut everything = open("").await?;
+    let mut retries_with_bodies = open("?decision=retry&bodies=1").await?;
+
+    let pusher = reqwest::Client::new();
+    for (id, tag) in [("live-ack", "ack"), ("live-retry", "retry")] {
+        cmq_push(&pusher, &url, id, tag).send().await?;
+    }
+    let first = everything.next_decision().await?;
+    assert_eq!(first["message_id"], "live-ack", "{first}");
+    assert_eq!(first["decision"], "ack");
+    assert_eq!(first["status"], 200);
+    assert_eq!(first["route"], "default");
+    assert_eq!(first["tags"], serde_json::json!(["ack"]));
+    assert!(first.get("body").is_none(), "no body unless asked: {first}");
+    let second = everything.next_decision().await?;
+    assert_eq!(second["message_id"], "live-retry");
+    assert_eq!(second["decision"], "retry");
+    assert_eq!(second["status"], 503);
+    assert_eq!(second["reason"], "tagged retry");
+    assert!(second.get("body").is_none(), "{second}");
+
+    // The filtered stream skipped the ack; it shows the retry's body, as asked.
+    let retry = retries_with_bodies.next_decision().await?;
+    assert_eq!(retry["message_id"], "live-retry", "{retry}");
+    assert_eq!(retry["body"]["text"], "test message");
+
+    // Logging out ends the session's streams.
+    let journal = get("/live").await?.text().await?;
+    let out = client
+        .post(console("/logout"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf(&journal))])
+        .send()
+        .await?;
+    assert_eq!(out.status(), 303);
+    let ended = loop {
+        let event = everything.next().await?;
+        if event.starts_with("event: ended") {
+            break event;
+        }
+    };
+    assert!(ended.contains("log in again"), "{ended}");
+
+    signal(&host, "TERM")?;
+    wait_keeping(&lines, "stopped", &mut log);
+    assert!(
+        log.iter()
+            .any(|line| line.contains("console live view opened")),
+        "{log:#?}"
+    );
+    Ok(())
+}

@@ -1,5 +1,6 @@
-//! The console's HTML: server-rendered pages with one embedded stylesheet, no script
-//! yet and nothing loaded from elsewhere; every text from a store or a guest escaped.
+//! The console's HTML: server-rendered pages with one embedded stylesheet (and the live
+//! page's one script), nothing loaded from elsewhere; every text from a store or a
+//! guest escaped.
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
@@ -51,7 +52,8 @@ pub(crate) fn page(
 ) -> Response<AnswerBody> {
     let nav = match session {
         Some(session) => format!(
-            "<a href=\"/console/routes\">Routes</a><a href=\"/console/dead-letters\">Dead letters</a>\
+            "<a href=\"/console/routes\">Routes</a><a href=\"/console/live\">Live</a>\
+             <a href=\"/console/dead-letters\">Dead letters</a>\
              <form method=\"post\" action=\"/console/logout\">{}\
              <button>Log out</button></form>",
             csrf_field(session)
@@ -90,14 +92,19 @@ pub(crate) fn redirect(location: &str) -> Response<AnswerBody> {
     response
 }
 
-/// A response with the console's security headers: no caching, no framing, no
-/// referrer, nothing loaded from elsewhere.
+/// A whole response with the console's security headers.
 pub(crate) fn respond(
     status: StatusCode,
     content_type: &'static str,
     body: Bytes,
 ) -> Response<AnswerBody> {
-    let mut response = Response::new(Full::new(body));
+    secured(status, content_type, Full::new(body))
+}
+
+/// A response with the console's security headers: no caching, no framing, no
+/// referrer, nothing loaded from elsewhere, scripts and connections to this host only.
+pub(crate) fn secured<B>(status: StatusCode, content_type: &'static str, body: B) -> Response<B> {
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -105,7 +112,8 @@ pub(crate) fn respond(
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+            "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; \
+             connect-src 'self'; form-action 'self'; \
              frame-ancestors 'none'; base-uri 'none'",
         ),
     );

@@ -100,6 +100,15 @@ impl Sessions {
             })
     }
 
+    /// Whether `current` is still open: not logged out, expired or closed for a newer one.
+    pub(crate) fn is_open(&self, current: &Current) -> bool {
+        let now = Instant::now();
+        self.lock()
+            .sessions
+            .iter()
+            .any(|session| session.expires > now && session.id == current.id)
+    }
+
     /// Closes `current`.
     pub(crate) fn log_out(&self, current: &Current) {
         self.lock()
