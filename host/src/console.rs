@@ -464,8 +464,9 @@ async fn dead_letters(
         .map(|entry| {
             format!(
                 "<tr><td><input type=\"checkbox\" name=\"id\" value=\"{id}\" aria-label=\"select {id}\"></td>\
-                 <td><a href=\"/console/dead-letters/{id}\">{id}</a></td><td class=\"optional\">{at}</td>\
-                 <td>{route}</td><td>{message}</td><td class=\"optional\">{attempts}</td><td class=\"reason\">{reason}</td></tr>",
+                 <td data-label=\"Entry\"><a href=\"/console/dead-letters/{id}\">{id}</a></td><td data-label=\"Journaled\">{at}</td>\
+                 <td data-label=\"Route\">{route}</td><td data-label=\"Message id\">{message}</td>\
+                 <td data-label=\"Attempts\">{attempts}</td><td class=\"reason\" data-label=\"Reason\">{reason}</td></tr>",
                 id = entry.id,
                 at = humantime::format_rfc3339_seconds(entry.created),
                 route = escape(entry.route.as_deref().unwrap_or("-")),
@@ -517,7 +518,8 @@ async fn dead_letters(
          <select name=\"within\"><option value=\"\">any time</option>{within_options}</select><button>Filter</button></form>\
          <p class=\"note\">{count} of {total} entries.</p>\
          <form method=\"post\" action=\"/console/dead-letters/replay\">{csrf}\
-         <table><tr><th></th><th>Entry</th><th class=\"optional\">Journaled (UTC)</th><th>Route</th><th>Message id</th><th class=\"optional\">Attempts</th><th>Reason</th></tr>{rows}</table>\
+         <table class=\"cards\"><thead><tr><th></th><th>Entry</th><th>Journaled (UTC)</th><th>Route</th>\
+         <th>Message id</th><th>Attempts</th><th>Reason</th></tr></thead>{rows}</table>\
          <p><button>Replay selected</button> <button class=\"danger\" formaction=\"/console/dead-letters/purge\">Purge selected</button></p></form>{pager}",
         reason_value = escape(first("reason")),
         within_options = ["1h", "1d", "7d"]
@@ -696,9 +698,17 @@ fn url_encode(text: &str) -> String {
     form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
-/// Refuses a POST a browser sent from another origin: its `Origin` (or, lacking one,
-/// `Referer`) must name this host. (The session cookie is `SameSite=Strict` too.)
+/// Refuses a POST a browser sent from another origin: its `Sec-Fetch-Site`, when it
+/// sends one, must say `same-origin`, and its `Origin` (or, lacking one, `Referer`) must
+/// name this host. (The session cookie is `SameSite=Strict` too, which another port
+/// of the same host does not stop: a site is a host, whatever its port.)
 fn same_origin(headers: &HeaderMap) -> Result<(), &'static str> {
+    const FROM_ELSEWHERE: &str = "the form came from another site";
+    if let Some(site) = headers.get("sec-fetch-site")
+        && site.as_bytes() != b"same-origin"
+    {
+        return Err(FROM_ELSEWHERE);
+    }
     let host = headers
         .get(header::HOST)
         .and_then(|value| value.to_str().ok())
@@ -718,7 +728,7 @@ fn same_origin(headers: &HeaderMap) -> Result<(), &'static str> {
             if authority == Some(host) {
                 Ok(())
             } else {
-                Err("the form came from another site")
+                Err(FROM_ELSEWHERE)
             }
         }
     }

@@ -2,7 +2,8 @@
 //! admin token, a login that sets an `HttpOnly`, `SameSite=Strict` cookie, the journal
 //! of real pushes listed and shown, a forged or cross-site action refused, replay
 //! through the route's current component (kept while it asks for a retry, removed once
-//! a reload makes it ack), purge, logout; and the token never in a log line.
+//! a reload makes it ack), purge, logout; the live view's stream; two hosts on one
+//! PostgreSQL store acting on one journal; and the token never in a log line.
 //!
 //! A test of the `cmq-host` package, so that cargo builds the binary for it.
 
@@ -470,5 +471,112 @@ async fn the_live_view_streams_decisions_as_they_happen_filtered_with_bodies_onl
             .any(|line| line.contains("console live view opened")),
         "{log:#?}"
     );
+    Ok(())
+}
+
+/// Logs in to the console at `admin`: the session's cookie.
+async fn log_in(client: &reqwest::Client, admin: &str) -> anyhow::Result<String> {
+    let login = client
+        .post(format!("{admin}/console/login"))
+        .form(&[("token", ADMIN_TOKEN)])
+        .send()
+        .await?;
+    anyhow::ensure!(login.status() == 303, "login: {}", login.status());
+    Ok(login.headers()["set-cookie"]
+        .to_str()?
+        .split(';')
+        .next()
+        .expect("a cookie")
+        .to_owned())
+}
+
+#[tokio::test]
+async fn hosts_sharing_a_postgresql_store_show_and_act_on_one_journal_in_their_consoles()
+-> anyhow::Result<()> {
+    let dir = cmq_tests::test_dir().join(format!("console-shared-{}", next_number()));
+    std::fs::create_dir_all(&dir)?;
+    std::fs::copy(guest("faulty"), dir.join("handler.wasm"))?;
+    let config = dir.join("cmq.toml");
+    std::fs::write(
+        &config,
+        "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+         [routes.orders]\npath = \"/orders\"\ncomponent = \"handler.wasm\"\nmax_attempts = 1\n",
+    )?;
+    let state = fresh_state(true).await?;
+    let start = || {
+        let mut command = cmq_host();
+        command
+            .env("CMQ_HOST_ADMIN_TOKEN", ADMIN_TOKEN)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .args(["--state", &state]);
+        let (host, lines, url) = spawn_listening(&mut command)?;
+        let admin = admin_url(&lines);
+        wait_for(&lines, "console on ");
+        Ok::<_, anyhow::Error>((host, lines, url, admin))
+    };
+    let (one, one_lines, one_url, one_admin) = start()?;
+    let (two, two_lines, _, two_admin) = start()?;
+
+    // A message journaled by the first host...
+    let pusher = reqwest::Client::new();
+    let answer = cmq_push(&pusher, &format!("{one_url}/orders"), "shared-1", "drop")
+        .send()
+        .await?;
+    assert_eq!(answer.status(), 200);
+
+    // ...is in the second host's console, whole, and purged there...
+    let client = reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()?;
+    let cookie = log_in(&client, &two_admin).await?;
+    let journal = client
+        .get(format!("{two_admin}/console/dead-letters"))
+        .header("cookie", &cookie)
+        .send()
+        .await?
+        .text()
+        .await?;
+    let ids = listed(&journal);
+    assert_eq!(ids.len(), 1, "{journal}");
+    assert!(journal.contains("shared-1"), "{journal}");
+    let entry = client
+        .get(format!("{two_admin}/console/dead-letters/{}", ids[0]))
+        .header("cookie", &cookie)
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(entry.contains("dropped: tagged drop"), "{entry}");
+    let purged = client
+        .post(format!("{two_admin}/console/dead-letters/purge"))
+        .header("cookie", &cookie)
+        .form(&[
+            ("id", ids[0].as_str()),
+            ("csrf", csrf(&journal).as_str()),
+            ("confirmed", "yes"),
+        ])
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(purged.contains("removed"), "{purged}");
+
+    // ...and so gone from the first host's console too.
+    let cookie = log_in(&client, &one_admin).await?;
+    let journal = client
+        .get(format!("{one_admin}/console/dead-letters"))
+        .header("cookie", &cookie)
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(listed(&journal).is_empty(), "{journal}");
+    assert!(journal.contains("0 of 0 entries"), "{journal}");
+
+    for (host, lines) in [(&one, &one_lines), (&two, &two_lines)] {
+        signal(host, "TERM")?;
+        wait_for(lines, "stopped");
+    }
     Ok(())
 }

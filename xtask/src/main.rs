@@ -4,6 +4,7 @@
 
 mod bench;
 mod bench_targets;
+mod chromium;
 mod componentize;
 mod compose;
 mod guests;

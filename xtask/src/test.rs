@@ -5,7 +5,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{cargo, guests, haproxy, postgres, prometheus, repo_root};
+use crate::{cargo, chromium, guests, haproxy, postgres, prometheus, repo_root};
 
 /// One check: what the failure line calls it, and how to run it.
 struct Step {
@@ -59,17 +59,20 @@ pub fn run() -> Result<()> {
             ],
         ),
         Step {
-            name: "test (root workspace, with PostgreSQL for the shared store, HAProxy and \
-                   Prometheus)",
+            name: "test (root workspace, with PostgreSQL for the shared store, HAProxy, \
+                   Prometheus and Chromium)",
             run: Box::new(|| {
                 let postgres = postgres::ensure()?;
                 let haproxy = haproxy::ensure()?;
                 let prometheus = prometheus::ensure()?;
+                let (browser, driver) = chromium::ensure()?;
                 let status = Command::new(cargo())
                     .args(["test", "--workspace"])
                     .env(postgres::URL_VAR, &postgres.url)
                     .env(haproxy::BIN_VAR, haproxy)
                     .env(prometheus::BIN_VAR, prometheus)
+                    .env(chromium::BROWSER_VAR, browser)
+                    .env(chromium::DRIVER_VAR, driver)
                     .current_dir(repo_root())
                     .status()
                     .context("running cargo test --workspace")?;

@@ -5,10 +5,14 @@
   const table = document.getElementById("live");
   const status = document.getElementById("live-status");
   const MAX_ROWS = 200;
+  // Each cell is labelled with its column, for the narrow layout.
+  const labels = [...table.tHead.rows[0].cells].map((th) => th.textContent);
   const source = new EventSource(table.dataset.source);
   const cell = (row, text, className) => {
     const td = row.insertCell();
     td.textContent = text;
+    const label = labels[td.cellIndex];
+    if (label && row.className === "decision") td.dataset.label = label;
     if (className) td.className = className;
     return td;
   };
@@ -37,9 +41,9 @@
     cell(row, seen.message_id);
     cell(row, seen.decision, seen.status >= 200 && seen.status < 300 ? "ok" : "kept");
     cell(row, String(seen.status));
-    cell(row, seen.attempt === undefined ? "-" : String(seen.attempt), "optional");
-    cell(row, `${seen.duration_ms.toFixed(1)} ms`, "optional");
-    cell(row, seen.tags.join(", "), "optional");
+    cell(row, seen.attempt === undefined ? "-" : String(seen.attempt));
+    cell(row, `${seen.duration_ms.toFixed(1)} ms`);
+    cell(row, seen.tags.join(", "));
     cell(row, seen.reason === undefined ? "" : seen.reason, "reason");
     if (seen.body !== undefined) {
       const pre = document.createElement("pre");

@@ -130,9 +130,9 @@ pub(crate) fn body(receiver: &Receiver, filter: &Filter) -> String {
          <label><input type=\"checkbox\" name=\"bodies\" value=\"1\"{checked}> show bodies</label>\
          <button>Watch</button></form>\
          <p id=\"live-status\" class=\"note\">Connecting…</p>\
-         <table id=\"live\" data-source=\"/console/live/events?{query}\"><thead><tr><th>Time (UTC)</th><th>Route</th>\
-         <th>Message id</th><th>Decision</th><th>Status</th><th class=\"optional\">Attempt</th>\
-         <th class=\"optional\">Took</th><th class=\"optional\">Tags</th><th>Reason</th></tr></thead></table>\
+         <table id=\"live\" class=\"cards\" data-source=\"/console/live/events?{query}\"><thead><tr><th>Time (UTC)</th><th>Route</th>\
+         <th>Message id</th><th>Decision</th><th>Status</th><th>Attempt</th>\
+         <th>Took</th><th>Tags</th><th>Reason</th></tr></thead></table>\
          <noscript><p>The live page needs JavaScript; <a href=\"/console/routes\">Routes</a> shows the counts.</p></noscript>\
          <script src=\"/console/live.js\"></script>",
         checked = if filter.bodies { " checked" } else { "" },

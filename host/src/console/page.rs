@@ -17,14 +17,18 @@ header{background:#22313f;color:#fff;padding:.6em 1em;display:flex;gap:1em;align
 header a{color:#fff}header form{margin-left:auto}
 main{padding:1em;max-width:72em}
 table{border-collapse:collapse;width:100%;background:#fff}
-th,td{border-bottom:1px solid #ddd;padding:.35em .5em;text-align:left;vertical-align:top}
+th,td{border-bottom:1px solid #ddd;padding:.35em .5em;text-align:left;vertical-align:top;overflow-wrap:anywhere}
 td.reason{max-width:28em;overflow-wrap:anywhere}
 pre{background:#fff;border:1px solid #ddd;padding:.6em;overflow:auto;white-space:pre-wrap;overflow-wrap:anywhere}
 form.filter{display:flex;gap:.5em;flex-wrap:wrap;margin-bottom:1em}
 input,select,button{font:inherit;padding:.3em .5em}
 button.danger{background:#a4262c;color:#fff;border:0}
 .note{color:#555}.ok{color:#106b21}.kept{color:#a4262c}
-@media (max-width:40em){th.optional,td.optional{display:none}}
+@media (max-width:40em){table.cards thead{display:none}
+table.cards,table.cards tbody,table.cards tr,table.cards td{display:block}
+table.cards tr{border-bottom:1px solid #ddd;padding:.3em 0}
+table.cards td{border:0;padding:.1em .5em}
+table.cards td[data-label]::before{content:attr(data-label) \": \";font-weight:600}}
 ";
 
 /// Escapes `text` for HTML text and attribute values.
@@ -102,7 +106,7 @@ pub(crate) fn respond(
 }
 
 /// A response with the console's security headers: no caching, no framing, no
-/// referrer, nothing loaded from elsewhere, scripts and connections to this host only.
+/// referrer to other sites, nothing loaded from elsewhere, scripts and connections to this host only.
 pub(crate) fn secured<B>(status: StatusCode, content_type: &'static str, body: B) -> Response<B> {
     let mut response = Response::new(body);
     *response.status_mut() = status;
@@ -120,7 +124,9 @@ pub(crate) fn secured<B>(status: StatusCode, content_type: &'static str, body: B
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        // Not `no-referrer`: under it a browser sends `Origin: null` with the console's
+        // own forms, and those are refused as from elsewhere.
+        HeaderValue::from_static("same-origin"),
     );
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,

@@ -121,8 +121,8 @@ pub(crate) async fn body(receiver: &Receiver, last: &LastSeen) -> String {
         samples
             .iter()
             .filter(|sample| sample.name == name && sample.label("route") == Some(route))
-            .map(|sample| sample.value)
-            .sum()
+            // Not `sum`, whose sum of nothing is -0.
+            .fold(0.0, |sum, sample| sum + sample.value)
     };
     let single = |name: &str| {
         samples
@@ -150,8 +150,10 @@ pub(crate) async fn body(receiver: &Receiver, last: &LastSeen) -> String {
             .collect::<Vec<_>>()
             .join("<br>");
         rows.push_str(&format!(
-            "<tr><td>{name}</td><td>{path}</td><td class=\"optional\">{component}<br><span class=\"note\">{serves:?}, {loaded:?} in {ms} ms</span></td>\
-             <td>{decisions}</td><td>{faults:.0}</td><td>{in_flight:.0}</td><td>{p50}<br>{p99}</td></tr>",
+            "<tr><td data-label=\"Route\">{name}</td><td data-label=\"Path\">{path}</td>\
+             <td data-label=\"Component\">{component}<br><span class=\"note\">{serves:?}, {loaded:?} in {ms} ms</span></td>\
+             <td data-label=\"Messages\">{decisions}</td><td data-label=\"Faults\">{faults:.0}</td>\
+             <td data-label=\"In flight\">{in_flight:.0}</td><td data-label=\"Guest p50, p99\">{p50}<br>{p99}</td></tr>",
             name = escape(&route.name),
             path = escape(&route.path),
             component = escape(&route.component.display().to_string()),
@@ -183,8 +185,8 @@ pub(crate) async fn body(receiver: &Receiver, last: &LastSeen) -> String {
     };
     format!(
         "<p class=\"note\">Generation {generation}, {reload}. Rates are since this page was last shown.</p>\
-         <table><tr><th>Route</th><th>Path</th><th class=\"optional\">Component</th><th>Messages</th>\
-         <th>Faults</th><th>In flight</th><th>Guest p50<br>p99</th></tr>{rows}</table>",
+         <table class=\"cards\"><thead><tr><th>Route</th><th>Path</th><th>Component</th><th>Messages</th>\
+         <th>Faults</th><th>In flight</th><th>Guest p50<br>p99</th></tr></thead>{rows}</table>",
         generation = receiver.generation(),
     )
 }
