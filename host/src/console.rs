@@ -28,7 +28,7 @@ use hyper::body::Incoming;
 use crate::access::Token;
 use crate::answer::AnswerBody;
 use crate::receiver::Receiver;
-use crate::store::DeadLetter;
+use crate::store::JournalQuery;
 
 use live::EventStream;
 use page::{csrf_field, escape, page, redirect, respond, secured};
@@ -38,7 +38,7 @@ use session::{Current, Sessions};
 const MAX_FORM: usize = 64 << 10;
 
 /// Entries a page of the journal shows.
-const PAGE_SIZE: usize = 50;
+const PAGE_SIZE: u32 = 50;
 
 /// The body of the console's answers: a whole page, or the live page's stream.
 pub(crate) type ConsoleBody = Either<AnswerBody, EventStream>;
@@ -407,8 +407,35 @@ async fn dead_letters(
             "<p>This host keeps no store (<code>--no-state</code>): nothing is journaled.</p>",
         );
     };
-    let entries = match store.dead_letters().await {
-        Ok(entries) => entries,
+    let first = |key: &str| {
+        query
+            .get(key)
+            .and_then(|values| values.first())
+            .map(String::as_str)
+            .unwrap_or("")
+    };
+    let route = first("route");
+    let within = match first("within") {
+        "1h" => Some(Duration::from_secs(3600)),
+        "1d" => Some(Duration::from_secs(86_400)),
+        "7d" => Some(Duration::from_secs(7 * 86_400)),
+        _ => None,
+    };
+    let page_number = first("page").parse::<u64>().unwrap_or(1).max(1);
+    let journal_query = JournalQuery {
+        route: Some(route.to_owned()).filter(|route| !route.is_empty()),
+        reason: Some(first("reason").to_owned()).filter(|reason| !reason.is_empty()),
+        since: within.and_then(|within| SystemTime::now().checked_sub(within)),
+        limit: PAGE_SIZE,
+        offset: (page_number - 1).saturating_mul(u64::from(PAGE_SIZE)),
+    };
+    let read = async {
+        let counts = store.dead_letter_counts().await?;
+        let (entries, matching) = store.journal_page(journal_query).await?;
+        Ok::<_, crate::store::StoreError>((counts, entries, matching))
+    };
+    let (counts, entries, matching) = match read.await {
+        Ok(read) => read,
         Err(err) => {
             return page(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -421,46 +448,12 @@ async fn dead_letters(
             );
         }
     };
-    let first = |key: &str| {
-        query
-            .get(key)
-            .and_then(|values| values.first())
-            .map(String::as_str)
-            .unwrap_or("")
-    };
-    let route = first("route");
-    let reason = first("reason").to_lowercase();
-    let within = match first("within") {
-        "1h" => Some(Duration::from_secs(3600)),
-        "1d" => Some(Duration::from_secs(86_400)),
-        "7d" => Some(Duration::from_secs(7 * 86_400)),
-        _ => None,
-    };
-    let now = SystemTime::now();
-    let mut routes: Vec<String> = entries
-        .iter()
-        .filter_map(|entry| entry.route.clone())
-        .collect();
+    let total: u64 = counts.iter().map(|count| count.entries).sum();
+    let mut routes: Vec<String> = counts.into_iter().filter_map(|count| count.route).collect();
     routes.sort();
-    routes.dedup();
-    let matching: Vec<&DeadLetter> = entries
+    let pages = matching.div_ceil(u64::from(PAGE_SIZE)).max(1);
+    let rows: String = entries
         .iter()
-        .rev()
-        .filter(|entry| route.is_empty() || entry.route.as_deref() == Some(route))
-        .filter(|entry| reason.is_empty() || entry.reason.to_lowercase().contains(&reason))
-        .filter(|entry| {
-            within.is_none_or(|within| {
-                now.duration_since(entry.created)
-                    .is_ok_and(|age| age <= within)
-            })
-        })
-        .collect();
-    let pages = matching.len().div_ceil(PAGE_SIZE).max(1);
-    let page_number = first("page").parse::<usize>().unwrap_or(1).clamp(1, pages);
-    let rows: String = matching
-        .iter()
-        .skip((page_number - 1) * PAGE_SIZE)
-        .take(PAGE_SIZE)
         .map(|entry| {
             format!(
                 "<tr><td><input type=\"checkbox\" name=\"id\" value=\"{id}\" aria-label=\"select {id}\"></td>\
@@ -492,8 +485,8 @@ async fn dead_letters(
         escape(&url_encode(first("reason"))),
         escape(&url_encode(first("within")))
     );
-    let pager = if pages > 1 {
-        let link = |n: usize, text: &str| {
+    let pager = if pages > 1 || page_number > 1 {
+        let link = |n: u64, text: &str| {
             format!("<a href=\"/console/dead-letters?{filter_query}&amp;page={n}\">{text}</a>")
         };
         format!(
@@ -533,8 +526,7 @@ async fn dead_letters(
                 }
             ))
             .collect::<String>(),
-        count = matching.len(),
-        total = entries.len(),
+        count = matching,
         csrf = csrf_field(session),
     );
     page(StatusCode::OK, "Dead letters", Some(session), &body)

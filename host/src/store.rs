@@ -156,6 +156,55 @@ pub struct DeadLetter {
     pub route: Option<String>,
 }
 
+/// Which journal entries to list, and how many.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct JournalQuery {
+    /// Only this route's.
+    pub(crate) route: Option<String>,
+    /// Only those whose reason holds this text (ASCII letters in either case).
+    pub(crate) reason: Option<String>,
+    /// Only those journaled since.
+    pub(crate) since: Option<SystemTime>,
+    pub(crate) limit: u32,
+    pub(crate) offset: u64,
+}
+
+impl JournalQuery {
+    /// The reason's `LIKE` pattern: lower case, `!` escaping the wildcards.
+    fn reason_pattern(&self) -> Option<String> {
+        self.reason.as_ref().map(|text| {
+            let mut pattern = String::from("%");
+            for c in text.to_ascii_lowercase().chars() {
+                if matches!(c, '%' | '_' | '!') {
+                    pattern.push('!');
+                }
+                pattern.push(c);
+            }
+            pattern.push('%');
+            pattern
+        })
+    }
+
+    /// The oldest `created_ms` it lists.
+    fn since_ms(&self) -> i64 {
+        self.since
+            .and_then(|since| since.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, millis)
+    }
+}
+
+/// A journal entry as a list shows it: no body, its length only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ListedDeadLetter {
+    pub(crate) id: i64,
+    pub(crate) message_id: String,
+    pub(crate) reason: String,
+    pub(crate) attempts: u32,
+    pub(crate) created: SystemTime,
+    pub(crate) route: Option<String>,
+    pub(crate) body_bytes: u64,
+}
+
 /// How many journal entries one route has (none: entries from before the journal kept
 /// routes).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -364,6 +413,18 @@ impl Store {
         match &self.backend {
             Backend::Sqlite(store) => timed(store.dead_letters(None)).await,
             Backend::Postgres(store) => timed(store.dead_letters(None)).await,
+        }
+    }
+
+    /// The entries `query` picks, newest first and without their bodies, and how many
+    /// it matches in all: a page of the journal, however long the journal.
+    pub(crate) async fn journal_page(
+        &self,
+        query: JournalQuery,
+    ) -> Result<(Vec<ListedDeadLetter>, u64), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(store) => timed(store.journal_page(query)).await,
+            Backend::Postgres(store) => timed(store.journal_page(query)).await,
         }
     }
 

@@ -580,3 +580,84 @@ async fn hosts_sharing_a_postgresql_store_show_and_act_on_one_journal_in_their_c
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn the_journal_is_paged_and_filtered_by_the_store_on_both_backends() -> anyhow::Result<()> {
+    for postgres in [false, true] {
+        let dir = cmq_tests::test_dir().join(format!("console-pages-{}", next_number()));
+        std::fs::create_dir_all(&dir)?;
+        std::fs::copy(guest("faulty"), dir.join("handler.wasm"))?;
+        let config = dir.join("cmq.toml");
+        std::fs::write(
+            &config,
+            "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+             [routes.orders]\npath = \"/orders\"\ncomponent = \"handler.wasm\"\nmax_attempts = 1\n\
+             [routes.refunds]\npath = \"/refunds\"\ncomponent = \"handler.wasm\"\nmax_attempts = 1\n",
+        )?;
+        let state = fresh_state(postgres).await?;
+        let mut command = cmq_host();
+        command
+            .env("CMQ_HOST_ADMIN_TOKEN", ADMIN_TOKEN)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .args(["--state", &state]);
+        let (host, lines, url) = spawn_listening(&mut command)?;
+        let admin = admin_url(&lines);
+        wait_for(&lines, "console on ");
+
+        // 52 drops to /orders, then 3 retries to /refunds: 55 entries, 2 pages.
+        let pusher = reqwest::Client::new();
+        for n in 0..55 {
+            let (route, tag) = if n < 52 {
+                ("orders", "drop")
+            } else {
+                ("refunds", "retry")
+            };
+            let answer = cmq_push(
+                &pusher,
+                &format!("{url}/{route}"),
+                &format!("page-{n}"),
+                tag,
+            )
+            .send()
+            .await?;
+            assert_eq!(answer.status(), 200);
+        }
+        let client = reqwest::Client::builder()
+            .redirect(Policy::none())
+            .build()?;
+        let cookie = log_in(&client, &admin).await?;
+        let journal = |query: &str| {
+            let request = client
+                .get(format!("{admin}/console/dead-letters?{query}"))
+                .header("cookie", &cookie);
+            async move { anyhow::Ok(request.send().await?.text().await?) }
+        };
+        let first = journal("").await?;
+        assert_eq!(listed(&first).len(), 50, "{postgres}");
+        assert!(first.contains("55 of 55 entries"), "{first}");
+        assert!(first.contains("Page 1 of 2"), "{first}");
+        // Newest first: the retries lead.
+        assert!(first.find("page-54") < first.find("page-51"), "{first}");
+        let second = journal("page=2").await?;
+        assert_eq!(listed(&second).len(), 5, "{second}");
+        assert!(second.contains("page-0<"), "{second}");
+
+        let refunds = journal("route=refunds").await?;
+        assert_eq!(listed(&refunds).len(), 3, "{refunds}");
+        assert!(refunds.contains("3 of 55 entries"), "{refunds}");
+        // The reason's text in either case; wildcards are text, not patterns.
+        let retries = journal("reason=TAGGED+RETRY&within=1h").await?;
+        assert_eq!(listed(&retries).len(), 3, "{retries}");
+        for wildcard in ["%25", "_"] {
+            let none = journal(&format!("reason={wildcard}")).await?;
+            assert!(listed(&none).is_empty(), "{wildcard}: {none}");
+        }
+        let both = journal("route=orders&reason=drop&page=2").await?;
+        assert_eq!(listed(&both).len(), 2, "{both}");
+
+        signal(&host, "TERM")?;
+        wait_for(&lines, "stopped");
+    }
+    Ok(())
+}

@@ -17,10 +17,13 @@ use tokio_postgres::{Client, Config, NoTls, Statement};
 
 use super::request::{ClaimRequest, Journal, Settle, attempts, millis, parse_format, time_of};
 use super::sql::{
-    ADD_ROUTE_COLUMN, CLAIM, COUNT_DEAD_LETTERS, COUNT_UNCOUNTED, INSERT_DEAD_LETTER,
-    MARK_JOURNALED, SCHEMA, SELECT_DEAD_LETTERS, SELECT_RECORD, SETTLE, TAKE_UNCOUNTED,
+    ADD_ROUTE_COLUMN, CLAIM, COUNT_DEAD_LETTERS, COUNT_JOURNAL_PAGE, COUNT_UNCOUNTED,
+    INSERT_DEAD_LETTER, MARK_JOURNALED, SCHEMA, SELECT_DEAD_LETTERS, SELECT_JOURNAL_PAGE,
+    SELECT_RECORD, SETTLE, TAKE_UNCOUNTED,
 };
-use super::{Claim, DeadLetter, MessageRecord, RouteCount, StoreError};
+use super::{
+    Claim, DeadLetter, JournalQuery, ListedDeadLetter, MessageRecord, RouteCount, StoreError,
+};
 
 /// How long connecting may take; the store's per-operation timeout bounds the rest.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -206,6 +209,45 @@ impl PostgresStore {
                 route: row.get(9),
             })
             .collect())
+    }
+
+    pub(super) async fn journal_page(
+        &self,
+        query: JournalQuery,
+    ) -> Result<(Vec<ListedDeadLetter>, u64), StoreError> {
+        let session = self.fast.get().await?;
+        let reason = query.reason_pattern();
+        let since = query.since_ms();
+        let limit = i64::from(query.limit);
+        let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
+        let failed = |err| StoreError::new("reading the journal", err);
+        let matching: i64 = session
+            .client
+            .query_one(COUNT_JOURNAL_PAGE, &[&query.route, &reason, &since])
+            .await
+            .map_err(failed)?
+            .get(0);
+        let rows = session
+            .client
+            .query(
+                SELECT_JOURNAL_PAGE,
+                &[&query.route, &reason, &since, &limit, &offset],
+            )
+            .await
+            .map_err(failed)?;
+        let entries = rows
+            .iter()
+            .map(|row| ListedDeadLetter {
+                id: row.get(0),
+                message_id: row.get(1),
+                reason: row.get(2),
+                attempts: attempts(row.get(3)),
+                created: time_of(row.get(4)),
+                route: row.get(5),
+                body_bytes: u64::try_from(row.get::<_, i32>(6)).unwrap_or(0),
+            })
+            .collect();
+        Ok((entries, u64::try_from(matching).unwrap_or(0)))
     }
 
     pub(super) async fn dead_letter_counts(&self) -> Result<Vec<RouteCount>, StoreError> {

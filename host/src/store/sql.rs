@@ -97,6 +97,30 @@ FROM cmq_dead_letters
 ";
 
 /// The journal's entries by route (NULL: entries from before the journal kept routes).
+/// Which journal entries a page shows, shared by [`SELECT_JOURNAL_PAGE`] and
+/// [`COUNT_JOURNAL_PAGE`]: `$1` the route (NULL: any), `$2` a `LIKE` pattern the
+/// reason, in lower case, matches (NULL: any), `$3` the oldest `created_ms`.
+macro_rules! journal_filter {
+    () => {
+        " WHERE (CAST($1 AS TEXT) IS NULL OR route = $1) \
+          AND (CAST($2 AS TEXT) IS NULL OR lower(reason) LIKE $2 ESCAPE '!') \
+          AND created_ms >= $3 "
+    };
+}
+
+/// A page of the journal, newest first, without the bodies (their length only): the
+/// filter's `$1`–`$3`, then `$4` entries at most from the `$5`th on.
+pub(super) const SELECT_JOURNAL_PAGE: &str = concat!(
+    "SELECT id, message_id, reason, attempts, created_ms, route, length(body) \
+     FROM cmq_dead_letters",
+    journal_filter!(),
+    "ORDER BY id DESC LIMIT $4 OFFSET $5"
+);
+
+/// How many entries the filter's `$1`–`$3` match.
+pub(super) const COUNT_JOURNAL_PAGE: &str =
+    concat!("SELECT count(*) FROM cmq_dead_letters", journal_filter!());
+
 pub(super) const COUNT_DEAD_LETTERS: &str =
     "SELECT route, count(*) FROM cmq_dead_letters GROUP BY route";
 

@@ -20,11 +20,13 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::request::{ClaimRequest, Journal, Settle, attempts, now_ms, parse_format, time_of};
 use super::sql::{
-    ADD_ROUTE_COLUMN, CLAIM, COUNT_DEAD_LETTERS, COUNT_UNCOUNTED, HAS_ROUTE_COLUMN,
-    INSERT_DEAD_LETTER, MARK_JOURNALED, SCHEMA, SELECT_DEAD_LETTERS, SELECT_RECORD, SETTLE,
-    TAKE_UNCOUNTED,
+    ADD_ROUTE_COLUMN, CLAIM, COUNT_DEAD_LETTERS, COUNT_JOURNAL_PAGE, COUNT_UNCOUNTED,
+    HAS_ROUTE_COLUMN, INSERT_DEAD_LETTER, MARK_JOURNALED, SCHEMA, SELECT_DEAD_LETTERS,
+    SELECT_JOURNAL_PAGE, SELECT_RECORD, SETTLE, TAKE_UNCOUNTED,
 };
-use super::{Claim, DeadLetter, MessageRecord, RouteCount, StoreError};
+use super::{
+    Claim, DeadLetter, JournalQuery, ListedDeadLetter, MessageRecord, RouteCount, StoreError,
+};
 
 /// The database's page size for a new file (see [`open_connection`]); a file made by
 /// an older cmq-host may have 4 KiB pages.
@@ -251,6 +253,42 @@ impl SqliteStore {
                 })
             })?;
             rows.collect()
+        })
+        .await
+    }
+
+    pub(super) async fn journal_page(
+        &self,
+        query: JournalQuery,
+    ) -> Result<(Vec<ListedDeadLetter>, u64), StoreError> {
+        self.read(move |conn| {
+            let filter = params![query.route, query.reason_pattern(), query.since_ms()];
+            let matching: i64 = conn
+                .prepare_cached(&numbered(COUNT_JOURNAL_PAGE))?
+                .query_row(filter, |row| row.get(0))?;
+            let mut statement = conn.prepare_cached(&numbered(SELECT_JOURNAL_PAGE))?;
+            let rows = statement.query_map(
+                params![
+                    query.route,
+                    query.reason_pattern(),
+                    query.since_ms(),
+                    i64::from(query.limit),
+                    i64::try_from(query.offset).unwrap_or(i64::MAX),
+                ],
+                |row| {
+                    Ok(ListedDeadLetter {
+                        id: row.get(0)?,
+                        message_id: row.get(1)?,
+                        reason: row.get(2)?,
+                        attempts: attempts(row.get(3)?),
+                        created: time_of(row.get(4)?),
+                        route: row.get(5)?,
+                        body_bytes: u64::try_from(row.get::<_, i64>(6)?).unwrap_or(0),
+                    })
+                },
+            )?;
+            let entries = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok((entries, u64::try_from(matching).unwrap_or(0)))
         })
         .await
     }
