@@ -97,16 +97,30 @@ async fn the_console_lists_shows_replays_and_purges_the_journal_behind_the_admin
         .redirect(Policy::none())
         .build()?;
     let console = |path: &str| format!("{admin}/console{path}");
-    // Without the token: pages send to the login form, actions are refused.
-    let page = client.get(console("/dead-letters")).send().await?;
-    assert_eq!(page.status(), 303);
-    assert_eq!(page.headers()["location"], "/console/login");
-    let action = client
-        .post(console("/dead-letters/purge"))
-        .form(&[("id", "1"), ("confirmed", "yes")])
-        .send()
-        .await?;
-    assert_eq!(action.status(), 403);
+    // Without the token: every page sends to the login form, the live stream and every
+    // action are refused.
+    for path in [
+        "",
+        "/",
+        "/routes",
+        "/live",
+        "/dead-letters",
+        "/dead-letters/1",
+    ] {
+        let page = client.get(console(path)).send().await?;
+        assert_eq!(page.status(), 303, "{path}");
+        assert_eq!(page.headers()["location"], "/console/login", "{path}");
+    }
+    let stream = client.get(console("/live/events")).send().await?;
+    assert_eq!(stream.status(), 403);
+    for path in ["/dead-letters/purge", "/dead-letters/replay", "/logout"] {
+        let action = client
+            .post(console(path))
+            .form(&[("id", "1"), ("confirmed", "yes")])
+            .send()
+            .await?;
+        assert_eq!(action.status(), 403, "{path}");
+    }
     // /metrics and the health endpoints stay as they were.
     assert_eq!(
         client
