@@ -1,15 +1,15 @@
 //! The operator's console, on the admin listener under `/console`, behind the admin
-//! token: the dead-letter journal, paginated and filtered, each entry whole, and replay
-//! (through the route's current component, removed once acknowledged) or purge of one
-//! entry or a selection, each confirmed first. Every action's form carries the
-//! session's CSRF token and must come from the console's own origin; every action is
-//! logged with the session and the peer.
+//! token. This file routes its requests, logs in and out, and checks every action:
+//! its form must carry the session's CSRF token and come from the console's own
+//! origin; every login, refusal and action is logged with the session and the peer.
 //!
 //! - [`session`]: the admin token, sessions and their cookie, CSRF tokens;
 //! - [`routes`]: the routes page, from the metrics;
 //! - [`live`]: the live page, decisions as they happen;
+//! - [`dead_letters`]: the journal, one entry, replay and purge;
 //! - [`page`]: the HTML and the console's security headers.
 
+mod dead_letters;
 mod live;
 mod page;
 mod routes;
@@ -18,7 +18,6 @@ mod session;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
@@ -28,17 +27,13 @@ use hyper::body::Incoming;
 use crate::access::Token;
 use crate::answer::AnswerBody;
 use crate::receiver::Receiver;
-use crate::store::JournalQuery;
 
 use live::EventStream;
-use page::{csrf_field, escape, page, redirect, respond, secured};
+use page::{escape, page, redirect, respond, secured};
 use session::{Current, Sessions};
 
 /// The largest form the console reads.
 const MAX_FORM: usize = 64 << 10;
-
-/// Entries a page of the journal shows.
-const PAGE_SIZE: u32 = 50;
 
 /// The body of the console's answers: a whole page, or the live page's stream.
 pub(crate) type ConsoleBody = Either<AnswerBody, EventStream>;
@@ -177,12 +172,12 @@ impl Console {
                 Some(&session),
                 &live::body(receiver, &live::Filter::of(&query)),
             ),
-            "/console/dead-letters" => dead_letters(receiver, &session, &query).await,
+            "/console/dead-letters" => dead_letters::list(receiver, &session, &query).await,
             _ => match path
                 .strip_prefix("/console/dead-letters/")
                 .and_then(|id| id.parse::<i64>().ok())
             {
-                Some(id) => dead_letter(receiver, &session, id, &query).await,
+                Some(id) => dead_letters::entry(receiver, &session, id, &query).await,
                 None => page(StatusCode::NOT_FOUND, "Not found", Some(&session), ""),
             },
         }
@@ -235,398 +230,11 @@ impl Console {
             }
             return response;
         }
-        let ids: Vec<i64> = form
-            .get("id")
-            .into_iter()
-            .flatten()
-            .filter_map(|id| id.parse().ok())
-            .collect();
-        let Some(action) = path
-            .strip_prefix("/console/dead-letters/")
-            .and_then(Action::from_path)
-        else {
-            return page(StatusCode::NOT_FOUND, "Not found", Some(session), "");
-        };
-        if ids.is_empty() {
-            return page(
-                StatusCode::BAD_REQUEST,
-                "Nothing selected",
-                Some(session),
-                "<p><a href=\"/console/dead-letters\">Back to the journal</a></p>",
-            );
-        }
-        if form.get("confirmed").is_none() {
-            return confirm(session, action, &ids);
-        }
-        let Some(store) = receiver.store() else {
-            return page(StatusCode::NOT_FOUND, "No store", Some(session), "");
-        };
-        tracing::info!(
-            target: "cmq_host::console",
-            session = session.number,
-            %peer,
-            action = action.name(),
-            ids = ?ids,
-            "console action"
-        );
-        let mut rows = String::new();
-        for &id in &ids {
-            let outcome = match action {
-                Action::Purge => match store.remove_dead_letters(Some(vec![id])).await {
-                    Ok(1) => Ok("removed".to_owned()),
-                    Ok(_) => Err("no such entry".to_owned()),
-                    Err(err) => Err(err.to_string()),
-                },
-                Action::Replay => replay(receiver, id).await,
-            };
-            tracing::info!(
-                target: "cmq_host::console",
-                session = session.number,
-                action = action.name(),
-                id,
-                outcome = match &outcome { Ok(done) => done.as_str(), Err(why) => why.as_str() },
-                "console action done"
-            );
-            let (class, text) = match &outcome {
-                Ok(done) => ("ok", done.clone()),
-                Err(why) => ("kept", format!("{why}; kept")),
-            };
-            rows.push_str(&format!(
-                "<tr><td>{id}</td><td class=\"{class}\">{}</td></tr>",
-                escape(&text)
-            ));
-        }
-        page(
-            StatusCode::OK,
-            action.done_title(),
-            Some(session),
-            &format!(
-                "<table><tr><th>Entry</th><th>Outcome</th></tr>{rows}</table>\
-                 <p><a href=\"/console/dead-letters\">Back to the journal</a></p>"
-            ),
-        )
-    }
-}
-
-/// What a form asks of the selected entries.
-#[derive(Debug, Clone, Copy)]
-enum Action {
-    Replay,
-    Purge,
-}
-
-impl Action {
-    fn from_path(rest: &str) -> Option<Action> {
-        match rest {
-            "replay" => Some(Action::Replay),
-            "purge" => Some(Action::Purge),
-            _ => None,
+        match path.strip_prefix("/console/dead-letters/") {
+            Some(action) => dead_letters::act(receiver, session, action, form, peer).await,
+            None => page(StatusCode::NOT_FOUND, "Not found", Some(session), ""),
         }
     }
-
-    fn name(self) -> &'static str {
-        match self {
-            Action::Replay => "replay",
-            Action::Purge => "purge",
-        }
-    }
-
-    fn done_title(self) -> &'static str {
-        match self {
-            Action::Replay => "Replayed",
-            Action::Purge => "Purged",
-        }
-    }
-}
-
-/// Replays entry `id` through its route's current guest; removes it once acknowledged.
-async fn replay(receiver: &Receiver, id: i64) -> Result<String, String> {
-    let store = receiver.store().ok_or("no store")?;
-    let entry = store
-        .dead_letter(id)
-        .await
-        .map_err(|err| err.to_string())?
-        .ok_or("no such entry")?;
-    receiver.replay(&entry).await?;
-    match store.remove_dead_letters(Some(vec![id])).await {
-        Ok(_) => Ok("acknowledged, removed".to_owned()),
-        Err(err) => Err(format!("acknowledged, but not removed: {err}")),
-    }
-}
-
-/// The confirmation of `action` on `ids`: the same form again, confirmed.
-fn confirm(session: &Current, action: Action, ids: &[i64]) -> Response<AnswerBody> {
-    let hidden: String = ids
-        .iter()
-        .map(|id| format!("<input type=\"hidden\" name=\"id\" value=\"{id}\">"))
-        .collect();
-    let listed = ids
-        .iter()
-        .map(i64::to_string)
-        .collect::<Vec<_>>()
-        .join(", ");
-    let what = match action {
-        Action::Replay => {
-            "Run these entries again through their route's current component? \
-                           Each one the component acknowledges leaves the journal."
-        }
-        Action::Purge => "Remove these entries from the journal? They are gone for good.",
-    };
-    page(
-        StatusCode::OK,
-        &format!(
-            "{} {} entr{}?",
-            capitalized(action.name()),
-            ids.len(),
-            if ids.len() == 1 { "y" } else { "ies" }
-        ),
-        Some(session),
-        &format!(
-            "<p>{what}</p><p>Entries: {listed}</p>\
-             <form method=\"post\" action=\"/console/dead-letters/{action}\">{csrf}{hidden}\
-             <input type=\"hidden\" name=\"confirmed\" value=\"yes\">\
-             <button class=\"danger\">Yes, {action}</button> \
-             <a href=\"/console/dead-letters\">Cancel</a></form>",
-            action = action.name(),
-            csrf = csrf_field(session),
-        ),
-    )
-}
-
-/// The journal, newest first, filtered by route, reason text and age, a page at a time.
-async fn dead_letters(
-    receiver: &Receiver,
-    session: &Current,
-    query: &HashMap<String, Vec<String>>,
-) -> Response<AnswerBody> {
-    let Some(store) = receiver.store() else {
-        return page(
-            StatusCode::OK,
-            "Dead letters",
-            Some(session),
-            "<p>This host keeps no store (<code>--no-state</code>): nothing is journaled.</p>",
-        );
-    };
-    let first = |key: &str| {
-        query
-            .get(key)
-            .and_then(|values| values.first())
-            .map(String::as_str)
-            .unwrap_or("")
-    };
-    let route = first("route");
-    let within = match first("within") {
-        "1h" => Some(Duration::from_secs(3600)),
-        "1d" => Some(Duration::from_secs(86_400)),
-        "7d" => Some(Duration::from_secs(7 * 86_400)),
-        _ => None,
-    };
-    let page_number = first("page").parse::<u64>().unwrap_or(1).max(1);
-    let journal_query = JournalQuery {
-        route: Some(route.to_owned()).filter(|route| !route.is_empty()),
-        reason: Some(first("reason").to_owned()).filter(|reason| !reason.is_empty()),
-        since: within.and_then(|within| SystemTime::now().checked_sub(within)),
-        limit: PAGE_SIZE,
-        offset: (page_number - 1).saturating_mul(u64::from(PAGE_SIZE)),
-    };
-    let read = async {
-        let counts = store.dead_letter_counts().await?;
-        let (entries, matching) = store.journal_page(journal_query).await?;
-        Ok::<_, crate::store::StoreError>((counts, entries, matching))
-    };
-    let (counts, entries, matching) = match read.await {
-        Ok(read) => read,
-        Err(err) => {
-            return page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Dead letters",
-                Some(session),
-                &format!(
-                    "<p>The store could not be read: {}</p>",
-                    escape(&err.to_string())
-                ),
-            );
-        }
-    };
-    let total: u64 = counts.iter().map(|count| count.entries).sum();
-    let mut routes: Vec<String> = counts.into_iter().filter_map(|count| count.route).collect();
-    routes.sort();
-    let pages = matching.div_ceil(u64::from(PAGE_SIZE)).max(1);
-    let rows: String = entries
-        .iter()
-        .map(|entry| {
-            format!(
-                "<tr><td><input type=\"checkbox\" name=\"id\" value=\"{id}\" aria-label=\"select {id}\"></td>\
-                 <td data-label=\"Entry\"><a href=\"/console/dead-letters/{id}\">{id}</a></td><td data-label=\"Journaled\">{at}</td>\
-                 <td data-label=\"Route\">{route}</td><td data-label=\"Message id\">{message}</td>\
-                 <td data-label=\"Attempts\">{attempts}</td><td class=\"reason\" data-label=\"Reason\">{reason}</td></tr>",
-                id = entry.id,
-                at = humantime::format_rfc3339_seconds(entry.created),
-                route = escape(entry.route.as_deref().unwrap_or("-")),
-                message = escape(&entry.message_id),
-                attempts = entry.attempts,
-                reason = escape(&entry.reason),
-            )
-        })
-        .collect();
-    let options: String = routes
-        .iter()
-        .map(|name| {
-            format!(
-                "<option value=\"{n}\"{s}>{n}</option>",
-                n = escape(name),
-                s = if name == route { " selected" } else { "" }
-            )
-        })
-        .collect();
-    let filter_query = format!(
-        "route={}&reason={}&within={}",
-        escape(&url_encode(route)),
-        escape(&url_encode(first("reason"))),
-        escape(&url_encode(first("within")))
-    );
-    let pager = if pages > 1 || page_number > 1 {
-        let link = |n: u64, text: &str| {
-            format!("<a href=\"/console/dead-letters?{filter_query}&amp;page={n}\">{text}</a>")
-        };
-        format!(
-            "<p>Page {page_number} of {pages} {} {}</p>",
-            if page_number > 1 {
-                link(page_number - 1, "newer")
-            } else {
-                String::new()
-            },
-            if page_number < pages {
-                link(page_number + 1, "older")
-            } else {
-                String::new()
-            },
-        )
-    } else {
-        String::new()
-    };
-    let body = format!(
-        "<form class=\"filter\" method=\"get\"><select name=\"route\"><option value=\"\">every route</option>{options}</select>\
-         <input name=\"reason\" placeholder=\"reason contains\" value=\"{reason_value}\">\
-         <select name=\"within\"><option value=\"\">any time</option>{within_options}</select><button>Filter</button></form>\
-         <p class=\"note\">{count} of {total} entries.</p>\
-         <form method=\"post\" action=\"/console/dead-letters/replay\">{csrf}\
-         <table class=\"cards\"><thead><tr><th></th><th>Entry</th><th>Journaled (UTC)</th><th>Route</th>\
-         <th>Message id</th><th>Attempts</th><th>Reason</th></tr></thead>{rows}</table>\
-         <p><button>Replay selected</button> <button class=\"danger\" formaction=\"/console/dead-letters/purge\">Purge selected</button></p></form>{pager}",
-        reason_value = escape(first("reason")),
-        within_options = ["1h", "1d", "7d"]
-            .iter()
-            .map(|w| format!(
-                "<option value=\"{w}\"{s}>last {w}</option>",
-                s = if *w == first("within") {
-                    " selected"
-                } else {
-                    ""
-                }
-            ))
-            .collect::<String>(),
-        count = matching,
-        csrf = csrf_field(session),
-    );
-    page(StatusCode::OK, "Dead letters", Some(session), &body)
-}
-
-/// One entry whole: its headers, tags, attempts, reason and body, as text, JSON or hex.
-async fn dead_letter(
-    receiver: &Receiver,
-    session: &Current,
-    id: i64,
-    query: &HashMap<String, Vec<String>>,
-) -> Response<AnswerBody> {
-    let found = match receiver.store() {
-        Some(store) => store.dead_letter(id).await.map_err(|err| err.to_string()),
-        None => Ok(None),
-    };
-    let entry = match found {
-        Ok(Some(entry)) => entry,
-        Ok(None) => {
-            return page(
-                StatusCode::NOT_FOUND,
-                "No such entry",
-                Some(session),
-                "<p><a href=\"/console/dead-letters\">Back to the journal</a></p>",
-            );
-        }
-        Err(err) => {
-            return page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Dead letter",
-                Some(session),
-                &format!("<p>{}</p>", escape(&err)),
-            );
-        }
-    };
-    let text = std::str::from_utf8(&entry.body).ok();
-    let json = text
-        .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
-        .and_then(|value| serde_json::to_string_pretty(&value).ok());
-    let view = query
-        .get("view")
-        .and_then(|values| values.first())
-        .map(String::as_str);
-    let (shown, body) = match (view, &json, text) {
-        (Some("hex"), _, _) | (_, None, None) => ("hex", hex(&entry.body)),
-        (Some("text"), _, Some(text)) | (None, None, Some(text)) => ("text", text.to_owned()),
-        (_, Some(json), _) => ("json", json.clone()),
-        (_, None, Some(text)) => ("text", text.to_owned()),
-    };
-    let views: String = [
-        ("json", json.is_some()),
-        ("text", text.is_some()),
-        ("hex", true),
-    ]
-    .into_iter()
-    .filter(|(_, available)| *available)
-    .map(|(name, _)| {
-        if name == shown {
-            format!("<strong>{name}</strong>")
-        } else {
-            format!("<a href=\"/console/dead-letters/{id}?view={name}\">{name}</a>")
-        }
-    })
-    .collect::<Vec<_>>()
-    .join(" · ");
-    let field =
-        |name: &str, value: &str| format!("<tr><th>{name}</th><td>{}</td></tr>", escape(value));
-    let body_html = format!(
-        "<table>{}{}{}{}{}{}{}{}</table>\
-         <h2>Body ({bytes} bytes)</h2><p>{views}</p><pre>{body}</pre>\
-         <form method=\"post\" action=\"/console/dead-letters/replay\">{csrf}\
-         <input type=\"hidden\" name=\"id\" value=\"{id}\">\
-         <button>Replay</button> <button class=\"danger\" formaction=\"/console/dead-letters/purge\">Purge</button></form>",
-        field("Message id", &entry.message_id),
-        field("Route", entry.route.as_deref().unwrap_or("-")),
-        field(
-            "Journaled (UTC)",
-            &humantime::format_rfc3339_seconds(entry.created).to_string()
-        ),
-        field("Attempts", &entry.attempts.to_string()),
-        field("Reason", &entry.reason),
-        field("Format", entry.format.name()),
-        field(
-            "x-cmq-request-id",
-            entry.request_id.as_deref().unwrap_or("-")
-        ),
-        field(
-            "x-cmq-message-tag",
-            entry.message_tag.as_deref().unwrap_or("-")
-        ),
-        bytes = entry.body.len(),
-        body = escape(&body),
-        csrf = csrf_field(session),
-    );
-    page(
-        StatusCode::OK,
-        &format!("Dead letter {id}"),
-        Some(session),
-        &body_html,
-    )
 }
 
 fn login_page(status: StatusCode, message: &str) -> Response<AnswerBody> {
@@ -724,24 +332,4 @@ fn same_origin(headers: &HeaderMap) -> Result<(), &'static str> {
             }
         }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes
-        .chunks(16)
-        .map(|line| {
-            line.iter()
-                .map(|byte| format!("{byte:02x}"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn capitalized(word: &str) -> String {
-    let mut chars = word.chars();
-    chars.next().map_or_else(String::new, |first| {
-        first.to_ascii_uppercase().to_string() + chars.as_str()
-    })
 }
