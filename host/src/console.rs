@@ -75,24 +75,32 @@ impl Console {
         request: &Request<Incoming>,
         peer: SocketAddr,
     ) -> Response<ConsoleBody> {
+        // A page of another site (another port of this host is the same site, so the
+        // cookie goes along) may not open one: it would hold a view's place.
+        if fetched_from_elsewhere(request.headers()) {
+            tracing::warn!(target: "cmq_host::console", %peer, "console live view refused: opened from another site");
+            return forbidden("opened from another site").map(Either::Left);
+        }
         let Some(session) = self.sessions.current(request.headers()) else {
+            tracing::warn!(target: "cmq_host::console", %peer, "console live view refused: not logged in");
             return forbidden("log in first").map(Either::Left);
         };
         let filter = live::Filter::of(&request.uri().query().map(parse_form).unwrap_or_default());
-        let Some(watch) = receiver.live().watch(filter.bodies()) else {
+        let Some(watch) = receiver.feed().watch(filter.bodies()) else {
+            tracing::warn!(target: "cmq_host::console", session = session.number, %peer, "console live view refused: all its places are taken");
             return respond(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "text/plain; charset=utf-8",
                 format!(
                     "{} live views are open already\n",
-                    crate::live::MAX_WATCHERS
+                    crate::feed::MAX_WATCHERS
                 )
                 .into(),
             )
             .map(Either::Left);
         };
         tracing::info!(target: "cmq_host::console", session = session.number, %peer, bodies = filter.bodies(), "console live view opened");
-        let stream = live::stream(watch, filter, self.sessions.clone(), session);
+        let stream = live::stream(watch, filter, self.sessions.clone(), session, peer);
         secured(StatusCode::OK, "text/event-stream", Either::Right(stream))
     }
 
@@ -132,7 +140,10 @@ impl Console {
         let Some(session) = self.sessions.current(request.headers()) else {
             return match method {
                 Method::GET | Method::HEAD => redirect("/console/login"),
-                _ => forbidden("log in first"),
+                _ => {
+                    tracing::warn!(target: "cmq_host::console", %peer, "console action refused: not logged in");
+                    forbidden("log in first")
+                }
             };
         };
         if method == Method::POST {
@@ -168,7 +179,7 @@ impl Console {
             ),
             "/console/live" => page(
                 StatusCode::OK,
-                "Live",
+                "Feed",
                 Some(&session),
                 &live::body(receiver, &live::Filter::of(&query)),
             ),
@@ -190,6 +201,7 @@ impl Console {
             Err(response) => return response,
         };
         if let Err(why) = same_origin(&headers) {
+            tracing::warn!(target: "cmq_host::console", %peer, "console login refused: {why}");
             return forbidden(why);
         }
         let given = form
@@ -304,9 +316,7 @@ fn url_encode(text: &str) -> String {
 /// of the same host does not stop: a site is a host, whatever its port.)
 fn same_origin(headers: &HeaderMap) -> Result<(), &'static str> {
     const FROM_ELSEWHERE: &str = "the form came from another site";
-    if let Some(site) = headers.get("sec-fetch-site")
-        && site.as_bytes() != b"same-origin"
-    {
+    if fetched_from_elsewhere(headers) {
         return Err(FROM_ELSEWHERE);
     }
     let host = headers
@@ -332,4 +342,12 @@ fn same_origin(headers: &HeaderMap) -> Result<(), &'static str> {
             }
         }
     }
+}
+
+/// Whether the browser says the request comes from a page of another origin
+/// (`Sec-Fetch-Site`, which clients that are not browsers do not send).
+fn fetched_from_elsewhere(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-site")
+        .is_some_and(|site| site.as_bytes() != b"same-origin")
 }

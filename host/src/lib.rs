@@ -7,8 +7,9 @@
 //!
 //! A push goes through these modules, in this order, each importing only those before
 //! it: `listener` (accept), `receiver` (its route), `intake` (admit, read, parse),
-//! `delivery` (claim, run the guest, record), `report` (log line, metrics) and `answer`
-//! (the HTTP answer). The README's "How a push flows" says what each does.
+//! `delivery` (claim, run the guest, record), `report` (log line, metrics; beside it
+//! `feed`, the decision for a console's live view) and `answer` (the HTTP answer). The
+//! README's "How a push flows" says what each does.
 //!
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {
@@ -32,12 +33,12 @@ mod config;
 mod console;
 mod delivery;
 mod engine;
+mod feed;
 mod grants;
 mod guest;
 mod guest_output;
 mod intake;
 mod listener;
-mod live;
 mod loading;
 mod memory_cap;
 mod metrics;

@@ -17,9 +17,9 @@ use crate::answer::{self, AnswerBody};
 use crate::bindings::{Decision, Message};
 use crate::config::Config;
 use crate::delivery::{self, Delivery};
+use crate::feed::{Decided, Feed};
 use crate::guest::{GuestFault, ServeAs};
 use crate::intake::{self, Refusal, Taken, Work};
-use crate::live::{Live, Seen};
 use crate::loading::{Loaded, Loading};
 use crate::metrics::Metrics;
 use crate::options::ReceiverOptions;
@@ -40,7 +40,7 @@ pub struct Receiver {
     compile_cache: Option<PathBuf>,
     metrics: Metrics,
     /// Decisions as they happen, for the console's live page.
-    live: Live,
+    feed: Feed,
     draining: AtomicBool,
     /// The longest guest deadline of any generation served since start, in
     /// milliseconds: pushes of an older generation may still run when shutdown drains.
@@ -81,7 +81,7 @@ impl Receiver {
             store,
             compile_cache,
             metrics,
-            live: Live::default(),
+            feed: Feed::default(),
             draining: AtomicBool::new(false),
             longest_deadline_ms: AtomicU64::new(longest_deadline_ms(&config.routes)),
         })
@@ -233,8 +233,8 @@ impl Receiver {
     }
 
     /// The feed of decisions as they happen.
-    pub(crate) fn live(&self) -> &Live {
-        &self.live
+    pub(crate) fn feed(&self) -> &Feed {
+        &self.feed
     }
 
     /// Whether the receiver takes pushes: false once it drains for shutdown.
@@ -245,6 +245,7 @@ impl Receiver {
     /// Marks the receiver draining: `/readyz` answers 503 from now on.
     pub(crate) fn start_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
+        self.feed.close();
     }
 
     /// Once the pushes have drained: writes what the store still holds in memory (the
@@ -329,7 +330,7 @@ impl Receiver {
             Work::Message(message, raw) => {
                 let subject = Subject::of(&message);
                 record_subject(span, &route.name, &subject);
-                let before = self.live.before(|| message.tags.clone(), &message.body);
+                let preview = self.feed.preview(|| message.tags.clone(), &message.body);
                 let delivery = Delivery {
                     route,
                     store: self.store.as_ref(),
@@ -342,11 +343,11 @@ impl Receiver {
                 }
                 let elapsed = started.elapsed();
                 report::delivered(&self.metrics, route, &subject, &outcome, elapsed);
-                let seen = before
-                    .map(|before| Seen::delivered(route, &subject, &outcome, elapsed, before));
+                let decided = preview
+                    .map(|preview| Decided::delivered(route, &subject, &outcome, elapsed, preview));
                 let response = answer::of(outcome);
-                if let Some(seen) = seen {
-                    self.live.publish(seen, response.status());
+                if let Some(decided) = decided {
+                    self.feed.publish(decided, response.status());
                 }
                 response
             }
@@ -361,7 +362,7 @@ impl Receiver {
                 };
                 record_subject(span, &route.name, &subject);
                 let tags = headers.message_tag.as_deref();
-                let before = self.live.before(
+                let preview = self.feed.preview(
                     || tags.map(cmq_message::parse_tags).unwrap_or_default(),
                     &body,
                 );
@@ -372,11 +373,11 @@ impl Receiver {
                     Ok(response) => (response, None),
                     Err(fault) => (answer::guest_failed(&fault), Some(fault)),
                 };
-                if let Some(before) = before {
+                if let Some(preview) = preview {
                     let status = response.status();
-                    let seen =
-                        Seen::passed(route, &subject, fault.as_ref(), status, elapsed, before);
-                    self.live.publish(seen, status);
+                    let decided =
+                        Decided::passed(route, &subject, fault.as_ref(), status, elapsed, preview);
+                    self.feed.publish(decided, status);
                 }
                 response
             }

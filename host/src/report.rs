@@ -235,11 +235,7 @@ pub(crate) fn passed<B>(
     match result {
         Ok(response) => {
             let status = response.status().as_u16();
-            let decision = if response.status().is_success() {
-                "ack"
-            } else {
-                "retry"
-            };
+            let decision = http_decision(response.status());
             metrics.message(route_name, decision, seconds);
             tracing::info!(
                 messaging.cmq.route = route_name,
@@ -265,6 +261,11 @@ pub(crate) fn passed<B>(
             );
         }
     }
+}
+
+/// A `wasi:http` guest's decision, by the status it answered: 2xx acknowledges.
+pub(crate) fn http_decision(status: http::StatusCode) -> &'static str {
+    if status.is_success() { "ack" } else { "retry" }
 }
 
 /// Counts a message whose guest gave no decision, and the kind of fault.

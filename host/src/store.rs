@@ -193,7 +193,7 @@ impl JournalQuery {
     }
 }
 
-/// A journal entry as a list shows it: no body, its length only.
+/// A journal entry as a list shows it: without its body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ListedDeadLetter {
     pub(crate) id: i64,
@@ -202,7 +202,6 @@ pub(crate) struct ListedDeadLetter {
     pub(crate) attempts: u32,
     pub(crate) created: SystemTime,
     pub(crate) route: Option<String>,
-    pub(crate) body_bytes: u64,
 }
 
 /// How many journal entries one route has (none: entries from before the journal kept

@@ -437,6 +437,15 @@ async fn the_live_view_streams_decisions_as_they_happen_filtered_with_bodies_onl
     };
     let mut everything = open("").await?;
     let mut retries_with_bodies = open("?decision=retry&bodies=1").await?;
+    let mut another_route = open("?route=elsewhere").await?;
+    // A page of another site may not open one, even with the session's cookie.
+    let cross_site = client
+        .get(console("/live/events"))
+        .header("cookie", &cookie)
+        .header("sec-fetch-site", "same-site")
+        .send()
+        .await?;
+    assert_eq!(cross_site.status(), 403);
 
     let pusher = reqwest::Client::new();
     for (id, tag) in [("live-ack", "ack"), ("live-retry", "retry")] {
@@ -470,19 +479,56 @@ async fn the_live_view_streams_decisions_as_they_happen_filtered_with_bodies_onl
         .send()
         .await?;
     assert_eq!(out.status(), 303);
-    let ended = loop {
-        let event = everything.next().await?;
-        if event.starts_with("event: ended") {
-            break event;
+    // The end of a stream, and the events before it.
+    async fn until_ended(events: &mut Events) -> anyhow::Result<(String, Vec<String>)> {
+        let mut before = Vec::new();
+        loop {
+            let event = events.next().await?;
+            if event.starts_with("event: ended") {
+                return Ok((event, before));
+            }
+            before.push(event);
         }
-    };
+    }
+    let (ended, _) = until_ended(&mut everything).await?;
     assert!(ended.contains("log in again"), "{ended}");
-
-    signal(&host, "TERM")?;
-    wait_keeping(&lines, "stopped", &mut log);
+    // The other route's view saw none of these decisions.
+    let (ended, before) = until_ended(&mut another_route).await?;
+    assert!(ended.contains("log in again"), "{ended}");
     assert!(
-        log.iter()
-            .any(|line| line.contains("console live view opened")),
+        before.iter().all(|event| !event.starts_with("data:")),
+        "{before:?}"
+    );
+
+    // Shutting down ends the views at once: the admin listener drains in time.
+    let cookie = log_in(&client, &admin).await?;
+    let response = client
+        .get(console("/live/events"))
+        .header("cookie", &cookie)
+        .send()
+        .await?;
+    let mut last = Events {
+        response,
+        read: String::new(),
+    };
+    last.next().await?;
+    signal(&host, "TERM")?;
+    let (ended, _) = until_ended(&mut last).await?;
+    assert!(ended.contains("shutting down"), "{ended}");
+    wait_keeping(&lines, "stopped", &mut log);
+    for expected in [
+        "console live view opened",
+        "console live view closed: the session ended",
+        "console live view closed: the host shuts down",
+        "console live view refused: opened from another site",
+    ] {
+        assert!(
+            log.iter().any(|line| line.contains(expected)),
+            "{expected}: {log:#?}"
+        );
+    }
+    assert!(
+        log.iter().all(|line| !line.contains("drain timed out")),
         "{log:#?}"
     );
     Ok(())
@@ -652,7 +698,8 @@ async fn the_journal_is_paged_and_filtered_by_the_store_on_both_backends() -> an
         assert!(first.contains("55 of 55 entries"), "{first}");
         assert!(first.contains("Page 1 of 2"), "{first}");
         // Newest first: the retries lead.
-        assert!(first.find("page-54") < first.find("page-51"), "{first}");
+        let position = |id: &str| first.find(id).unwrap_or_else(|| panic!("{id} in {first}"));
+        assert!(position("page-54<") < position("page-51<"), "{first}");
         let second = journal("page=2").await?;
         assert_eq!(listed(&second).len(), 5, "{second}");
         assert!(second.contains("page-0<"), "{second}");
@@ -669,6 +716,10 @@ async fn the_journal_is_paged_and_filtered_by_the_store_on_both_backends() -> an
         }
         let both = journal("route=orders&reason=drop&page=2").await?;
         assert_eq!(listed(&both).len(), 2, "{both}");
+        // A page past the last shows the last.
+        let past = journal("page=9").await?;
+        assert!(past.contains("Page 2 of 2"), "{past}");
+        assert_eq!(listed(&past), listed(&second));
 
         signal(&host, "TERM")?;
         wait_for(&lines, "stopped");

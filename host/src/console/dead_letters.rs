@@ -72,6 +72,7 @@ pub(super) async fn act(
         tracing::info!(
             target: "cmq_host::console",
             session = session.number,
+            %peer,
             action = action.name(),
             id,
             outcome = match &outcome { Ok(done) => done.as_str(), Err(why) => why.as_str() },
@@ -220,10 +221,20 @@ pub(super) async fn list(
     };
     let read = async {
         let counts = store.dead_letter_counts().await?;
-        let (entries, matching) = store.journal_page(journal_query).await?;
-        Ok::<_, crate::store::StoreError>((counts, entries, matching))
+        let (mut entries, matching) = store.journal_page(journal_query.clone()).await?;
+        // A page past the last (the journal shrank since the link was made): the last.
+        let last = matching.div_ceil(u64::from(PAGE_SIZE)).max(1);
+        let page_number = page_number.min(last);
+        if entries.is_empty() && matching > 0 {
+            let query = JournalQuery {
+                offset: (last - 1) * u64::from(PAGE_SIZE),
+                ..journal_query
+            };
+            entries = store.journal_page(query).await?.0;
+        }
+        Ok::<_, crate::store::StoreError>((counts, entries, matching, page_number))
     };
-    let (counts, entries, matching) = match read.await {
+    let (counts, entries, matching, page_number) = match read.await {
         Ok(read) => read,
         Err(err) => {
             return page(
@@ -274,7 +285,7 @@ pub(super) async fn list(
         escape(&url_encode(first("reason"))),
         escape(&url_encode(first("within")))
     );
-    let pager = if pages > 1 || page_number > 1 {
+    let pager = if pages > 1 {
         let link = |n: u64, text: &str| {
             format!("<a href=\"/console/dead-letters?{filter_query}&amp;page={n}\">{text}</a>")
         };

@@ -20,10 +20,13 @@
     status.textContent = "Watching: decisions appear here as pushes are answered.";
   };
   source.onerror = () => {
-    status.textContent = "Disconnected; trying again…";
+    // A stream refused (the session gone, every place taken) is not tried again.
+    status.textContent = source.readyState === EventSource.CLOSED
+      ? "Closed: reload the page, or log in again."
+      : "Disconnected; trying again…";
   };
   source.addEventListener("missed", (event) => {
-    status.textContent = `${event.data} decisions not shown: more came than the page can show.`;
+    status.textContent = `Up to ${event.data} decisions not shown: more came than the page can show.`;
   });
   source.addEventListener("ended", (event) => {
     status.textContent = event.data;
@@ -48,7 +51,7 @@
     if (seen.body !== undefined) {
       const pre = document.createElement("pre");
       pre.textContent = seen.body.text;
-      const note = seen.body.bytes > seen.body.text.length ? ` (first of ${seen.body.bytes} bytes)` : "";
+      const note = seen.body.clipped ? ` (its beginning; ${seen.body.bytes} bytes in all)` : "";
       const td = cell(group.insertRow(), `Body${note}:`);
       td.colSpan = 9;
       td.appendChild(pre);

@@ -4,10 +4,12 @@
 //! which this module writes from the receiver's feed ([`crate::live`]).
 //!
 //! A stream sends at most [`MAX_EVENTS_PER_SECOND`] decisions a second (more than a
-//! person reads) and says how many it left out; it ends when its session does.
+//! person reads) and says how many it left out; it ends when its session does, when
+//! the host shuts down, or when its client reads nothing for [`SEND_TIMEOUT`].
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -18,7 +20,7 @@ use hyper::body::{Body, Frame};
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 
-use crate::live::{Next, Seen, Watch};
+use crate::feed::{Decided, Next, Watch};
 use crate::receiver::Receiver;
 
 use super::page::escape;
@@ -33,6 +35,9 @@ const MAX_EVENTS_PER_SECOND: u32 = 100;
 
 /// Seconds between two comments that keep a quiet stream open (and find a client gone).
 const KEEP_ALIVE_SECONDS: u32 = 15;
+
+/// How long a client may leave an event unread before its stream ends.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The decisions a filter can pick.
 const DECISIONS: [&str; 7] = [
@@ -65,7 +70,7 @@ impl Filter {
         Filter {
             route: first("route"),
             decision: first("decision").filter(|decision| DECISIONS.contains(&decision.as_str())),
-            bodies: first("bodies").is_some(),
+            bodies: first("bodies").as_deref() == Some("1"),
         }
     }
 
@@ -74,7 +79,7 @@ impl Filter {
         self.bodies
     }
 
-    fn passes(&self, seen: &Seen) -> bool {
+    fn passes(&self, seen: &Decided) -> bool {
         self.route.as_ref().is_none_or(|route| *route == seen.route)
             && self
                 .decision
@@ -161,25 +166,62 @@ impl Body for EventStream {
 }
 
 /// The stream of `watch`'s decisions that pass `filter`, for as long as `session` is
-/// open and its client reads.
+/// open, the host serves and `peer` reads.
 pub(crate) fn stream(
     watch: Watch,
     filter: Filter,
     sessions: Arc<Sessions>,
     session: Current,
+    peer: SocketAddr,
 ) -> EventStream {
     let (sender, events) = mpsc::channel(8);
-    tokio::spawn(forward(watch, filter, sessions, session, sender));
+    tokio::spawn(async move {
+        let number = session.number;
+        let why = forward(watch, filter, &sessions, &session, &sender).await;
+        if let Some(farewell) = why.farewell() {
+            // The client may not read it: never wait for it.
+            let _ = sender.try_send(Bytes::from(format!("event: ended\ndata: {farewell}\n\n")));
+        }
+        tracing::info!(target: "cmq_host::console", session = number, %peer, "console live view closed: {}", why.said());
+    });
     EventStream { events }
+}
+
+/// Why a stream ended.
+#[derive(Debug, Clone, Copy)]
+enum Ended {
+    /// The client went, or read nothing for [`SEND_TIMEOUT`].
+    ClientGone,
+    SessionClosed,
+    HostShutDown,
+}
+
+impl Ended {
+    /// What the page is told, if it can be told anything.
+    fn farewell(self) -> Option<&'static str> {
+        match self {
+            Ended::ClientGone => None,
+            Ended::SessionClosed => Some("The session ended: log in again."),
+            Ended::HostShutDown => Some("The host is shutting down."),
+        }
+    }
+
+    fn said(self) -> &'static str {
+        match self {
+            Ended::ClientGone => "the client went",
+            Ended::SessionClosed => "the session ended",
+            Ended::HostShutDown => "the host shuts down",
+        }
+    }
 }
 
 async fn forward(
     mut watch: Watch,
     filter: Filter,
-    sessions: Arc<Sessions>,
-    session: Current,
-    sender: mpsc::Sender<Bytes>,
-) {
+    sessions: &Sessions,
+    session: &Current,
+    sender: &mpsc::Sender<Bytes>,
+) -> Ended {
     let mut second = tokio::time::interval(Duration::from_secs(1));
     second.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut sent = 0;
@@ -188,29 +230,35 @@ async fn forward(
     // The first event says the stream is open; the browser retries after 3 s.
     let mut event = "retry: 3000\n: watching\n\n".to_owned();
     loop {
-        if sender.send(Bytes::from(event)).await.is_err() {
-            return;
+        // A client that takes nothing for so long is let go: it holds a watcher's place.
+        match tokio::time::timeout(SEND_TIMEOUT, sender.send(Bytes::from(event))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => return Ended::ClientGone,
         }
         event = loop {
             tokio::select! {
                 next = watch.next() => match next {
-                    Next::Seen(seen) if filter.passes(&seen) => {
-                        if sent < MAX_EVENTS_PER_SECOND {
-                            sent += 1;
-                            break format!("data: {}\n\n", seen.json(watch.bodies()));
+                    Next::Decided(decided) if filter.passes(&decided) => {
+                        if sent >= MAX_EVENTS_PER_SECOND {
+                            missed += 1;
+                            continue;
                         }
-                        missed += 1;
+                        // Nothing more once the session is closed, however busy the feed.
+                        if !sessions.is_open(session) {
+                            return Ended::SessionClosed;
+                        }
+                        sent += 1;
+                        quiet = 0;
+                        break format!("data: {}\n\n", decided.json(watch.bodies()));
                     }
-                    Next::Seen(_) => {}
+                    Next::Decided(_) => {}
                     Next::Missed(count) => missed += count,
+                    Next::Closed => return Ended::HostShutDown,
                 },
                 _ = second.tick() => {
                     sent = 0;
-                    if !sessions.is_open(&session) {
-                        let _ = sender
-                            .send(Bytes::from_static(b"event: ended\ndata: The session ended: log in again.\n\n"))
-                            .await;
-                        return;
+                    if !sessions.is_open(session) {
+                        return Ended::SessionClosed;
                     }
                     if missed > 0 {
                         break format!("event: missed\ndata: {}\n\n", std::mem::take(&mut missed));
@@ -220,7 +268,7 @@ async fn forward(
                         break ": still watching\n\n".to_owned();
                     }
                 }
-                () = sender.closed() => return,
+                () = sender.closed() => return Ended::ClientGone,
             }
         };
     }

@@ -244,7 +244,6 @@ impl PostgresStore {
                 attempts: attempts(row.get(3)),
                 created: time_of(row.get(4)),
                 route: row.get(5),
-                body_bytes: u64::try_from(row.get::<_, i32>(6)).unwrap_or(0),
             })
             .collect();
         Ok((entries, u64::try_from(matching).unwrap_or(0)))

@@ -96,7 +96,6 @@ SELECT id, message_id, reason, attempts, format, request_id, message_tag, body, 
 FROM cmq_dead_letters
 ";
 
-/// The journal's entries by route (NULL: entries from before the journal kept routes).
 /// Which journal entries a page shows, shared by [`SELECT_JOURNAL_PAGE`] and
 /// [`COUNT_JOURNAL_PAGE`]: `$1` the route (NULL: any), `$2` a `LIKE` pattern the
 /// reason, in lower case, matches (NULL: any), `$3` the oldest `created_ms`.
@@ -108,11 +107,10 @@ macro_rules! journal_filter {
     };
 }
 
-/// A page of the journal, newest first, without the bodies (their length only): the
-/// filter's `$1`–`$3`, then `$4` entries at most from the `$5`th on.
+/// A page of the journal, newest first, without the bodies: the filter's `$1`–`$3`,
+/// then `$4` entries at most from the `$5`th on.
 pub(super) const SELECT_JOURNAL_PAGE: &str = concat!(
-    "SELECT id, message_id, reason, attempts, created_ms, route, length(body) \
-     FROM cmq_dead_letters",
+    "SELECT id, message_id, reason, attempts, created_ms, route FROM cmq_dead_letters",
     journal_filter!(),
     "ORDER BY id DESC LIMIT $4 OFFSET $5"
 );
@@ -121,6 +119,7 @@ pub(super) const SELECT_JOURNAL_PAGE: &str = concat!(
 pub(super) const COUNT_JOURNAL_PAGE: &str =
     concat!("SELECT count(*) FROM cmq_dead_letters", journal_filter!());
 
+/// The journal's entries by route (NULL: entries from before the journal kept routes).
 pub(super) const COUNT_DEAD_LETTERS: &str =
     "SELECT route, count(*) FROM cmq_dead_letters GROUP BY route";
 

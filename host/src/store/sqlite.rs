@@ -283,7 +283,6 @@ impl SqliteStore {
                         attempts: attempts(row.get(3)?),
                         created: time_of(row.get(4)?),
                         route: row.get(5)?,
-                        body_bytes: u64::try_from(row.get::<_, i64>(6)?).unwrap_or(0),
                     })
                 },
             )?;

@@ -1,8 +1,9 @@
-//! Decisions as they happen, for whoever watches them (the console's live page): each
-//! delivery's outcome, published on a bounded broadcast channel, and only while someone
-//! watches. The push path never waits for a watcher: one that falls behind misses
-//! decisions and is told how many. A message's body is copied (its first
-//! [`BODY_CLIP`] bytes) only while a watcher asked for bodies.
+//! The feed of decisions as they happen, for whoever watches them (the console's live
+//! page): each delivery's outcome, published on a bounded broadcast channel, and only
+//! while someone watches. The push path never waits for a watcher: one that falls
+//! behind misses decisions and is told how many. A message's body is copied (at most
+//! [`BODY_CLIP`] bytes of it) only while a watcher asked for bodies. When the host
+//! shuts down the feed closes, and every watcher is told.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,12 +11,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::StatusCode;
 use serde::Serialize;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::bindings::Decision;
 use crate::delivery::{Outcome, Recorded, clip};
 use crate::guest::GuestFault;
-use crate::report::Subject;
+use crate::report::{self, Subject};
 use crate::route::Route;
 
 /// Decisions a watcher may fall behind by before it misses some.
@@ -29,9 +30,11 @@ pub(crate) const BODY_CLIP: usize = 4096;
 
 /// The feed of decisions.
 #[derive(Debug)]
-pub(crate) struct Live {
-    sender: broadcast::Sender<Arc<Seen>>,
+pub(crate) struct Feed {
+    sender: broadcast::Sender<Arc<Decided>>,
     counts: Arc<Counts>,
+    /// Turns true when the host shuts down.
+    closed: watch::Sender<bool>,
 }
 
 #[derive(Debug, Default)]
@@ -43,7 +46,7 @@ struct Counts {
 
 /// One delivery as a watcher sees it.
 #[derive(Debug, Clone, Serialize)]
-pub(crate) struct Seen {
+pub(crate) struct Decided {
     /// When it was answered, in milliseconds since the Unix epoch.
     pub(crate) at_ms: u64,
     pub(crate) route: String,
@@ -65,74 +68,94 @@ pub(crate) struct Seen {
     pub(crate) duration_ms: f64,
     pub(crate) tags: Vec<String>,
     /// Its body, when a watcher asked for bodies; only these watchers get it
-    /// ([`Seen::json`]).
+    /// ([`Decided::json`]).
     #[serde(skip)]
     pub(crate) body: Option<Body>,
 }
 
-/// A [`Seen`] as one watcher is shown it: with its body only if that watcher asked.
+/// A [`Decided`] as one watcher is shown it: with its body only if that watcher asked.
 #[derive(Serialize)]
 struct Shown<'a> {
     #[serde(flatten)]
-    seen: &'a Seen,
+    decided: &'a Decided,
     #[serde(skip_serializing_if = "Option::is_none")]
     body: Option<&'a Body>,
 }
 
-/// A body as shown: its text (invalid UTF-8 replaced), cut to [`BODY_CLIP`] bytes.
+/// A body as shown: its text (invalid UTF-8 replaced), its first [`BODY_CLIP`] bytes
+/// at most, cut where a character ends.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Body {
     pub(crate) text: String,
     /// Its whole length, in bytes.
     pub(crate) bytes: usize,
+    /// Whether `text` is only its beginning.
+    pub(crate) clipped: bool,
 }
 
 impl Body {
     pub(crate) fn of(bytes: &[u8]) -> Body {
-        let text = String::from_utf8_lossy(&bytes[..bytes.len().min(BODY_CLIP)]).into_owned();
+        let mut shown = &bytes[..bytes.len().min(BODY_CLIP)];
+        // A character the cut split is left out whole.
+        if let Err(err) = std::str::from_utf8(shown)
+            && err.error_len().is_none()
+        {
+            shown = &shown[..err.valid_up_to()];
+        }
         Body {
-            text,
+            text: String::from_utf8_lossy(shown).into_owned(),
             bytes: bytes.len(),
+            clipped: shown.len() < bytes.len(),
         }
     }
 }
 
-/// What a message brings to a [`Seen`] before its guest takes it: tags, and the body
-/// when asked for.
+/// What a message brings to a [`Decided`] before its guest takes it: its tags, and its
+/// body when a watcher asked for bodies.
 #[derive(Debug, Default)]
-pub(crate) struct Before {
+pub(crate) struct Preview {
     pub(crate) tags: Vec<String>,
     pub(crate) body: Option<Body>,
 }
 
-impl Default for Live {
+impl Default for Feed {
     fn default() -> Self {
-        Live {
+        Feed {
             sender: broadcast::channel(CAPACITY).0,
             counts: Arc::default(),
+            closed: watch::Sender::new(false),
         }
     }
 }
 
-impl Live {
+impl Feed {
     /// Whether anyone watches: nothing is made for the feed otherwise.
     pub(crate) fn watched(&self) -> bool {
         self.counts.watchers.load(Ordering::Relaxed) > 0
     }
 
     /// What a message brings, if anyone watches.
-    pub(crate) fn before(&self, tags: impl FnOnce() -> Vec<String>, body: &[u8]) -> Option<Before> {
-        self.watched().then(|| Before {
+    pub(crate) fn preview(
+        &self,
+        tags: impl FnOnce() -> Vec<String>,
+        body: &[u8],
+    ) -> Option<Preview> {
+        self.watched().then(|| Preview {
             tags: tags(),
             body: (self.counts.bodies.load(Ordering::Relaxed) > 0).then(|| Body::of(body)),
         })
     }
 
-    /// Publishes `seen`, answered `status`.
-    pub(crate) fn publish(&self, mut seen: Seen, status: StatusCode) {
-        seen.status = status.as_u16();
-        // No watcher left since `before`: nobody misses it.
-        let _ = self.sender.send(Arc::new(seen));
+    /// Publishes `decided`, answered `status`.
+    pub(crate) fn publish(&self, mut decided: Decided, status: StatusCode) {
+        decided.status = status.as_u16();
+        // An error: no watcher left since the preview, so nobody misses it.
+        let _ = self.sender.send(Arc::new(decided));
+    }
+
+    /// Closes the feed: every watcher's next is [`Next::Closed`].
+    pub(crate) fn close(&self) {
+        self.closed.send_replace(true);
     }
 
     /// A new watcher, `None` when [`MAX_WATCHERS`] already watch.
@@ -151,6 +174,7 @@ impl Live {
             receiver: self.sender.subscribe(),
             bodies,
             counts: counts.clone(),
+            closed: self.closed.subscribe(),
         })
     }
 }
@@ -158,27 +182,33 @@ impl Live {
 /// A watcher's place on the feed; leaving drops it.
 #[derive(Debug)]
 pub(crate) struct Watch {
-    receiver: broadcast::Receiver<Arc<Seen>>,
+    receiver: broadcast::Receiver<Arc<Decided>>,
     bodies: bool,
     counts: Arc<Counts>,
+    closed: watch::Receiver<bool>,
 }
 
 /// What a watcher receives next.
 #[derive(Debug)]
 pub(crate) enum Next {
-    Seen(Arc<Seen>),
-    /// It fell behind and missed so many.
+    Decided(Arc<Decided>),
+    /// It fell behind and missed so many (of every route and decision).
     Missed(u64),
+    /// The host shuts down: nothing more comes.
+    Closed,
 }
 
 impl Watch {
     /// The next decision, or how many it missed.
     pub(crate) async fn next(&mut self) -> Next {
-        match self.receiver.recv().await {
-            Ok(seen) => Next::Seen(seen),
-            Err(broadcast::error::RecvError::Lagged(missed)) => Next::Missed(missed),
-            // The receiver owns the sender for as long as anything can watch.
-            Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+        tokio::select! {
+            received = self.receiver.recv() => match received {
+                Ok(decided) => Next::Decided(decided),
+                Err(broadcast::error::RecvError::Lagged(missed)) => Next::Missed(missed),
+                Err(broadcast::error::RecvError::Closed) => Next::Closed,
+            },
+            // Also when the feed is gone.
+            _ = self.closed.wait_for(|closed| *closed) => Next::Closed,
         }
     }
 
@@ -197,25 +227,25 @@ impl Drop for Watch {
     }
 }
 
-impl Seen {
+impl Decided {
     /// Its JSON, with its body when `with_body`.
     pub(crate) fn json(&self, with_body: bool) -> String {
         let shown = Shown {
-            seen: self,
+            decided: self,
             body: self.body.as_ref().filter(|_| with_body),
         };
         // Strings, numbers and options only: it cannot fail.
         serde_json::to_string(&shown).unwrap_or_default()
     }
 
-    /// A push handler's delivery, as it ended (its status comes with [`Live::publish`]).
+    /// A push handler's delivery, as it ended (its status comes with [`Feed::publish`]).
     pub(crate) fn delivered(
         route: &Route,
         subject: &Subject,
         outcome: &Outcome,
         elapsed: Duration,
-        before: Before,
-    ) -> Seen {
+        preview: Preview,
+    ) -> Decided {
         let (reason, dead_letter) = match outcome {
             Outcome::Ran {
                 result, recorded, ..
@@ -237,7 +267,7 @@ impl Seen {
             Outcome::Unclaimed(err) => (Some(err.to_string()), None),
             Outcome::Duplicate => (None, None),
         };
-        Seen::new(route, subject, outcome.decision(), elapsed, before).with(
+        Decided::new(route, subject, outcome.decision(), elapsed, preview).with(
             reason,
             outcome.attempt(),
             dead_letter,
@@ -251,14 +281,13 @@ impl Seen {
         fault: Option<&GuestFault>,
         status: StatusCode,
         elapsed: Duration,
-        before: Before,
-    ) -> Seen {
+        preview: Preview,
+    ) -> Decided {
         let decision = match fault {
             Some(_) => "fault",
-            None if status.is_success() => "ack",
-            None => "retry",
+            None => report::http_decision(status),
         };
-        Seen::new(route, subject, decision, elapsed, before).with(
+        Decided::new(route, subject, decision, elapsed, preview).with(
             fault.map(ToString::to_string),
             None,
             None,
@@ -270,14 +299,14 @@ impl Seen {
         subject: &Subject,
         decision: &'static str,
         elapsed: Duration,
-        before: Before,
-    ) -> Seen {
+        preview: Preview,
+    ) -> Decided {
         let at_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |since| {
                 u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
             });
-        Seen {
+        Decided {
             at_ms,
             route: route.name.clone(),
             generation: route.generation,
@@ -288,8 +317,8 @@ impl Seen {
             attempt: None,
             dead_letter: None,
             duration_ms: elapsed.as_secs_f64() * 1000.0,
-            tags: before.tags,
-            body: before.body,
+            tags: preview.tags,
+            body: preview.body,
         }
     }
 
@@ -298,7 +327,7 @@ impl Seen {
         reason: Option<String>,
         attempt: Option<u32>,
         dead_letter: Option<i64>,
-    ) -> Seen {
+    ) -> Decided {
         self.reason = reason;
         self.attempt = attempt;
         self.dead_letter = dead_letter;
@@ -312,23 +341,23 @@ mod tests {
 
     #[test]
     fn watchers_are_bounded_and_counted_out_when_they_leave() {
-        let live = Live::default();
-        assert!(!live.watched());
-        assert!(live.before(Vec::new, b"body").is_none());
+        let feed = Feed::default();
+        assert!(!feed.watched());
+        assert!(feed.preview(Vec::new, b"body").is_none());
         let watches: Vec<Watch> = (0..MAX_WATCHERS)
-            .map(|i| live.watch(i == 0).expect("a place"))
+            .map(|i| feed.watch(i == 0).expect("a place"))
             .collect();
-        assert!(live.watch(false).is_none(), "one more than the limit");
-        let before = live.before(|| vec!["t".into()], b"body").expect("watched");
-        assert_eq!(before.body.expect("bodies asked").text, "body");
+        assert!(feed.watch(false).is_none(), "one more than the limit");
+        let preview = feed.preview(|| vec!["t".into()], b"body").expect("watched");
+        assert_eq!(preview.body.expect("bodies asked").text, "body");
         drop(watches);
-        assert!(!live.watched());
-        assert!(live.watch(false).is_some());
+        assert!(!feed.watched());
+        assert!(feed.watch(false).is_some());
     }
 
     #[test]
     fn only_a_watcher_that_asked_is_shown_the_body() {
-        let seen = Seen {
+        let decided = Decided {
             at_ms: 1,
             route: "default".into(),
             generation: 1,
@@ -342,8 +371,12 @@ mod tests {
             tags: vec!["t".into()],
             body: Some(Body::of(b"secret")),
         };
-        assert!(!seen.json(false).contains("secret"), "{}", seen.json(false));
-        let shown: serde_json::Value = serde_json::from_str(&seen.json(true)).unwrap();
+        assert!(
+            !decided.json(false).contains("secret"),
+            "{}",
+            decided.json(false)
+        );
+        let shown: serde_json::Value = serde_json::from_str(&decided.json(true)).unwrap();
         assert_eq!(shown["body"]["text"], "secret");
         assert_eq!(shown["message_id"], "m-1");
         assert_eq!(shown["attempt"], 1);
@@ -355,6 +388,14 @@ mod tests {
         let body = Body::of(&long);
         assert_eq!(body.text.len(), BODY_CLIP);
         assert_eq!(body.bytes, BODY_CLIP * 2);
+        assert!(body.clipped);
         assert_eq!(Body::of(&[0xff, b'x']).text, "\u{fffd}x");
+        assert!(!Body::of(b"short").clipped);
+        // A character the cut would split is left out whole.
+        let accented = format!("a{}", "é".repeat(BODY_CLIP));
+        let body = Body::of(accented.as_bytes());
+        assert_eq!(body.text.len(), BODY_CLIP - 1);
+        assert!(!body.text.contains('\u{fffd}'));
+        assert!(body.clipped);
     }
 }
