@@ -14,7 +14,6 @@ mod binary;
 mod webdriver;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use binary::*;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -25,30 +24,6 @@ const ADMIN_TOKEN: &str = "browser-admin-token-0123456789";
 /// Where the screenshots go.
 fn screenshots() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/console-screenshots")
-}
-
-/// Copies `from` beside `path`, then renames it over: a reload sees it whole.
-fn install(from: &Path, path: &Path) -> anyhow::Result<()> {
-    let partial = path.with_extension("partial");
-    std::fs::copy(from, &partial)?;
-    std::fs::rename(&partial, path)?;
-    Ok(())
-}
-
-/// Waits for a line with `needle`, keeping every line read in `log`.
-fn wait_keeping(lines: &std::sync::mpsc::Receiver<String>, needle: &str, log: &mut Vec<String>) {
-    loop {
-        match lines.recv_timeout(Duration::from_secs(60)) {
-            Ok(line) => {
-                let found = line.contains(needle);
-                log.push(line);
-                if found {
-                    return;
-                }
-            }
-            Err(err) => panic!("no line with {needle:?} from cmq-host: {err}"),
-        }
-    }
 }
 
 /// Another site: serves, to every request, a page whose button posts a purge of entry
@@ -106,23 +81,15 @@ async fn an_operator_logs_in_replays_purges_and_watches_live_in_a_real_browser()
     std::fs::create_dir_all(&dir)?;
     let component = dir.join("handler.wasm");
     install(&guest("faulty"), &component)?;
-    let config = dir.join("cmq.toml");
-    std::fs::write(
-        &config,
-        "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
-         [routes.orders]\npath = \"/orders\"\ncomponent = \"handler.wasm\"\nmax_attempts = 1\n",
-    )?;
-    let mut command = cmq_host();
-    command
-        .env("CMQ_HOST_ADMIN_TOKEN", ADMIN_TOKEN)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .arg("--state")
-        .arg(dir.join("state.db"));
-    let (host, lines, url) = spawn_listening(&mut command)?;
-    let admin = admin_url(&lines);
-    let mut log = Vec::new();
-    wait_keeping(&lines, "console on ", &mut log);
+    let config = console_config(&dir, &["orders"])?;
+    let state = dir.join("state.db").display().to_string();
+    let ConsoleHost {
+        host,
+        lines,
+        mut log,
+        url,
+        admin,
+    } = serve_console(&config, &state, ADMIN_TOKEN)?;
 
     // Two messages a real guest could not take, kept in the journal.
     let pusher = reqwest::Client::new();

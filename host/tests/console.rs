@@ -9,36 +9,10 @@
 
 mod binary;
 
-use std::path::Path;
-
 use binary::*;
 use reqwest::redirect::Policy;
 
 const ADMIN_TOKEN: &str = "console-admin-token-0123456789";
-
-/// Copies `from` beside `path`, then renames it over: a reload sees it whole.
-fn install(from: &Path, path: &Path) -> anyhow::Result<()> {
-    let partial = path.with_extension("partial");
-    std::fs::copy(from, &partial)?;
-    std::fs::rename(&partial, path)?;
-    Ok(())
-}
-
-/// Waits for a line with `needle`, keeping every line read in `log`.
-fn wait_keeping(lines: &std::sync::mpsc::Receiver<String>, needle: &str, log: &mut Vec<String>) {
-    loop {
-        match lines.recv_timeout(std::time::Duration::from_secs(60)) {
-            Ok(line) => {
-                let found = line.contains(needle);
-                log.push(line);
-                if found {
-                    return;
-                }
-            }
-            Err(err) => panic!("no line with {needle:?} from cmq-host: {err}"),
-        }
-    }
-}
 
 /// The value of the hidden `csrf` field in a page.
 fn csrf(page: &str) -> String {
@@ -65,24 +39,15 @@ async fn the_console_lists_shows_replays_and_purges_the_journal_behind_the_admin
     std::fs::create_dir_all(&dir)?;
     let component = dir.join("handler.wasm");
     install(&guest("faulty"), &component)?;
-    let config = dir.join("cmq.toml");
-    std::fs::write(
-        &config,
-        "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
-         [routes.orders]\npath = \"/orders\"\ncomponent = \"handler.wasm\"\nmax_attempts = 1\n",
-    )?;
-    let state = dir.join("state.db");
-    let mut command = cmq_host();
-    command
-        .env("CMQ_HOST_ADMIN_TOKEN", ADMIN_TOKEN)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .arg("--state")
-        .arg(&state);
-    let (host, lines, url) = spawn_listening(&mut command)?;
-    let admin = admin_url(&lines);
-    let mut log = Vec::new();
-    wait_keeping(&lines, "console on ", &mut log);
+    let config = console_config(&dir, &["orders"])?;
+    let state = dir.join("state.db").display().to_string();
+    let ConsoleHost {
+        host,
+        lines,
+        mut log,
+        url,
+        admin,
+    } = serve_console(&config, &state, ADMIN_TOKEN)?;
 
     // Two messages journaled by a real guest: a retry on the last attempt, a drop.
     let pusher = reqwest::Client::new();
@@ -556,27 +521,11 @@ async fn hosts_sharing_a_postgresql_store_show_and_act_on_one_journal_in_their_c
     let dir = cmq_tests::test_dir().join(format!("console-shared-{}", next_number()));
     std::fs::create_dir_all(&dir)?;
     std::fs::copy(guest("faulty"), dir.join("handler.wasm"))?;
-    let config = dir.join("cmq.toml");
-    std::fs::write(
-        &config,
-        "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
-         [routes.orders]\npath = \"/orders\"\ncomponent = \"handler.wasm\"\nmax_attempts = 1\n",
-    )?;
+    let config = console_config(&dir, &["orders"])?;
     let state = fresh_state(true).await?;
-    let start = || {
-        let mut command = cmq_host();
-        command
-            .env("CMQ_HOST_ADMIN_TOKEN", ADMIN_TOKEN)
-            .args(["serve", "--config"])
-            .arg(&config)
-            .args(["--state", &state]);
-        let (host, lines, url) = spawn_listening(&mut command)?;
-        let admin = admin_url(&lines);
-        wait_for(&lines, "console on ");
-        Ok::<_, anyhow::Error>((host, lines, url, admin))
-    };
-    let (one, one_lines, one_url, one_admin) = start()?;
-    let (two, two_lines, _, two_admin) = start()?;
+    let one = serve_console(&config, &state, ADMIN_TOKEN)?;
+    let two = serve_console(&config, &state, ADMIN_TOKEN)?;
+    let (one_url, one_admin, two_admin) = (&one.url, &one.admin, &two.admin);
 
     // A message journaled by the first host...
     let pusher = reqwest::Client::new();
@@ -589,7 +538,7 @@ async fn hosts_sharing_a_postgresql_store_show_and_act_on_one_journal_in_their_c
     let client = reqwest::Client::builder()
         .redirect(Policy::none())
         .build()?;
-    let cookie = log_in(&client, &two_admin).await?;
+    let cookie = log_in(&client, two_admin).await?;
     let journal = client
         .get(format!("{two_admin}/console/dead-letters"))
         .header("cookie", &cookie)
@@ -623,7 +572,7 @@ async fn hosts_sharing_a_postgresql_store_show_and_act_on_one_journal_in_their_c
     assert!(purged.contains("removed"), "{purged}");
 
     // ...and so gone from the first host's console too.
-    let cookie = log_in(&client, &one_admin).await?;
+    let cookie = log_in(&client, one_admin).await?;
     let journal = client
         .get(format!("{one_admin}/console/dead-letters"))
         .header("cookie", &cookie)
@@ -634,9 +583,9 @@ async fn hosts_sharing_a_postgresql_store_show_and_act_on_one_journal_in_their_c
     assert!(listed(&journal).is_empty(), "{journal}");
     assert!(journal.contains("0 of 0 entries"), "{journal}");
 
-    for (host, lines) in [(&one, &one_lines), (&two, &two_lines)] {
-        signal(host, "TERM")?;
-        wait_for(lines, "stopped");
+    for host in [&one, &two] {
+        signal(&host.host, "TERM")?;
+        wait_for(&host.lines, "stopped");
     }
     Ok(())
 }
@@ -647,23 +596,15 @@ async fn the_journal_is_paged_and_filtered_by_the_store_on_both_backends() -> an
         let dir = cmq_tests::test_dir().join(format!("console-pages-{}", next_number()));
         std::fs::create_dir_all(&dir)?;
         std::fs::copy(guest("faulty"), dir.join("handler.wasm"))?;
-        let config = dir.join("cmq.toml");
-        std::fs::write(
-            &config,
-            "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
-             [routes.orders]\npath = \"/orders\"\ncomponent = \"handler.wasm\"\nmax_attempts = 1\n\
-             [routes.refunds]\npath = \"/refunds\"\ncomponent = \"handler.wasm\"\nmax_attempts = 1\n",
-        )?;
+        let config = console_config(&dir, &["orders", "refunds"])?;
         let state = fresh_state(postgres).await?;
-        let mut command = cmq_host();
-        command
-            .env("CMQ_HOST_ADMIN_TOKEN", ADMIN_TOKEN)
-            .args(["serve", "--config"])
-            .arg(&config)
-            .args(["--state", &state]);
-        let (host, lines, url) = spawn_listening(&mut command)?;
-        let admin = admin_url(&lines);
-        wait_for(&lines, "console on ");
+        let ConsoleHost {
+            host,
+            lines,
+            url,
+            admin,
+            ..
+        } = serve_console(&config, &state, ADMIN_TOKEN)?;
 
         // 52 drops to /orders, then 3 retries to /refunds: 55 entries, 2 pages.
         let pusher = reqwest::Client::new();

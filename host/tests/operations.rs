@@ -21,15 +21,6 @@ fn scratch() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-/// Replaces `path` with a copy of `from` the way a deploy should: written beside it,
-/// then renamed over it, so that no reader sees half a file.
-fn install(from: &Path, path: &Path) -> anyhow::Result<()> {
-    let partial = path.with_extension("partial");
-    std::fs::copy(from, &partial)?;
-    std::fs::rename(&partial, path)?;
-    Ok(())
-}
-
 /// Writes `text` to `path` beside it first, then renames it over, as an editor saves.
 fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
     let partial = path.with_extension("partial");

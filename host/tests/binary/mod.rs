@@ -1,6 +1,7 @@
 //! Shared by the test targets that run the `cmq-host` binary (cli.rs, operations.rs,
-//! store_log.rs, many_hosts.rs):
-//! starting it on a free port, reading its log, signalling it, pushing to it.
+//! store_log.rs, many_hosts.rs, console.rs, browser.rs, ...): starting it on a free
+//! port (with the console on, too), reading its log, signalling it, pushing to it,
+//! swapping a component under it.
 
 #![allow(dead_code, reason = "each test target uses its own part of these")]
 
@@ -223,4 +224,81 @@ pub fn locked_wasmtime() -> String {
         .and_then(|package| package.lines().find_map(|l| l.strip_prefix("version = ")))
         .map(|version| version.trim_matches('"').to_owned())
         .expect("wasmtime in Cargo.lock")
+}
+
+/// Copies `from` beside `path`, then renames it over: a reload sees it whole.
+pub fn install(from: &std::path::Path, path: &std::path::Path) -> anyhow::Result<()> {
+    let partial = path.with_extension("partial");
+    std::fs::copy(from, &partial)?;
+    std::fs::rename(&partial, path)?;
+    Ok(())
+}
+
+/// Waits for a line with `needle`, keeping every line read in `log`.
+pub fn wait_keeping(lines: &mpsc::Receiver<String>, needle: &str, log: &mut Vec<String>) {
+    loop {
+        match lines.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => {
+                let found = line.contains(needle);
+                log.push(line);
+                if found {
+                    return;
+                }
+            }
+            Err(err) => panic!("no line with {needle:?} from cmq-host: {err}"),
+        }
+    }
+}
+
+/// A `cmq-host serve` with the console on, as the console's tests start it.
+pub struct ConsoleHost {
+    pub host: Running,
+    pub lines: mpsc::Receiver<String>,
+    /// Every line read so far.
+    pub log: Vec<String>,
+    /// The push listener's URL.
+    pub url: String,
+    /// The admin listener's URL.
+    pub admin: String,
+}
+
+/// Writes, in `dir`, a config of the routes `names` (each at `/NAME`, served by
+/// `handler.wasm` in `dir`, one attempt), listening on free ports, admin listener
+/// included; its path.
+pub fn console_config(dir: &std::path::Path, names: &[&str]) -> anyhow::Result<std::path::PathBuf> {
+    let mut config = String::from("listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n");
+    for name in names {
+        config.push_str(&format!(
+            "[routes.{name}]\npath = \"/{name}\"\ncomponent = \"handler.wasm\"\nmax_attempts = 1\n"
+        ));
+    }
+    let path = dir.join("cmq.toml");
+    std::fs::write(&path, config)?;
+    Ok(path)
+}
+
+/// Serves `config` on the store `state` with the console behind `admin_token`, once
+/// the console is on.
+pub fn serve_console(
+    config: &std::path::Path,
+    state: &str,
+    admin_token: &str,
+) -> anyhow::Result<ConsoleHost> {
+    let mut command = cmq_host();
+    command
+        .env("CMQ_HOST_ADMIN_TOKEN", admin_token)
+        .args(["serve", "--config"])
+        .arg(config)
+        .args(["--state", state]);
+    let (host, lines, url) = spawn_listening(&mut command)?;
+    let admin = admin_url(&lines);
+    let mut log = Vec::new();
+    wait_keeping(&lines, "console on ", &mut log);
+    Ok(ConsoleHost {
+        host,
+        lines,
+        log,
+        url,
+        admin,
+    })
 }
