@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 
-use crate::bench_targets::{Measured, Row};
+use crate::bench_targets::{Load, Measured, Row};
 use crate::{cargo, guests, repo_root};
 
 /// The documented JSON push, as CMQ sends it.
@@ -87,16 +87,6 @@ struct Receiver {
     closes_connections: bool,
     /// The row a target reads, if any.
     row: Option<Row>,
-}
-
-/// One load's figures.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Load {
-    pub(crate) requests_per_sec: f64,
-    pub(crate) p50: Duration,
-    pub(crate) p99: Duration,
-    pub(crate) cpu_per_message: Duration,
-    pub(crate) failed: u64,
 }
 
 pub fn run(options: &Options) -> Result<()> {

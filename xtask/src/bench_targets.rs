@@ -3,8 +3,7 @@
 //! against no store, and with `--baseline` this tree against another build.
 
 use std::fmt::Write as _;
-
-use crate::bench::Load;
+use std::time::Duration;
 
 /// A row a target reads.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +19,16 @@ pub(crate) enum Row {
     JavaScript,
     /// The `--baseline` build on that row.
     Baseline(Box<Row>),
+}
+
+/// One load's figures.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Load {
+    pub(crate) requests_per_sec: f64,
+    pub(crate) p50: Duration,
+    pub(crate) p99: Duration,
+    pub(crate) cpu_per_message: Duration,
+    pub(crate) failed: u64,
 }
 
 /// One row's figures: per connection count, and its peak RSS.
