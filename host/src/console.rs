@@ -179,7 +179,7 @@ impl Console {
             ),
             "/console/live" => page(
                 StatusCode::OK,
-                "Feed",
+                "Live",
                 Some(&session),
                 &live::body(receiver, &live::Filter::of(&query)),
             ),
@@ -345,9 +345,10 @@ fn same_origin(headers: &HeaderMap) -> Result<(), &'static str> {
 }
 
 /// Whether the browser says the request comes from a page of another origin
-/// (`Sec-Fetch-Site`, which clients that are not browsers do not send).
+/// (`Sec-Fetch-Site`, which clients that are not browsers do not send; `none` is the
+/// person's own doing: an address typed, a bookmark).
 fn fetched_from_elsewhere(headers: &HeaderMap) -> bool {
     headers
         .get("sec-fetch-site")
-        .is_some_and(|site| site.as_bytes() != b"same-origin")
+        .is_some_and(|site| !matches!(site.as_bytes(), b"same-origin" | b"none"))
 }

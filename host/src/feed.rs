@@ -95,13 +95,14 @@ pub(crate) struct Body {
 
 impl Body {
     pub(crate) fn of(bytes: &[u8]) -> Body {
-        let mut shown = &bytes[..bytes.len().min(BODY_CLIP)];
-        // A character the cut split is left out whole.
-        if let Err(err) = std::str::from_utf8(shown)
-            && err.error_len().is_none()
-        {
-            shown = &shown[..err.valid_up_to()];
+        let clip = bytes.len().min(BODY_CLIP);
+        // A character the cut would split is left out whole: back to where it starts
+        // (a UTF-8 character is 4 bytes at most, its later ones `10xxxxxx`).
+        let mut cut = clip;
+        while cut > 0 && clip - cut < 3 && bytes.get(cut).is_some_and(|b| b & 0xc0 == 0x80) {
+            cut -= 1;
         }
+        let shown = &bytes[..cut];
         Body {
             text: String::from_utf8_lossy(shown).into_owned(),
             bytes: bytes.len(),
@@ -153,7 +154,8 @@ impl Feed {
         let _ = self.sender.send(Arc::new(decided));
     }
 
-    /// Closes the feed: every watcher's next is [`Next::Closed`].
+    /// Closes the feed: every watcher's next is [`Next::Closed`], a watcher's who comes
+    /// later too.
     pub(crate) fn close(&self) {
         self.closed.send_replace(true);
     }
@@ -199,16 +201,17 @@ pub(crate) enum Next {
 }
 
 impl Watch {
-    /// The next decision, or how many it missed.
+    /// The next decision, or how many it missed, or that the feed closed.
     pub(crate) async fn next(&mut self) -> Next {
         tokio::select! {
+            // A closed feed ends the watch even with decisions still queued.
+            biased;
+            _ = self.closed.wait_for(|closed| *closed) => Next::Closed,
             received = self.receiver.recv() => match received {
                 Ok(decided) => Next::Decided(decided),
                 Err(broadcast::error::RecvError::Lagged(missed)) => Next::Missed(missed),
                 Err(broadcast::error::RecvError::Closed) => Next::Closed,
             },
-            // Also when the feed is gone.
-            _ = self.closed.wait_for(|closed| *closed) => Next::Closed,
         }
     }
 
@@ -355,6 +358,17 @@ mod tests {
         assert!(feed.watch(false).is_some());
     }
 
+    #[tokio::test]
+    async fn a_closed_feed_ends_every_watch_even_one_that_comes_later() {
+        let feed = Feed::default();
+        let mut early = feed.watch(false).expect("a place");
+        feed.close();
+        assert!(matches!(early.next().await, Next::Closed));
+        let mut late = feed.watch(false).expect("a place");
+        assert!(matches!(late.next().await, Next::Closed));
+        assert!(matches!(late.next().await, Next::Closed));
+    }
+
     #[test]
     fn only_a_watcher_that_asked_is_shown_the_body() {
         let decided = Decided {
@@ -390,6 +404,14 @@ mod tests {
         assert_eq!(body.bytes, BODY_CLIP * 2);
         assert!(body.clipped);
         assert_eq!(Body::of(&[0xff, b'x']).text, "\u{fffd}x");
+        // An invalid byte before the cut changes nothing at the cut.
+        let mixed = [&[0xff][..], "é".repeat(BODY_CLIP).as_bytes()].concat();
+        let body = Body::of(&mixed);
+        assert!(
+            body.text.ends_with('é'),
+            "{:?}",
+            &body.text[body.text.len() - 6..]
+        );
         assert!(!Body::of(b"short").clipped);
         // A character the cut would split is left out whole.
         let accented = format!("a{}", "é".repeat(BODY_CLIP));

@@ -402,6 +402,7 @@ async fn the_live_view_streams_decisions_as_they_happen_filtered_with_bodies_onl
     };
     let mut everything = open("").await?;
     let mut retries_with_bodies = open("?decision=retry&bodies=1").await?;
+    let mut this_route = open("?route=default").await?;
     let mut another_route = open("?route=elsewhere").await?;
     // A page of another site may not open one, even with the session's cookie.
     let cross_site = client
@@ -429,6 +430,9 @@ async fn the_live_view_streams_decisions_as_they_happen_filtered_with_bodies_onl
     assert_eq!(second["status"], 503);
     assert_eq!(second["reason"], "tagged retry");
     assert!(second.get("body").is_none(), "{second}");
+
+    let same_route = this_route.next_decision().await?;
+    assert_eq!(same_route["message_id"], "live-ack", "{same_route}");
 
     // The filtered stream skipped the ack; it shows the retry's body, as asked.
     let retry = retries_with_bodies.next_decision().await?;

@@ -221,7 +221,7 @@ pub(super) async fn list(
     };
     let read = async {
         let counts = store.dead_letter_counts().await?;
-        let (mut entries, matching) = store.journal_page(journal_query.clone()).await?;
+        let (mut entries, mut matching) = store.journal_page(journal_query.clone()).await?;
         // A page past the last (the journal shrank since the link was made): the last.
         let last = matching.div_ceil(u64::from(PAGE_SIZE)).max(1);
         let page_number = page_number.min(last);
@@ -230,7 +230,7 @@ pub(super) async fn list(
                 offset: (last - 1) * u64::from(PAGE_SIZE),
                 ..journal_query
             };
-            entries = store.journal_page(query).await?.0;
+            (entries, matching) = store.journal_page(query).await?;
         }
         Ok::<_, crate::store::StoreError>((counts, entries, matching, page_number))
     };

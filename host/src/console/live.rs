@@ -1,11 +1,11 @@
 //! The console's live page: decisions as they happen, filtered by route and decision,
 //! bodies only when asked. The page is rendered here; `live.js` (embedded, served at
 //! `/console/live.js`) opens the server-sent events stream `/console/live/events`,
-//! which this module writes from the receiver's feed ([`crate::live`]).
+//! which this module writes from the receiver's feed ([`crate::feed`]).
 //!
 //! A stream sends at most [`MAX_EVENTS_PER_SECOND`] decisions a second (more than a
 //! person reads) and says how many it left out; it ends when its session does, when
-//! the host shuts down, or when its client reads nothing for [`SEND_TIMEOUT`].
+//! the host shuts down, or when its stream stays backed up for [`SEND_TIMEOUT`].
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -36,7 +36,8 @@ const MAX_EVENTS_PER_SECOND: u32 = 100;
 /// Seconds between two comments that keep a quiet stream open (and find a client gone).
 const KEEP_ALIVE_SECONDS: u32 = 15;
 
-/// How long a client may leave an event unread before its stream ends.
+/// How long an event may wait for room in a stream backed up (its client reads
+/// nothing) before the stream ends.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The decisions a filter can pick.
@@ -190,7 +191,7 @@ pub(crate) fn stream(
 /// Why a stream ended.
 #[derive(Debug, Clone, Copy)]
 enum Ended {
-    /// The client went, or read nothing for [`SEND_TIMEOUT`].
+    /// The client went, or its stream stayed backed up for [`SEND_TIMEOUT`].
     ClientGone,
     SessionClosed,
     HostShutDown,
