@@ -262,16 +262,16 @@ impl SqliteStore {
         query: JournalQuery,
     ) -> Result<(Vec<ListedDeadLetter>, u64), StoreError> {
         self.read(move |conn| {
-            let filter = params![query.route, query.reason_pattern(), query.since_ms()];
+            let (route, reason, since) = (&query.route, query.reason_pattern(), query.since_ms());
             let matching: i64 = conn
                 .prepare_cached(&numbered(COUNT_JOURNAL_PAGE))?
-                .query_row(filter, |row| row.get(0))?;
+                .query_row(params![route, reason, since], |row| row.get(0))?;
             let mut statement = conn.prepare_cached(&numbered(SELECT_JOURNAL_PAGE))?;
             let rows = statement.query_map(
                 params![
-                    query.route,
-                    query.reason_pattern(),
-                    query.since_ms(),
+                    route,
+                    reason,
+                    since,
                     i64::from(query.limit),
                     i64::try_from(query.offset).unwrap_or(i64::MAX),
                 ],
