@@ -85,7 +85,7 @@ impl Console {
             tracing::warn!(target: "cmq_host::console", %peer, "console live view refused: not logged in");
             return forbidden("log in first").map(Either::Left);
         };
-        let filter = live::Filter::of(&request.uri().query().map(parse_form).unwrap_or_default());
+        let filter = live::Filter::of(&request.uri().query().map(Form::parse).unwrap_or_default());
         let Some(watch) = receiver.feed().watch(filter.bodies()) else {
             tracing::warn!(target: "cmq_host::console", session = session.number, %peer, "console live view refused: all its places are taken");
             return respond(
@@ -112,7 +112,7 @@ impl Console {
         peer: SocketAddr,
     ) -> Response<AnswerBody> {
         let path = request.uri().path().to_owned();
-        let query = request.uri().query().map(parse_form).unwrap_or_default();
+        let query = request.uri().query().map(Form::parse).unwrap_or_default();
         let method = request.method().clone();
         match path.as_str() {
             "/console/style.css" => {
@@ -156,7 +156,7 @@ impl Console {
                 tracing::warn!(target: "cmq_host::console", session = session.number, %peer, "console action refused: {why}");
                 return forbidden(why);
             }
-            if !session.csrf_is(form.get("csrf").map(|values| values[0].as_str())) {
+            if !session.csrf_is(form.first("csrf")) {
                 tracing::warn!(target: "cmq_host::console", session = session.number, %peer, "console action refused: no valid CSRF token");
                 return forbidden("the form is not this session's");
             }
@@ -204,10 +204,7 @@ impl Console {
             tracing::warn!(target: "cmq_host::console", %peer, "console login refused: {why}");
             return forbidden(why);
         }
-        let given = form
-            .get("token")
-            .map(|values| values[0].as_str())
-            .unwrap_or("");
+        let given = form.first("token").unwrap_or("");
         match self.sessions.log_in(given) {
             Some((id, number)) => {
                 tracing::info!(target: "cmq_host::console", session = number, %peer, "console login");
@@ -230,7 +227,7 @@ impl Console {
         receiver: &Receiver,
         session: &Current,
         path: &str,
-        form: &HashMap<String, Vec<String>>,
+        form: &Form,
         peer: SocketAddr,
     ) -> Response<AnswerBody> {
         if path == "/console/logout" {
@@ -272,9 +269,7 @@ fn forbidden(why: &str) -> Response<AnswerBody> {
 }
 
 /// A form body (`application/x-www-form-urlencoded`, at most [`MAX_FORM`] bytes).
-async fn read_form(
-    request: Request<Incoming>,
-) -> Result<HashMap<String, Vec<String>>, Response<AnswerBody>> {
+async fn read_form(request: Request<Incoming>) -> Result<Form, Response<AnswerBody>> {
     let body = Limited::new(request.into_body(), MAX_FORM)
         .collect()
         .await
@@ -293,17 +288,34 @@ async fn read_form(
             "form not UTF-8\n".into(),
         )
     })?;
-    Ok(parse_form(text))
+    Ok(Form::parse(text))
 }
 
-fn parse_form(text: &str) -> HashMap<String, Vec<String>> {
-    let mut form: HashMap<String, Vec<String>> = HashMap::new();
-    for (key, value) in form_urlencoded::parse(text.as_bytes()) {
-        form.entry(key.into_owned())
-            .or_default()
-            .push(value.into_owned());
+/// The fields of a form or a query string, each name with its values in order.
+#[derive(Debug, Default)]
+pub(crate) struct Form(HashMap<String, Vec<String>>);
+
+impl Form {
+    fn parse(text: &str) -> Form {
+        let mut fields: HashMap<String, Vec<String>> = HashMap::new();
+        for (name, value) in form_urlencoded::parse(text.as_bytes()) {
+            fields
+                .entry(name.into_owned())
+                .or_default()
+                .push(value.into_owned());
+        }
+        Form(fields)
     }
-    form
+
+    /// The first value of `name`, if it has one.
+    pub(crate) fn first(&self, name: &str) -> Option<&str> {
+        self.0.get(name)?.first().map(String::as_str)
+    }
+
+    /// Every value of `name`, in order.
+    pub(crate) fn all(&self, name: &str) -> impl Iterator<Item = &str> {
+        self.0.get(name).into_iter().flatten().map(String::as_str)
+    }
 }
 
 fn url_encode(text: &str) -> String {

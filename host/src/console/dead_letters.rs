@@ -2,7 +2,6 @@
 //! entry whole, and the actions on a selection: replay (through the route's current
 //! component, removed once acknowledged) or purge, each confirmed first and logged.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
@@ -14,7 +13,7 @@ use crate::store::JournalQuery;
 
 use super::page::{csrf_field, escape, page};
 use super::session::Current;
-use super::url_encode;
+use super::{Form, url_encode};
 
 /// Entries a page of the journal shows.
 const PAGE_SIZE: u32 = 50;
@@ -25,15 +24,10 @@ pub(super) async fn act(
     receiver: &Receiver,
     session: &Current,
     action: &str,
-    form: &HashMap<String, Vec<String>>,
+    form: &Form,
     peer: SocketAddr,
 ) -> Response<AnswerBody> {
-    let ids: Vec<i64> = form
-        .get("id")
-        .into_iter()
-        .flatten()
-        .filter_map(|id| id.parse().ok())
-        .collect();
+    let ids: Vec<i64> = form.all("id").filter_map(|id| id.parse().ok()).collect();
     let Some(action) = Action::from_path(action) else {
         return page(StatusCode::NOT_FOUND, "Not found", Some(session), "");
     };
@@ -45,7 +39,7 @@ pub(super) async fn act(
             "<p><a href=\"/console/dead-letters\">Back to the journal</a></p>",
         );
     }
-    if form.get("confirmed").is_none() {
+    if form.first("confirmed").is_none() {
         return confirm(session, action, &ids);
     }
     let Some(store) = receiver.store() else {
@@ -187,7 +181,7 @@ fn confirm(session: &Current, action: Action, ids: &[i64]) -> Response<AnswerBod
 pub(super) async fn list(
     receiver: &Receiver,
     session: &Current,
-    query: &HashMap<String, Vec<String>>,
+    query: &Form,
 ) -> Response<AnswerBody> {
     let Some(store) = receiver.store() else {
         return page(
@@ -197,13 +191,7 @@ pub(super) async fn list(
             "<p>This host keeps no store (<code>--no-state</code>): nothing is journaled.</p>",
         );
     };
-    let first = |key: &str| {
-        query
-            .get(key)
-            .and_then(|values| values.first())
-            .map(String::as_str)
-            .unwrap_or("")
-    };
+    let first = |name: &str| query.first(name).unwrap_or("");
     let route = first("route");
     let within = match first("within") {
         "1h" => Some(Duration::from_secs(3600)),
@@ -337,7 +325,7 @@ pub(super) async fn entry(
     receiver: &Receiver,
     session: &Current,
     id: i64,
-    query: &HashMap<String, Vec<String>>,
+    query: &Form,
 ) -> Response<AnswerBody> {
     let found = match receiver.store() {
         Some(store) => store.dead_letter(id).await.map_err(|err| err.to_string()),
@@ -366,10 +354,7 @@ pub(super) async fn entry(
     let json = text
         .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
         .and_then(|value| serde_json::to_string_pretty(&value).ok());
-    let view = query
-        .get("view")
-        .and_then(|values| values.first())
-        .map(String::as_str);
+    let view = query.first("view");
     let (shown, body) = match (view, &json, text) {
         (Some("hex"), _, _) | (_, None, None) => ("hex", hex(&entry.body)),
         (Some("text"), _, Some(text)) | (None, None, Some(text)) => ("text", text.to_owned()),

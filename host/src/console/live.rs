@@ -7,7 +7,6 @@
 //! person reads) and says how many it left out; it ends when its session does, when
 //! the host shuts down, or when its stream stays backed up for [`SEND_TIMEOUT`].
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -25,7 +24,7 @@ use crate::receiver::Receiver;
 
 use super::page::escape;
 use super::session::{Current, Sessions};
-use super::url_encode;
+use super::{Form, url_encode};
 
 /// The page's script.
 pub(crate) const SCRIPT: &str = include_str!("live.js");
@@ -60,13 +59,12 @@ pub(crate) struct Filter {
 }
 
 impl Filter {
-    pub(crate) fn of(query: &HashMap<String, Vec<String>>) -> Filter {
-        let first = |key: &str| {
+    pub(crate) fn of(query: &Form) -> Filter {
+        let first = |name: &str| {
             query
-                .get(key)
-                .and_then(|values| values.first())
+                .first(name)
                 .filter(|value| !value.is_empty())
-                .cloned()
+                .map(str::to_owned)
         };
         Filter {
             route: first("route"),
