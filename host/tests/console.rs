@@ -348,17 +348,7 @@ async fn the_live_view_streams_decisions_as_they_happen_filtered_with_bodies_onl
     let refused = client.get(console("/live/events")).send().await?;
     assert_eq!(refused.status(), 403);
 
-    let login = client
-        .post(console("/login"))
-        .form(&[("token", ADMIN_TOKEN)])
-        .send()
-        .await?;
-    let cookie = login.headers()["set-cookie"]
-        .to_str()?
-        .split(';')
-        .next()
-        .expect("a cookie")
-        .to_owned();
+    let cookie = log_in(&client, &admin).await?;
     let get = |path: &str| client.get(console(path)).header("cookie", &cookie).send();
 
     // The page, its script (from this host only) and the stream it opens.
