@@ -105,35 +105,35 @@ pub fn run(selection: &Selection) -> Result<Vec<PathBuf>> {
     fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
 
     let mut built = Vec::new();
-    let mut toolchain = None;
-    if !crates.is_empty() {
-        let toolchain = toolchain.get_or_insert(Toolchain::find()?);
-        for krate in &crates {
-            let started = Instant::now();
-            let artifact = toolchain.build(&root, krate)?;
-            let elapsed = started.elapsed();
-
-            let dest = out_dir.join(format!("{}.wasm", krate.lib_name));
-            let bytes = fs::read(&artifact).with_context(|| {
-                format!("reading {} (is the crate a `cdylib`?)", artifact.display())
-            })?;
-            check_component(&bytes).with_context(|| format!("checking {}", artifact.display()))?;
-            fs::write(&dest, &bytes).with_context(|| format!("writing {}", dest.display()))?;
-            report(&root, &dest, bytes.len(), Some(elapsed));
-            built.push(dest);
-        }
-    }
-    // A Python or JavaScript handler gets the SDK's wasi-http entrance, composed in.
-    let entrance = if scripts.is_empty() {
+    // The Rust crates are built with it, and so is the wasi-http entrance that a Python
+    // or JavaScript handler is composed with.
+    let toolchain = if crates.is_empty() && scripts.is_empty() {
         None
     } else {
-        let toolchain = match toolchain.take() {
-            Some(toolchain) => toolchain,
-            None => Toolchain::find()?,
-        };
-        let entrance = GuestCrate::read(&root.join("guest/entrance"))?;
-        let artifact = toolchain.build(&root, &entrance)?;
-        Some(fs::read(&artifact).with_context(|| format!("reading {}", artifact.display()))?)
+        Some(Toolchain::find()?)
+    };
+    for krate in &crates {
+        let toolchain = toolchain.as_ref().context("a toolchain for the crates")?;
+        let started = Instant::now();
+        let artifact = toolchain.build(&root, krate)?;
+        let elapsed = started.elapsed();
+
+        let dest = out_dir.join(format!("{}.wasm", krate.lib_name));
+        let bytes = fs::read(&artifact).with_context(|| {
+            format!("reading {} (is the crate a `cdylib`?)", artifact.display())
+        })?;
+        check_component(&bytes).with_context(|| format!("checking {}", artifact.display()))?;
+        fs::write(&dest, &bytes).with_context(|| format!("writing {}", dest.display()))?;
+        report(&root, &dest, bytes.len(), Some(elapsed));
+        built.push(dest);
+    }
+    let entrance = match &toolchain {
+        Some(toolchain) if !scripts.is_empty() => {
+            let entrance = GuestCrate::read(&root.join("guest/entrance"))?;
+            let artifact = toolchain.build(&root, &entrance)?;
+            Some(fs::read(&artifact).with_context(|| format!("reading {}", artifact.display()))?)
+        }
+        _ => None,
     };
     for script in &scripts {
         // The examples in a language this machine cannot build are skipped, so that
