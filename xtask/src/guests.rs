@@ -28,8 +28,10 @@ const WASI_HTTP_INTERFACE: &str = "wasi:http/incoming-handler@0.2";
 /// `\0asm`, then the component-model layer version (core modules have `1 0 0 0`).
 const COMPONENT_HEADER: [u8; 8] = *b"\0asm\x0d\x00\x01\x00";
 
-/// The fallback toolchain: Debian's packages and where they put things.
+/// The fallback toolchain: Debian's packages and where they put things. The compiler
+/// and its library sources must be of one version, so they are installed together.
 const APT_PACKAGES: [&str; 3] = ["rustc-web", "rust-web-src", "wasi-libc"];
+const COMPILER_PACKAGES: [&str; 2] = ["rustc-web", "rust-web-src"];
 const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
 const WASI_LIBC_DIR: &str = "/usr/lib/wasm32-wasi";
 
@@ -53,6 +55,9 @@ const SCRUBBED_ENV: [&str; 9] = [
 pub struct Selection {
     pub crates: Vec<PathBuf>,
     pub scripts: Vec<PathBuf>,
+    /// Every example must build: a language this machine cannot build is an error,
+    /// not a skip (the test suite's guests are all built by the run that uses them).
+    pub require_all: bool,
 }
 
 /// Parses `[--crate PATH]... [--script FILE.py|FILE.js]...`.
@@ -73,9 +78,43 @@ pub fn parse_args(args: &[String]) -> Result<Selection, String> {
             Some(value) => value,
             None => args.next().ok_or(format!("{flag} needs a path"))?.clone(),
         };
-        list.push(PathBuf::from(value));
+        list.push(as_the_shell_sees_it(Path::new(&value)));
     }
     Ok(selection)
+}
+
+/// A relative path read from where the shell says it is (`$PWD`), when that is the
+/// current directory: in a checkout reached through a symbolic link, `--crate
+/// ../orders` then names the folder beside the link, as `ls ../orders` does.
+fn as_the_shell_sees_it(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        return path.to_path_buf();
+    }
+    let logical = std::env::var_os("PWD").map(PathBuf::from);
+    let here = std::env::current_dir().ok();
+    match (logical, here) {
+        (Some(logical), Some(here))
+            if logical.is_absolute() && logical.canonicalize().ok() == here.canonicalize().ok() =>
+        {
+            normalize(&logical.join(path))
+        }
+        _ => path.to_path_buf(),
+    }
+}
+
+/// `a/b/../c` as `a/c`, without asking the file system (which would follow links).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Builds the selected handlers (or every example and test fixture under `guest/`) and
@@ -110,7 +149,7 @@ pub fn run(selection: &Selection) -> Result<Vec<PathBuf>> {
     let toolchain = if crates.is_empty() && scripts.is_empty() {
         None
     } else {
-        Some(Toolchain::find()?)
+        Some(Toolchain::find(needed_version(&root, &crates)?)?)
     };
     for krate in &crates {
         let toolchain = toolchain.as_ref().context("a toolchain for the crates")?;
@@ -139,14 +178,17 @@ pub fn run(selection: &Selection) -> Result<Vec<PathBuf>> {
         // The examples in a language this machine cannot build are skipped, so that
         // the Rust handlers still build; a handler named with --script is an error.
         if everything && let Some(why) = componentize::unavailable(script.language) {
-            eprintln!(
-                "xtask: skipping {}: {why}",
-                script
-                    .source
-                    .strip_prefix(&root)
-                    .unwrap_or(&script.source)
-                    .display()
-            );
+            let shown = script.source.strip_prefix(&root).unwrap_or(&script.source);
+            // An earlier build's component would pass for this run's: it goes.
+            let stale = out_dir.join(script.component_name());
+            if stale.exists() {
+                fs::remove_file(&stale)
+                    .with_context(|| format!("removing the stale {}", stale.display()))?;
+            }
+            if selection.require_all {
+                bail!("cannot build {}: {why}", shown.display());
+            }
+            eprintln!("xtask: skipping {}: {why}", shown.display());
             continue;
         }
         let started = Instant::now();
@@ -263,24 +305,48 @@ enum Toolchain {
 }
 
 impl Toolchain {
-    fn find() -> Result<Self> {
+    /// The toolchain for crates that need at least `needed` (their `rust-version`),
+    /// installing or upgrading the fallback's packages when that is possible without
+    /// asking. Says which path it took, with the versions, before anything builds.
+    fn find(needed: RustVersion) -> Result<Self> {
         let rustc = rustup_rustc();
         if has_target_std(&rustc) {
             eprintln!(
-                "xtask: {TARGET}: using {}'s installed standard library",
-                rustc.display()
+                "xtask: {TARGET}: using {} ({})'s installed standard library (guests need \
+                 rustc {needed})",
+                rustc.display(),
+                version(&rustc).unwrap_or_else(|| "version unknown".into()),
             );
             return Ok(Toolchain::Rustup);
         }
 
         let missing = missing_fallback_parts();
         if !missing.is_empty() {
-            install_fallback(&rustc, &missing)?;
+            install_fallback(&rustc, &missing, needed)?;
+        }
+        let mut installed = fallback_version();
+        match fallback_verdict(needed, installed, can_install()) {
+            Verdict::Fits => {}
+            Verdict::Upgrade => {
+                eprintln!(
+                    "xtask: {TARGET}: the fallback's {DEBIAN_RUSTC} is {}, the guests need \
+                     {needed}: upgrading {} together",
+                    shown(installed),
+                    COMPILER_PACKAGES.join(" and "),
+                );
+                crate::system::install(&COMPILER_PACKAGES)?;
+                installed = fallback_version();
+                if let Verdict::Stop(why) = fallback_verdict(needed, installed, false) {
+                    bail!("{why}");
+                }
+            }
+            Verdict::Stop(why) => bail!("{why}"),
         }
         let linker_dir = linker_dir(&rustc)?;
         eprintln!(
             "xtask: {TARGET}: no standard library in {}; using the fallback: {} ({}) with \
-             -Zbuild-std, wasi-libc from {WASI_LIBC_DIR}, linkers from {}",
+             -Zbuild-std (guests need rustc {needed}), wasi-libc from {WASI_LIBC_DIR}, \
+             linkers from {}",
             rustc.display(),
             DEBIAN_RUSTC,
             version(Path::new(DEBIAN_RUSTC)).unwrap_or_else(|| "version unknown".into()),
@@ -408,16 +474,14 @@ fn missing_fallback_parts() -> Vec<String> {
 
 /// Installs the fallback's packages when that is possible without asking: as root,
 /// with apt-get. Otherwise explains the two ways to get a wasm32-wasip2 toolchain.
-fn install_fallback(rustc: &Path, missing: &[String]) -> Result<()> {
-    let is_root = is_root();
-    let has_apt = Path::new("/usr/bin/apt-get").is_file();
-    if !(is_root && has_apt) {
+fn install_fallback(rustc: &Path, missing: &[String], needed: RustVersion) -> Result<()> {
+    if !can_install() {
         bail!(
             "{rustc} has no {TARGET} standard library, and the fallback toolchain is \
              incomplete (missing: {missing}). Either:\n  \
              - install the target: rustup target add {TARGET}\n  \
-             - or, on Debian 12 or later, install the fallback: \
-             sudo apt-get install -y {packages}\n\
+             - or, on Debian 12 or later, install the fallback (rustc-web {needed} or \
+             later): sudo apt-get update && sudo apt-get install -y {packages}\n\
              then run this again.",
             rustc = rustc.display(),
             missing = missing.join(", "),
@@ -439,6 +503,133 @@ fn install_fallback(rustc: &Path, missing: &[String]) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Whether this run may install Debian's packages without asking.
+fn can_install() -> bool {
+    is_root() && Path::new("/usr/bin/apt-get").is_file()
+}
+
+/// A Rust release, as `rust-version` and `rustc --version` write it (the patch level
+/// is left out: `rust-version` rarely names one, and a release's patches build alike).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct RustVersion {
+    major: u32,
+    minor: u32,
+}
+
+impl RustVersion {
+    /// `1.95`, `1.95.0`, or `rustc 1.96.0 (...)`.
+    fn parse(text: &str) -> Option<RustVersion> {
+        let text = text.trim();
+        let number = text.strip_prefix("rustc ").unwrap_or(text);
+        let number = number.split([' ', '-', '+']).next()?;
+        let mut parts = number.split('.');
+        let major = parts.next()?.parse().ok()?;
+        let minor = parts.next()?.parse().ok()?;
+        Some(RustVersion { major, minor })
+    }
+}
+
+impl std::fmt::Display for RustVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+/// What to do about the fallback compiler the guests would be built with.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    /// It is recent enough.
+    Fits,
+    /// It is not (or its version cannot be read), and this run may upgrade it.
+    Upgrade,
+    /// It is not, and nothing here can change that: why, and what to run.
+    Stop(String),
+}
+
+/// Decides on the fallback's compiler: `installed` is `/usr/bin/rustc`'s version
+/// (`None` when it cannot be read), `needed` the guests' `rust-version`.
+fn fallback_verdict(
+    needed: RustVersion,
+    installed: Option<RustVersion>,
+    can_install: bool,
+) -> Verdict {
+    if installed.is_some_and(|installed| installed >= needed) {
+        return Verdict::Fits;
+    }
+    if can_install {
+        return Verdict::Upgrade;
+    }
+    Verdict::Stop(format!(
+        "the guests need rustc {needed} or later, and the fallback's {DEBIAN_RUSTC} is {}. \
+         Either:\n  \
+         - install the target: rustup target add {TARGET}\n  \
+         - or upgrade Debian's compiler and its library sources together, to {needed} or \
+         later: sudo apt-get update && sudo apt-get install -y {}\n\
+         (a package list older than the security suite's compiler offers 1.85; check \
+         with `{DEBIAN_RUSTC} --version`), then run this again.",
+        shown(installed),
+        APT_PACKAGES.join(" "),
+    ))
+}
+
+fn shown(version: Option<RustVersion>) -> String {
+    version.map_or_else(|| "of an unknown version".into(), |v| v.to_string())
+}
+
+/// The fallback compiler's version, or `None` when it cannot be read, or when its
+/// library sources are another version than it (the two packages must match).
+fn fallback_version() -> Option<RustVersion> {
+    let compiler = RustVersion::parse(&version(Path::new(DEBIAN_RUSTC))?)?;
+    let packages = output(
+        Path::new("dpkg-query"),
+        &[
+            "-W",
+            "-f",
+            "${Version}\\n",
+            COMPILER_PACKAGES[0],
+            COMPILER_PACKAGES[1],
+        ],
+    );
+    // Where dpkg cannot say (not Debian, or installed otherwise), trust the compiler.
+    if let Some(packages) = packages {
+        let versions: Vec<&str> = packages.lines().map(str::trim).collect();
+        if versions.len() == 2 && versions[0] != versions[1] {
+            return None;
+        }
+    }
+    Some(compiler)
+}
+
+/// The oldest compiler every crate to build accepts: the highest `rust-version` of the
+/// guest workspace (which the SDK and the examples inherit) and of each crate.
+fn needed_version(root: &Path, crates: &[GuestCrate]) -> Result<RustVersion> {
+    let workspace = root.join("guest/Cargo.toml");
+    let text = fs::read_to_string(&workspace)
+        .with_context(|| format!("reading {}", workspace.display()))?;
+    let mut needed = rust_version(&text)
+        .with_context(|| format!("no rust-version in {}", workspace.display()))?;
+    for krate in crates {
+        let text = fs::read_to_string(&krate.manifest)
+            .with_context(|| format!("reading {}", krate.manifest.display()))?;
+        if let Some(version) = rust_version(&text) {
+            needed = needed.max(version);
+        }
+    }
+    Ok(needed)
+}
+
+/// The `rust-version = "X.Y"` a manifest states (`rust-version.workspace = true` is
+/// not a version, and is skipped).
+fn rust_version(manifest: &str) -> Option<RustVersion> {
+    manifest.lines().find_map(|line| {
+        let line = line.split('#').next().unwrap_or("").trim();
+        let (key, value) = line.split_once('=')?;
+        (key.trim() == "rust-version")
+            .then(|| RustVersion::parse(value.trim().trim_matches(['"', '\''])))
+            .flatten()
+    })
 }
 
 /// rustup's `lib/rustlib/<host>/bin`, checked to hold the two linkers the build needs.
@@ -524,11 +715,14 @@ mod tests {
         assert!(empty.crates.is_empty() && empty.scripts.is_empty());
         let selection = parse_args(&args(&["--crate", "../a", "--crate=b", "--script", "h.py"]))
             .expect("valid arguments");
+        assert_eq!(selection.crates.len(), 2);
+        assert!(selection.crates[0].ends_with("a") && selection.crates[1].ends_with("b"));
         assert_eq!(
-            selection.crates,
-            [PathBuf::from("../a"), PathBuf::from("b")]
+            normalize(Path::new("/w/cmq-wasm/../orders/./x")),
+            Path::new("/w/orders/x")
         );
-        assert_eq!(selection.scripts, [PathBuf::from("h.py")]);
+        assert_eq!(selection.scripts.len(), 1);
+        assert!(selection.scripts[0].ends_with("h.py"));
         assert!(parse_args(&args(&["--crate"])).is_err());
         assert!(parse_args(&args(&["--release"])).is_err());
     }
@@ -541,5 +735,61 @@ mod tests {
         assert!(check_component(&COMPONENT_HEADER).is_err());
         let core_module = b"\0asm\x01\x00\x00\x00cmq:push/handler@0.2.0";
         assert!(check_component(core_module).is_err());
+    }
+
+    #[test]
+    fn versions_parse_from_manifests_and_rustc() {
+        let v = |major, minor| RustVersion { major, minor };
+        assert_eq!(RustVersion::parse("1.95"), Some(v(1, 95)));
+        assert_eq!(
+            RustVersion::parse("rustc 1.85.0 (4d91de4e4 2025-02-17) (built from a source tarball)"),
+            Some(v(1, 85))
+        );
+        assert_eq!(RustVersion::parse("rustc 1.96.0-nightly"), Some(v(1, 96)));
+        assert_eq!(RustVersion::parse("rustc"), None);
+        assert!(v(1, 85) < v(1, 95) && v(1, 96) > v(1, 95) && v(2, 0) > v(1, 99));
+        let manifest = "[workspace.package]\nedition = \"2024\"\nrust-version = \"1.95\" # why\n";
+        assert_eq!(rust_version(manifest), Some(v(1, 95)));
+        assert_eq!(
+            rust_version("[package]\nrust-version.workspace = true\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn the_fallback_compiler_is_checked_against_what_the_guests_need() {
+        let v = |major, minor| RustVersion { major, minor };
+        let needed = v(1, 95);
+        // Recent enough: build, whoever runs it.
+        assert_eq!(
+            fallback_verdict(needed, Some(v(1, 95)), false),
+            Verdict::Fits
+        );
+        assert_eq!(
+            fallback_verdict(needed, Some(v(1, 96)), true),
+            Verdict::Fits
+        );
+        // Too old, or unreadable (mismatched with its sources): root upgrades it.
+        assert_eq!(
+            fallback_verdict(needed, Some(v(1, 85)), true),
+            Verdict::Upgrade
+        );
+        assert_eq!(fallback_verdict(needed, None, true), Verdict::Upgrade);
+        // Too old and nothing may install: one message with both versions and the fix.
+        let Verdict::Stop(why) = fallback_verdict(needed, Some(v(1, 85)), false) else {
+            panic!("an old compiler without root must stop the build");
+        };
+        for part in [
+            "rustc 1.95 or later",
+            "/usr/bin/rustc is 1.85",
+            "apt-get update && sudo apt-get install -y rustc-web rust-web-src wasi-libc",
+            "rustup target add wasm32-wasip2",
+        ] {
+            assert!(why.contains(part), "{part:?} not in: {why}");
+        }
+        let Verdict::Stop(why) = fallback_verdict(needed, None, false) else {
+            panic!("an unreadable compiler without root must stop the build");
+        };
+        assert!(why.contains("is of an unknown version"), "{why}");
     }
 }

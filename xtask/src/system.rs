@@ -24,14 +24,27 @@ fn apt_get(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// Installs Debian's `packages`, updating the package lists first when the install
-/// fails (a fresh machine has none).
+/// Installs Debian's `packages`, refreshing the package lists first, once per run.
+///
+/// A new machine's lists are old: an install from them can succeed with a version the
+/// lists knew (the release's main suite) while the current one sits in an update or
+/// security suite, so the lists are refreshed before the first install, not only after
+/// a failed one.
 pub(crate) fn install(packages: &[&str]) -> Result<()> {
+    refresh_package_lists()?;
     let mut install = vec!["install", "-y"];
     install.extend_from_slice(packages);
-    if apt_get(&install).is_err() {
+    apt_get(&install)
+}
+
+/// `apt-get update`, the first time this run asks; later calls return at once.
+fn refresh_package_lists() -> Result<()> {
+    static REFRESHED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let mut refreshed = REFRESHED.lock().unwrap_or_else(|e| e.into_inner());
+    if !*refreshed {
+        eprintln!("xtask: refreshing Debian's package lists (apt-get update)");
         apt_get(&["update"])?;
-        apt_get(&install)?;
+        *refreshed = true;
     }
     Ok(())
 }
