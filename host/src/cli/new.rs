@@ -26,7 +26,7 @@ pub(crate) struct NewArgs {
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
     /// Rust: depend on the cmq-guest SDK in this folder (a checkout's guest/sdk)
-    /// instead of cmq-guest 0.1 from crates.io.
+    /// [default: the SDK of the checkout this cmq-host was built from]
     #[arg(long, value_name = "DIR")]
     sdk: Option<PathBuf>,
 }
@@ -96,23 +96,34 @@ pub(crate) fn run(args: NewArgs) -> anyhow::Result<()> {
         anyhow::bail!("{} exists and is not empty", dir.display());
     }
     let module = args.name.replace('-', "_");
+    // Everything that can refuse is checked before the first file is written.
     let absolute = std::path::absolute(&dir).context("finding the project's folder")?;
     let (template, values) = match args.lang {
         Lang::Rust => {
-            let sdk = match &args.sdk {
-                Some(sdk) => {
-                    let sdk = std::path::absolute(sdk).context("finding the SDK")?;
-                    anyhow::ensure!(
-                        sdk.join("Cargo.toml").is_file(),
-                        "no cmq-guest SDK at {} (a checkout's guest/sdk)",
-                        sdk.display()
-                    );
-                    format!("cmq-guest = {{ path = {:?} }}", sdk.display().to_string())
-                }
-                None => "cmq-guest = \"0.1\"".to_owned(),
-            };
+            let sdk = sdk_folder(args.sdk.as_deref())?;
+            // The checkout holding the SDK builds the component: guest/sdk's grandparent.
+            let checkout = sdk
+                .parent()
+                .and_then(Path::parent)
+                .context("the SDK's checkout")?
+                .display()
+                .to_string();
             let values = vec![
-                ("{{sdk}}", sdk),
+                (
+                    "{{sdk}}",
+                    format!("cmq-guest = {{ path = {:?} }}", sdk.display().to_string()),
+                ),
+                (
+                    "{{build_here}}",
+                    format!(
+                        "(cd {checkout} && cargo xtask guests --crate {})",
+                        absolute.display()
+                    ),
+                ),
+                (
+                    "{{component}}",
+                    format!("{checkout}/target/guests/{module}.wasm"),
+                ),
                 ("{{type}}", type_name(&args.name)),
                 (
                     "{{wasm}}",
@@ -157,18 +168,72 @@ pub(crate) fn run(args: NewArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where the SDK of the checkout this binary was built from would be. `cmq-guest` is
+/// not on crates.io yet, so that is the default.
+const CHECKOUT_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../guest/sdk");
+
+/// The `cmq-guest` SDK a Rust handler depends on: the one at `--sdk`, or else the
+/// checkout's (said on stderr). With neither, stops with the `--sdk` to pass.
+fn sdk_folder(sdk: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let sdk = match sdk {
+        Some(sdk) => {
+            anyhow::ensure!(
+                is_sdk(sdk),
+                "no cmq-guest SDK at {} (--sdk takes a checkout's guest/sdk folder)",
+                sdk.display()
+            );
+            sdk.canonicalize().context("finding the SDK")?
+        }
+        None => {
+            let sdk = Path::new(CHECKOUT_SDK);
+            anyhow::ensure!(
+                is_sdk(sdk),
+                "cmq-guest is not on crates.io yet, and this cmq-host was not built from a \
+                 checkout that still has its SDK ({} is gone): pass --sdk \
+                 PATH/TO/cmq-wasm/guest/sdk, the guest/sdk folder of a checkout of cmq-wasm",
+                sdk.display()
+            );
+            let sdk = sdk.canonicalize().context("finding the checkout's SDK")?;
+            eprintln!(
+                "using the cmq-guest SDK of the checkout this cmq-host was built from: {} \
+                 (--sdk DIR for another)",
+                sdk.display()
+            );
+            sdk
+        }
+    };
+    Ok(sdk)
+}
+
+/// Whether `dir` holds the `cmq-guest` crate.
+fn is_sdk(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("Cargo.toml"))
+        .is_ok_and(|manifest| manifest.contains("name = \"cmq-guest\""))
+}
+
 /// The build command and component of a Python or JavaScript handler: componentize-py
 /// or componentize-js, as a cmq-wasm checkout's xtask installs and runs them.
+/// The checkout is this binary's when it still has its SDK (and so its xtask), else a
+/// placeholder the README asks the reader to fill.
 fn script_values(dir: &Path, module: &str, extension: &str) -> Vec<(&'static str, String)> {
     let script = dir.join(format!("{module}.{extension}"));
+    let checkout = Path::new(CHECKOUT_SDK)
+        .canonicalize()
+        .ok()
+        .filter(|sdk| is_sdk(sdk))
+        .and_then(|sdk| Some(sdk.parent()?.parent()?.display().to_string()))
+        .unwrap_or_else(|| "PATH/TO/cmq-wasm".into());
     vec![
         (
             "{{build}}",
-            format!("cargo xtask guests --script {}", script.display()),
+            format!(
+                "(cd {checkout} && cargo xtask guests --script {})",
+                script.display()
+            ),
         ),
         (
             "{{wasm}}",
-            format!("target/guests/{extension}_{module}.wasm"),
+            format!("{checkout}/target/guests/{extension}_{module}.wasm"),
         ),
     ]
 }
@@ -202,6 +267,40 @@ fn type_name(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sdk_is_the_checkout_s_unless_another_is_named() {
+        // Built from this checkout, whose guest/sdk is there.
+        let default = sdk_folder(None).expect("this checkout's SDK");
+        assert!(
+            default.ends_with("guest/sdk") && is_sdk(&default),
+            "{default:?}"
+        );
+        let named = sdk_folder(Some(Path::new(CHECKOUT_SDK))).expect("a named SDK");
+        assert_eq!(named, default);
+        let err = sdk_folder(Some(Path::new("/nonexistent/guest/sdk")))
+            .expect_err("no SDK there")
+            .to_string();
+        assert!(
+            err.contains("no cmq-guest SDK at /nonexistent/guest/sdk"),
+            "{err}"
+        );
+        // A folder with a Cargo.toml of another crate is not the SDK.
+        assert!(!is_sdk(Path::new(env!("CARGO_MANIFEST_DIR"))));
+    }
+
+    #[test]
+    fn a_refused_sdk_writes_nothing() {
+        let dir = std::env::temp_dir().join(format!("cmq-new-refused-{}", std::process::id()));
+        let args = NewArgs {
+            name: "refused".into(),
+            lang: Lang::Rust,
+            dir: Some(dir.clone()),
+            sdk: Some(PathBuf::from("/nonexistent/guest/sdk")),
+        };
+        assert!(run(args).is_err());
+        assert!(!dir.exists(), "{} was written", dir.display());
+    }
 
     #[test]
     fn names_become_a_type_and_bad_ones_are_refused() {
