@@ -662,5 +662,20 @@ fn the_readme_config_checks() -> anyhow::Result<()> {
         String::from_utf8_lossy(&checked.stderr)
     );
     assert!(stdout.contains("ok, 2 routes"), "{stdout}");
+    // As the README says: where none of its secrets are (tokens, granted variables).
+    let checked = cmq_host()
+        .args(["check", "--without-secrets", "--config"])
+        .arg(&config)
+        .env_remove("CMQ_ORDERS_TOKEN")
+        .env_remove("CMQ_AUDIT_TOKEN")
+        .env_remove("ORDERS_API_KEY")
+        .output()?;
+    let stdout = String::from_utf8_lossy(&checked.stdout);
+    assert!(
+        checked.status.success(),
+        "check --without-secrets: {stdout}{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    assert!(stdout.contains("ok, 2 routes"), "{stdout}");
     Ok(())
 }

@@ -108,6 +108,22 @@ impl<'a> Reader<'a> {
     }
 
     /// A file the config names, relative to the config's folder, checked to be there.
+    /// An `env` grant; `NAME` alone takes the host's value, which [`Secrets::Optional`]
+    /// lets be unset (the grant is then checked with an empty value, like a token).
+    fn env_grant(&self, grant: Spanned<String>) -> Result<EnvGrant, ConfigError> {
+        let span = grant.span();
+        let text = grant.into_inner();
+        if self.secrets == Secrets::Optional
+            && !text.contains('=')
+            && std::env::var_os(&text).is_none()
+        {
+            return format!("{text}=")
+                .parse()
+                .map_err(|message| self.at(Some(span), message));
+        }
+        text.parse().map_err(|message| self.at(Some(span), message))
+    }
+
     fn file(&self, spanned: &Spanned<PathBuf>) -> Result<PathBuf, ConfigError> {
         let path = self.base.join(spanned.get_ref());
         match std::fs::metadata(&path) {
@@ -183,7 +199,11 @@ impl<'a> Reader<'a> {
             max_in_flight: route.max_in_flight,
             token,
             grants: Grants {
-                env: route.env.into_iter().map(|grant| grant.0).collect(),
+                env: route
+                    .env
+                    .into_iter()
+                    .map(|grant| self.env_grant(grant))
+                    .collect::<Result<_, _>>()?,
                 dirs: route
                     .dir
                     .0
@@ -422,7 +442,7 @@ struct RawRoute {
     max_memory: Option<Text<ByteSize>>,
     max_in_flight: Option<usize>,
     #[serde(default)]
-    env: Vec<Text<EnvGrant>>,
+    env: Vec<Spanned<String>>,
     #[serde(default)]
     dir: OneOrMore<Text<DirGrant>>,
     #[serde(default)]
