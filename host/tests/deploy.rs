@@ -156,3 +156,126 @@ fn every_command_line_in_deploy_is_one_the_binary_takes() -> anyhow::Result<()> 
     assert!(checked.contains("/orders"), "{checked}");
     Ok(())
 }
+
+/// The `podman run ...` lines of the Containerfile's header, continuation lines joined,
+/// split into words.
+fn header_runs(containerfile: &str) -> Vec<Vec<String>> {
+    let mut runs = Vec::new();
+    let mut current: Option<String> = None;
+    for line in containerfile
+        .lines()
+        .take_while(|line| line.starts_with('#'))
+    {
+        let text = line.trim_start_matches('#').trim();
+        let text = match current.take() {
+            Some(mut joined) => {
+                joined.push(' ');
+                joined.push_str(text);
+                joined
+            }
+            None if text.starts_with("podman run ") => text.to_owned(),
+            None => continue,
+        };
+        match text.strip_suffix('\\') {
+            Some(more) => current = Some(more.trim_end().to_owned()),
+            None => runs.push(text.split_whitespace().map(str::to_owned).collect()),
+        }
+    }
+    runs
+}
+
+/// A container's environment: `-e NAME=VALUE` pairs.
+type Environment = Vec<(String, String)>;
+
+/// What a `podman run` line gives the container: its environment (`-e`), and
+/// `serve`'s arguments (the image's CMD, or the words after the image's name).
+fn container_command(
+    run: &[String],
+    containerfile: &str,
+) -> anyhow::Result<(Environment, Vec<String>)> {
+    let image = run
+        .iter()
+        .position(|word| word == "cmq-host")
+        .ok_or_else(|| anyhow::anyhow!("no image in {run:?}"))?;
+    let mut env = Vec::new();
+    let mut words = run[2..image].iter();
+    while let Some(word) = words.next() {
+        if word == "-e" {
+            let pair = words.next().ok_or_else(|| anyhow::anyhow!("-e alone"))?;
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            // `...` stands for the reader's secret.
+            let value = value.replace("...", "header-test-token-0123456789");
+            env.push((name.to_owned(), value));
+        }
+    }
+    let mut command = exec_form(containerfile, "ENTRYPOINT")?;
+    if run.len() > image + 1 {
+        command.extend(run[image + 1..].iter().cloned());
+    } else {
+        command.extend(exec_form(containerfile, "CMD")?);
+    }
+    Ok((env, command))
+}
+
+#[test]
+fn every_command_line_in_the_containerfile_header_is_one_the_binary_takes() -> anyhow::Result<()> {
+    let containerfile = deploy_file("Containerfile")?;
+    let manifest = deploy_file("kubernetes/cmq-host.yaml")?;
+    let root = scratch_root(&manifest)?;
+    // `-v ./h.wasm:/srv/h.wasm:ro`: a component of the reader's.
+    std::fs::copy(guest("ack"), root.join("srv/h.wasm"))?;
+    let runs = header_runs(&containerfile);
+    assert_eq!(runs.len(), 3, "the header's podman run lines: {runs:?}");
+    for run in &runs {
+        let (env, command) = container_command(run, &containerfile)?;
+        let mut secrets: Vec<(&str, &str)> = env
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        // The config's own route token (the Kubernetes ConfigMap's, mounted as ./conf).
+        secrets.push(("CMQ_ORDERS_TOKEN", "header-orders-token-0123456789"));
+        let checked = check(&command, &root, &secrets)?;
+        assert!(checked.contains(": ok, 1 route"), "{run:?}: {checked}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_endpoint_the_kubernetes_manifest_names_answers_the_documented_push()
+-> anyhow::Result<()> {
+    let manifest = deploy_file("kubernetes/cmq-host.yaml")?;
+    let endpoint = manifest
+        .lines()
+        .find_map(|line| line.split("http://<the Service's address>").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .ok_or_else(|| anyhow::anyhow!("no endpoint in the manifest's header"))?
+        .to_owned();
+    let root = scratch_root(&manifest)?;
+    // Served as the pod serves it, on a port of this test's.
+    let config = root.join("etc/cmq.toml");
+    let text = std::fs::read_to_string(&config)?
+        .replace("0.0.0.0:8080", "127.0.0.1:0")
+        .replace("0.0.0.0:9090", "127.0.0.1:0");
+    std::fs::write(&config, text)?;
+    let token = "k8s-endpoint-token-0123456789";
+    let (_host, _lines, url) = spawn_listening(
+        cmq_host()
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("CMQ_ORDERS_TOKEN", token),
+    )?;
+    let answer = reqwest::Client::new()
+        .post(format!("{url}{}", endpoint.replace("<token>", token)))
+        .header("x-cmq-message-id", "6942316962")
+        .body(DOCUMENTED_JSON_BODY)
+        .send()
+        .await?;
+    let status = answer.status();
+    let body = answer.text().await?;
+    assert_eq!(
+        (status.as_u16(), body.as_str()),
+        (200, "ok"),
+        "POST {endpoint} (the manifest's endpoint)"
+    );
+    Ok(())
+}
