@@ -31,8 +31,21 @@ pub(crate) struct GuestOutput {
 
 #[derive(Debug, Default)]
 struct Captured {
+    /// The first [`CAPTURE_LIMIT`] bytes.
     bytes: Vec<u8>,
+    /// Bytes past them, counted and dropped.
     dropped: usize,
+    /// Lines the guest printed, those of the dropped bytes included: the newlines, and
+    /// a last line without one.
+    newlines: usize,
+    ends_in_newline: bool,
+}
+
+impl Captured {
+    fn lines_printed(&self) -> usize {
+        let unterminated = !self.ends_in_newline && (self.dropped > 0 || !self.bytes.is_empty());
+        self.newlines + usize::from(unterminated)
+    }
 }
 
 impl GuestOutput {
@@ -50,15 +63,28 @@ impl GuestOutput {
         let kept = bytes.len().min(room);
         captured.bytes.extend_from_slice(&bytes[..kept]);
         captured.dropped += bytes.len() - kept;
+        captured.newlines += bytes.iter().filter(|&&b| b == b'\n').count();
+        if let Some(&last) = bytes.last() {
+            captured.ends_in_newline = last == b'\n';
+        }
     }
 
     /// Writes what the guest printed to the log, one event per line, tagged with the
     /// message id and the stream's name.
     pub(crate) fn log(&self, route: &str, message_id: &str, stream: &'static str) {
         let captured = self.lock();
-        let text = String::from_utf8_lossy(&captured.bytes);
-        let mut lines = text.lines();
-        for line in lines.by_ref().take(LINE_LIMIT) {
+        // The lines logged, and where they end in the captured bytes.
+        let mut logged = 0;
+        let mut logged_bytes = 0;
+        for line in captured
+            .bytes
+            .split_inclusive(|&b| b == b'\n')
+            .take(LINE_LIMIT)
+        {
+            logged += 1;
+            logged_bytes += line.len();
+            let line = String::from_utf8_lossy(line);
+            let line = line.trim_end_matches('\n').trim_end_matches('\r');
             tracing::event!(
                 target: TARGET,
                 tracing::Level::INFO,
@@ -68,16 +94,17 @@ impl GuestOutput {
                 "{line}"
             );
         }
-        let lines_left = lines.count();
-        if lines_left > 0 || captured.dropped > 0 {
+        // Of everything the guest printed, not only of the captured bytes.
+        let lines_left = captured.lines_printed().saturating_sub(logged);
+        let bytes_left = captured.bytes.len() - logged_bytes + captured.dropped;
+        if lines_left > 0 || bytes_left > 0 {
             tracing::event!(
                 target: TARGET,
                 tracing::Level::INFO,
                 messaging.cmq.route = route,
                 messaging.message.id = message_id,
                 stream,
-                "... output truncated: {lines_left} more lines and {} bytes not logged",
-                captured.dropped
+                "... output truncated: {lines_left} more lines and {bytes_left} bytes not logged"
             );
         }
     }
@@ -141,6 +168,26 @@ impl AsyncWrite for GuestOutput {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_lines_left_out_count_everything_printed() {
+        let output = GuestOutput::default();
+        let mut printed = 0;
+        for i in 0..100_000 {
+            let line = format!("flood line {i}\n");
+            printed += line.len();
+            output.append(line.as_bytes());
+        }
+        let captured = output.lock();
+        assert_eq!(captured.lines_printed(), 100_000);
+        assert_eq!(captured.bytes.len() + captured.dropped, printed);
+        drop(captured);
+
+        let partial = GuestOutput::default();
+        partial.append(b"one\ntwo");
+        assert_eq!(partial.lock().lines_printed(), 2);
+        assert_eq!(GuestOutput::default().lock().lines_printed(), 0);
+    }
 
     #[test]
     fn keeps_the_first_bytes_and_counts_the_rest() {
