@@ -102,6 +102,7 @@ pub fn run(options: &Options) -> Result<()> {
             root.join("guest/python/by_tag.py"),
             root.join("guest/js/by_tag.js"),
         ],
+        require_all: true,
     })?;
     eprintln!("xtask bench: building cmq-host and the native receiver (release)");
     let built = Command::new(cargo())

@@ -175,6 +175,7 @@ pub fn run(options: &Options) -> Result<()> {
     guests::run(&guests::Selection {
         crates: vec![root.join("guest/examples/by-tag")],
         scripts: vec![],
+        require_all: true,
     })?;
     eprintln!("xtask store-growth: building cmq-host (release)");
     let built = Command::new(cargo())
