@@ -12,11 +12,23 @@ use tokio::net::TcpStream;
 /// Writes `request` on a fresh connection and reads until the server closes it, or
 /// `wait` passes; returns what came back.
 async fn raw_exchange(host: &TestHost, request: &[u8], wait: Duration) -> anyhow::Result<String> {
+    Ok(exchange(host, request, wait).await?.0)
+}
+
+/// [`raw_exchange`], and whether the server closed the connection within `wait`.
+async fn exchange(
+    host: &TestHost,
+    request: &[u8],
+    wait: Duration,
+) -> anyhow::Result<(String, bool)> {
     let mut stream = TcpStream::connect(host.addr).await?;
     stream.write_all(request).await?;
     let mut answer = Vec::new();
-    let _ = tokio::time::timeout(wait, stream.read_to_end(&mut answer)).await;
-    Ok(String::from_utf8_lossy(&answer).into_owned())
+    // Still open when `wait` passes: what came back so far, and `false`.
+    let closed = tokio::time::timeout(wait, stream.read_to_end(&mut answer))
+        .await
+        .is_ok();
+    Ok((String::from_utf8_lossy(&answer).into_owned(), closed))
 }
 
 fn documented_push_request(connection: &str) -> String {
@@ -47,13 +59,14 @@ async fn still_serving(host: &TestHost) -> anyhow::Result<()> {
 #[tokio::test]
 async fn garbage_instead_of_http_gets_400_and_a_closed_connection() -> anyhow::Result<()> {
     let host = TestHost::start("by_tag", ReceiverOptions::default()).await?;
-    let answer = raw_exchange(
+    let (answer, closed) = exchange(
         &host,
         b"\x00\x01\x02 garbage \xff\r\n\r\n",
         Duration::from_secs(5),
     )
     .await?;
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
+    assert!(closed, "the connection is still open 5 s after the 400");
     still_serving(&host).await?;
     host.stop().await
 }
@@ -116,13 +129,37 @@ async fn a_body_sent_too_slowly_gets_408() -> anyhow::Result<()> {
 #[tokio::test]
 async fn pipelined_and_keep_alive_pushes_are_answered_in_order() -> anyhow::Result<()> {
     let host = TestHost::start("by_tag", ReceiverOptions::default()).await?;
+    // Three pushes on one connection, each with its own answer: retry, ack, drop.
+    let push = |id: &str, tag: &str, connection: &str| {
+        let body = DOCUMENTED_JSON_BODY.replace("6942316962", id);
+        format!(
+            "POST /cgi HTTP/1.1\r\nHost: test.com\r\nx-cmq-message-id: {id}\r\n\
+             x-cmq-message-tag: {tag}\r\nConnection: {connection}\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
     let request = format!(
-        "{}{}",
-        documented_push_request("keep-alive"),
-        documented_push_request("close")
+        "{}{}{}",
+        push("order-1", "retry", "keep-alive"),
+        push("order-2", "", "keep-alive"),
+        push("order-3", "drop", "close")
     );
-    let answer = raw_exchange(&host, request.as_bytes(), Duration::from_secs(5)).await?;
-    assert_eq!(answer.matches("HTTP/1.1 200 OK").count(), 2, "{answer:?}");
+    let (answer, closed) = exchange(&host, request.as_bytes(), Duration::from_secs(5)).await?;
+    let statuses: Vec<&str> = answer
+        .split("HTTP/1.1 ")
+        .skip(1)
+        .filter_map(|answer| answer.split("\r\n").next())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["503 Service Unavailable", "200 OK", "200 OK"],
+        "{answer:?}"
+    );
+    assert!(
+        closed,
+        "`Connection: close` on the last push left the connection open"
+    );
     host.stop().await
 }
 

@@ -222,7 +222,7 @@ async fn after_sigkill_mid_burst_the_store_holds_every_answered_push() -> anyhow
         let mut acknowledged = Vec::new();
         for (i, result) in results {
             match result {
-                Ok((status, _)) if status == case(i).1 => {
+                Ok((status, body)) if status == case(i).1 && body == answer_body(i) => {
                     if status == 200 {
                         acknowledged.push(i);
                     }

@@ -176,9 +176,22 @@ pub async fn scrape(
     )?)
 }
 
-/// The value of the sample `name` with `labels` in a parsed scrape (0 when absent).
+/// The value of the sample `name` with `labels` in a parsed scrape (summed over the
+/// samples that match). A metric with no such sample fails the test: a renamed or
+/// removed metric must not read as 0. [`sample_if_present`] is for absence on purpose.
 pub fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
-    scrape
+    sample_if_present(scrape, name, labels).unwrap_or_else(|| {
+        panic!("no sample of {name} with labels {labels:?} in the scrape (renamed or removed?)")
+    })
+}
+
+/// The value of the sample `name` with `labels`, or `None` when the scrape has none.
+pub fn sample_if_present(
+    scrape: &prometheus_parse::Scrape,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Option<f64> {
+    let values: Vec<f64> = scrape
         .samples
         .iter()
         .filter(|sample| sample.metric == name)
@@ -196,7 +209,8 @@ pub fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &s
             }
             prometheus_parse::Value::Summary(_) => 0.0,
         })
-        .sum()
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
 }
 
 /// A new delivery store for `--state`: a SQLite file in the temp directory, or a new
@@ -290,10 +304,31 @@ pub fn serve_console(
         .args(["serve", "--config"])
         .arg(config)
         .args(["--state", state]);
-    let (host, lines, url) = spawn_listening(&mut command)?;
-    let admin = admin_url(&lines);
+    let mut child = command.stderr(Stdio::piped()).spawn()?;
+    let stderr = child.stderr.take().expect("piped stderr");
+    let lines = lines(stderr);
+    let host = Running(child);
+    // Every line from the first, start-up lines included (where a token printed by
+    // mistake would most likely be), until the three listeners are up.
     let mut log = Vec::new();
-    wait_keeping(&lines, "console on ", &mut log);
+    let seen = |log: &[String], needle: &str| log.iter().any(|line| line.contains(needle));
+    while !["listening on http", "metrics and health on ", "console on "]
+        .iter()
+        .all(|needle| seen(&log, needle))
+    {
+        match lines.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => log.push(line),
+            Err(err) => panic!("cmq-host did not start its console: {err}; log: {log:#?}"),
+        }
+    }
+    let find = |needle: &str| log.iter().find(|line| line.contains(needle)).cloned();
+    let url = listening_url(&find("listening on http").expect("seen above"));
+    let admin = find("metrics and health on ")
+        .and_then(|line| {
+            let rest = line.split("metrics and health on ").nth(1)?;
+            Some(rest.split("/metrics").next()?.to_owned())
+        })
+        .expect("an admin url");
     Ok(ConsoleHost {
         host,
         lines,
