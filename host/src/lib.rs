@@ -72,8 +72,8 @@ pub use crate::route::{LoadedRoute, RoutePlan};
 pub use crate::server::Server;
 pub use crate::signals::OsSignal;
 pub use crate::store::{
-    Claim, DeadLetter, MessageRecord, RouteCount, Settlement, Store, StoreError, StoreFiles,
-    StoreLocation, WAL_LIMIT, message_key,
+    Claim, DeadLetter, MessageRecord, Pruned, RouteCount, Settlement, Store, StoreError,
+    StoreFiles, StoreLocation, WAL_LIMIT, message_key,
 };
 pub use crate::tls::Tls;
 pub use crate::trace::TARGET as TRACE_TARGET;

@@ -463,10 +463,10 @@ impl Store {
 
     /// Forgets message records and uncounted deliveries (not journal entries) unchanged
     /// for longer than `age`, `PRUNE_CHUNK` (500) at a time so that claims go on between
-    /// the chunks; returns how many.
-    pub async fn prune(&self, age: Duration) -> Result<u64, StoreError> {
+    /// the chunks; returns how many, in how many statements.
+    pub async fn prune(&self, age: Duration) -> Result<Pruned, StoreError> {
         let before = now_ms() - millis(age);
-        let mut pruned = 0;
+        let mut pruned = Pruned::default();
         for statement in [PRUNE, PRUNE_UNCOUNTED] {
             loop {
                 let chunk = match &self.backend {
@@ -477,7 +477,8 @@ impl Store {
                         timed(store.prune(statement, before, PRUNE_CHUNK)).await?
                     }
                 };
-                pruned += chunk;
+                pruned.rows += chunk;
+                pruned.statements += 1;
                 if chunk < PRUNE_CHUNK as u64 {
                     break;
                 }
@@ -485,6 +486,15 @@ impl Store {
         }
         Ok(pruned)
     }
+}
+
+/// What [`Store::prune`] forgot: rows, and the statements it took to.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    /// Message records and uncounted deliveries forgotten.
+    pub rows: u64,
+    /// The statements that took: one per chunk of `PRUNE_CHUNK`, and a last short one.
+    pub statements: u32,
 }
 
 /// Longest any store operation may take before the push gets `503 store unavailable`.

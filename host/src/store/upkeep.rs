@@ -88,8 +88,8 @@ pub(super) async fn flush(store: &Store) {
 async fn prune(store: &Store) {
     let age = Duration::from_millis(store.shared.keep_records_ms.load(Ordering::Relaxed));
     match store.prune(age).await {
-        Ok(0) => {}
-        Ok(pruned) => tracing::info!(pruned, "old message records forgotten"),
+        Ok(pruned) if pruned.rows == 0 => {}
+        Ok(pruned) => tracing::info!(pruned = pruned.rows, "old message records forgotten"),
         Err(err) => tracing::warn!("pruning the store failed: {err}"),
     }
 }
