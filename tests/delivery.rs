@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use cmq_host::{
-    Claim, ExpectedFormat, ReceiverOptions, RouteOptions, Settlement, SharedLimits, Store,
+    Claim, ExpectedFormat, ReceiverOptions, RouteOptions, Settled, Settlement, SharedLimits, Store,
     StoreLocation,
 };
 use cmq_tests::{
@@ -233,18 +233,16 @@ async fn the_last_attempt_is_journaled_and_acknowledged_instead_of_lost() -> any
             .await?
             .expect("a record");
         assert_eq!(record.state, "journaled");
-        // CMQ is done with it; a later push of the same id starts a new round.
-        assert_eq!(
-            send(&host, &retried, "retry").await?.0,
-            StatusCode::SERVICE_UNAVAILABLE
-        );
+        // CMQ was told it is done; a later push of the same id (its `200` lost on the
+        // way) is a duplicate of the journaled message, not a new round.
+        assert_eq!(send(&host, &retried, "retry").await?, ok);
         assert_eq!(
             store
                 .record(&documented_key("default", &retried))
                 .await?
                 .expect("a record")
                 .attempts,
-            1
+            4
         );
         host.stop().await?;
     }
@@ -395,8 +393,8 @@ async fn claims_are_atomic_and_a_dead_hosts_claim_expires() -> anyhow::Result<()
                     winner = Some(token);
                     counts.push(attempt);
                 }
-                Claim::Busy { attempt } => counts.push(attempt),
-                Claim::Duplicate => panic!("{backend:?}: nothing was acknowledged"),
+                Claim::Busy { attempt, .. } => counts.push(attempt),
+                Claim::Duplicate { .. } => panic!("{backend:?}: nothing was acknowledged"),
             }
         }
         let winner = winner.expect("one claim won");
@@ -407,7 +405,7 @@ async fn claims_are_atomic_and_a_dead_hosts_claim_expires() -> anyhow::Result<()
         // push takes the message over, and the old claim can no longer settle it.
         assert!(matches!(
             store.claim("raced", "raced", lease, window).await?,
-            Claim::Busy { attempt: 51 }
+            Claim::Busy { attempt: 51, .. }
         ));
         tokio::time::sleep(lease + Duration::from_millis(100)).await;
         let Claim::Run { attempt: 52, token } =
@@ -426,7 +424,7 @@ async fn claims_are_atomic_and_a_dead_hosts_claim_expires() -> anyhow::Result<()
         store.settle("raced", token, Settlement::Acked).await?;
         assert_eq!(
             other.claim("raced", "raced", lease, window).await?,
-            Claim::Duplicate
+            Claim::Duplicate { of: Settled::Ack }
         );
         // Without a dedupe window an acknowledged message runs again, in a new round.
         assert!(matches!(
@@ -474,6 +472,11 @@ async fn a_last_attempt_that_finds_another_push_running_is_journaled() -> anyhow
             entry.reason,
             "another push of it was in progress on attempt 2, the last of 2"
         );
+        // Settled as journaled: CMQ's next delivery (its 200 lost) runs nothing.
+        let again = send(&second, &id, "slow").await?;
+        assert_eq!(again, (StatusCode::OK, "ok".to_owned()), "{backend:?}");
+        assert_eq!(runs(&id), 1, "{backend:?}");
+        assert_eq!(duplicates_of(&id, "journaled"), 1, "{backend:?}");
         first.stop().await?;
         second.stop().await?;
     }
@@ -582,13 +585,302 @@ async fn old_records_are_pruned_in_chunks_and_kept_ones_stay() -> anyhow::Result
         store.settle("kept", token, Settlement::Acked).await?;
         let pruned = store.prune(age).await?;
         assert_eq!(pruned.rows, 1_234, "{backend:?}");
-        // 500, 500 and 234 records, then the uncounted deliveries' one statement.
+        // 500, 500 and 234 records, then one statement for each kind of note (the
+        // claims' guards, younger than an hour, stay).
         assert_eq!(
-            pruned.statements, 4,
+            pruned.statements, 6,
             "{backend:?}: not pruned in chunks of 500"
         );
         assert!(store.record("old-7").await?.is_none(), "{backend:?}");
         assert!(store.record("kept").await?.is_some(), "{backend:?}");
     }
     Ok(())
+}
+
+/// The journal's entries for `id`.
+async fn entries(store: &Store, id: &str) -> anyhow::Result<Vec<cmq_host::DeadLetter>> {
+    Ok(store
+        .dead_letters()
+        .await?
+        .into_iter()
+        .filter(|entry| entry.message_id == id)
+        .collect())
+}
+
+/// The host's duplicate lines for `id` that name `of`.
+fn duplicates_of(id: &str, of: &str) -> usize {
+    let quoted = format!("messaging.message.id=\"{id}\"");
+    log_lines_with(&quoted)
+        .iter()
+        .filter(|line| line.contains(&format!("a duplicate of {of},")))
+        .count()
+}
+
+#[tokio::test]
+async fn a_dropped_or_exhausted_message_stays_settled_and_its_redeliveries_are_duplicates()
+-> anyhow::Result<()> {
+    for backend in BACKENDS {
+        let location = fresh_store(backend).await?;
+        // The defaults: a day's window, three attempts.
+        let host = host_with(&location, ReceiverOptions::default()).await?;
+        let store = Store::open(&location).await?;
+        let ok = (StatusCode::OK, "ok".to_owned());
+        let retry = (StatusCode::SERVICE_UNAVAILABLE, "retry".to_owned());
+
+        // Dropped, then delivered again (the 200 lost): one run, one entry.
+        let dropped = unique("drop-twice", backend);
+        assert_eq!(send(&host, &dropped, "drop").await?, ok);
+        assert_eq!(send(&host, &dropped, "drop").await?, ok);
+        assert_eq!(runs(&dropped), 1, "{backend:?}: the guest ran again");
+        assert_eq!(entries(&store, &dropped).await?.len(), 1, "{backend:?}");
+        assert_eq!(duplicates_of(&dropped, "drop"), 1, "{backend:?}");
+
+        // Retried to the last attempt and journaled; CMQ's 4th and a 5th delivery
+        // (each 200 lost) are duplicates: three runs, one entry, attempts stay 3.
+        let exhausted = unique("retry-five", backend);
+        let mut answers = Vec::new();
+        for _ in 0..5 {
+            answers.push(send(&host, &exhausted, "retry").await?);
+        }
+        assert_eq!(
+            answers,
+            [retry.clone(), retry, ok.clone(), ok.clone(), ok.clone()],
+            "{backend:?}"
+        );
+        assert_eq!(runs(&exhausted), 3, "{backend:?}");
+        assert_eq!(entries(&store, &exhausted).await?.len(), 1, "{backend:?}");
+        assert_eq!(duplicates_of(&exhausted, "journaled"), 2, "{backend:?}");
+        let record = store
+            .record(&documented_key("default", &exhausted))
+            .await?
+            .expect("a record");
+        assert_eq!((record.state.as_str(), record.attempts), ("journaled", 3));
+
+        // Purged: the record outlives its entry, and a redelivery is still a duplicate.
+        let purged = unique("drop-purged", backend);
+        assert_eq!(send(&host, &purged, "drop").await?, ok);
+        let ids = entries(&store, &purged)
+            .await?
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        store.remove_dead_letters(Some(ids)).await?;
+        assert_eq!(send(&host, &purged, "drop").await?, ok);
+        assert_eq!(runs(&purged), 1, "{backend:?}");
+        assert!(entries(&store, &purged).await?.is_empty(), "{backend:?}");
+        assert_eq!(duplicates_of(&purged, "drop"), 1, "{backend:?}");
+
+        // Replayed, and acknowledged by the route's guest of the time (`ack`): the
+        // message is settled as acknowledged, and a redelivery is a duplicate of that.
+        let replayed = unique("drop-replayed", backend);
+        assert_eq!(send(&host, &replayed, "drop").await?, ok);
+        let entry = entries(&store, &replayed).await?.remove(0);
+        let acking = TestHost::start(
+            "ack",
+            ReceiverOptions {
+                store: Some(Store::open(&location).await?),
+                ..Default::default()
+            },
+        )
+        .await?;
+        acking
+            .receiver
+            .replay(&entry)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let record = store
+            .record(&documented_key("default", &replayed))
+            .await?
+            .expect("a record");
+        assert_eq!(record.state, "acked", "{backend:?}");
+        assert_eq!(send(&host, &replayed, "drop").await?, ok);
+        assert_eq!(runs(&replayed), 1, "{backend:?}");
+        assert_eq!(duplicates_of(&replayed, "ack"), 1, "{backend:?}");
+
+        // Across hosts on one store: dropped on one, redelivered to the other.
+        let across = unique("drop-across", backend);
+        assert_eq!(send(&host, &across, "drop").await?, ok);
+        assert_eq!(send(&acking, &across, "").await?, ok);
+        assert_eq!(
+            runs(&across),
+            1,
+            "{backend:?}: the other host ran its guest"
+        );
+        assert_eq!(duplicates_of(&across, "drop"), 1, "{backend:?}");
+        acking.stop().await?;
+        host.stop().await?;
+    }
+    Ok(())
+}
+
+/// A TCP forwarder of the test's own between the host and PostgreSQL that can be
+/// frozen: while frozen it neither accepts, reads nor writes, so bytes wait in the
+/// kernel's buffers (no RST, no FIN), as behind a stalled load balancer or a network
+/// partition; thawed, it forwards everything that waited.
+struct Forwarder {
+    addr: std::net::SocketAddr,
+    frozen: tokio::sync::watch::Sender<bool>,
+}
+
+impl Forwarder {
+    async fn start(upstream: String) -> anyhow::Result<Forwarder> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (frozen, watch) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            loop {
+                thawed(&watch).await;
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    continue;
+                };
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                tokio::spawn(pipe(client_read, server_write, watch.clone()));
+                tokio::spawn(pipe(server_read, client_write, watch.clone()));
+            }
+        });
+        Ok(Forwarder { addr, frozen })
+    }
+
+    fn freeze(&self, frozen: bool) {
+        let _ = self.frozen.send(frozen);
+    }
+}
+
+/// Waits until the forwarder is not frozen.
+async fn thawed(watch: &tokio::sync::watch::Receiver<bool>) {
+    let mut watch = watch.clone();
+    let _ = watch.wait_for(|frozen| !frozen).await;
+}
+
+/// Copies `from` to `to`, holding still while frozen; ends, shutting `to` down, at EOF.
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    watch: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut buffer = vec![0; 16 << 10];
+    loop {
+        thawed(&watch).await;
+        let read = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(read) => read,
+        };
+        thawed(&watch).await;
+        if to.write_all(&buffer[..read]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_black_holed_store_every_message_runs_and_counts_its_deliveries_exactly()
+-> anyhow::Result<()> {
+    let StoreLocation::Postgres(url) = fresh_store(Backend::Postgres).await? else {
+        anyhow::bail!("a PostgreSQL store");
+    };
+    // postgres://ROLE:PASSWORD@HOST:PORT/DATABASE, through the forwarder.
+    let (head, rest) = url.split_once('@').expect("credentials in the test URL");
+    let (upstream, database) = rest.split_once('/').expect("a database in the test URL");
+    let forwarder = Forwarder::start(upstream.to_owned()).await?;
+    let through = StoreLocation::Postgres(format!("{head}@{}/{database}", forwarder.addr));
+    let options = ReceiverOptions {
+        store: Some(Store::open(&through).await?),
+        ..Default::default()
+    };
+    let host = TestHost::start("faulty", options).await?;
+    let direct = Store::open(&StoreLocation::Postgres(url)).await?;
+    let ok = (StatusCode::OK, "ok".to_owned());
+    assert_eq!(send(&host, "warm", "").await?, ok, "before the freeze");
+
+    forwarder.freeze(true);
+    each_runs_after_the_store_stalls(&host, &direct, "black-hole", || forwarder.freeze(false))
+        .await?;
+    assert!(direct.dead_letters().await?.is_empty(), "nothing journaled");
+    host.stop().await
+}
+
+/// With the store stalled (by the caller, just before): one delivery of each of six
+/// messages, each answered 503 within the store's 3 s (and a little); after 8 s
+/// `resume`; then each message once more, which its guest runs, on attempt 2.
+async fn each_runs_after_the_store_stalls(
+    host: &TestHost,
+    direct: &Store,
+    prefix: &str,
+    resume: impl FnOnce(),
+) -> anyhow::Result<()> {
+    let stalled_at = std::time::Instant::now();
+    let ids: Vec<String> = (0..6)
+        .map(|i| format!("{prefix}-{}-{i}", std::process::id()))
+        .collect();
+    let mut during = tokio::task::JoinSet::new();
+    for id in ids.clone() {
+        let url = host.url();
+        during.spawn(async move {
+            let started = std::time::Instant::now();
+            let response = push(&reqwest::Client::new(), &url, &id, "", json_body(&id))
+                .send()
+                .await?;
+            anyhow::Ok((id, response.status(), started.elapsed()))
+        });
+    }
+    while let Some(answered) = during.join_next().await {
+        let (id, status, took) = answered??;
+        assert_eq!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{id} while stalled"
+        );
+        assert!(
+            took < Duration::from_millis(3500),
+            "{id} answered after {took:?}"
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(8).saturating_sub(stalled_at.elapsed())).await;
+    resume();
+    // Whatever waited arrives now; the notes are written within 200 ms.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let ok = (StatusCode::OK, "ok".to_owned());
+    for id in &ids {
+        assert_eq!(send(host, id, "").await?, ok, "{id} after the stall");
+        assert_eq!(runs(id), 1, "{id}: the guest did not run after the stall");
+        let record = direct
+            .record(&documented_key("default", id))
+            .await?
+            .expect("a record");
+        assert_eq!(
+            (record.state.as_str(), record.attempts),
+            ("acked", 2),
+            "{id}: two deliveries were made"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_stalled_sqlite_writer_every_message_runs_and_counts_its_deliveries_exactly()
+-> anyhow::Result<()> {
+    let location = fresh_store(Backend::Sqlite).await?;
+    let StoreLocation::Sqlite(path) = &location else {
+        anyhow::bail!("a SQLite store");
+    };
+    let host = host_with(&location, ReceiverOptions::default()).await?;
+    let direct = Store::open(&location).await?;
+    assert_eq!(send(&host, "warm", "").await?.0, StatusCode::OK);
+    // Another process holds the write lock: the host's writer waits on it (5 s each
+    // time) while the pushes it holds up time out.
+    let other = rusqlite::Connection::open(path)?;
+    other.execute_batch("BEGIN IMMEDIATE")?;
+    each_runs_after_the_store_stalls(&host, &direct, "stalled-writer", || {
+        other.execute_batch("COMMIT").expect("releasing the lock");
+    })
+    .await?;
+    assert!(direct.dead_letters().await?.is_empty(), "nothing journaled");
+    host.stop().await
 }

@@ -18,7 +18,7 @@ pub(crate) type AnswerBody = Full<Bytes>;
 /// The answer for how a delivery ended.
 pub(crate) fn of(outcome: Outcome) -> Response<AnswerBody> {
     match outcome {
-        Outcome::Duplicate
+        Outcome::Duplicate { .. }
         | Outcome::Busy {
             journaled: Some(_), ..
         }

@@ -21,7 +21,7 @@ use crate::intake::RawPush;
 use crate::metrics::Metrics;
 use crate::route::Route;
 use crate::store::{
-    Claim, ClaimToken, DeadLetter, Settlement, Store, StoreError, message_key, push_key,
+    Claim, ClaimToken, DeadLetter, Settled, Settlement, Store, StoreError, message_key, push_key,
 };
 use crate::trace;
 
@@ -34,8 +34,9 @@ const MAX_ANSWER_BODY: usize = 64 << 10;
 
 /// How a delivery ended: what its answer and its log line are made of.
 pub(crate) enum Outcome {
-    /// Acknowledged within the dedupe window: not run again.
-    Duplicate,
+    /// Settled within the dedupe window (acknowledged, dropped or journaled): not run
+    /// again.
+    Duplicate { of: Settled },
     /// Another push of the message is running; on the last attempt this one was
     /// journaled under `journaled`.
     Busy {
@@ -57,7 +58,7 @@ impl Outcome {
     /// The decision, as a push's span names it.
     pub(crate) fn decision(&self) -> &'static str {
         match self {
-            Outcome::Duplicate => "duplicate",
+            Outcome::Duplicate { .. } => "duplicate",
             Outcome::Busy { .. } => "busy",
             Outcome::Unclaimed(_) => "unclaimed",
             Outcome::Ran { result, .. } => match result {
@@ -74,7 +75,7 @@ impl Outcome {
         match self {
             Outcome::Busy { attempt, .. } => Some(*attempt),
             Outcome::Ran { attempt, .. } => *attempt,
-            Outcome::Duplicate | Outcome::Unclaimed(_) => None,
+            Outcome::Duplicate { .. } | Outcome::Unclaimed(_) => None,
         }
     }
 }
@@ -214,10 +215,10 @@ impl Delivery<'_> {
                 token,
                 attempt,
             }),
-            Ok(Claim::Duplicate) => Err(Outcome::Duplicate),
-            Ok(Claim::Busy { attempt }) => {
+            Ok(Claim::Duplicate { of }) => Err(Outcome::Duplicate { of }),
+            Ok(Claim::Busy { attempt, holder }) => {
                 let kept = Kept::of(self.route, message, raw, attempt);
-                Err(self.busy(store, &key, kept).await)
+                Err(self.busy(store, &key, kept, holder).await)
             }
             Err(err) => {
                 self.metrics.store_error(route_name);
@@ -227,8 +228,10 @@ impl Delivery<'_> {
     }
 
     /// A push whose message another push is running: on the last attempt it goes to
-    /// the journal (CMQ would not ask again, and the other run may yet fail).
-    async fn busy(&self, store: &Store, key: &str, kept: Kept) -> Outcome {
+    /// the journal (CMQ would not ask again, and the other run may yet fail), and the
+    /// message is settled as journaled, taken from the claim `holder` (a run that ends
+    /// later records nothing more: the journal holds the message).
+    async fn busy(&self, store: &Store, key: &str, kept: Kept, holder: ClaimToken) -> Outcome {
         let attempt = kept.attempt;
         let max = self.route.options.max_attempts;
         if !self.is_last(attempt) {
@@ -242,7 +245,10 @@ impl Delivery<'_> {
             "another push of it was in progress on attempt {attempt}, the last of {max}"
         ));
         match self
-            .timed(StoreOperation::Journal, store.journal(entry, key, None))
+            .timed(
+                StoreOperation::Journal,
+                store.journal(entry, key, Some(holder)),
+            )
             .await
         {
             Ok(id) => Outcome::Busy {

@@ -268,7 +268,7 @@ impl Decided {
             }
             Outcome::Busy { journaled, .. } => (None, *journaled),
             Outcome::Unclaimed(err) => (Some(err.to_string()), None),
-            Outcome::Duplicate => (None, None),
+            Outcome::Duplicate { of } => (Some(format!("a duplicate of {}", of.name())), None),
         };
         Decided::new(route, subject, outcome.decision(), elapsed, preview).with(
             reason,

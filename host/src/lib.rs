@@ -72,7 +72,7 @@ pub use crate::route::{LoadedRoute, RoutePlan};
 pub use crate::server::Server;
 pub use crate::signals::OsSignal;
 pub use crate::store::{
-    Claim, DeadLetter, MessageRecord, Pruned, RouteCount, Settlement, Store, StoreError,
+    Claim, DeadLetter, MessageRecord, Pruned, RouteCount, Settled, Settlement, Store, StoreError,
     StoreFiles, StoreLocation, WAL_LIMIT, message_key,
 };
 pub use crate::tls::Tls;

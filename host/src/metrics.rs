@@ -22,6 +22,12 @@ struct RouteLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DuplicateLabels {
+    route: String,
+    of: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DecisionLabels {
     route: String,
     decision: &'static str,
@@ -79,7 +85,7 @@ pub(crate) struct Metrics {
     faults: Family<FaultLabels, Counter>,
     in_flight: Family<RouteLabel, Gauge>,
     overloaded: Family<RouteLabel, Counter>,
-    dedupe_hits: Family<RouteLabel, Counter>,
+    dedupe_hits: Family<DuplicateLabels, Counter>,
     dead_letters: Family<RouteLabel, Counter>,
     rejected: Family<StatusLabels, Counter>,
     store_errors: Family<RouteLabel, Counter>,
@@ -140,8 +146,9 @@ impl Default for Metrics {
             dedupe_hits: registered(
                 r,
                 "cmq_dedupe_hits",
-                "Pushes of an already acknowledged message, answered 200 without a guest",
-                Family::<RouteLabel, Counter>::default(),
+                "Pushes of a message already settled (of: ack, drop or journaled), answered \
+                 200 without a guest",
+                Family::<DuplicateLabels, Counter>::default(),
             ),
             dead_letters: registered(
                 r,
@@ -329,8 +336,12 @@ impl Metrics {
         self.overloaded.get_or_create(&route(route_name)).inc();
     }
 
-    pub(crate) fn dedupe_hit(&self, route_name: &str) {
-        self.dedupe_hits.get_or_create(&route(route_name)).inc();
+    pub(crate) fn dedupe_hit(&self, route_name: &str, of: crate::store::Settled) {
+        let labels = DuplicateLabels {
+            route: route_name.to_owned(),
+            of: of.name(),
+        };
+        self.dedupe_hits.get_or_create(&labels).inc();
     }
 
     pub(crate) fn dead_letter(&self, route_name: &str) {

@@ -185,8 +185,23 @@ impl Receiver {
         };
         let message = cmq_message::parse(expected, &headers, &entry.body)
             .map_err(|err| format!("the kept push no longer parses: {err}"))?;
+        // The record the entry settled, under the route it was journaled by.
+        let key = entry
+            .route
+            .as_deref()
+            .map(|name| crate::store::message_key(name, &message));
         match route.guest.handle(Message::from(message)).await.0 {
-            Ok(Decision::Ack) => Ok(()),
+            Ok(Decision::Ack) => {
+                if let (Some(store), Some(key)) = (&self.store, key)
+                    && let Err(err) = store.mark_replayed(&key).await
+                {
+                    tracing::warn!(
+                        messaging.message.id = entry.message_id,
+                        "a replay's acknowledgement not recorded: {err}"
+                    );
+                }
+                Ok(())
+            }
             Ok(Decision::Retry(reason)) => Err(format!("retry: {reason}")),
             Ok(Decision::Drop(reason)) => Err(format!("dropped again: {reason}")),
             Err(fault) => Err(format!("fault: {fault}")),

@@ -75,8 +75,8 @@ pub(crate) fn delivered(
     let route_name = route.name.as_str();
     let (message_id, topic, subscription, request_id) = subject.fields();
     match outcome {
-        Outcome::Duplicate => {
-            metrics.dedupe_hit(route_name);
+        Outcome::Duplicate { of } => {
+            metrics.dedupe_hit(route_name, *of);
             tracing::info!(
                 messaging.cmq.route = route_name,
                 messaging.message.id = message_id,
@@ -84,7 +84,10 @@ pub(crate) fn delivered(
                 messaging.destination.subscription.name = subscription,
                 messaging.cmq.request_id = request_id,
                 messaging.cmq.decision = "duplicate",
-                "message already acknowledged: answered without running the guest"
+                duplicate_of = of.name(),
+                "message already settled: a duplicate of {}, answered without running the \
+                 guest",
+                of.name()
             );
         }
         Outcome::Busy {

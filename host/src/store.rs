@@ -38,7 +38,11 @@ use cmq_message::Format;
 pub use keys::{message_key, push_key};
 pub use location::StoreLocation;
 use request::{ClaimRequest, Journal, Settle, millis, millis_u64, now_ms};
-use sql::{PRUNE, PRUNE_CHUNK, PRUNE_UNCOUNTED};
+use sql::{PRUNE, PRUNE_CHUNK, PRUNE_NOTES, PRUNE_TAKEN_NOTES, PRUNE_UNCOUNTED};
+
+/// How long a claim's guard and a taken note are kept: far longer than any write of the
+/// same note or claim can arrive late (a store timeout, a connection's buffers).
+const GUARD_AGE: Duration = Duration::from_secs(3600);
 use uncounted::Uncounted;
 
 /// The sizes in bytes of a SQLite store's files (0 for a file that does not exist).
@@ -79,15 +83,43 @@ pub enum Claim {
         /// taken the message over (after this claim's lease ran out).
         token: ClaimToken,
     },
-    /// The message was acknowledged within the dedupe window: answer `200 ok` without
-    /// running the guest again.
-    Duplicate,
+    /// The message was settled within the dedupe window (acknowledged, dropped or
+    /// journaled): answer `200 ok` without running the guest again.
+    Duplicate {
+        /// How it was settled.
+        of: Settled,
+    },
     /// Another push of the same message is being handled (here or on another host):
     /// answer non-2xx, CMQ asks again later. This delivery is counted all the same.
     Busy {
         /// Deliveries seen, this one included.
         attempt: u32,
+        /// The claim that holds the message: journaling this push with it settles the
+        /// message as journaled (on the last attempt).
+        holder: ClaimToken,
     },
+}
+
+/// How a message was settled for good, which makes a later push of it a duplicate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// The guest acknowledged it (or a replay of its journal entry did).
+    Ack,
+    /// The guest dropped it: it is in the journal.
+    Drop,
+    /// It is in the journal for another reason: its last attempt failed.
+    Journaled,
+}
+
+impl Settled {
+    /// Its name in logs and metrics: `ack`, `drop`, `journaled`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Settled::Ack => "ack",
+            Settled::Drop => "drop",
+            Settled::Journaled => "journaled",
+        }
+    }
 }
 
 /// The identity of one claim (see [`Claim::Run`]).
@@ -295,8 +327,9 @@ impl Store {
     /// `push_key` and [`Store::note_delivery`]). `lease` is how long a claim holds off
     /// other pushes of the message (a host that dies mid-run frees it by expiry);
     /// acknowledgements within `dedupe_window` make later pushes duplicates (`None`:
-    /// never). When the claim fails, the delivery is noted, to be counted once the
-    /// store is back.
+    /// never). When the claim fails, the delivery is noted under the claim's token, to be
+    /// counted once the store is back, once: a claim that commits late after all, or
+    /// a note written twice, counts nothing more and holds no lease.
     pub async fn claim(
         &self,
         key: &str,
@@ -306,22 +339,26 @@ impl Store {
     ) -> Result<Claim, StoreError> {
         upkeep::start(self);
         let earlier = self.shared.uncounted.take(push_key);
+        let token = ClaimToken::new();
         let request = ClaimRequest {
             key: key.to_owned(),
             push_key: push_key.to_owned(),
             earlier: i64::from(earlier),
-            token: ClaimToken::new(),
+            token,
             lease,
             dedupe_window,
         };
         let claimed = match &self.backend {
             Backend::Sqlite(store) => timed(store.claim(request)).await,
-            Backend::Postgres(store) => timed(store.claim(request)).await,
+            Backend::Postgres(store) => timed_pg(store, store.claim(request)).await,
         };
         if claimed.is_err() {
-            self.shared
-                .uncounted
-                .note(push_key.to_owned(), earlier.saturating_add(1));
+            self.shared.uncounted.abandon(
+                token.0,
+                push_key.to_owned(),
+                key.to_owned(),
+                earlier.saturating_add(1),
+            );
         }
         claimed
     }
@@ -356,10 +393,10 @@ impl Store {
 
     /// Counts deliveries answered before any claim, by push key: the next claim of each
     /// message adds them to its count.
-    async fn count_uncounted(&self, deliveries: Vec<(String, u32)>) -> Result<(), StoreError> {
+    async fn count_uncounted(&self, deliveries: Vec<uncounted::Note>) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => timed(store.count_uncounted(deliveries)).await,
-            Backend::Postgres(store) => timed(store.count_uncounted(deliveries)).await,
+            Backend::Postgres(store) => timed_pg(store, store.count_uncounted(deliveries)).await,
         }
     }
 
@@ -383,7 +420,17 @@ impl Store {
         };
         match &self.backend {
             Backend::Sqlite(store) => timed(store.settle(settle)).await,
-            Backend::Postgres(store) => timed(store.settle(settle)).await,
+            Backend::Postgres(store) => timed_pg(store, store.settle(settle)).await,
+        }
+    }
+
+    /// Settles the journaled message `key` as acknowledged: a replay of its journal
+    /// entry was acknowledged by its guest, so a later push of it is a duplicate of
+    /// that ack. Returns whether a journaled record was there to change.
+    pub async fn mark_replayed(&self, key: &str) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(store) => timed(store.mark_replayed(key.to_owned())).await,
+            Backend::Postgres(store) => timed_pg(store, store.mark_replayed(key)).await,
         }
     }
 
@@ -403,7 +450,7 @@ impl Store {
         };
         match &self.backend {
             Backend::Sqlite(store) => timed(store.journal(journal)).await,
-            Backend::Postgres(store) => timed(store.journal(journal)).await,
+            Backend::Postgres(store) => timed_pg(store, store.journal(journal)).await,
         }
     }
 
@@ -411,7 +458,7 @@ impl Store {
     pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => timed(store.dead_letters(None)).await,
-            Backend::Postgres(store) => timed(store.dead_letters(None)).await,
+            Backend::Postgres(store) => timed_pg(store, store.dead_letters(None)).await,
         }
     }
 
@@ -423,7 +470,7 @@ impl Store {
     ) -> Result<(Vec<ListedDeadLetter>, u64), StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => timed(store.journal_page(query)).await,
-            Backend::Postgres(store) => timed(store.journal_page(query)).await,
+            Backend::Postgres(store) => timed_pg(store, store.journal_page(query)).await,
         }
     }
 
@@ -431,7 +478,7 @@ impl Store {
     pub async fn dead_letter_counts(&self) -> Result<Vec<RouteCount>, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => timed(store.dead_letter_counts()).await,
-            Backend::Postgres(store) => timed(store.dead_letter_counts()).await,
+            Backend::Postgres(store) => timed_pg(store, store.dead_letter_counts()).await,
         }
     }
 
@@ -439,7 +486,7 @@ impl Store {
     pub async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetter>, StoreError> {
         let found = match &self.backend {
             Backend::Sqlite(store) => timed(store.dead_letters(Some(id))).await?,
-            Backend::Postgres(store) => timed(store.dead_letters(Some(id))).await?,
+            Backend::Postgres(store) => timed_pg(store, store.dead_letters(Some(id))).await?,
         };
         Ok(found.into_iter().next())
     }
@@ -449,7 +496,7 @@ impl Store {
     pub async fn remove_dead_letters(&self, ids: Option<Vec<i64>>) -> Result<u64, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => timed(store.remove_dead_letters(ids)).await,
-            Backend::Postgres(store) => timed(store.remove_dead_letters(ids)).await,
+            Backend::Postgres(store) => timed_pg(store, store.remove_dead_letters(ids)).await,
         }
     }
 
@@ -457,7 +504,7 @@ impl Store {
     pub async fn record(&self, key: &str) -> Result<Option<MessageRecord>, StoreError> {
         match &self.backend {
             Backend::Sqlite(store) => timed(store.record(key.to_owned())).await,
-            Backend::Postgres(store) => timed(store.record(key)).await,
+            Backend::Postgres(store) => timed_pg(store, store.record(key)).await,
         }
     }
 
@@ -465,16 +512,23 @@ impl Store {
     /// for longer than `age`, `PRUNE_CHUNK` (500) at a time so that claims go on between
     /// the chunks; returns how many, in how many statements.
     pub async fn prune(&self, age: Duration) -> Result<Pruned, StoreError> {
-        let before = now_ms() - millis(age);
+        let now = now_ms();
+        let before = now - millis(age);
+        let guards_before = now - millis(GUARD_AGE);
         let mut pruned = Pruned::default();
-        for statement in [PRUNE, PRUNE_UNCOUNTED] {
+        for (statement, before) in [
+            (PRUNE, before),
+            (PRUNE_NOTES, before),
+            (PRUNE_TAKEN_NOTES, guards_before),
+            (PRUNE_UNCOUNTED, before),
+        ] {
             loop {
                 let chunk = match &self.backend {
                     Backend::Sqlite(store) => {
                         timed(store.prune(statement, before, PRUNE_CHUNK)).await?
                     }
                     Backend::Postgres(store) => {
-                        timed(store.prune(statement, before, PRUNE_CHUNK)).await?
+                        timed_pg(store, store.prune(statement, before, PRUNE_CHUNK)).await?
                     }
                 };
                 pruned.rows += chunk;
@@ -504,4 +558,20 @@ async fn timed<T>(operation: impl Future<Output = Result<T, StoreError>>) -> Res
     tokio::time::timeout(STORE_TIMEOUT, operation)
         .await
         .unwrap_or_else(|_| Err(StoreError(format!("no answer within {STORE_TIMEOUT:?}"))))
+}
+
+/// [`timed`] for PostgreSQL: a statement that took too long leaves its connection, and
+/// whatever is queued behind it there, for a new one (a stalled network would hold
+/// every later statement back, and deliver them all at once when it resumes).
+async fn timed_pg<T>(
+    store: &postgres::PostgresStore,
+    operation: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(STORE_TIMEOUT, operation).await {
+        Ok(result) => result,
+        Err(_) => {
+            store.forget_connections();
+            Err(StoreError(format!("no answer within {STORE_TIMEOUT:?}")))
+        }
+    }
 }

@@ -17,10 +17,11 @@ use tokio_postgres::{Client, Config, NoTls, Statement};
 
 use super::request::{ClaimRequest, Journal, Settle, attempts, millis, parse_format, time_of};
 use super::sql::{
-    ADD_ROUTE_COLUMN, CLAIM, COUNT_DEAD_LETTERS, COUNT_JOURNAL_PAGE, COUNT_UNCOUNTED,
-    INSERT_DEAD_LETTER, MARK_JOURNALED, SCHEMA, SELECT_DEAD_LETTERS, SELECT_JOURNAL_PAGE,
-    SELECT_RECORD, SETTLE, TAKE_UNCOUNTED,
+    ADD_ROUTE_COLUMN, CLAIM, CLAIM_GUARD, COUNT_DEAD_LETTERS, COUNT_JOURNAL_PAGE,
+    INSERT_DEAD_LETTER, MARK_JOURNALED, MARK_REPLAYED, NOTE, RELEASE_ABANDONED, SCHEMA,
+    SELECT_DEAD_LETTERS, SELECT_JOURNAL_PAGE, SELECT_RECORD, SETTLE, TAKE_NOTES, TAKE_UNCOUNTED,
 };
+use super::uncounted::Note;
 use super::{
     Claim, DeadLetter, JournalQuery, ListedDeadLetter, MessageRecord, RouteCount, StoreError,
 };
@@ -112,7 +113,7 @@ impl PostgresStore {
         let window = request.dedupe_window.map(millis);
         let row = session
             .client
-            .query_opt(
+            .query_one(
                 &session.claim,
                 &[
                     &request.key,
@@ -125,24 +126,72 @@ impl PostgresStore {
             )
             .await
             .map_err(|err| StoreError::new("claiming", err))?;
-        Ok(request.outcome(row.map(|row| (row.get(0), row.get(1)))))
+        // The guard's row, then the claim's (none for a duplicate).
+        let (guarded, attempts, holder): (i64, Option<i64>, Option<i64>) =
+            (row.get(0), row.get(1), row.get(2));
+        if guarded == 0 {
+            return Err(StoreError(
+                "the claim was given up on, and its delivery noted".into(),
+            ));
+        }
+        let row = attempts.map(|attempts| (attempts, holder));
+        let settled = match &row {
+            Some(_) => None,
+            None => session
+                .client
+                .query_opt(&session.record, &[&request.key])
+                .await
+                .map_err(|err| StoreError::new("reading a duplicate's record", err))?
+                .map(|record| (record.get(1), record.get(2))),
+        };
+        request.outcome(row, settled)
     }
 
-    pub(super) async fn count_uncounted(
-        &self,
-        deliveries: Vec<(String, u32)>,
-    ) -> Result<(), StoreError> {
+    pub(super) async fn count_uncounted(&self, notes: Vec<Note>) -> Result<(), StoreError> {
         let session = self.fast.get().await?;
-        let (keys, counts): (Vec<String>, Vec<i64>) = deliveries
-            .into_iter()
-            .map(|(key, count)| (key, i64::from(count)))
-            .unzip();
+        let mut ids = Vec::with_capacity(notes.len());
+        let mut push_keys = Vec::with_capacity(notes.len());
+        let mut counts = Vec::with_capacity(notes.len());
+        let (mut released_keys, mut released_tokens) = (Vec::new(), Vec::new());
+        for note in notes {
+            if let Some(key) = note.abandoned_claim {
+                released_keys.push(key);
+                released_tokens.push(note.id);
+            }
+            ids.push(note.id);
+            push_keys.push(note.push_key);
+            counts.push(i64::from(note.deliveries));
+        }
         session
             .client
-            .execute(&session.count_uncounted, &[&keys, &counts])
+            .query_one(
+                &session.count_uncounted,
+                &[&ids, &push_keys, &counts, &released_keys, &released_tokens],
+            )
             .await
             .map_err(|err| StoreError::new("counting deliveries", err))?;
         Ok(())
+    }
+
+    /// Leaves both connections, and whatever waits on them, to be opened anew by the
+    /// next call (after an operation that did not answer in time). A connection being
+    /// opened right now is left to be.
+    pub(super) fn forget_connections(&self) {
+        for session in [&self.fast, &self.durable] {
+            if let Ok(mut open) = session.open.try_lock() {
+                *open = None;
+            }
+        }
+    }
+
+    pub(super) async fn mark_replayed(&self, key: &str) -> Result<bool, StoreError> {
+        let session = self.fast.get().await?;
+        let marked = session
+            .client
+            .execute(on_database_clock(MARK_REPLAYED, 2).as_str(), &[&key])
+            .await
+            .map_err(|err| StoreError::new("marking a replayed message", err))?;
+        Ok(marked > 0)
     }
 
     pub(super) async fn settle(&self, settle: Settle) -> Result<(), StoreError> {
@@ -384,31 +433,78 @@ impl Session {
 const NOW: &str = "(extract(epoch from statement_timestamp()) * 1000)::bigint";
 
 /// The claim statement with the times read from the database's clock, so that hosts
-/// whose clocks differ still agree on leases, and the deliveries counted under the
-/// push key taken in the same statement: `$1` key, `$2` the claim's token, `$3` the
-/// lease in milliseconds, `$4` the dedupe window in milliseconds (NULL: none), `$5`
-/// the push key, `$6` deliveries to add that the database does not hold.
+/// whose clocks differ still agree on leases, guarded by the claim's token (see
+/// [`CLAIM_GUARD`]), and the deliveries noted under the push key taken in the same
+/// statement: `$1` key, `$2` the claim's token, `$3` the lease in milliseconds, `$4`
+/// the dedupe window in milliseconds (NULL: none), `$5` the push key, `$6` deliveries
+/// to add that the database does not hold. One row: whether the guard was written
+/// (0: the claim was given up on, it does nothing), then the claim's count and holder
+/// (NULL for a duplicate).
 fn claim_sql() -> String {
-    let claim = renumbered(CLAIM, |n| match n {
+    const VALUES: &str = "VALUES ($1, 1 + $6, 'running', $5, $3, $2)";
+    debug_assert!(CLAIM.contains(VALUES));
+    let guarded = CLAIM.replace(
+        VALUES,
+        "SELECT $1, 1 + $6, 'running', $5, $3, $2 WHERE EXISTS (SELECT 1 FROM guard)",
+    );
+    let claim = renumbered(&guarded, |n| match n {
         2 => NOW.to_owned(),
         3 => format!("({NOW} + $3)"),
         4 => format!("COALESCE({NOW} - $4, 9223372036854775807)"),
         5 => "$2".to_owned(),
-        6 => "($6 + (SELECT COALESCE(sum(deliveries), 0)::bigint FROM taken))".to_owned(),
+        6 => "($6 + (SELECT COALESCE(sum(deliveries), 0)::bigint FROM taken) \
+              + (SELECT COALESCE(sum(deliveries), 0)::bigint FROM taken_before))"
+            .to_owned(),
         n => format!("${n}"),
     });
-    let take = renumbered(TAKE_UNCOUNTED, |_| "$5".to_owned());
-    format!("WITH taken AS ({take}) {claim}")
+    let guard = renumbered(&format!("{CLAIM_GUARD} RETURNING 1"), |n| match n {
+        1 => "$2".to_owned(),
+        2 => "$5".to_owned(),
+        _ => NOW.to_owned(),
+    });
+    let only_if_guarded = " AND EXISTS (SELECT 1 FROM guard)";
+    let take = renumbered(TAKE_NOTES, |n| match n {
+        1 => "$5".to_owned(),
+        _ => NOW.to_owned(),
+    })
+    .replace("AND taken = 0", &format!("AND taken = 0{only_if_guarded}"));
+    let take_before = renumbered(TAKE_UNCOUNTED, |_| "$5".to_owned())
+        .replace(" RETURNING", &format!("{only_if_guarded} RETURNING"));
+    format!(
+        "WITH guard AS ({guard}), taken AS ({take}), taken_before AS ({take_before}), \
+         claimed AS ({claim}) \
+         SELECT (SELECT count(*) FROM guard), claimed.attempts, claimed.claim \
+         FROM (SELECT 1) AS one LEFT JOIN claimed ON true"
+    )
 }
 
-/// [`COUNT_UNCOUNTED`] for every delivery at once, in one statement: `$1` the push
-/// keys, `$2` the deliveries to add to each.
+/// Every note at once, in one statement: `$1` their ids, `$2` their push keys, `$3`
+/// their deliveries ([`NOTE`]); and the claims given up on released ([`RELEASE_ABANDONED`]):
+/// `$4` their messages' keys, `$5` their tokens.
 fn count_uncounted_sql() -> String {
-    const ONE: &str = "VALUES ($1, $2, $3)";
-    const ALL: &str =
-        "SELECT key, count, $3 FROM unnest($1::text[], $2::bigint[]) AS t(key, count)";
-    debug_assert!(COUNT_UNCOUNTED.contains(ONE));
-    on_database_clock(&COUNT_UNCOUNTED.replace(ONE, ALL), 3)
+    const ONE: &str = "VALUES ($1, $2, $3, 0, $4)";
+    const ALL: &str = "SELECT id, key, count, 0, $4 \
+        FROM unnest($1::bigint[], $2::text[], $3::bigint[]) AS t(id, key, count)";
+    debug_assert!(NOTE.contains(ONE));
+    let noted = renumbered(&NOTE.replace(ONE, ALL), |n| match n {
+        4 => NOW.to_owned(),
+        n => format!("${n}"),
+    });
+    const WHERE: &str = "WHERE message_id = $1 AND claim = $2 AND state = 'running'";
+    debug_assert!(RELEASE_ABANDONED.contains(WHERE));
+    let released = RELEASE_ABANDONED
+        .replace(
+            WHERE,
+            "FROM unnest($1::text[], $2::bigint[]) AS r(key, token) \
+             WHERE message_id = r.key AND claim = r.token AND state = 'running'",
+        )
+        .replace("$3", NOW)
+        .replace("$1", "$4")
+        .replace("$2", "$5");
+    format!(
+        "WITH noted AS ({noted} RETURNING 1), released AS ({released} RETURNING 1) \
+         SELECT (SELECT count(*) FROM noted), (SELECT count(*) FROM released)"
+    )
 }
 
 /// `sql` with its parameter `$now` read from the database's clock instead, and the

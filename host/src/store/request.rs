@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cmq_message::Format;
 
-use super::{Claim, ClaimToken, DeadLetter};
+use super::{Claim, ClaimToken, DeadLetter, Settled, StoreError};
 
 /// A claim, as the backends receive it.
 #[derive(Debug)]
@@ -31,18 +31,43 @@ impl ClaimRequest {
         (now, lease_until, acked_since)
     }
 
-    /// What the claim statement's row says.
-    pub(super) fn outcome(&self, row: Option<(i64, Option<i64>)>) -> Claim {
-        match row {
-            None => Claim::Duplicate,
+    /// What the claim statement's row says; `settled` is the record's state and last
+    /// decision, read when there is no row (a duplicate).
+    pub(super) fn outcome(
+        &self,
+        row: Option<(i64, Option<i64>)>,
+        settled: Option<(String, Option<String>)>,
+    ) -> Result<Claim, StoreError> {
+        Ok(match row {
+            None => {
+                let (state, decision) = settled.ok_or_else(|| {
+                    StoreError(format!("{}: a duplicate without a record", self.key))
+                })?;
+                Claim::Duplicate {
+                    of: settled_of(&state, decision.as_deref())
+                        .map_err(|err| StoreError(format!("{}: {err}", self.key)))?,
+                }
+            }
             Some((count, holder)) if holder == Some(self.token.0) => Claim::Run {
                 attempt: attempts(count),
                 token: self.token,
             },
-            Some((count, _)) => Claim::Busy {
+            Some((count, holder)) => Claim::Busy {
                 attempt: attempts(count),
+                holder: ClaimToken(holder.unwrap_or_default()),
             },
-        }
+        })
+    }
+}
+
+/// How a record in `state`, whose last decision was `decision`, was settled; a state
+/// that settles nothing is an error, never a guess.
+pub(super) fn settled_of(state: &str, decision: Option<&str>) -> Result<Settled, String> {
+    match state {
+        "acked" => Ok(Settled::Ack),
+        "journaled" if decision.is_some_and(|d| d.starts_with("dropped: ")) => Ok(Settled::Drop),
+        "journaled" => Ok(Settled::Journaled),
+        other => Err(format!("a duplicate of a record in state {other:?}")),
     }
 }
 

@@ -20,6 +20,15 @@ CREATE TABLE IF NOT EXISTS cmq_uncounted (
     deliveries {int} NOT NULL,
     updated_ms {int} NOT NULL
 );
+CREATE TABLE IF NOT EXISTS cmq_notes (
+    note_id {int} PRIMARY KEY NOT NULL,
+    push_key TEXT NOT NULL,
+    deliveries {int} NOT NULL,
+    taken {int} NOT NULL,
+    updated_ms {int} NOT NULL
+);
+CREATE INDEX IF NOT EXISTS cmq_notes_untaken ON cmq_notes (push_key) WHERE taken = 0;
+CREATE INDEX IF NOT EXISTS cmq_notes_updated ON cmq_notes (updated_ms);
 CREATE TABLE IF NOT EXISTS cmq_dead_letters (
     id {id},
     message_id TEXT NOT NULL,
@@ -48,7 +57,9 @@ pub(super) const HAS_ROUTE_COLUMN: &str =
 /// token, `$6` the deliveries of the message answered before any claim (see
 /// [`super::Store::note_delivery`]). Every delivery is counted; the claim is taken unless another one's
 /// lease is still running. Returns the count and the claim that holds the message
-/// (this one's token when this delivery is to run), or no row for a duplicate. `SET`
+/// (this one's token when this delivery is to run), or no row for a duplicate: a
+/// message settled for good (acknowledged, or journaled: dropped or out of attempts)
+/// since `$4`. Past the window a settled message counts as new, from attempt 1. `SET`
 /// reads the row as it was before the statement, in both databases.
 pub(super) const CLAIM: &str = "
 INSERT INTO cmq_messages AS m (message_id, attempts, state, claim, lease_until_ms, updated_ms)
@@ -62,7 +73,7 @@ ON CONFLICT (message_id) DO UPDATE SET
         THEN m.lease_until_ms ELSE $3 END,
     state = 'running',
     updated_ms = $2
-WHERE NOT (m.state = 'acked' AND m.updated_ms > $4)
+WHERE NOT (m.state IN ('acked', 'journaled') AND m.updated_ms > $4)
 RETURNING attempts, claim
 ";
 
@@ -88,6 +99,14 @@ pub(super) const MARK_JOURNALED: &str = "
 UPDATE cmq_messages SET state = 'journaled', last_decision = $2, lease_until_ms = 0,
     updated_ms = $8
 WHERE message_id = $10 AND claim = $11 AND state = 'running'
+";
+
+/// `$1` key, `$2` now: a journaled message whose entry a replay's guest acknowledged
+/// is settled as acknowledged from then on.
+pub(super) const MARK_REPLAYED: &str = "
+UPDATE cmq_messages SET state = 'acked', last_decision = 'ack (a replay of its journal entry)',
+    updated_ms = $2
+WHERE message_id = $1 AND state = 'journaled'
 ";
 
 pub(super) const SELECT_DEAD_LETTERS: &str = "
@@ -137,20 +156,63 @@ DELETE FROM cmq_messages WHERE updated_ms < $1 AND message_id IN (
 )
 ";
 
-/// `$1` the push key, `$2` deliveries to add, `$3` now. (PostgreSQL's takes them all
-/// in one statement: [`postgres`].)
-pub(super) const COUNT_UNCOUNTED: &str = "
-INSERT INTO cmq_uncounted AS u (push_key, deliveries, updated_ms) VALUES ($1, $2, $3)
-ON CONFLICT (push_key) DO UPDATE SET
-    deliveries = u.deliveries + excluded.deliveries, updated_ms = excluded.updated_ms
+/// A note of deliveries not yet counted: `$1` its id, `$2` the push key, `$3`
+/// deliveries, `$4` now. Each note is written under an id of its own, so one written
+/// twice (its first write timed out, and committed after all) counts once; the id of
+/// a note for a claim the host gave up on is that claim's token (see [`CLAIM_GUARD`]).
+pub(super) const NOTE: &str = "
+INSERT INTO cmq_notes (note_id, push_key, deliveries, taken, updated_ms)
+VALUES ($1, $2, $3, 0, $4)
+ON CONFLICT (note_id) DO NOTHING
 ";
 
-/// `$1` the push key: the deliveries counted under it, taken by the claim that counts
-/// them.
+/// A claim's token as a taken note (`$1` token, `$2` push key, `$3` now), written by
+/// the claim before it counts anything: when its note is there already (the host gave
+/// up on the claim and noted its delivery instead) the claim does nothing, and when
+/// the claim came first the note does nothing. Either way the delivery counts once.
+pub(super) const CLAIM_GUARD: &str = "
+INSERT INTO cmq_notes (note_id, push_key, deliveries, taken, updated_ms)
+VALUES ($1, $2, 0, 1, $3)
+ON CONFLICT (note_id) DO NOTHING
+";
+
+/// `$1` key, `$2` the token of a claim the host gave up on, `$3` now: if it did
+/// commit, its lease is given up too, so that the next push runs the guest.
+pub(super) const RELEASE_ABANDONED: &str = "
+UPDATE cmq_messages SET state = 'failed', last_decision = 'the host gave up on its claim',
+    lease_until_ms = 0, updated_ms = $3
+WHERE message_id = $1 AND claim = $2 AND state = 'running'
+";
+
+/// `$1` the push key, `$2` now: the notes counted under it, taken by the claim that
+/// counts them (kept as taken, so that a note written again stays counted once).
+pub(super) const TAKE_NOTES: &str = "
+UPDATE cmq_notes SET taken = 1, updated_ms = $2 WHERE push_key = $1 AND taken = 0
+RETURNING deliveries
+";
+
+/// `$1` the push key: deliveries noted by a cmq-host from before [`NOTE`], taken once.
 pub(super) const TAKE_UNCOUNTED: &str =
     "DELETE FROM cmq_uncounted WHERE push_key = $1 RETURNING deliveries";
 
-/// [`PRUNE`]'s twin for the deliveries of messages that never came back.
+/// [`PRUNE`]'s twin for the notes of messages that never came back.
+pub(super) const PRUNE_NOTES: &str = "
+DELETE FROM cmq_notes WHERE updated_ms < $1 AND taken = 0 AND note_id IN (
+    SELECT note_id FROM cmq_notes WHERE updated_ms < $1 AND taken = 0 ORDER BY updated_ms
+    LIMIT $2
+)
+";
+
+/// The notes taken, and the claims' guards: needed only while a late write of the
+/// same note or claim may still arrive, so kept an hour ([`super::GUARD_AGE`]).
+pub(super) const PRUNE_TAKEN_NOTES: &str = "
+DELETE FROM cmq_notes WHERE updated_ms < $1 AND taken = 1 AND note_id IN (
+    SELECT note_id FROM cmq_notes WHERE updated_ms < $1 AND taken = 1 ORDER BY updated_ms
+    LIMIT $2
+)
+";
+
+/// The same for the deliveries a cmq-host from before [`NOTE`] wrote.
 pub(super) const PRUNE_UNCOUNTED: &str = "
 DELETE FROM cmq_uncounted WHERE updated_ms < $1 AND push_key IN (
     SELECT push_key FROM cmq_uncounted WHERE updated_ms < $1 ORDER BY updated_ms LIMIT $2

@@ -20,10 +20,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::request::{ClaimRequest, Journal, Settle, attempts, now_ms, parse_format, time_of};
 use super::sql::{
-    ADD_ROUTE_COLUMN, CLAIM, COUNT_DEAD_LETTERS, COUNT_JOURNAL_PAGE, COUNT_UNCOUNTED,
-    HAS_ROUTE_COLUMN, INSERT_DEAD_LETTER, MARK_JOURNALED, SCHEMA, SELECT_DEAD_LETTERS,
-    SELECT_JOURNAL_PAGE, SELECT_RECORD, SETTLE, TAKE_UNCOUNTED,
+    ADD_ROUTE_COLUMN, CLAIM, CLAIM_GUARD, COUNT_DEAD_LETTERS, COUNT_JOURNAL_PAGE, HAS_ROUTE_COLUMN,
+    INSERT_DEAD_LETTER, MARK_JOURNALED, MARK_REPLAYED, NOTE, RELEASE_ABANDONED, SCHEMA,
+    SELECT_DEAD_LETTERS, SELECT_JOURNAL_PAGE, SELECT_RECORD, SETTLE, TAKE_NOTES, TAKE_UNCOUNTED,
 };
+use super::uncounted::Note;
 use super::{
     Claim, DeadLetter, JournalQuery, ListedDeadLetter, MessageRecord, RouteCount, StoreError,
 };
@@ -151,11 +152,24 @@ impl SqliteStore {
         self.run(false, 0, move |conn| {
             // The times are read here, by the writer, as the statement runs.
             let (now, lease_until, acked_since) = request.times();
-            let noted: Option<i64> = conn
+            // A claim whose token is noted already was given up on: it counts nothing.
+            let guarded = conn
+                .prepare_cached(&numbered(CLAIM_GUARD))?
+                .execute(params![request.token.0, request.push_key, now])?;
+            if guarded == 0 {
+                return Ok(Err(StoreError(
+                    "the claim was given up on, and its delivery noted".into(),
+                )));
+            }
+            let noted_before: Option<i64> = conn
                 .prepare_cached(&numbered(TAKE_UNCOUNTED))?
                 .query_row([&request.push_key], |row| row.get(0))
                 .optional()?;
-            let earlier = request.earlier + noted.unwrap_or(0);
+            let noted: i64 = conn
+                .prepare_cached(&numbered(TAKE_NOTES))?
+                .query_map(params![request.push_key, now], |row| row.get::<_, i64>(0))?
+                .sum::<rusqlite::Result<i64>>()?;
+            let earlier = request.earlier + noted_before.unwrap_or(0) + noted;
             let row = conn
                 .prepare_cached(&numbered(CLAIM))?
                 .query_row(
@@ -170,20 +184,32 @@ impl SqliteStore {
                     |row| Ok((row.get(0)?, row.get(1)?)),
                 )
                 .optional()?;
-            Ok(request.outcome(row))
+            let settled = match row {
+                Some(_) => None,
+                None => conn
+                    .prepare_cached(&numbered(SELECT_RECORD))?
+                    .query_row([&request.key], |row| Ok((row.get(1)?, row.get(2)?)))
+                    .optional()?,
+            };
+            Ok(request.outcome(row, settled))
         })
-        .await
+        .await?
     }
 
-    pub(super) async fn count_uncounted(
-        &self,
-        deliveries: Vec<(String, u32)>,
-    ) -> Result<(), StoreError> {
+    pub(super) async fn count_uncounted(&self, notes: Vec<Note>) -> Result<(), StoreError> {
         self.run(false, 0, move |conn| {
-            let mut statement = conn.prepare_cached(&numbered(COUNT_UNCOUNTED))?;
             let now = now_ms();
-            for (push_key, count) in deliveries {
-                statement.execute(params![push_key, i64::from(count), now])?;
+            for note in notes {
+                conn.prepare_cached(&numbered(NOTE))?.execute(params![
+                    note.id,
+                    note.push_key,
+                    i64::from(note.deliveries),
+                    now
+                ])?;
+                if let Some(key) = &note.abandoned_claim {
+                    conn.prepare_cached(&numbered(RELEASE_ABANDONED))?
+                        .execute(params![key, note.id, now])?;
+                }
             }
             Ok(())
         })
@@ -200,6 +226,16 @@ impl SqliteStore {
                 settle.token
             ])?;
             Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn mark_replayed(&self, key: String) -> Result<bool, StoreError> {
+        self.run(false, 0, move |conn| {
+            let marked = conn
+                .prepare_cached(&numbered(MARK_REPLAYED))?
+                .execute(params![key, now_ms()])?;
+            Ok(marked > 0)
         })
         .await
     }

@@ -5,7 +5,7 @@
 //!
 //! They are noted here, in memory, by [push key](super::push_key) (the route and the
 //! `x-cmq-message-id` header: known before the body is read), written to the store's
-//! `cmq_uncounted` table a moment later by the [upkeep](super::upkeep), and added to
+//! `cmq_notes` table a moment later by the [upkeep](super::upkeep), and added to
 //! the message's count by its next claim, on whichever host it lands. A claim on this
 //! host also takes what is noted here and not yet written.
 
@@ -18,11 +18,38 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// while the store is down.
 const MAX_PENDING: usize = 16_384;
 
-/// The deliveries noted and not yet written, by push key.
+/// A note to write: deliveries of the message `push_key` names, under an id of its own
+/// that makes a second write of it count nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Note {
+    pub(super) id: i64,
+    pub(super) push_key: String,
+    pub(super) deliveries: u32,
+    /// For a claim the host gave up on (the note's id is its token): the message's
+    /// key, whose lease the claim holds if it committed after all.
+    pub(super) abandoned_claim: Option<String>,
+}
+
+/// The deliveries noted and not yet written.
 #[derive(Debug, Default)]
 pub(super) struct Uncounted {
-    pending: Mutex<HashMap<String, u32>>,
+    pending: Mutex<Pending>,
     lost: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    /// Never written: by push key, a claim on this host may take them.
+    fresh: HashMap<String, u32>,
+    /// Written once, or by a claim, with an outcome nobody saw (the write timed out):
+    /// written again under the same id, never taken here.
+    in_doubt: Vec<Note>,
+}
+
+impl Pending {
+    fn len(&self) -> usize {
+        self.fresh.len() + self.in_doubt.len()
+    }
 }
 
 impl Uncounted {
@@ -31,24 +58,30 @@ impl Uncounted {
     pub(super) fn note(&self, push_key: String, deliveries: u32) -> bool {
         let mut pending = self.lock();
         let room = pending.len() < MAX_PENDING;
-        match pending.get_mut(&push_key) {
+        match pending.fresh.get_mut(&push_key) {
             Some(count) => *count = count.saturating_add(deliveries),
             None if room => {
-                pending.insert(push_key, deliveries);
+                pending.fresh.insert(push_key, deliveries);
             }
             None => {
                 drop(pending);
-                self.lost
-                    .fetch_add(u64::from(deliveries), Ordering::Relaxed);
-                tracing::error!(
-                    deliveries,
-                    "a delivery could not be counted (too many waiting for the store): \
-                     CMQ's last delivery of its message may not be recognised as the last"
-                );
+                self.lose(deliveries);
                 return false;
             }
         }
         true
+    }
+
+    /// Notes the deliveries of a claim that timed out (`token`, of the message `key`):
+    /// it may yet commit, so its note carries its token and excludes it (see
+    /// [`super::sql::CLAIM_GUARD`]).
+    pub(super) fn abandon(&self, token: i64, push_key: String, key: String, deliveries: u32) {
+        self.keep_in_doubt(vec![Note {
+            id: token,
+            push_key,
+            deliveries,
+            abandoned_claim: Some(key),
+        }]);
     }
 
     /// Deliveries that found no room, since the store opened.
@@ -56,24 +89,52 @@ impl Uncounted {
         self.lost.load(Ordering::Relaxed)
     }
 
-    /// Takes what is noted of `push_key`, for a claim to count.
+    /// Takes what is noted of `push_key` and never written, for a claim to count.
     pub(super) fn take(&self, push_key: &str) -> u32 {
-        self.lock().remove(push_key).unwrap_or(0)
+        self.lock().fresh.remove(push_key).unwrap_or(0)
     }
 
-    /// Takes everything noted, to write to the store.
-    pub(super) fn drain(&self) -> Vec<(String, u32)> {
-        self.lock().drain().collect()
+    /// Takes everything noted, to write to the store: what was never written under a
+    /// new id each, the rest under the id it had.
+    pub(super) fn drain(&self) -> Vec<Note> {
+        let mut pending = self.lock();
+        let mut notes = std::mem::take(&mut pending.in_doubt);
+        notes.extend(pending.fresh.drain().map(|(push_key, deliveries)| Note {
+            id: super::ClaimToken::new().0,
+            push_key,
+            deliveries,
+            abandoned_claim: None,
+        }));
+        notes
     }
 
-    /// Puts back what could not be written.
-    pub(super) fn restore(&self, entries: Vec<(String, u32)>) {
-        for (push_key, deliveries) in entries {
-            self.note(push_key, deliveries);
+    /// Puts back what could not be written: it may have been, so it keeps its id.
+    pub(super) fn restore(&self, notes: Vec<Note>) {
+        self.keep_in_doubt(notes);
+    }
+
+    fn keep_in_doubt(&self, notes: Vec<Note>) {
+        let mut pending = self.lock();
+        for note in notes {
+            if pending.len() < MAX_PENDING {
+                pending.in_doubt.push(note);
+            } else {
+                self.lose(note.deliveries);
+            }
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+    fn lose(&self, deliveries: u32) {
+        self.lost
+            .fetch_add(u64::from(deliveries), Ordering::Relaxed);
+        tracing::error!(
+            deliveries,
+            "a delivery could not be counted (too many waiting for the store): \
+             CMQ's last delivery of its message may not be recognised as the last"
+        );
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
         self.pending
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -100,9 +161,24 @@ mod tests {
         assert_eq!(uncounted.lost(), 1);
         let drained = uncounted.drain();
         assert_eq!(drained.len(), MAX_PENDING);
+        // Restored, they are in doubt: never taken here, written again under their ids.
+        let ids: Vec<i64> = drained.iter().map(|note| note.id).collect();
         uncounted.restore(drained);
         assert_eq!(uncounted.lost(), 1);
-        uncounted.restore(vec![("new".into(), 5)]);
-        assert_eq!(uncounted.lost(), 6);
+        assert_eq!(uncounted.take("0"), 0);
+        let again: Vec<i64> = uncounted.drain().iter().map(|note| note.id).collect();
+        assert_eq!(again, ids);
+        uncounted.restore(vec![Note {
+            id: 7,
+            push_key: "new".into(),
+            deliveries: 5,
+            abandoned_claim: None,
+        }]);
+        assert_eq!(uncounted.drain().len(), 1);
+        // A claim given up on is noted under its token.
+        uncounted.abandon(42, "p".into(), "k".into(), 2);
+        let abandoned = uncounted.drain();
+        assert_eq!(abandoned[0].id, 42);
+        assert_eq!(abandoned[0].abandoned_claim.as_deref(), Some("k"));
     }
 }
