@@ -338,21 +338,29 @@ impl Store {
         dedupe_window: Option<Duration>,
     ) -> Result<Claim, StoreError> {
         upkeep::start(self);
-        let earlier = self.shared.uncounted.take(push_key);
+        let (earlier, doubtful) = self.shared.uncounted.take(push_key);
         let token = ClaimToken::new();
         let request = ClaimRequest {
             key: key.to_owned(),
             push_key: push_key.to_owned(),
             earlier: i64::from(earlier),
+            notes: doubtful.clone(),
             token,
             lease,
             dedupe_window,
         };
         let claimed = match &self.backend {
             Backend::Sqlite(store) => timed(store.claim(request)).await,
-            Backend::Postgres(store) => timed_pg(store, store.claim(request)).await,
+            Backend::Postgres(store) => {
+                // Its notes in doubt first, so that the claim takes them.
+                match timed_pg(store, store.count_uncounted(doubtful.clone())).await {
+                    Ok(()) => timed_pg(store, store.claim(request)).await,
+                    Err(err) => Err(err),
+                }
+            }
         };
         if claimed.is_err() {
+            self.shared.uncounted.restore(doubtful);
             self.shared.uncounted.abandon(
                 token.0,
                 push_key.to_owned(),

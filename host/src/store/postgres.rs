@@ -148,6 +148,9 @@ impl PostgresStore {
     }
 
     pub(super) async fn count_uncounted(&self, notes: Vec<Note>) -> Result<(), StoreError> {
+        if notes.is_empty() {
+            return Ok(());
+        }
         let session = self.fast.get().await?;
         let mut ids = Vec::with_capacity(notes.len());
         let mut push_keys = Vec::with_capacity(notes.len());

@@ -13,6 +13,9 @@ pub(super) struct ClaimRequest {
     pub(super) push_key: String,
     /// Deliveries to add that the store does not hold.
     pub(super) earlier: i64,
+    /// Notes of the message whose writes were in doubt, written (again) before the
+    /// claim counts what is written (SQLite: in the claim's transaction).
+    pub(super) notes: Vec<super::uncounted::Note>,
     pub(super) token: ClaimToken,
     pub(super) lease: Duration,
     pub(super) dedupe_window: Option<Duration>,

@@ -29,6 +29,24 @@ use super::{
     Claim, DeadLetter, JournalQuery, ListedDeadLetter, MessageRecord, RouteCount, StoreError,
 };
 
+/// Writes `notes` (a note written before adds nothing) and releases the leases of the
+/// claims given up on among them.
+fn write_notes(conn: &Connection, notes: &[Note], now: i64) -> rusqlite::Result<()> {
+    for note in notes {
+        conn.prepare_cached(&numbered(NOTE))?.execute(params![
+            note.id,
+            note.push_key,
+            i64::from(note.deliveries),
+            now
+        ])?;
+        if let Some(key) = &note.abandoned_claim {
+            conn.prepare_cached(&numbered(RELEASE_ABANDONED))?
+                .execute(params![key, note.id, now])?;
+        }
+    }
+    Ok(())
+}
+
 /// The database's page size for a new file (see [`open_connection`]); a file made by
 /// an older cmq-host may have 4 KiB pages.
 const PAGE_SIZE: i64 = 1024;
@@ -152,6 +170,8 @@ impl SqliteStore {
         self.run(false, 0, move |conn| {
             // The times are read here, by the writer, as the statement runs.
             let (now, lease_until, acked_since) = request.times();
+            // The message's notes in doubt first, so that the claim takes them.
+            write_notes(conn, &request.notes, now)?;
             // A claim whose token is noted already was given up on: it counts nothing.
             let guarded = conn
                 .prepare_cached(&numbered(CLAIM_GUARD))?
@@ -197,23 +217,8 @@ impl SqliteStore {
     }
 
     pub(super) async fn count_uncounted(&self, notes: Vec<Note>) -> Result<(), StoreError> {
-        self.run(false, 0, move |conn| {
-            let now = now_ms();
-            for note in notes {
-                conn.prepare_cached(&numbered(NOTE))?.execute(params![
-                    note.id,
-                    note.push_key,
-                    i64::from(note.deliveries),
-                    now
-                ])?;
-                if let Some(key) = &note.abandoned_claim {
-                    conn.prepare_cached(&numbered(RELEASE_ABANDONED))?
-                        .execute(params![key, note.id, now])?;
-                }
-            }
-            Ok(())
-        })
-        .await
+        self.run(false, 0, move |conn| write_notes(conn, &notes, now_ms()))
+            .await
     }
 
     pub(super) async fn settle(&self, settle: Settle) -> Result<(), StoreError> {
