@@ -319,7 +319,8 @@ async fn metrics_count_pushes_by_route_and_decision_and_health_answers() -> anyh
     };
     assert_eq!(operation(&after, "claim"), 9.0);
     assert_eq!(operation(&after, "settle"), 8.0);
-    assert_eq!(sample(&after, "cmq_dead_letters", &[]), 0.0);
+    // An empty journal has no sample at all.
+    assert_eq!(sample_if_present(&after, "cmq_dead_letters", &[]), None);
     let wasmtime = locked_wasmtime();
     let build = [
         ("version", env!("CARGO_PKG_VERSION")),

@@ -149,7 +149,7 @@ async fn the_store_log_stays_bounded_under_load_and_is_emptied_after_it() -> any
     // Every message is in the store, acknowledged: a push again is a duplicate.
     let response = cmq_push(&client, &url, "log-7", "").send().await?;
     assert_eq!(response.status(), 200);
-    let duplicate = wait_for(&lines, "message already acknowledged");
+    let duplicate = wait_for(&lines, "a duplicate of ack");
     assert!(duplicate.contains("log-7"), "{duplicate}");
     drop(host);
     std::fs::remove_dir_all(&dir)?;

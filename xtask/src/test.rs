@@ -73,7 +73,8 @@ pub fn run() -> Result<()> {
                 let prometheus = prometheus::ensure()?;
                 let (browser, driver) = chromium::ensure()?;
                 let status = Command::new(cargo())
-                    .args(["test", "--workspace"])
+                    // Every test file runs, and reports, even after one fails.
+                    .args(["test", "--workspace", "--no-fail-fast"])
                     .env(postgres::URL_VAR, &postgres.url)
                     .env(haproxy::BIN_VAR, haproxy)
                     .env(prometheus::BIN_VAR, prometheus)
