@@ -172,6 +172,9 @@ async fn scripted_endpoint(script: Vec<u16>) -> anyhow::Result<(String, Arc<Mute
                 let mut stream = tokio::io::BufReader::new(stream);
                 loop {
                     let mut request_line = String::new();
+                    // A scripted server's reading: a broken or ended connection (0, or
+                    // an error read as 0) ends it, as a real server's would. No check
+                    // hides here: the test asserts on what the client was answered.
                     if stream.read_line(&mut request_line).await.unwrap_or(0) == 0 {
                         return;
                     }
@@ -192,6 +195,7 @@ async fn scripted_endpoint(script: Vec<u16>) -> anyhow::Result<(String, Arc<Mute
                     let length = headers
                         .get("content-length")
                         .and_then(|v| v.parse().ok())
+                        // No Content-Length: no body, as HTTP/1.1 says for a request.
                         .unwrap_or(0);
                     let mut body = vec![0; length];
                     if stream.read_exact(&mut body).await.is_err() {

@@ -88,6 +88,8 @@ fn serve_connection(stream: std::net::TcpStream, spans: &Mutex<Vec<Span>>) -> an
         let mut length = None;
         let mut line = String::new();
         if reader.read_line(&mut line)? == 0 {
+            // The exporter closed its connection: this collector's connection ends; the
+            // spans it kept are what the tests assert on.
             return Ok(());
         }
         loop {
@@ -103,6 +105,7 @@ fn serve_connection(stream: std::net::TcpStream, spans: &Mutex<Vec<Span>>) -> an
                 length = value.trim().parse::<usize>().ok();
             }
         }
+        // No Content-Length: no body (the decode below then fails loudly).
         let mut body = vec![0; length.unwrap_or(0)];
         reader.read_exact(&mut body)?;
         keep(spans, ExportTraceServiceRequest::decode(body.as_slice())?);
