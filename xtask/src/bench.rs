@@ -591,6 +591,10 @@ pub(crate) fn pinned(command: Command, cpu: usize) -> Command {
             None => wrapped.env_remove(key),
         };
     }
+    // Where it runs, too: a relative path in its arguments is read from there.
+    if let Some(dir) = command.get_current_dir() {
+        wrapped.current_dir(dir);
+    }
     wrapped
 }
 
@@ -882,4 +886,26 @@ pub(crate) fn machine() -> Result<String> {
             .next()
             .unwrap_or("wrk"),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pinned_command_keeps_its_folder_and_environment() {
+        let mut command = Command::new("cmq-host");
+        command
+            .arg("serve")
+            .current_dir("/tmp")
+            .env("RUST_LOG", "info");
+        let pinned = pinned(command, SERVER_CPU);
+        assert_eq!(pinned.get_current_dir(), Some(Path::new("/tmp")));
+        assert!(
+            pinned
+                .get_envs()
+                .any(|(key, value)| key == "RUST_LOG" && value == Some("info".as_ref()))
+        );
+        assert!(pinned.get_args().any(|arg| arg == "serve"));
+    }
 }
