@@ -39,11 +39,11 @@ pub use keys::{message_key, push_key};
 pub use location::StoreLocation;
 use request::{ClaimRequest, Journal, Settle, millis, millis_u64, now_ms};
 use sql::{PRUNE, PRUNE_CHUNK, PRUNE_NOTES, PRUNE_TAKEN_NOTES, PRUNE_UNCOUNTED};
+use uncounted::Uncounted;
 
 /// How long a claim's guard and a taken note are kept: far longer than any write of the
 /// same note or claim can arrive late (a store timeout, a connection's buffers).
 const GUARD_AGE: Duration = Duration::from_secs(3600);
-use uncounted::Uncounted;
 
 /// The sizes in bytes of a SQLite store's files (0 for a file that does not exist).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -351,13 +351,14 @@ impl Store {
         };
         let claimed = match &self.backend {
             Backend::Sqlite(store) => timed(store.claim(request)).await,
-            Backend::Postgres(store) => {
-                // Its notes in doubt first, so that the claim takes them.
+            // Its notes in doubt first (almost always none), so that the claim takes them.
+            Backend::Postgres(store) if !doubtful.is_empty() => {
                 match timed_pg(store, store.count_uncounted(doubtful.clone())).await {
                     Ok(()) => timed_pg(store, store.claim(request)).await,
                     Err(err) => Err(err),
                 }
             }
+            Backend::Postgres(store) => timed_pg(store, store.claim(request)).await,
         };
         if claimed.is_err() {
             self.shared.uncounted.restore(doubtful);

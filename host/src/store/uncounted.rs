@@ -95,10 +95,10 @@ impl Uncounted {
     pub(super) fn take(&self, push_key: &str) -> (u32, Vec<Note>) {
         let mut pending = self.lock();
         let fresh = pending.fresh.remove(push_key).unwrap_or(0);
-        let (doubtful, others) = std::mem::take(&mut pending.in_doubt)
-            .into_iter()
-            .partition(|note| note.push_key == push_key);
-        pending.in_doubt = others;
+        let doubtful = pending
+            .in_doubt
+            .extract_if(.., |note| note.push_key == push_key)
+            .collect();
         (fresh, doubtful)
     }
 
