@@ -168,12 +168,7 @@ fn check_reports_a_good_config_and_names_the_line_and_key_of_a_bad_one() -> anyh
         .args(["check", "--config"])
         .arg(&config)
         .output()?;
-    let stdout = String::from_utf8_lossy(&good.stdout);
-    assert!(
-        good.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&good.stderr)
-    );
+    let stdout = succeeded(&good, "check");
     assert!(stdout.contains("ok, 2 routes"), "{stdout}");
     assert!(
         stdout.contains("/orders") && stdout.contains("/audit"),
@@ -662,12 +657,7 @@ fn the_readme_config_checks() -> anyhow::Result<()> {
         .env("CMQ_AUDIT_TOKEN", "audit-token-0123456789")
         .env("ORDERS_API_KEY", "not-a-real-key")
         .output()?;
-    let stdout = String::from_utf8_lossy(&checked.stdout);
-    assert!(
-        checked.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&checked.stderr)
-    );
+    let stdout = succeeded(&checked, "check");
     assert!(stdout.contains("ok, 2 routes"), "{stdout}");
     // As the README says: where none of its secrets are (tokens, granted variables).
     let checked = cmq_host()
@@ -677,12 +667,19 @@ fn the_readme_config_checks() -> anyhow::Result<()> {
         .env_remove("CMQ_AUDIT_TOKEN")
         .env_remove("ORDERS_API_KEY")
         .output()?;
-    let stdout = String::from_utf8_lossy(&checked.stdout);
-    assert!(
-        checked.status.success(),
-        "check --without-secrets: {stdout}{}",
-        String::from_utf8_lossy(&checked.stderr)
-    );
+    let stdout = succeeded(&checked, "check --without-secrets");
     assert!(stdout.contains("ok, 2 routes"), "{stdout}");
     Ok(())
+}
+
+/// The stdout of a `cmq-host` run (`what`) that must have succeeded; its output is the
+/// failure's message otherwise.
+fn succeeded(output: &std::process::Output, what: &str) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{what} failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
 }
