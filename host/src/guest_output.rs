@@ -84,7 +84,8 @@ impl GuestOutput {
             logged += 1;
             logged_bytes += line.len();
             let line = String::from_utf8_lossy(line);
-            let line = line.trim_end_matches('\n').trim_end_matches('\r');
+            let line = line.strip_suffix('\n').unwrap_or(&line);
+            let line = escaped(line.strip_suffix('\r').unwrap_or(line));
             tracing::event!(
                 target: TARGET,
                 tracing::Level::INFO,
@@ -108,6 +109,39 @@ impl GuestOutput {
             );
         }
     }
+}
+
+/// `text` as a guest wrote it, but for what could make it pass for the host's own log:
+/// every control character other than tab (a `\r` would let a line begin anew on a
+/// terminal) and the bidirectional and line-separating marks (which reorder what a
+/// reader sees) are written as escapes, `\r` or `\u{202e}`.
+pub(crate) fn escaped(text: &str) -> std::borrow::Cow<'_, str> {
+    let hidden = |c: char| {
+        (c.is_control() && c != '\t')
+            || matches!(
+                c,
+                '\u{061c}'
+                    | '\u{200e}'
+                    | '\u{200f}'
+                    | '\u{202a}'..='\u{202e}'
+                    | '\u{2066}'..='\u{2069}'
+                    | '\u{2028}'
+                    | '\u{2029}'
+            )
+    };
+    if !text.contains(hidden) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\r' => out.push_str("\\r"),
+            '\n' => out.push_str("\\n"),
+            c if hidden(c) => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 impl IsTerminal for GuestOutput {
@@ -168,6 +202,21 @@ impl AsyncWrite for GuestOutput {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_could_pass_for_the_hosts_log_is_escaped() {
+        assert_eq!(escaped("plain\ttext é"), "plain\ttext é");
+        assert_eq!(
+            escaped("x\r2030-01-01T00:00:00Z ERROR cmq_host: fake"),
+            "x\\r2030-01-01T00:00:00Z ERROR cmq_host: fake"
+        );
+        assert_eq!(
+            escaped("a\u{b}b\u{c}c\u{1b}[31m"),
+            "a\\u{b}b\\u{c}c\\u{1b}[31m"
+        );
+        assert_eq!(escaped("abc\u{202e}fed"), "abc\\u{202e}fed");
+        assert_eq!(escaped("one\u{2028}two"), "one\\u{2028}two");
+    }
 
     #[test]
     fn the_lines_left_out_count_everything_printed() {

@@ -196,10 +196,15 @@ fn ran(
         Err(fault) => {
             fault_counted(metrics, route_name, fault, seconds);
             if let Some(backtrace) = fault.backtrace() {
-                tracing::debug!(
-                    messaging.message.id = message_id,
-                    "guest backtrace:\n{backtrace}"
-                );
+                // A line an event: the frames' names are the guest's own (its name
+                // section), so each is escaped like the guest's output.
+                for frame in backtrace.lines() {
+                    tracing::debug!(
+                        messaging.message.id = message_id,
+                        "guest backtrace: {}",
+                        crate::guest_output::escaped(frame)
+                    );
+                }
             }
             let status = match recorded {
                 Recorded::Journaled(_) => 200,
