@@ -3,6 +3,7 @@
 //! named destinations; each grant works and each refusal holds.
 
 use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -229,4 +230,173 @@ async fn granted_http_destinations_work_and_others_are_refused() -> anyhow::Resu
     );
     assert_eq!(granted.hits(), 1, "raw TCP reached the granted destination");
     host.stop().await
+}
+
+/// A directory granted at `/data` with `probe.txt` in it, and the options granting it.
+fn granted_data_dir(name: &str) -> anyhow::Result<(std::path::PathBuf, ReceiverOptions)> {
+    let dir = cmq_tests::test_dir().join(format!("cmq-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("probe.txt"), "granted")?;
+    let options = ReceiverOptions {
+        route: RouteOptions {
+            grants: Grants {
+                dirs: vec![DirGrant {
+                    host: dir.clone(),
+                    guest: "/data".into(),
+                }],
+                ..Default::default()
+            },
+            deadline: std::time::Duration::from_secs(2),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Ok((dir, options))
+}
+
+#[tokio::test]
+async fn a_fifo_in_a_granted_directory_is_refused_and_leaves_no_thread_waiting_on_it()
+-> anyhow::Result<()> {
+    let (dir, options) = granted_data_dir("fifo")?;
+    let fifo = dir.join("probe.fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status()?;
+    anyhow::ensure!(made.success(), "mkfifo failed");
+    let host = TestHost::start("probe", options).await?;
+    let started = std::time::Instant::now();
+    assert!(
+        !probe(&host, "fifo-open", "fifo").await?,
+        "the guest opened a FIFO"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "the refusal waited for the deadline: {:?}",
+        started.elapsed()
+    );
+    let lines = log_lines_with("fifo-open");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("denied: Permission denied")),
+        "the open was not refused by the host: {lines:#?}"
+    );
+    // A writer's non-blocking open succeeds only while somebody has the FIFO open for
+    // reading: it fails (ENXIO) when no thread of the host is left in the guest's open.
+    const O_NONBLOCK: i32 = 0o4000;
+    let writer = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(O_NONBLOCK)
+        .open(&fifo);
+    assert_eq!(
+        writer.as_ref().err().and_then(std::io::Error::raw_os_error),
+        Some(6),
+        "a reader holds the FIFO open: {writer:?}"
+    );
+    host.stop().await?;
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_link_in_a_granted_directory_tells_only_targets_inside_it() -> anyhow::Result<()> {
+    let (dir, options) = granted_data_dir("readlink")?;
+    let host = TestHost::start("probe", options).await?;
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+    let outside = format!("../{}-elsewhere/secret", name.unwrap_or_default());
+    for (id, target) in [
+        (
+            "readlink-absolute",
+            dir.join("probe.txt").display().to_string(),
+        ),
+        ("readlink-climbing", outside),
+    ] {
+        let _ = std::fs::remove_file(dir.join("link"));
+        std::os::unix::fs::symlink(&target, dir.join("link"))?;
+        assert!(
+            !probe(&host, id, "readlink").await?,
+            "the guest read the link target {target}"
+        );
+        let lines = log_lines_with(id);
+        assert!(
+            lines.iter().all(|l| !l.contains(&target)),
+            "the target reached the guest: {lines:#?}"
+        );
+        assert!(
+            lines.iter().any(|l| l.contains("denied:")),
+            "no refusal: {lines:#?}"
+        );
+    }
+    std::fs::remove_file(dir.join("link"))?;
+    std::os::unix::fs::symlink("probe.txt", dir.join("link"))?;
+    assert!(
+        probe(&host, "readlink-relative", "readlink").await?,
+        "a relative target inside the grant was refused: {:#?}",
+        log_lines_with("readlink-relative")
+    );
+    assert!(
+        log_lines_with("readlink-relative")
+            .iter()
+            .any(|l| l.contains("link target: probe.txt"))
+    );
+    host.stop().await?;
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_granted_directory_is_the_one_opened_at_start_whatever_its_path_names_later()
+-> anyhow::Result<()> {
+    let (dir, options) = granted_data_dir("swap")?;
+    let host = TestHost::start("probe", options).await?;
+    assert!(probe(&host, "swap-before", "read").await?);
+    // Whoever can rename the path swaps in a directory without the file.
+    let moved = dir.with_extension("moved");
+    let _ = std::fs::remove_dir_all(&moved);
+    std::fs::rename(&dir, &moved)?;
+    std::fs::create_dir_all(&dir)?;
+    assert!(
+        probe(&host, "swap-after", "read").await?,
+        "the guest saw the swapped-in directory: {:#?}",
+        log_lines_with("swap-after")
+    );
+    host.stop().await?;
+    std::fs::remove_dir_all(&dir)?;
+    std::fs::remove_dir_all(&moved)?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_guests_output_cannot_pass_for_the_hosts_log() -> anyhow::Result<()> {
+    let host = TestHost::start("faulty", ReceiverOptions::default()).await?;
+    let response = push(
+        &reqwest::Client::new(),
+        &host.url(),
+        "forger-1",
+        "forge",
+        json_body("forger-1"),
+    )
+    .send()
+    .await?;
+    assert_eq!(response.status(), StatusCode::OK);
+    host.stop().await?;
+    let lines = log_lines_with("forged line");
+    assert_eq!(
+        lines.len(),
+        1,
+        "the forged text is not one line: {lines:#?}"
+    );
+    let line = &lines[0];
+    assert!(
+        line.contains("forger-1"),
+        "not tagged with its message: {line}"
+    );
+    assert!(
+        line.contains(r"x\r2030-01-01T00:00:00.000000Z ERROR cmq_host: forged line\u{b}vertical \u{202e}desrever\u{1b}[31m"),
+        "not escaped: {line:?}"
+    );
+    assert!(
+        !line.contains(['\r', '\u{b}', '\u{202e}', '\u{1b}']),
+        "a raw control reached the log: {line:?}"
+    );
+    Ok(())
 }

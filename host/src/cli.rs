@@ -28,10 +28,16 @@ pub(crate) struct GrantArgs {
     /// the same path) (repeatable).
     #[arg(long = "dir", value_name = "HOST_DIR[::GUEST_DIR]", help_heading = heading::GRANTS)]
     dir: Vec<DirGrant>,
-    /// Grant guests outbound HTTP to a destination (repeatable). Without a port, only
-    /// the scheme's default port (80, 443); `*.DOMAIN` matches its subdomains.
+    /// Grant guests outbound HTTP to a destination (repeatable): HTTPS unless http:// is
+    /// written; without a port, only the scheme's default (443, 80); `*.DOMAIN` matches
+    /// its subdomains; HOST may be an IP address or a CIDR network. A name reaches only
+    /// the public addresses it resolves to.
     #[arg(long = "http", value_name = "[SCHEME://]HOST[:PORT]", help_heading = heading::GRANTS)]
     http: Vec<HttpGrant>,
+    /// As --http, and the name may resolve to loopback, private or link-local addresses:
+    /// for a service inside your own network (repeatable).
+    #[arg(long = "http-private", value_name = "[SCHEME://]HOST[:PORT]", help_heading = heading::GRANTS)]
+    http_private: Vec<HttpGrant>,
 }
 
 impl GrantArgs {
@@ -46,7 +52,16 @@ impl GrantArgs {
         Ok(Grants {
             env,
             dirs: self.dir.clone(),
-            http: self.http.clone(),
+            http: self
+                .http
+                .iter()
+                .cloned()
+                .chain(
+                    self.http_private
+                        .iter()
+                        .map(|grant| grant.clone().allowing_private()),
+                )
+                .collect(),
         })
     }
 }

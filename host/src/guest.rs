@@ -17,11 +17,12 @@ use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::bindings::{Decision, Message, PushHandlerPre};
-use crate::grants::Grants;
+use crate::grants::{Grants, HeldDirs};
 use crate::guest_output::GuestOutput;
 use crate::loading::{Loaded, Loading};
 use crate::memory_cap::MemoryCap;
-use crate::outbound_http::OutboundHttp;
+use crate::options::RouteOptions;
+use crate::outbound_http::{Outbound, OutboundHttp};
 use crate::trace;
 use tracing::Instrument as _;
 
@@ -76,7 +77,8 @@ impl GuestFault {
 /// "wasm `unreachable` instruction executed", or a host error such as a memory limit).
 fn one_line(err: &wasmtime::Error) -> String {
     let cause = err.root_cause().to_string();
-    cause.split_whitespace().collect::<Vec<_>>().join(" ")
+    let cause = cause.split_whitespace().collect::<Vec<_>>().join(" ");
+    crate::guest_output::escaped(&cause).into_owned()
 }
 
 /// Everything one guest instance may touch: WASI with no files, no environment and no
@@ -173,6 +175,9 @@ pub(crate) struct Guest {
     deadline: Duration,
     max_memory: usize,
     grants: Arc<Grants>,
+    /// The granted directories, held open while the guest serves.
+    dirs: Arc<HeldDirs>,
+    outbound: Arc<Outbound>,
 }
 
 impl std::fmt::Debug for Guest {
@@ -187,19 +192,21 @@ impl std::fmt::Debug for Guest {
 
 impl Guest {
     /// Compiles the component at `path` and checks it against the `push-handler` world:
-    /// a component that cannot serve is refused here, not at the first push.
+    /// a component that cannot serve is refused here, not at the first push. Its
+    /// deadline, memory cap, grants and interface are the route's `options`; its
+    /// outbound HTTP goes through `outbound`.
     pub(crate) fn load(
         engine: &Engine,
         path: &Path,
-        deadline: Duration,
-        max_memory: usize,
-        grants: Grants,
-        serve_as: ServeAs,
+        options: &RouteOptions,
         loading: Loading<'_>,
+        outbound: Arc<Outbound>,
     ) -> wasmtime::Result<Self> {
+        let grants = options.grants.clone();
         let (component, loaded) = crate::loading::load_component(engine, path, loading)?;
         let mut linker = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        crate::granted_files::add_to_linker(&mut linker)?;
         // Always linked, so that a component importing wasi:http instantiates; its
         // requests are refused unless the operator granted the destination.
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
@@ -211,7 +218,7 @@ impl Guest {
         })?;
         let push = || PushHandlerPre::new(instance_pre.clone());
         let http = || ProxyPre::new(instance_pre.clone());
-        let exports = match serve_as {
+        let exports = match options.serve_as {
             ServeAs::Auto => match push() {
                 Ok(pre) => Exports::Push(pre),
                 Err(_) => Exports::Http(http().with_context(|| {
@@ -241,9 +248,11 @@ impl Guest {
             component,
             exports,
             loaded,
-            deadline,
-            max_memory,
+            deadline: options.deadline,
+            max_memory: options.max_memory,
+            dirs: Arc::new(grants.hold_dirs().map_err(wasmtime::Error::from_anyhow)?),
             grants: Arc::new(grants),
+            outbound,
         })
     }
 
@@ -351,7 +360,7 @@ impl Guest {
         let stderr = GuestOutput::default();
         let mut wasi = WasiCtx::builder();
         wasi.stdout(stdout.clone()).stderr(stderr.clone());
-        self.grants.apply(&mut wasi)?;
+        self.grants.apply(&mut wasi, &self.dirs)?;
         let wasi = wasi.build();
         let limits = MemoryCap::new(self.max_memory);
         let mut table = ResourceTable::new();
@@ -363,7 +372,12 @@ impl Guest {
         let state = GuestState {
             wasi,
             http,
-            outbound: OutboundHttp::new(self.grants.clone()),
+            outbound: OutboundHttp::new(
+                self.outbound.clone(),
+                self.grants.clone(),
+                &self.route,
+                deadline,
+            ),
             table,
             limits,
         };

@@ -34,6 +34,7 @@ mod console;
 mod delivery;
 mod engine;
 mod feed;
+mod granted_files;
 mod grants;
 mod guest;
 mod guest_output;

@@ -99,6 +99,7 @@ pub(crate) struct Metrics {
     instantiation: DurationFamily,
     store_operations: Family<OperationLabel, Histogram, fn() -> Histogram>,
     dead_letters_waiting: Family<RouteLabel, Gauge>,
+    outbound_requests: Family<crate::outbound_http::OutboundLabels, Counter>,
     /// The routes `dead_letters_waiting` has shown.
     dead_letter_routes: std::sync::Mutex<Vec<String>>,
 }
@@ -229,6 +230,14 @@ impl Default for Metrics {
                 Family::<RouteLabel, Gauge>::default(),
             ),
             dead_letter_routes: std::sync::Mutex::default(),
+            outbound_requests: registered(
+                r,
+                "cmq_outbound_requests",
+                "Guests' outbound HTTP requests, by route and outcome: sent (a response came), \
+             denied (no grant), prohibited (the name resolved only to addresses its grant does \
+             not reach), limited (too many in flight, for the instance or the host), failed",
+                Family::default(),
+            ),
             last_reload_success: registered(
                 r,
                 "cmq_last_reload_success",
@@ -281,6 +290,13 @@ fn route(name: &str) -> RouteLabel {
 }
 
 impl Metrics {
+    /// The counter of guests' outbound requests, which the instances count into.
+    pub(crate) fn outbound_requests(
+        &self,
+    ) -> Family<crate::outbound_http::OutboundLabels, Counter> {
+        self.outbound_requests.clone()
+    }
+
     /// The sizes of the SQLite store's files, as they are now.
     pub(crate) fn store_files(&self, files: &crate::store::StoreFiles) {
         for (file, bytes) in [

@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,7 @@ use crate::intake::{self, Refusal, Taken, Work};
 use crate::loading::{Loaded, Loading};
 use crate::metrics::Metrics;
 use crate::options::ReceiverOptions;
+use crate::outbound_http::Outbound;
 use crate::report::{self, Subject};
 use crate::route::{CurrentRoutes, LoadedRoute, Routes};
 use crate::store::{DeadLetter, Store, push_key};
@@ -39,6 +41,8 @@ pub struct Receiver {
     store: Option<Store>,
     compile_cache: Option<PathBuf>,
     metrics: Metrics,
+    /// Guests' outbound HTTP: shared by every route, across reloads.
+    outbound: Arc<Outbound>,
     /// Decisions as they happen, for the console's live page.
     feed: Feed,
     draining: AtomicBool,
@@ -68,11 +72,24 @@ impl Receiver {
             compile_cache: compile_cache.as_deref(),
             allow_precompiled: config.allow_precompiled,
         };
-        let routes = Routes::build(&config.routes, config.limits, loading, 1)?;
+        let metrics = Metrics::default();
+        let outbound = Arc::new(Outbound::new(metrics.outbound_requests())?);
+        if config
+            .routes
+            .iter()
+            .any(|route| !route.options.grants.http.is_empty())
+        {
+            tracing::info!(
+                "guests' outbound HTTP: at most {} requests in flight per instance, {} for the \
+                 whole host (a quarter of its open-files limit)",
+                crate::outbound_http::MAX_REQUESTS_PER_INSTANCE,
+                outbound.cap()
+            );
+        }
+        let routes = Routes::build(&config.routes, config.limits, loading, 1, &outbound)?;
         if let Some(store) = &store {
             store.keep_records_for(longest_dedupe_window(&config.routes));
         }
-        let metrics = Metrics::default();
         metrics.started();
         Ok(Receiver {
             routes: CurrentRoutes::new(routes),
@@ -81,6 +98,7 @@ impl Receiver {
             store,
             compile_cache,
             metrics,
+            outbound,
             feed: Feed::default(),
             draining: AtomicBool::new(false),
             longest_deadline_ms: AtomicU64::new(longest_deadline_ms(&config.routes)),
@@ -98,12 +116,13 @@ impl Receiver {
         let limits = config.limits;
         let cache = self.compile_cache.clone();
         let allow_precompiled = config.allow_precompiled;
+        let outbound = self.outbound.clone();
         let built = tokio::task::spawn_blocking(move || {
             let loading = Loading {
                 compile_cache: cache.as_deref(),
                 allow_precompiled,
             };
-            Routes::build(&plans, limits, loading, generation)
+            Routes::build(&plans, limits, loading, generation, &outbound)
         })
         .await
         .context("the reload's compile task failed")

@@ -13,6 +13,7 @@ use crate::engine::{EngineSizing, EpochTicker, new_engine};
 use crate::guest::{Guest, ServeAs};
 use crate::loading::{Loaded, Loading};
 use crate::options::{MAX_LIMIT, RouteOptions, SharedLimits};
+use crate::outbound_http::Outbound;
 
 /// One route to build: its name, the path it serves, its component and options.
 #[derive(Debug, Clone)]
@@ -48,17 +49,19 @@ impl Route {
         plan: &RoutePlan,
         loading: Loading<'_>,
         generation: u64,
+        outbound: &Arc<Outbound>,
     ) -> anyhow::Result<Route> {
         let started = Instant::now();
         tracing::info!(messaging.cmq.route = plan.name, component = %plan.component.display(), "loading component");
+        for warning in plan.options.grants.warnings(plan.options.token.as_ref()) {
+            tracing::warn!(messaging.cmq.route = plan.name, "{warning}");
+        }
         let guest = Guest::load(
             engine,
             &plan.component,
-            plan.options.deadline,
-            plan.options.max_memory,
-            plan.options.grants.clone(),
-            plan.options.serve_as,
+            &plan.options,
             loading,
+            outbound.clone(),
         )
         .map_err(|err| {
             let err = anyhow::Error::from(err);
@@ -142,6 +145,7 @@ impl Routes {
         limits: SharedLimits,
         loading: Loading<'_>,
         generation: u64,
+        outbound: &Arc<Outbound>,
     ) -> anyhow::Result<Routes> {
         check_limits(plans, &limits)?;
         let max_memory = plans
@@ -160,7 +164,7 @@ impl Routes {
         })?;
         let mut routes = plans
             .iter()
-            .map(|plan| Route::load(&engine, plan, loading, generation))
+            .map(|plan| Route::load(&engine, plan, loading, generation, outbound))
             .collect::<anyhow::Result<Vec<_>>>()?;
         routes.sort_by_key(|route| std::cmp::Reverse(route.path.len()));
         let ticker = EpochTicker::start(&engine).context("starting the epoch ticker thread")?;
@@ -309,10 +313,6 @@ fn check_limits(plans: &[RoutePlan], limits: &SharedLimits) -> anyhow::Result<()
                 "route {route:?}: max in flight must be between 1 and {MAX_LIMIT}"
             );
         }
-        plan.options
-            .grants
-            .check()
-            .with_context(|| format!("route {route:?}"))?;
     }
     Ok(())
 }

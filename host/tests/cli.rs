@@ -849,3 +849,51 @@ async fn a_second_start_loads_the_component_from_the_compile_cache() -> anyhow::
     std::fs::remove_dir_all(&cache)?;
     Ok(())
 }
+
+#[test]
+fn check_says_what_a_grant_leaves_unsaid_and_warns_of_the_hosts_secrets_granted()
+-> anyhow::Result<()> {
+    let token = "a-push-token-of-24-chars";
+    let output = cmq_host()
+        .args(["check", "--compile-cache", "off", "--no-state"])
+        .args([
+            "--http",
+            "api.example.com",
+            "--http",
+            "http://plain.example.com",
+        ])
+        .args([
+            "--env",
+            "CMQ_HOST_TOKEN",
+            "--env",
+            "COPIED=a-push-token-of-24-chars",
+        ])
+        .args(["--env", "HARMLESS=value"])
+        .arg(guest("ack"))
+        .env("CMQ_HOST_TOKEN", token)
+        .output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "outbound grant api.example.com means https://api.example.com only: write http:// \
+             to allow cleartext"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("plain.example.com means"), "{stderr}");
+    for (granted, what) in [
+        ("CMQ_HOST_TOKEN", "(CMQ_HOST_TOKEN)"),
+        ("COPIED", "(the route's token)"),
+    ] {
+        assert!(
+            stderr.contains(&format!(
+                "guests are granted the host's own secret {what} as {granted}"
+            )),
+            "no warning for {granted}: {stderr}"
+        );
+    }
+    assert!(!stderr.contains("as HARMLESS"), "{stderr}");
+    assert!(!stderr.contains(token), "the token was printed: {stderr}");
+    Ok(())
+}

@@ -216,7 +216,17 @@ impl<'a> Reader<'a> {
                         }
                     })
                     .collect(),
-                http: route.http.into_iter().map(|grant| grant.0).collect(),
+                http: route
+                    .http
+                    .into_iter()
+                    .map(|grant| grant.0)
+                    .chain(
+                        route
+                            .http_private
+                            .into_iter()
+                            .map(|grant| grant.0.allowing_private()),
+                    )
+                    .collect(),
             },
             serve_as: route.serve_as.map_or(defaults.serve_as, |s| s.0),
             dedupe_window: route
@@ -447,6 +457,8 @@ struct RawRoute {
     dir: OneOrMore<Text<DirGrant>>,
     #[serde(default)]
     http: Vec<Text<HttpGrant>>,
+    #[serde(default)]
+    http_private: Vec<Text<HttpGrant>>,
     dedupe_window: Option<Text<DedupeWindow>>,
     max_attempts: Option<u32>,
 }
