@@ -41,8 +41,11 @@ fn serve_resolving(
 ) -> anyhow::Result<(Running, mpsc::Receiver<String>, String)> {
     let plain = cmq_host();
     let mut command = Command::new("unshare");
+    if !is_root() {
+        command.args(["--user", "--map-root-user"]);
+    }
     command
-        .args(["--user", "--map-root-user", "--mount", "sh", "-c"])
+        .args(["--mount", "sh", "-c"])
         .arg(format!(
             "mount --bind \"$0\" /etc/hosts && ulimit -n {open_files} && exec \"$@\""
         ))
@@ -55,6 +58,17 @@ fn serve_resolving(
         }
     }
     spawn_listening(&mut command)
+}
+
+/// Whether this process runs as root (`Uid:` in `/proc/self/status`, real uid first).
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("Uid:"))
+            .and_then(|ids| ids.split_whitespace().nth(1))
+            == Some("0")
+    })
 }
 
 /// A plain HTTP server on 127.0.0.1: it answers 200, or (`silent`) reads and never
