@@ -400,3 +400,78 @@ async fn a_guests_output_cannot_pass_for_the_hosts_log() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn outbound_https_checks_the_certificate_against_the_public_roots() -> anyhow::Result<()> {
+    // A TCP server that records the first bytes each connection sends.
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let first_bytes = Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let seen = first_bytes.clone();
+    // It answers as a TLS server with a self-signed certificate no public root signs.
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![certified.cert.der().clone()],
+        rustls_pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into()),
+    )?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let mut peek = [0u8; 3];
+            let _ = stream.peek(&mut peek).await;
+            seen.lock().expect("not poisoned").extend_from_slice(&peek);
+            let mut tls = match acceptor.accept(stream).await {
+                Ok(tls) => tls,
+                Err(_) => continue,
+            };
+            let mut request = [0u8; 1024];
+            let _ = tls.read(&mut request).await;
+            let _ = tls
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                .await;
+        }
+    });
+    let grant: HttpGrant = format!("https://{addr}")
+        .parse()
+        .map_err(anyhow::Error::msg)?;
+    let host = TestHost::start(
+        "probe",
+        ReceiverOptions {
+            route: RouteOptions {
+                grants: Grants {
+                    http: vec![grant],
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .await?;
+    assert!(
+        !probe_with(
+            &host,
+            "https-self-signed",
+            "http",
+            format!("https://{addr}/")
+        )
+        .await?,
+        "a certificate no public root signs was trusted"
+    );
+    let lines = log_lines_with("https-self-signed");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("denied: ErrorCode::TlsCertificateError")),
+        "not refused for its certificate: {lines:#?}"
+    );
+    // The connection began a TLS handshake (a handshake record, TLS 1.x).
+    let first = first_bytes.lock().expect("not poisoned").clone();
+    assert_eq!(first.get(..2), Some(&[0x16, 0x03][..]), "{first:?}");
+    host.stop().await
+}

@@ -311,7 +311,7 @@ async fn send(
         let tls = tokio::time::timeout(timeouts.connect, shared.tls.connect(name, stream))
             .await
             .map_err(|_| Error::ConnectionTimeout)?
-            .map_err(Error::Tls)?;
+            .map_err(tls_error)?;
         Box::new(tls)
     } else {
         Box::new(stream)
@@ -352,6 +352,22 @@ async fn send(
         }
     });
     Ok((response, io))
+}
+
+/// A failed handshake as the guest's error: a certificate that does not verify is
+/// `TLS-certificate-error`, an alert from the server `TLS-alert-received`.
+fn tls_error(err: std::io::Error) -> Error {
+    match err
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(rustls::Error::InvalidCertificate(_)) => Error::TlsCertificateError,
+        Some(rustls::Error::AlertReceived(alert)) => Error::TlsAlertReceived {
+            alert_id: Some(u8::from(*alert)),
+            alert_message: Some(format!("{alert:?}")),
+        },
+        _ => Error::Tls(err),
+    }
 }
 
 trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
