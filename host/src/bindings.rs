@@ -8,9 +8,9 @@ mod generated {
     });
 }
 
-pub(crate) use self::generated::PushHandlerPre;
 pub use self::generated::exports::cmq::push::handler::Decision;
 pub(crate) use self::generated::exports::cmq::push::handler::{Format, Message};
+pub(crate) use self::generated::{PushHandler, PushHandlerPre};
 
 impl From<cmq_message::Message> for Message {
     fn from(message: cmq_message::Message) -> Self {

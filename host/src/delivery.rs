@@ -16,7 +16,7 @@ use http_body_util::Full;
 use tracing::Instrument as _;
 
 use crate::bindings::{Decision, Message};
-use crate::guest::GuestFault;
+use crate::guest::{GuestFault, GuestTimes};
 use crate::intake::RawPush;
 use crate::metrics::Metrics;
 use crate::route::Route;
@@ -440,7 +440,7 @@ pub(crate) async fn pass_request(
     mut parts: http::request::Parts,
     body: Bytes,
     message_id: &str,
-) -> Result<Response<Full<Bytes>>, GuestFault> {
+) -> (Result<Response<Full<Bytes>>, GuestFault>, GuestTimes) {
     if let Some(token) = &route.options.token {
         parts.uri = token.strip_from(&parts.uri);
     }
@@ -451,11 +451,11 @@ pub(crate) async fn pass_request(
             .insert(header::HOST, http::HeaderValue::from_static("localhost"));
     }
     let request = Request::from_parts(parts, Full::new(body));
-    let response = route
+    let (response, times) = route
         .guest
         .handle_http(request, message_id, MAX_ANSWER_BODY)
-        .await?;
-    Ok(response.map(Full::new))
+        .await;
+    (response.map(|response| response.map(Full::new)), times)
 }
 
 /// What a push's journal entry would hold, kept cheaply (the body is shared) until

@@ -1,8 +1,10 @@
 //! A handler component, compiled and linked once, and run in a fresh instance for every
-//! message: nothing a guest does to its memory survives into the next message.
+//! message: nothing a guest does to its memory survives into the next message. A route
+//! whose operator opted in to reuse (`--max-instance-reuse-count`) runs a message in an
+//! instance kept from an earlier one instead, when one is idle and was left clean.
 
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -12,13 +14,14 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::error::Context as _;
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::bindings::{Decision, Message, PushHandlerPre};
+use crate::bindings::{Decision, Message, PushHandler, PushHandlerPre};
 use crate::grants::{Grants, HeldDirs};
 use crate::guest_output::GuestOutput;
+use crate::instance_pool::{Pool, Reuse};
 use crate::loading::{Loaded, Loading};
 use crate::memory_cap::MemoryCap;
 use crate::options::RouteOptions;
@@ -85,6 +88,9 @@ fn one_line(err: &wasmtime::Error) -> String {
 /// network unless granted; outbound HTTP only to granted hosts; stdout and stderr
 /// captured for the log; a memory cap.
 struct GuestState {
+    /// When the message being handled must be done: the epoch callback reads it, so a
+    /// reused instance gets each message's own.
+    deadline: Instant,
     wasi: WasiCtx,
     http: WasiHttpCtx,
     outbound: OutboundHttp,
@@ -112,11 +118,98 @@ impl WasiView for GuestState {
 }
 
 /// How long one run of a guest took: making its instance (when it got that far), and
-/// everything from the start of that to the guest's return.
+/// everything from the start of that to the guest's return; and, on a route that reuses
+/// instances, what became of them.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct GuestTimes {
     pub(crate) instantiation: Option<Duration>,
     pub(crate) total: Duration,
+    /// The route reuses instances: what this run did with them.
+    pub(crate) reuse: Option<InstanceUse>,
+}
+
+/// What one run did with a reused route's instances.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct InstanceUse {
+    /// The message ran in an instance kept from an earlier one.
+    pub(crate) reused: bool,
+    /// Why the instance was not kept afterwards, when it was not.
+    pub(crate) discarded: Option<Discarded>,
+    /// Instances dropped for idling too long, seen by this run.
+    pub(crate) expired: u64,
+    /// Idle instances after the run.
+    pub(crate) idle: usize,
+}
+
+/// Why an instance of a reused route was dropped after a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Discarded {
+    /// The message faulted: a trap, the deadline, the memory cap, no decision.
+    Fault,
+    /// It served its `--max-instance-reuse-count` messages.
+    Spent,
+    /// It held more host resources after its call than after its first.
+    Resources,
+    /// The pool had as many idle instances as the route's in-flight cap.
+    PoolFull,
+}
+
+impl Discarded {
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Discarded::Fault => "fault",
+            Discarded::Spent => "spent",
+            Discarded::Resources => "resources",
+            Discarded::PoolFull => "pool_full",
+        }
+    }
+}
+
+/// One instance of the component and what its messages need of it.
+struct Instance {
+    store: Store<GuestState>,
+    /// Its export, once instantiated.
+    handler: Option<Handler>,
+    stdout: GuestOutput,
+    stderr: GuestOutput,
+    /// Messages it has served.
+    served: u32,
+    /// The host resources it held after its first message: more after a later one is
+    /// a leak, and the instance is not kept.
+    resources_at_rest: Option<usize>,
+}
+
+enum Handler {
+    Push(PushHandler),
+    Http(Proxy),
+}
+
+impl Instance {
+    /// Readies a kept instance for its next message, due by `deadline`.
+    fn begin(&mut self, deadline: Instant) {
+        let state = self.store.data_mut();
+        state.deadline = deadline;
+        state.outbound.begin(deadline);
+        self.store.set_epoch_deadline(1);
+    }
+
+    /// After a message it handled: `None` when it may serve another of at most
+    /// `max_uses`, or why not.
+    fn keep_or_why_not(&mut self, max_uses: u32) -> Option<Discarded> {
+        self.served += 1;
+        if self.served >= max_uses {
+            return Some(Discarded::Spent);
+        }
+        let resources = self.store.data_mut().table.iter_mut().count();
+        match self.resources_at_rest {
+            None => {
+                self.resources_at_rest = Some(resources);
+                None
+            }
+            Some(at_rest) if resources > at_rest => Some(Discarded::Resources),
+            Some(_) => None,
+        }
+    }
 }
 
 /// Which interface a component is served through.
@@ -178,6 +271,8 @@ pub(crate) struct Guest {
     /// The granted directories, held open while the guest serves.
     dirs: Arc<HeldDirs>,
     outbound: Arc<Outbound>,
+    /// Idle instances, on a route that reuses them.
+    pool: Option<Pool<Instance>>,
 }
 
 impl std::fmt::Debug for Guest {
@@ -253,6 +348,7 @@ impl Guest {
             dirs: Arc::new(grants.hold_dirs().map_err(wasmtime::Error::from_anyhow)?),
             grants: Arc::new(grants),
             outbound,
+            pool: None,
         })
     }
 
@@ -262,10 +358,17 @@ impl Guest {
         self
     }
 
+    /// Reuses instances as `reuse` says: a pool of idle ones when an instance may serve
+    /// more than one message.
+    pub(crate) fn reusing(mut self, reuse: Reuse) -> Self {
+        self.pool = (reuse.max_uses > 1).then(|| Pool::new(reuse));
+        self
+    }
+
     /// Instantiates the component once without calling it, so that a component too large
     /// for the instance limits is refused at start.
     pub(crate) async fn check_instantiates(&self) -> wasmtime::Result<()> {
-        let (mut store, _, _) = self.new_store(Instant::now() + self.deadline)?;
+        let Instance { mut store, .. } = self.new_instance(Instant::now() + self.deadline)?;
         let instantiated = match &self.exports {
             Exports::Push(pre) => pre.instantiate_async(&mut store).await.map(drop),
             Exports::Http(pre) => pre.instantiate_async(&mut store).await.map(drop),
@@ -291,71 +394,117 @@ impl Guest {
         }
     }
 
-    /// Runs `message` through a fresh instance and returns the guest's decision, and
-    /// how long it took. The guest's output is logged under `message_id` whatever the
-    /// outcome.
+    /// Runs `message` through an instance (a fresh one, unless the route reuses them
+    /// and one is idle) and returns the guest's decision, and how long it took. The
+    /// guest's output is logged under `message_id` whatever the outcome.
     pub(crate) async fn handle(
         &self,
         message: Message,
     ) -> (Result<Decision, GuestFault>, GuestTimes) {
-        let Exports::Push(pre) = &self.exports else {
-            let wrong = wasmtime::format_err!(
-                "the component serves wasi:http/incoming-handler, not cmq:push/handler"
-            );
-            return (Err(GuestFault::Instantiate(wrong)), GuestTimes::default());
-        };
         let message_id = message.message_id.clone();
-        let started = Instant::now();
-        let instantiated = OnceLock::new();
-        let result = self
-            .run_fresh(&message_id, async |mut store| {
-                let handler = pre
-                    .instantiate_async(&mut store)
-                    .instrument(trace::stage("instantiate"))
-                    .await
-                    .map_err(|err| self.instantiate_error(err))?;
-                let _ = instantiated.set(started.elapsed());
-                handler
-                    .cmq_push_handler()
-                    .call_handle(&mut store, &message)
-                    .instrument(trace::stage("guest call"))
-                    .await
-                    .map_err(|err| self.classify_trap(err))
-            })
-            .await;
-        let times = GuestTimes {
-            instantiation: instantiated.get().copied(),
-            total: started.elapsed(),
-        };
-        (result, times)
+        self.run(&message_id, async |instance| {
+            let Some(Handler::Push(handler)) = &instance.handler else {
+                return Err(GuestFault::Instantiate(wasmtime::format_err!(
+                    "the component serves wasi:http/incoming-handler, not cmq:push/handler"
+                )));
+            };
+            handler
+                .cmq_push_handler()
+                .call_handle(&mut instance.store, &message)
+                .instrument(trace::stage("guest call"))
+                .await
+                .map_err(|err| self.classify_trap(err))
+        })
+        .await
     }
 
-    /// Runs `run` with a fresh store, within the deadline, then logs the guest's output
-    /// under `log_id` whatever the outcome.
-    async fn run_fresh<T, Fut>(
+    /// Runs `call` on an instance within the deadline: an idle one of the pool, or a
+    /// fresh one instantiated here. Afterwards logs the guest's output under `log_id`
+    /// whatever the outcome, and gives the instance back to the pool when it may serve
+    /// again.
+    async fn run<T>(
         &self,
         log_id: &str,
-        run: impl FnOnce(Store<GuestState>) -> Fut,
-    ) -> Result<T, GuestFault>
-    where
-        Fut: Future<Output = Result<T, GuestFault>>,
-    {
-        let (store, stdout, stderr) = self
-            .new_store(Instant::now() + self.deadline)
-            .map_err(GuestFault::Instantiate)?;
-        let outcome = match tokio::time::timeout(self.deadline, run(store)).await {
-            Ok(outcome) => outcome,
-            Err(_elapsed) => Err(GuestFault::Deadline(self.deadline)),
+        call: impl AsyncFnOnce(&mut Instance) -> Result<T, GuestFault>,
+    ) -> (Result<T, GuestFault>, GuestTimes) {
+        let started = Instant::now();
+        let deadline = started + self.deadline;
+        let (idle, expired) = match &self.pool {
+            Some(pool) => pool.take(),
+            None => (None, 0),
+        };
+        let reused = idle.is_some();
+        let mut instance = match idle {
+            Some(mut instance) => {
+                instance.begin(deadline);
+                instance
+            }
+            None => match self.new_instance(deadline) {
+                Ok(instance) => instance,
+                Err(err) => {
+                    let times = GuestTimes {
+                        total: started.elapsed(),
+                        ..GuestTimes::default()
+                    };
+                    return (Err(GuestFault::Instantiate(err)), times);
+                }
+            },
+        };
+        let (stdout, stderr) = (instance.stdout.clone(), instance.stderr.clone());
+        let work = async {
+            let mut instantiation = None;
+            if instance.handler.is_none() {
+                let handler = match &self.exports {
+                    Exports::Push(pre) => pre
+                        .instantiate_async(&mut instance.store)
+                        .instrument(trace::stage("instantiate"))
+                        .await
+                        .map(Handler::Push),
+                    Exports::Http(pre) => pre
+                        .instantiate_async(&mut instance.store)
+                        .instrument(trace::stage("instantiate"))
+                        .await
+                        .map(Handler::Http),
+                };
+                instance.handler = Some(handler.map_err(|err| self.instantiate_error(err))?);
+                instantiation = Some(started.elapsed());
+            }
+            let called = call(&mut instance).await;
+            Ok::<_, GuestFault>((instantiation, called))
+        };
+        let (instantiation, outcome) = match tokio::time::timeout(self.deadline, work).await {
+            Ok(Ok((instantiation, called))) => (instantiation, called),
+            Ok(Err(fault)) => (None, Err(fault)),
+            Err(_elapsed) => (None, Err(GuestFault::Deadline(self.deadline))),
         };
         stdout.log(&self.route, log_id, "stdout");
         stderr.log(&self.route, log_id, "stderr");
-        outcome
+        let reuse = self.pool.as_ref().map(|pool| {
+            let discarded = match &outcome {
+                Err(_) => Some(Discarded::Fault),
+                Ok(_) => instance.keep_or_why_not(pool.reuse().max_uses),
+            };
+            let discarded = match discarded {
+                None if !pool.put(instance) => Some(Discarded::PoolFull),
+                other => other,
+            };
+            InstanceUse {
+                reused,
+                discarded,
+                expired,
+                idle: pool.idle(),
+            }
+        });
+        let times = GuestTimes {
+            instantiation,
+            total: started.elapsed(),
+            reuse,
+        };
+        (outcome, times)
     }
 
-    fn new_store(
-        &self,
-        deadline: Instant,
-    ) -> wasmtime::Result<(Store<GuestState>, GuestOutput, GuestOutput)> {
+    /// A store for a new instance, ready to instantiate in, with its message's deadline.
+    fn new_instance(&self, deadline: Instant) -> wasmtime::Result<Instance> {
         let stdout = GuestOutput::default();
         let stderr = GuestOutput::default();
         let mut wasi = WasiCtx::builder();
@@ -370,6 +519,7 @@ impl Guest {
         let mut http = WasiHttpCtx::new();
         http.set_field_size_limit(FIELD_SIZE_LIMIT);
         let state = GuestState {
+            deadline,
             wasi,
             http,
             outbound: OutboundHttp::new(
@@ -387,14 +537,21 @@ impl Guest {
         // worker thread, and so that the deadline's timer can fire; past the deadline,
         // trap instead, in case the timer has not been polled yet.
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
+        store.epoch_deadline_callback(|store| {
+            if Instant::now() >= store.data().deadline {
                 Ok(UpdateDeadline::Interrupt)
             } else {
                 Ok(UpdateDeadline::Yield(1))
             }
         });
-        Ok((store, stdout, stderr))
+        Ok(Instance {
+            store,
+            handler: None,
+            stdout,
+            stderr,
+            served: 0,
+            resources_at_rest: None,
+        })
     }
 
     /// Runs one HTTP request through a fresh instance's `wasi:http/incoming-handler`
@@ -405,19 +562,16 @@ impl Guest {
         request: http::Request<Full<Bytes>>,
         log_id: &str,
         max_answer: usize,
-    ) -> Result<http::Response<Bytes>, GuestFault> {
-        let Exports::Http(pre) = &self.exports else {
-            return Err(GuestFault::Instantiate(wasmtime::format_err!(
-                "the component serves cmq:push/handler, not wasi:http/incoming-handler"
-            )));
-        };
-        self.run_fresh(log_id, async |mut store| {
+    ) -> (Result<http::Response<Bytes>, GuestFault>, GuestTimes) {
+        self.run(log_id, async |instance| {
+            let Some(Handler::Http(proxy)) = &instance.handler else {
+                return Err(GuestFault::Instantiate(wasmtime::format_err!(
+                    "the component serves cmq:push/handler, not wasi:http/incoming-handler"
+                )));
+            };
+            let store = &mut instance.store;
             let (sender, receiver) = tokio::sync::oneshot::channel();
             let call = async {
-                let proxy = pre
-                    .instantiate_async(&mut store)
-                    .await
-                    .map_err(|err| self.instantiate_error(err))?;
                 let mut http = store.data_mut().http();
                 let request = http
                     .new_incoming_request(Scheme::Http, request)
@@ -427,7 +581,7 @@ impl Guest {
                     .map_err(GuestFault::Trap)?;
                 proxy
                     .wasi_http_incoming_handler()
-                    .call_handle(&mut store, request, response_out)
+                    .call_handle(&mut *store, request, response_out)
                     .await
                     .map_err(|err| self.classify_trap(err))
             };

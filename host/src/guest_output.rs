@@ -71,8 +71,9 @@ impl GuestOutput {
 
     /// Writes what the guest printed to the log, one event per line, tagged with the
     /// message id and the stream's name.
+    /// The capture is empty afterwards, for the instance's next message if it is kept.
     pub(crate) fn log(&self, route: &str, message_id: &str, stream: &'static str) {
-        let captured = self.lock();
+        let mut captured = self.lock();
         // The lines logged, and where they end in the captured bytes.
         let mut logged = 0;
         let mut logged_bytes = 0;
@@ -108,6 +109,7 @@ impl GuestOutput {
                 "... output truncated: {lines_left} more lines and {bytes_left} bytes not logged"
             );
         }
+        *captured = Captured::default();
     }
 }
 

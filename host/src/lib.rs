@@ -38,6 +38,7 @@ mod granted_files;
 mod grants;
 mod guest;
 mod guest_output;
+mod instance_pool;
 mod intake;
 mod listener;
 mod loading;

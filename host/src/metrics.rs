@@ -61,6 +61,18 @@ struct OperationLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InstanceLabels {
+    route: String,
+    instance: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CauseLabels {
+    route: String,
+    cause: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
     commit: &'static str,
@@ -100,6 +112,9 @@ pub(crate) struct Metrics {
     store_operations: Family<OperationLabel, Histogram, fn() -> Histogram>,
     dead_letters_waiting: Family<RouteLabel, Gauge>,
     outbound_requests: Family<crate::outbound_http::OutboundLabels, Counter>,
+    instances: Family<InstanceLabels, Counter>,
+    instances_discarded: Family<CauseLabels, Counter>,
+    instances_idle: Family<RouteLabel, Gauge>,
     /// The routes `dead_letters_waiting` has shown.
     dead_letter_routes: std::sync::Mutex<Vec<String>>,
 }
@@ -230,6 +245,27 @@ impl Default for Metrics {
                 Family::<RouteLabel, Gauge>::default(),
             ),
             dead_letter_routes: std::sync::Mutex::default(),
+            instances: registered(
+                r,
+                "cmq_guest_instances",
+                "Messages run on a route that reuses instances, by the instance they ran in: \
+             made (fresh) or reused",
+                Family::default(),
+            ),
+            instances_discarded: registered(
+                r,
+                "cmq_guest_instances_discarded",
+                "Instances of a route that reuses them dropped instead of kept, by cause: \
+             fault, spent (served its count), resources (held more host resources than \
+             after its first message), pool_full, idle (waited past the idle timeout)",
+                Family::default(),
+            ),
+            instances_idle: registered(
+                r,
+                "cmq_guest_instances_idle",
+                "Instances kept for reuse, idle, by route (after the last message)",
+                Family::default(),
+            ),
             outbound_requests: registered(
                 r,
                 "cmq_outbound_requests",
@@ -404,6 +440,32 @@ impl Metrics {
 
     /// How long one run of a guest of `route_name` took.
     pub(crate) fn guest_ran(&self, route_name: &str, times: GuestTimes) {
+        if let Some(reuse) = times.reuse {
+            let instance = if reuse.reused { "reused" } else { "made" };
+            self.instances
+                .get_or_create(&InstanceLabels {
+                    route: route_name.to_owned(),
+                    instance,
+                })
+                .inc();
+            let discard = |cause: &'static str, count: u64| {
+                if count > 0 {
+                    self.instances_discarded
+                        .get_or_create(&CauseLabels {
+                            route: route_name.to_owned(),
+                            cause,
+                        })
+                        .inc_by(count);
+                }
+            };
+            if let Some(discarded) = reuse.discarded {
+                discard(discarded.label(), 1);
+            }
+            discard("idle", reuse.expired);
+            self.instances_idle
+                .get_or_create(&route(route_name))
+                .set(i64::try_from(reuse.idle).unwrap_or(i64::MAX));
+        }
         let route = route(route_name);
         self.guest_duration
             .get_or_create(&route)

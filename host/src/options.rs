@@ -43,6 +43,13 @@ pub struct RouteOptions {
     /// `BACKOFF_RETRY`'s last, so that a delivery a crashed host never counted still
     /// leaves the message kept; 0: never).
     pub max_attempts: u32,
+    /// Messages one instance serves before it is dropped (default 1: a fresh instance
+    /// per message). Above 1, whatever the guest keeps in its memory survives from one
+    /// message to the next: only for handlers written for it.
+    pub max_instance_reuse_count: u32,
+    /// How long an instance kept for reuse may wait idle before it is dropped (default
+    /// 1 s).
+    pub idle_instance_timeout: Duration,
 }
 
 impl Default for RouteOptions {
@@ -57,6 +64,8 @@ impl Default for RouteOptions {
             serve_as: ServeAs::Auto,
             dedupe_window: Some(Duration::from_secs(24 * 3600)),
             max_attempts: 3,
+            max_instance_reuse_count: 1,
+            idle_instance_timeout: Duration::from_secs(1),
         }
     }
 }

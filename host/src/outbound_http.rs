@@ -120,6 +120,13 @@ impl OutboundHttp {
         }
     }
 
+    /// Readies a reused instance's outbound HTTP for its next message, due by
+    /// `deadline`: its timeouts end then, and its first refusal is logged again.
+    pub(crate) fn begin(&mut self, deadline: Instant) {
+        self.deadline = deadline;
+        self.logged_refusal = false;
+    }
+
     fn count(&self, outcome: &'static str) {
         count(&self.shared, &self.route, outcome);
     }

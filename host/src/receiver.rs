@@ -400,7 +400,9 @@ impl Receiver {
                     || tags.map(cmq_message::parse_tags).unwrap_or_default(),
                     &body,
                 );
-                let result = delivery::pass_request(route, parts, body, &subject.message_id).await;
+                let (result, times) =
+                    delivery::pass_request(route, parts, body, &subject.message_id).await;
+                self.metrics.guest_ran(&route.name, times);
                 let elapsed = started.elapsed();
                 report::passed(&self.metrics, route, &subject, &result, elapsed);
                 let (response, fault) = match result {

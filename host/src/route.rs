@@ -11,6 +11,7 @@ use tokio::sync::{Semaphore, SemaphorePermit, TryAcquireError};
 
 use crate::engine::{EngineSizing, EpochTicker, new_engine};
 use crate::guest::{Guest, ServeAs};
+use crate::instance_pool::Reuse;
 use crate::loading::{Loaded, Loading};
 use crate::options::{MAX_LIMIT, RouteOptions, SharedLimits};
 use crate::outbound_http::Outbound;
@@ -50,6 +51,7 @@ impl Route {
         loading: Loading<'_>,
         generation: u64,
         outbound: &Arc<Outbound>,
+        max_idle: usize,
     ) -> anyhow::Result<Route> {
         let started = Instant::now();
         tracing::info!(messaging.cmq.route = plan.name, component = %plan.component.display(), "loading component");
@@ -77,7 +79,12 @@ impl Route {
             }
         })
         .with_context(|| format!("route {:?}", plan.name))?
-        .serving(&plan.name);
+        .serving(&plan.name)
+        .reusing(Reuse {
+            max_uses: plan.options.max_instance_reuse_count,
+            idle_timeout: plan.options.idle_instance_timeout,
+            max_idle,
+        });
         tracing::info!(
             messaging.cmq.route = plan.name,
             path = plan.path,
@@ -135,6 +142,8 @@ pub struct LoadedRoute {
     pub loaded: Loaded,
     /// How long loading took.
     pub load_time: Duration,
+    /// Messages one instance serves (1: a fresh instance per message).
+    pub max_instance_reuse_count: u32,
 }
 
 impl Routes {
@@ -154,7 +163,16 @@ impl Routes {
             .max()
             .unwrap_or(64 << 20);
         let route_count = u32::try_from(plans.len()).context("too many routes")?;
-        let max_instances = u32::try_from(limits.max_in_flight)
+        // Idle instances kept for reuse hold slots too: at most a route's in-flight cap.
+        let max_idle = |plan: &RoutePlan| {
+            if plan.options.max_instance_reuse_count > 1 {
+                plan.options.max_in_flight.unwrap_or(limits.max_in_flight)
+            } else {
+                0
+            }
+        };
+        let idle_slots: usize = plans.iter().map(max_idle).sum();
+        let max_instances = u32::try_from(limits.max_in_flight.saturating_add(idle_slots))
             .context("max in flight is too large")?
             // One more slot per route than messages in flight, for the start-up check.
             .saturating_add(route_count);
@@ -164,7 +182,7 @@ impl Routes {
         })?;
         let mut routes = plans
             .iter()
-            .map(|plan| Route::load(&engine, plan, loading, generation, outbound))
+            .map(|plan| Route::load(&engine, plan, loading, generation, outbound, max_idle(plan)))
             .collect::<anyhow::Result<Vec<_>>>()?;
         routes.sort_by_key(|route| std::cmp::Reverse(route.path.len()));
         let ticker = EpochTicker::start(&engine).context("starting the epoch ticker thread")?;
@@ -237,6 +255,7 @@ impl Routes {
                 serves: route.guest.serves(),
                 loaded: route.guest.loaded(),
                 load_time: route.load_time,
+                max_instance_reuse_count: route.options.max_instance_reuse_count,
             })
             .collect();
         report.sort_by(|a, b| a.path.cmp(&b.path));
@@ -306,6 +325,17 @@ fn check_limits(plans: &[RoutePlan], limits: &SharedLimits) -> anyhow::Result<()
         anyhow::ensure!(
             !plan.options.deadline.is_zero() && plan.options.deadline <= an_hour,
             "route {route:?}: the deadline must be longer than zero and at most an hour"
+        );
+        anyhow::ensure!(
+            plan.options.max_instance_reuse_count >= 1,
+            "route {route:?}: max_instance_reuse_count must be at least 1 (1: a fresh \
+             instance per message)"
+        );
+        anyhow::ensure!(
+            !plan.options.idle_instance_timeout.is_zero()
+                && plan.options.idle_instance_timeout <= an_hour,
+            "route {route:?}: the idle instance timeout must be longer than zero and at most \
+             an hour"
         );
         if let Some(max) = plan.options.max_in_flight {
             anyhow::ensure!(

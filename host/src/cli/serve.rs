@@ -44,6 +44,13 @@ pub(crate) struct ServeArgs {
         help_heading = heading::HANDLER
     )]
     format: ExpectedFormat,
+    /// Messages one guest instance serves before it is dropped; above 1, what a guest
+    /// keeps in memory survives into its next message (only for handlers written for it).
+    #[arg(long, default_value_t = RouteOptions::default().max_instance_reuse_count, value_parser = clap::value_parser!(u32).range(1..), value_name = "N", help_heading = heading::HANDLER)]
+    max_instance_reuse_count: u32,
+    /// How long an instance kept for reuse may wait idle for its next message.
+    #[arg(long, default_value_t = HumanDuration(RouteOptions::default().idle_instance_timeout), value_name = "DURATION", help_heading = heading::HANDLER)]
+    idle_instance_timeout: HumanDuration,
     /// Longest a guest may run for one message (CMQ waits about 15 s for an answer).
     #[arg(long, default_value_t = HumanDuration(RouteOptions::default().deadline), value_name = "DURATION", help_heading = heading::HANDLER)]
     deadline: HumanDuration,
@@ -281,6 +288,8 @@ fn flags_config(args: &ServeArgs) -> anyhow::Result<Config> {
             serve_as: args.serve_as,
             dedupe_window: args.dedupe_window.0,
             max_attempts: args.max_attempts,
+            max_instance_reuse_count: args.max_instance_reuse_count,
+            idle_instance_timeout: args.idle_instance_timeout.0,
         },
         limits: SharedLimits {
             max_in_flight: args.max_in_flight,

@@ -233,6 +233,12 @@ impl<'a> Reader<'a> {
                 .dedupe_window
                 .map_or(defaults.dedupe_window, |w| w.0.0),
             max_attempts: route.max_attempts.unwrap_or(defaults.max_attempts),
+            max_instance_reuse_count: route
+                .max_instance_reuse_count
+                .unwrap_or(defaults.max_instance_reuse_count),
+            idle_instance_timeout: route
+                .idle_instance_timeout
+                .map_or(defaults.idle_instance_timeout, |d| d.0.0),
         };
         Ok(RoutePlan {
             name,
@@ -461,6 +467,8 @@ struct RawRoute {
     http_private: Vec<Text<HttpGrant>>,
     dedupe_window: Option<Text<DedupeWindow>>,
     max_attempts: Option<u32>,
+    max_instance_reuse_count: Option<u32>,
+    idle_instance_timeout: Option<Text<HumanDuration>>,
 }
 
 #[cfg(test)]

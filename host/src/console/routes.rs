@@ -151,7 +151,7 @@ pub(crate) async fn body(receiver: &Receiver, last: &LastSeen) -> String {
             .join("<br>");
         rows.push_str(&format!(
             "<tr><td data-label=\"Route\">{name}</td><td data-label=\"Path\">{path}</td>\
-             <td data-label=\"Component\">{component}<br><span class=\"note\">{serves:?}, {loaded:?} in {ms} ms</span></td>\
+             <td data-label=\"Component\">{component}<br><span class=\"note\">{serves:?}, {loaded:?} in {ms} ms; {instances}</span></td>\
              <td data-label=\"Messages\">{decisions}</td><td data-label=\"Faults\">{faults:.0}</td>\
              <td data-label=\"In flight\">{in_flight:.0}</td><td data-label=\"Guest p50, p99\">{p50}<br>{p99}</td></tr>",
             name = escape(&route.name),
@@ -160,6 +160,10 @@ pub(crate) async fn body(receiver: &Receiver, last: &LastSeen) -> String {
             serves = route.serves,
             loaded = route.loaded,
             ms = route.load_time.as_millis(),
+            instances = match route.max_instance_reuse_count {
+                1 => "a fresh instance per message".to_owned(),
+                n => format!("instances reused for up to {n} messages"),
+            },
             faults = value("cmq_guest_faults_total", &route.name),
             in_flight = value("cmq_messages_in_flight", &route.name),
             p50 = seconds(quantile(&samples, "cmq_guest_duration_seconds", &route.name, 0.5)),
