@@ -15,11 +15,21 @@ use cmq_tests::{
 };
 use reqwest::StatusCode;
 
+/// The variable that runs every host of these tests with instances reused for up to
+/// that many messages: `cargo xtask test` runs this file again with it set to 8, so
+/// that dedupe, attempts and the journal are shown to behave alike with reuse.
+const REUSE_VAR: &str = "CMQ_TEST_REUSE_INSTANCES";
+
 async fn host_with(location: &StoreLocation, options: ReceiverOptions) -> anyhow::Result<TestHost> {
-    let options = ReceiverOptions {
+    let mut options = ReceiverOptions {
         store: Some(Store::open(location).await?),
         ..options
     };
+    if let Ok(reuse) = std::env::var(REUSE_VAR) {
+        options.route.max_instance_reuse_count = reuse
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{REUSE_VAR}={reuse:?} is not a count"))?;
+    }
     TestHost::start("faulty", options).await
 }
 

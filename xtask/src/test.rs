@@ -86,6 +86,18 @@ pub fn run() -> Result<()> {
                 if !status.success() {
                     bail!("cargo test --workspace exited with {status}");
                 }
+                // The delivery guarantees again, every instance reused for up to 8
+                // messages: dedupe, attempts and the journal must not change with it.
+                let status = Command::new(cargo())
+                    .args(["test", "-p", "cmq-tests", "--test", "delivery"])
+                    .env("CMQ_TEST_REUSE_INSTANCES", "8")
+                    .env(postgres::URL_VAR, &postgres.url)
+                    .current_dir(repo_root())
+                    .status()
+                    .context("running the delivery tests with reuse")?;
+                if !status.success() {
+                    bail!("the delivery tests with reused instances exited with {status}");
+                }
                 Ok(())
             }),
         },
