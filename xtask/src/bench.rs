@@ -111,6 +111,7 @@ pub fn run(options: &Options) -> Result<()> {
         .status()?;
     ensure!(built.success(), "cargo build --release failed");
     let wrk = ensure_wrk()?;
+    let wasmtime = crate::wasmtime_cli::ensure(&root)?;
     let script = out.join("push.lua");
     std::fs::write(&script, wrk_script())?;
 
@@ -215,6 +216,64 @@ pub fn run(options: &Options) -> Result<()> {
             row: Some(Row::JavaScript),
         },
         Receiver {
+            name: "cmq-host, ack guest, instances reused up to 128 messages, no store".into(),
+            command: cmq_host_serve(&host, &component, REUSE, State::None),
+            closes_connections: false,
+            row: Some(Row::Reused),
+        },
+        Receiver {
+            name: "the same, reused, with the SQLite store".into(),
+            command: cmq_host_serve(&host, &component, REUSE, State::Sqlite(states.clone())),
+            closes_connections: false,
+            row: Some(Row::ReusedSqlite),
+        },
+        Receiver {
+            name: "`wasmtime serve -S cli`, ack guest (fresh instance per request)".into(),
+            command: wasmtime_serve(&wasmtime, &component, &[]),
+            closes_connections: false,
+            row: Some(Row::Wasmtime(Box::new(Row::NoStore))),
+        },
+        Receiver {
+            name: "`wasmtime serve -S cli --max-instance-reuse-count 128`, ack guest".into(),
+            command: wasmtime_serve(&wasmtime, &component, REUSE),
+            closes_connections: false,
+            row: Some(Row::Wasmtime(Box::new(Row::Reused))),
+        },
+        Receiver {
+            name: "cmq-host, by-tag in Python, instances reused up to 128".into(),
+            command: cmq_host_serve(
+                &host,
+                &by_tag("py_by_tag.wasm"),
+                &["--compile-cache", &languages, REUSE[0], REUSE[1]],
+                State::None,
+            ),
+            closes_connections: false,
+            row: Some(Row::PythonReused),
+        },
+        Receiver {
+            name: "`wasmtime serve --max-instance-reuse-count 128`, by-tag in Python".into(),
+            command: wasmtime_serve(&wasmtime, &by_tag("py_by_tag.wasm"), REUSE),
+            closes_connections: false,
+            row: Some(Row::Wasmtime(Box::new(Row::PythonReused))),
+        },
+        Receiver {
+            name: "cmq-host, by-tag in JavaScript, instances reused up to 128".into(),
+            command: cmq_host_serve(
+                &host,
+                &by_tag("js_by_tag.wasm"),
+                &["--compile-cache", &languages, REUSE[0], REUSE[1]],
+                State::None,
+            ),
+            closes_connections: false,
+            row: Some(Row::JavaScriptReused),
+        },
+        Receiver {
+            name: "`wasmtime serve --max-instance-reuse-count 128`, by-tag in JavaScript".into(),
+            command: wasmtime_serve(&wasmtime, &by_tag("js_by_tag.wasm"), REUSE),
+            closes_connections: false,
+            row: Some(Row::Wasmtime(Box::new(Row::JavaScriptReused))),
+        },
+        Receiver {
             name: "CMQ documentation's Python sample (Python 3 port)".into(),
             command: Box::new(move |port| {
                 let mut command = Command::new("python3");
@@ -235,7 +294,10 @@ pub fn run(options: &Options) -> Result<()> {
                 }
                 Row::Python => in_language(baseline, "py_by_tag.wasm"),
                 Row::JavaScript => in_language(baseline, "js_by_tag.wasm"),
-                Row::Native | Row::Baseline(_) => return None,
+                Row::Native | Row::Baseline(_) | Row::Wasmtime(_) => return None,
+                Row::Reused | Row::ReusedSqlite | Row::PythonReused | Row::JavaScriptReused => {
+                    return None;
+                }
             })
         };
         let mut with_baseline = Vec::new();
@@ -351,7 +413,9 @@ pub fn run(options: &Options) -> Result<()> {
                 rss as f64 / 1024.0,
             ));
         }
-        if matches!(path.row, Some(Row::Baseline(_))) {
+        // Another build's starts, and a peer's (which compiles at every start), are not
+        // what the cold-start table is about.
+        if matches!(path.row, Some(Row::Baseline(_) | Row::Wasmtime(_))) {
             continue;
         }
         let mut starts = Vec::new();
@@ -423,6 +487,29 @@ pub fn run(options: &Options) -> Result<()> {
     println!("{report}");
     eprintln!("xtask bench: report written to target/bench/report.md");
     Ok(())
+}
+
+/// The reuse the reused rows ask for, cmq-host's and `wasmtime serve`'s flag alike.
+const REUSE: &[&str] = &["--max-instance-reuse-count", "128"];
+
+/// `wasmtime serve -S cli --addr 127.0.0.1:PORT FLAGS COMPONENT`: the peer, serving the
+/// component's `wasi:http/incoming-handler` as wasmtime's CLI does (`-S cli` for the
+/// stdout and stderr the handlers import).
+fn wasmtime_serve(
+    wasmtime: &Path,
+    component: &Path,
+    flags: &[&str],
+) -> Box<dyn Fn(u16) -> Command> {
+    let (wasmtime, component) = (wasmtime.to_path_buf(), component.to_path_buf());
+    let flags: Vec<String> = flags.iter().map(|flag| flag.to_string()).collect();
+    Box::new(move |port| {
+        let mut command = Command::new(&wasmtime);
+        command
+            .args(["serve", "-S", "cli", "--addr", &format!("127.0.0.1:{port}")])
+            .args(&flags)
+            .arg(&component);
+        command
+    })
 }
 
 /// Where a benchmarked `cmq-host` keeps its delivery state.

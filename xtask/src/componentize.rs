@@ -17,7 +17,7 @@ const COMPONENTIZE_JS: &str = "@bytecodealliance/componentize-js@0.23.0";
 const WORLD: &str = "push-handler";
 
 /// Debian's packages for the interpreters the tools run on.
-const PYTHON_PACKAGES: [&str; 2] = ["python3", "python3-venv"];
+pub(crate) const PYTHON_PACKAGES: [&str; 2] = ["python3", "python3-venv"];
 const NODE_PACKAGES: [&str; 2] = ["nodejs", "npm"];
 
 /// The language of a handler, from its file's extension.
@@ -238,18 +238,18 @@ fn js_tool(root: &Path) -> Result<PathBuf> {
 }
 
 /// Whether `dir` holds `spec`, as [`mark_installed`] recorded it.
-fn installed(dir: &Path, spec: &str) -> bool {
+pub(crate) fn installed(dir: &Path, spec: &str) -> bool {
     fs::read_to_string(dir.join(".installed")).is_ok_and(|text| text.trim() == spec)
 }
 
-fn mark_installed(dir: &Path, spec: &str) -> Result<()> {
+pub(crate) fn mark_installed(dir: &Path, spec: &str) -> Result<()> {
     fs::write(dir.join(".installed"), spec)
         .with_context(|| format!("writing {}", dir.join(".installed").display()))
 }
 
 /// Makes sure `program` runs, installing Debian's `packages` when it does not and this
 /// is root; otherwise says what to install.
-fn ensure_command(program: &str, args: &[&str], packages: &[&str]) -> Result<()> {
+pub(crate) fn ensure_command(program: &str, args: &[&str], packages: &[&str]) -> Result<()> {
     let runs = || runs(program, args);
     if runs() {
         return Ok(());
@@ -271,7 +271,7 @@ fn ensure_command(program: &str, args: &[&str], packages: &[&str]) -> Result<()>
     Ok(())
 }
 
-fn run(command: &mut Command) -> Result<()> {
+pub(crate) fn run(command: &mut Command) -> Result<()> {
     let program = command.get_program().to_string_lossy().into_owned();
     let status = command
         .status()

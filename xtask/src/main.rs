@@ -15,6 +15,7 @@ mod scaffold;
 mod store_growth;
 mod system;
 mod test;
+mod wasmtime_cli;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
