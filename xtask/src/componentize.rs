@@ -17,7 +17,7 @@ const COMPONENTIZE_JS: &str = "@bytecodealliance/componentize-js@0.23.0";
 const WORLD: &str = "push-handler";
 
 /// Debian's packages for the interpreters the tools run on.
-pub(crate) const PYTHON_PACKAGES: [&str; 2] = ["python3", "python3-venv"];
+const PYTHON_PACKAGES: [&str; 2] = ["python3", "python3-venv"];
 const NODE_PACKAGES: [&str; 2] = ["nodejs", "npm"];
 
 /// The language of a handler, from its file's extension.
@@ -190,22 +190,25 @@ fn python_tool(root: &Path) -> Result<PathBuf> {
     if installed(&dir, COMPONENTIZE_PY) && tool.is_file() {
         return Ok(tool);
     }
+    pip_install(&dir, COMPONENTIZE_PY)?;
+    mark_installed(&dir, COMPONENTIZE_PY)?;
+    Ok(tool)
+}
+
+/// Installs `spec` from PyPI into a new Python virtual environment at `dir` (whatever
+/// was there is removed first).
+pub(crate) fn pip_install(dir: &Path, spec: &str) -> Result<()> {
     ensure_command("python3", &["--version"], &PYTHON_PACKAGES)?;
-    eprintln!(
-        "xtask: installing {COMPONENTIZE_PY} from PyPI into {}",
-        dir.display()
-    );
-    let _ = fs::remove_dir_all(&dir);
-    run(Command::new("python3").arg("-m").arg("venv").arg(&dir))
+    eprintln!("xtask: installing {spec} from PyPI into {}", dir.display());
+    let _ = fs::remove_dir_all(dir);
+    run(Command::new("python3").arg("-m").arg("venv").arg(dir))
         .context("making a Python virtual environment (Debian: apt-get install python3-venv)")?;
     run(Command::new(dir.join("bin/pip")).args([
         "install",
         "--quiet",
         "--disable-pip-version-check",
-        COMPONENTIZE_PY,
-    ]))?;
-    mark_installed(&dir, COMPONENTIZE_PY)?;
-    Ok(tool)
+        spec,
+    ]))
 }
 
 /// `componentize-js`, installed with npm under `target/tools/js`.
@@ -249,7 +252,7 @@ pub(crate) fn mark_installed(dir: &Path, spec: &str) -> Result<()> {
 
 /// Makes sure `program` runs, installing Debian's `packages` when it does not and this
 /// is root; otherwise says what to install.
-pub(crate) fn ensure_command(program: &str, args: &[&str], packages: &[&str]) -> Result<()> {
+fn ensure_command(program: &str, args: &[&str], packages: &[&str]) -> Result<()> {
     let runs = || runs(program, args);
     if runs() {
         return Ok(());
@@ -271,7 +274,7 @@ pub(crate) fn ensure_command(program: &str, args: &[&str], packages: &[&str]) ->
     Ok(())
 }
 
-pub(crate) fn run(command: &mut Command) -> Result<()> {
+fn run(command: &mut Command) -> Result<()> {
     let program = command.get_program().to_string_lossy().into_owned();
     let status = command
         .status()

@@ -43,10 +43,12 @@ Tasks:
                             targets met and not, to stdout and
                             target/bench/report.md
   store-growth [--seconds 300] [--connections 16] [--every 10] [--after 30]
+               [--reuse N]
                [--baseline OTHER_CMQ_HOST]
-                            The SQLite store's database, -wal and -shm sizes under
-                            a long wrk load and after it, beside another build's
-                            with --baseline; report to stdout and
+                            The SQLite store's database, -wal and -shm sizes, and
+                            the host's RSS, under a long wrk load and after it
+                            (--reuse: instances reused for N messages), beside
+                            another build's with --baseline; report to stdout and
                             target/bench/store-growth.md
   help                      Print this";
 

@@ -37,6 +37,8 @@ pub struct Options {
     baseline: Option<PathBuf>,
     /// The PostgreSQL store instead of SQLite.
     postgres: bool,
+    /// Instances reused for up to this many messages (`--max-instance-reuse-count`).
+    reuse: Option<u32>,
 }
 
 impl Default for Options {
@@ -48,6 +50,7 @@ impl Default for Options {
             after: Duration::from_secs(30),
             baseline: None,
             postgres: false,
+            reuse: None,
         }
     }
 }
@@ -81,6 +84,15 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
                     .ok_or_else(|| format!("bad --connections {value:?}"))?;
             }
             "--baseline" => options.baseline = Some(PathBuf::from(value)),
+            "--reuse" => {
+                options.reuse = Some(
+                    value
+                        .parse()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| format!("bad --reuse {value:?}"))?,
+                );
+            }
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
@@ -104,10 +116,17 @@ enum Store {
 }
 
 impl Store {
+    /// The store's columns, then the host's resident memory.
     fn columns(&self) -> &'static [&'static str] {
         match self {
-            Store::Sqlite(_) => &["database MB", "-wal MB", "-shm MB"],
-            Store::Postgres(_) => &["table MB", "indexes MB", "live rows", "dead rows"],
+            Store::Sqlite(_) => &["database MB", "-wal MB", "-shm MB", "host RSS MB"],
+            Store::Postgres(_) => &[
+                "table MB",
+                "indexes MB",
+                "live rows",
+                "dead rows",
+                "host RSS MB",
+            ],
         }
     }
 
@@ -147,7 +166,7 @@ impl Store {
 
     /// How a figure of column `column` is shown.
     fn show(&self, column: usize, figure: u64) -> String {
-        let rows = matches!(self, Store::Postgres(_)) && column >= 2;
+        let rows = matches!(self, Store::Postgres(_)) && (column == 2 || column == 3);
         if rows {
             figure.to_string()
         } else {
@@ -236,9 +255,14 @@ fn load(
         State::Postgres(url) => Store::Postgres(url.clone()),
         State::None => bail!("store-growth measures a store"),
     };
-    let serve = cmq_host_serve(binary, component, &[], state)(port);
+    let reuse = options.reuse.map(|n| n.to_string());
+    let flags: Vec<&str> = match &reuse {
+        Some(n) => vec!["--max-instance-reuse-count", n],
+        None => vec![],
+    };
+    let serve = cmq_host_serve(binary, component, &flags, state)(port);
     // Its log is not kept: five minutes of it would take a gigabyte.
-    let _server = Server::start(serve, port, Path::new("/dev/null"))?;
+    let server = Server::start(serve, port, Path::new("/dev/null"))?;
     let mut wrk = wrk_command(wrk, script, port, options.connections, options.duration)
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -256,10 +280,12 @@ fn load(
             loading = false;
             ended = Some(Instant::now());
         }
+        let mut figures = store.figures()?;
+        figures.push(rss_bytes(server.pid()));
         samples.push(Sample {
             at: started.elapsed(),
             loading,
-            figures: store.figures()?,
+            figures,
         });
         if ended.is_some_and(|ended| ended.elapsed() >= options.after) {
             break;
@@ -278,6 +304,19 @@ fn load(
     Ok((store, run))
 }
 
+/// Process `pid`'s resident memory (`VmRSS`), in bytes; 0 when it cannot be read.
+fn rss_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmRSS:"))
+                .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
 fn report(options: &Options, store: &Store, runs: &[Run]) -> Result<String> {
     let (what, state) = match store {
         Store::Sqlite(_) => ("SQLite store's files", "--state FILE"),
@@ -287,10 +326,14 @@ fn report(options: &Options, store: &Store, runs: &[Run]) -> Result<String> {
     text.push_str(&machine()?);
     text.push_str(&format!(
         "\nLoad: `wrk -t1 -c{} -d{}s`, the documented JSON push with a fresh message id per \
-         request, to `cmq-host serve {state} target/guests/by_tag.wasm`; sampled every {} s \
+         request, to `cmq-host serve {state}{} target/guests/by_tag.wasm`; sampled every {} s \
          during the load and for {} s after it (MB = 10^6 bytes).\n",
         options.connections,
         options.duration.as_secs(),
+        options
+            .reuse
+            .map(|n| format!(" --max-instance-reuse-count {n}"))
+            .unwrap_or_default(),
         options.every.as_secs(),
         options.after.as_secs(),
     ));

