@@ -188,27 +188,32 @@ async fn by_default_a_guest_has_no_network() -> anyhow::Result<()> {
     host.stop().await
 }
 
+/// The probe, granted outbound HTTP to `destination` alone.
+async fn probe_granting(destination: &str) -> anyhow::Result<TestHost> {
+    let grant: HttpGrant = destination.parse().map_err(anyhow::Error::msg)?;
+    let grants = Grants {
+        http: vec![grant],
+        ..Default::default()
+    };
+    let route = RouteOptions {
+        grants,
+        ..Default::default()
+    };
+    TestHost::start(
+        "probe",
+        ReceiverOptions {
+            route,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
 #[tokio::test]
 async fn granted_http_destinations_work_and_others_are_refused() -> anyhow::Result<()> {
     let granted = Target::start().await?;
     let other = Target::start().await?;
-    let grant: HttpGrant = format!("http://{}", granted.addr)
-        .parse()
-        .map_err(anyhow::Error::msg)?;
-    let host = TestHost::start(
-        "probe",
-        ReceiverOptions {
-            route: RouteOptions {
-                grants: Grants {
-                    http: vec![grant],
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
-            ..Default::default()
-        },
-    )
-    .await?;
+    let host = probe_granting(&format!("http://{}", granted.addr)).await?;
     assert!(
         probe_with(&host, "http-granted", "http", granted.url()).await?,
         "granted destination refused: {:#?}",
@@ -436,23 +441,7 @@ async fn outbound_https_checks_the_certificate_against_the_public_roots() -> any
                 .await;
         }
     });
-    let grant: HttpGrant = format!("https://{addr}")
-        .parse()
-        .map_err(anyhow::Error::msg)?;
-    let host = TestHost::start(
-        "probe",
-        ReceiverOptions {
-            route: RouteOptions {
-                grants: Grants {
-                    http: vec![grant],
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
-            ..Default::default()
-        },
-    )
-    .await?;
+    let host = probe_granting(&format!("https://{addr}")).await?;
     assert!(
         !probe_with(
             &host,

@@ -11,7 +11,7 @@ use cmq_host::{
     StoreLocation,
 };
 use cmq_tests::{
-    BACKENDS, Backend, TestHost, documented_key, fresh_store, json_body, log_lines_with, push,
+    BACKENDS, Backend, TestHost, documented_key, fresh_store, json_body, log_lines_with, push, send,
 };
 use reqwest::StatusCode;
 
@@ -31,20 +31,6 @@ async fn host_with(location: &StoreLocation, options: ReceiverOptions) -> anyhow
             .map_err(|_| anyhow::anyhow!("{REUSE_VAR}={reuse:?} is not a count"))?;
     }
     TestHost::start("faulty", options).await
-}
-
-/// Pushes `id` tagged `tags` once; returns the status and body.
-async fn send(host: &TestHost, id: &str, tags: &str) -> anyhow::Result<(StatusCode, String)> {
-    let response = push(
-        &reqwest::Client::new(),
-        &host.url(),
-        id,
-        tags,
-        json_body(id),
-    )
-    .send()
-    .await?;
-    Ok((response.status(), response.text().await?))
 }
 
 /// How many times the guest ran for `id`, by the host's one line per run.

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use cmq_host::{Config, ReceiverOptions, RouteOptions, SINGLE_ROUTE};
-use cmq_tests::{TestHost, guest, json_body, log_lines_with, push};
+use cmq_tests::{TestHost, guest, json_body, log_lines_with, push, send};
 
 fn reusing(count: u32) -> ReceiverOptions {
     ReceiverOptions {
@@ -21,17 +21,8 @@ fn reusing(count: u32) -> ReceiverOptions {
 }
 
 /// Pushes message `id` tagged `tags`; the status.
-async fn send(host: &TestHost, id: &str, tags: &str) -> anyhow::Result<u16> {
-    let response = push(
-        &reqwest::Client::new(),
-        &host.url(),
-        id,
-        tags,
-        json_body(id),
-    )
-    .send()
-    .await?;
-    Ok(response.status().as_u16())
+async fn status(host: &TestHost, id: &str, tags: &str) -> anyhow::Result<u16> {
+    Ok(send(host, id, tags).await?.0.as_u16())
 }
 
 /// The count the guest printed for message `id` (`count N for ID`).
@@ -52,7 +43,7 @@ async fn counts(host: &TestHost, prefix: &str, count: usize) -> anyhow::Result<V
     let mut counts = Vec::new();
     for n in 0..count {
         let id = format!("{prefix}-{n}");
-        assert_eq!(send(host, &id, "count").await?, 200);
+        assert_eq!(status(host, &id, "count").await?, 200);
         counts.push(count_of(&id));
     }
     Ok(counts)
@@ -74,9 +65,9 @@ async fn after_a_trap_or_the_deadline_that_message_fails_as_always_and_the_next_
 -> anyhow::Result<()> {
     let host = TestHost::start("faulty", reusing(128)).await?;
     assert_eq!(counts(&host, "before-trap", 2).await?, [1, 2]);
-    assert_eq!(send(&host, "trap", "count,panic").await?, 500);
+    assert_eq!(status(&host, "trap", "count,panic").await?, 500);
     assert_eq!(counts(&host, "after-trap", 2).await?, [1, 2]);
-    assert_eq!(send(&host, "deadline", "sleep").await?, 500);
+    assert_eq!(status(&host, "deadline", "sleep").await?, 500);
     assert_eq!(counts(&host, "after-deadline", 1).await?, [1]);
     host.stop().await
 }

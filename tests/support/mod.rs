@@ -124,6 +124,25 @@ impl TestHost {
     }
 }
 
+/// Pushes the documented JSON message with id `id` tagged `tags` to `host` once; the
+/// status and body of the answer.
+pub async fn send(
+    host: &TestHost,
+    id: &str,
+    tags: &str,
+) -> anyhow::Result<(reqwest::StatusCode, String)> {
+    let response = push(
+        &reqwest::Client::new(),
+        &host.url(),
+        id,
+        tags,
+        json_body(id),
+    )
+    .send()
+    .await?;
+    Ok((response.status(), response.text().await?))
+}
+
 /// A POST carrying CMQ's headers, as CMQ sends it.
 pub fn push(
     client: &reqwest::Client,
