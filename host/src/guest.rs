@@ -260,7 +260,7 @@ enum Exports {
 /// A handler component ready to be instantiated.
 pub(crate) struct Guest {
     /// The route it serves, named on its output's log lines.
-    route: String,
+    route: Arc<str>,
     engine: Engine,
     component: Component,
     exports: Exports,
@@ -338,7 +338,7 @@ impl Guest {
             })?),
         };
         Ok(Guest {
-            route: String::new(),
+            route: Arc::from(""),
             engine: engine.clone(),
             component,
             exports,
@@ -354,7 +354,7 @@ impl Guest {
 
     /// The guest of route `route`, which its output's log lines name.
     pub(crate) fn serving(mut self, route: &str) -> Self {
-        self.route = route.to_owned();
+        self.route = Arc::from(route);
         self
     }
 
@@ -484,15 +484,18 @@ impl Guest {
                 Err(_) => Some(Discarded::Fault),
                 Ok(_) => instance.keep_or_why_not(pool.reuse().max_uses),
             };
-            let discarded = match discarded {
-                None if !pool.put(instance) => Some(Discarded::PoolFull),
-                other => other,
+            let (discarded, idle) = match discarded {
+                None => match pool.put(instance) {
+                    (true, idle) => (None, idle),
+                    (false, idle) => (Some(Discarded::PoolFull), idle),
+                },
+                Some(why) => (Some(why), pool.idle()),
             };
             InstanceUse {
                 reused,
                 discarded,
                 expired,
-                idle: pool.idle(),
+                idle,
             }
         });
         let times = GuestTimes {
@@ -525,7 +528,7 @@ impl Guest {
             outbound: OutboundHttp::new(
                 self.outbound.clone(),
                 self.grants.clone(),
-                &self.route,
+                self.route.clone(),
                 deadline,
             ),
             table,

@@ -9,6 +9,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt as _;
@@ -92,31 +93,47 @@ fn open_files_limit() -> usize {
         .unwrap_or(1024)
 }
 
-/// One instance's outbound HTTP: its grants, its own cap and its deadline.
+/// One instance's outbound HTTP: its grants, its own cap and its deadline. Made for
+/// every instance, so it allocates nothing until the guest sends a granted request.
 pub(crate) struct OutboundHttp {
     shared: Arc<Outbound>,
     grants: Arc<Grants>,
-    route: String,
+    route: Arc<str>,
     deadline: Instant,
+    /// What its requests share, made at its first request.
+    requests: Option<Arc<InstanceRequests>>,
+}
+
+/// One instance's requests together: its cap, and whether a refusal was logged (a guest
+/// retrying a refused request in a loop gets one log line, not thousands), also by the
+/// requests still resolving.
+struct InstanceRequests {
     in_flight: Arc<Semaphore>,
-    /// A guest retrying a refused request in a loop gets one log line, not thousands.
-    logged_refusal: bool,
+    logged_refusal: AtomicBool,
+}
+
+impl InstanceRequests {
+    /// Logs a refusal, once per instance.
+    fn refused(&self, says: impl FnOnce() -> String) {
+        if !self.logged_refusal.swap(true, Ordering::Relaxed) {
+            tracing::info!("{}", says());
+        }
+    }
 }
 
 impl OutboundHttp {
     pub(crate) fn new(
         shared: Arc<Outbound>,
         grants: Arc<Grants>,
-        route: &str,
+        route: Arc<str>,
         deadline: Instant,
     ) -> Self {
         OutboundHttp {
             shared,
             grants,
-            route: route.to_owned(),
+            route,
             deadline,
-            in_flight: Arc::new(Semaphore::new(MAX_REQUESTS_PER_INSTANCE)),
-            logged_refusal: false,
+            requests: None,
         }
     }
 
@@ -124,19 +141,25 @@ impl OutboundHttp {
     /// `deadline`: its timeouts end then, and its first refusal is logged again.
     pub(crate) fn begin(&mut self, deadline: Instant) {
         self.deadline = deadline;
-        self.logged_refusal = false;
+        if let Some(requests) = &self.requests {
+            requests.logged_refusal.store(false, Ordering::Relaxed);
+        }
     }
 
     fn count(&self, outcome: &'static str) {
         count(&self.shared, &self.route, outcome);
     }
 
-    /// Logs a refusal, once per instance.
-    fn refused(&mut self, says: impl FnOnce() -> String) {
-        if !self.logged_refusal {
-            self.logged_refusal = true;
-            tracing::info!("{}", says());
-        }
+    /// The instance's requests' shared state, made at the first.
+    fn requests(&mut self) -> Arc<InstanceRequests> {
+        self.requests
+            .get_or_insert_with(|| {
+                Arc::new(InstanceRequests {
+                    in_flight: Arc::new(Semaphore::new(MAX_REQUESTS_PER_INSTANCE)),
+                    logged_refusal: AtomicBool::new(false),
+                })
+            })
+            .clone()
     }
 }
 
@@ -179,10 +202,15 @@ impl WasiHttpHooks for OutboundHttp {
         options: Option<RequestOptions>,
         _response_done: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> SendFuture {
-        let Some((grant, reach)) = self.grants.permits_http(request.uri()) else {
+        let permitted = self
+            .grants
+            .permits_http(request.uri())
+            .map(|(grant, reach)| (grant.to_string(), reach));
+        let requests = self.requests();
+        let Some((grant, reach)) = permitted else {
             self.count("denied");
             let uri = request.uri().clone();
-            self.refused(|| {
+            requests.refused(|| {
                 format!(
                     "guest's outbound request to {} denied: not granted (--http)",
                     destination(&uri)
@@ -190,16 +218,15 @@ impl WasiHttpHooks for OutboundHttp {
             });
             return Box::new(async { Err(Error::HttpRequestDenied) });
         };
-        let grant = grant.to_string();
         let permits = match (
-            self.in_flight.clone().try_acquire_owned(),
+            requests.in_flight.clone().try_acquire_owned(),
             self.shared.host_wide.clone().try_acquire_owned(),
         ) {
             (Ok(mine), Ok(host_wide)) => (mine, host_wide),
             (mine, _) => {
                 self.count("limited");
                 let cap = self.shared.cap;
-                self.refused(|| match mine {
+                requests.refused(|| match mine {
                     Err(_) => format!(
                         "guest's outbound request refused: it has {MAX_REQUESTS_PER_INSTANCE} \
                          in flight already"
@@ -220,22 +247,20 @@ impl WasiHttpHooks for OutboundHttp {
         };
         let shared = self.shared.clone();
         let route = self.route.clone();
-        // The refusal of a resolved address is logged here, once per instance, too.
-        let log_refusal = !self.logged_refusal;
         Box::new(async move {
             let destination = destination(request.uri());
             let sent = send(&shared, request, reach, timeouts, permits).await;
             let outcome = match &sent {
                 Ok(_) => "sent",
                 Err(Error::DestinationIpProhibited) => {
-                    if log_refusal {
-                        tracing::info!(
+                    requests.refused(|| {
+                        format!(
                             "guest's outbound request to {destination} refused: it resolves \
                              only to addresses the grant {grant} does not reach (loopback, \
                              private, link-local or other special ones); grant it with \
                              --http-private if the service is yours"
-                        );
-                    }
+                        )
+                    });
                     "prohibited"
                 }
                 Err(_) => "failed",
