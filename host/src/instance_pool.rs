@@ -65,18 +65,19 @@ impl<I: Send + 'static> Pool<I> {
         (taken, self.inner.expired.swap(0, Ordering::Relaxed))
     }
 
-    /// Keeps `instance` for a later message; false (and it is dropped) when the pool
-    /// is full.
-    pub(crate) fn put(&self, instance: I) -> bool {
-        let (refused, stale) = {
+    /// Keeps `instance` for a later message: whether it was kept (it is dropped when
+    /// the pool is full), and the idle instances now.
+    pub(crate) fn put(&self, instance: I) -> (bool, usize) {
+        let (refused, stale, now_idle) = {
             let mut idle = self.inner.lock();
             let stale = self.inner.expired_out(&mut idle);
-            if idle.len() < self.inner.reuse.max_idle {
+            let refused = if idle.len() < self.inner.reuse.max_idle {
                 idle.push((instance, Instant::now()));
-                (None, stale)
+                None
             } else {
-                (Some(instance), stale)
-            }
+                Some(instance)
+            };
+            (refused, stale, idle.len())
         };
         self.inner.count_expired(stale.len());
         drop(stale);
@@ -85,7 +86,7 @@ impl<I: Send + 'static> Pool<I> {
         if kept && !self.inner.sweeping.swap(true, Ordering::AcqRel) {
             self.sweep_later();
         }
-        kept
+        (kept, now_idle)
     }
 
     /// Idle instances now.
@@ -164,9 +165,9 @@ mod tests {
     #[test]
     fn the_newest_idle_instance_goes_first_and_a_full_pool_keeps_none_more() {
         let pool = pool(2, 60_000);
-        assert!(pool.put(1));
-        assert!(pool.put(2));
-        assert!(!pool.put(3), "a third kept in a pool of two");
+        assert_eq!(pool.put(1), (true, 1));
+        assert_eq!(pool.put(2), (true, 2));
+        assert_eq!(pool.put(3), (false, 2), "a third kept in a pool of two");
         assert_eq!(pool.take(), (Some(2), 0));
         assert_eq!(pool.take(), (Some(1), 0));
         assert_eq!(pool.take(), (None, 0));
@@ -175,10 +176,10 @@ mod tests {
     #[test]
     fn instances_idle_past_the_timeout_are_dropped_and_counted() {
         let pool = pool(4, 20);
-        assert!(pool.put(1));
-        assert!(pool.put(2));
+        assert_eq!(pool.put(1), (true, 1));
+        assert_eq!(pool.put(2), (true, 2));
         std::thread::sleep(Duration::from_millis(40));
-        assert!(pool.put(3));
+        assert_eq!(pool.put(3), (true, 1), "the expired two were not dropped");
         assert_eq!(pool.take(), (Some(3), 2));
         assert_eq!(pool.idle(), 0);
     }
@@ -186,7 +187,7 @@ mod tests {
     #[tokio::test]
     async fn an_idle_route_gives_its_instances_back_without_a_message() {
         let pool = pool(4, 20);
-        assert!(pool.put(1));
+        assert_eq!(pool.put(1), (true, 1));
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(pool.idle(), 0, "the sweep left an expired instance");
         assert_eq!(pool.take(), (None, 1));
