@@ -236,10 +236,10 @@ impl HttpGrant {
     /// without a scheme is HTTPS only.
     pub fn note(&self) -> Option<String> {
         self.scheme_implied.then(|| {
+            let destination = self.destination_text();
             format!(
-                "outbound grant {} means https://{} only: write http:// to allow cleartext",
-                self.destination_text(),
-                self.destination_text()
+                "outbound grant {destination} means https://{destination} only: write http:// \
+                 to allow cleartext"
             )
         })
     }
