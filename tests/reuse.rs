@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use cmq_host::{Config, ReceiverOptions, RouteOptions, SINGLE_ROUTE};
-use cmq_tests::{TestHost, guest, json_body, log_lines_with, push, send};
+use cmq_tests::{TestHost, guest, json_body, log_lines_with, push, rss_kib, send};
 
 fn reusing(count: u32) -> ReceiverOptions {
     ReceiverOptions {
@@ -90,19 +90,6 @@ async fn metric(host: &TestHost, metric: &str, label: &str) -> f64 {
         .filter(|line| line.starts_with(metric) && line.contains(label))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
-}
-
-/// This process's resident memory, in KiB.
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("VmRSS:"))
-                .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-        })
-        .expect("VmRSS in /proc/self/status")
 }
 
 /// Pushes `count` messages tagged `tag`, 16 at a time, each answered 200.

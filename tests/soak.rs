@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use cmq_host::{ReceiverOptions, RouteOptions};
-use cmq_tests::{TestHost, json_body, push};
+use cmq_tests::{TestHost, json_body, push, rss_kib};
 use reqwest::StatusCode;
 
 const PUSHES: usize = 20_000;
@@ -21,18 +21,6 @@ fn case(i: usize) -> (&'static str, StatusCode) {
         // One in a hundred runs until its deadline.
         _ => ("loop", StatusCode::INTERNAL_SERVER_ERROR),
     }
-}
-
-/// Resident memory of this process (server and client), in KiB. A machine without
-/// `/proc` fails the test: "flat memory" with no reading would prove nothing.
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_else(|err| panic!("reading /proc/self/status for the RSS: {err}"));
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no VmRSS in /proc/self/status: {status}"))
 }
 
 async fn send_range(

@@ -143,6 +143,18 @@ pub async fn send(
     Ok((response.status(), response.text().await?))
 }
 
+/// Resident memory of this process (server and client), in KiB. A machine without
+/// `/proc` fails the test: "flat memory" with no reading would prove nothing.
+pub fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_else(|err| panic!("reading /proc/self/status for the RSS: {err}"));
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in /proc/self/status: {status}"))
+}
+
 /// A POST carrying CMQ's headers, as CMQ sends it.
 pub fn push(
     client: &reqwest::Client,
