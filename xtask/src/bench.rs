@@ -131,13 +131,11 @@ pub fn run(options: &Options) -> Result<()> {
     let _ = std::fs::remove_dir_all(&languages);
     let languages = languages.to_string_lossy().into_owned();
     let by_tag = |file: &str| root.join("target/guests").join(file);
-    let in_language = |host: &Path, file: &str| {
-        cmq_host_serve(
-            host,
-            &by_tag(file),
-            &["--compile-cache", &languages],
-            State::None,
-        )
+    // `flags` beside the compile cache's.
+    let in_language = |host: &Path, file: &str, flags: &[&str]| {
+        let mut all = vec!["--compile-cache", languages.as_str()];
+        all.extend_from_slice(flags);
+        cmq_host_serve(host, &by_tag(file), &all, State::None)
     };
     let mut paths = vec![
         Receiver {
@@ -199,19 +197,19 @@ pub fn run(options: &Options) -> Result<()> {
         },
         Receiver {
             name: "cmq-host, by-tag handler in Rust, no store".into(),
-            command: in_language(&host, "by_tag.wasm"),
+            command: in_language(&host, "by_tag.wasm", &[]),
             closes_connections: false,
             row: None,
         },
         Receiver {
             name: "the same handler in Python (componentize-py)".into(),
-            command: in_language(&host, "py_by_tag.wasm"),
+            command: in_language(&host, "py_by_tag.wasm", &[]),
             closes_connections: false,
             row: Some(Row::Python),
         },
         Receiver {
             name: "the same handler in JavaScript (componentize-js)".into(),
-            command: in_language(&host, "js_by_tag.wasm"),
+            command: in_language(&host, "js_by_tag.wasm", &[]),
             closes_connections: false,
             row: Some(Row::JavaScript),
         },
@@ -241,12 +239,7 @@ pub fn run(options: &Options) -> Result<()> {
         },
         Receiver {
             name: "cmq-host, by-tag in Python, instances reused up to 128".into(),
-            command: cmq_host_serve(
-                &host,
-                &by_tag("py_by_tag.wasm"),
-                &["--compile-cache", &languages, REUSE[0], REUSE[1]],
-                State::None,
-            ),
+            command: in_language(&host, "py_by_tag.wasm", REUSE),
             closes_connections: false,
             row: Some(Row::PythonReused),
         },
@@ -258,12 +251,7 @@ pub fn run(options: &Options) -> Result<()> {
         },
         Receiver {
             name: "cmq-host, by-tag in JavaScript, instances reused up to 128".into(),
-            command: cmq_host_serve(
-                &host,
-                &by_tag("js_by_tag.wasm"),
-                &["--compile-cache", &languages, REUSE[0], REUSE[1]],
-                State::None,
-            ),
+            command: in_language(&host, "js_by_tag.wasm", REUSE),
             closes_connections: false,
             row: Some(Row::JavaScriptReused),
         },
@@ -292,8 +280,8 @@ pub fn run(options: &Options) -> Result<()> {
                 Row::Sqlite => {
                     cmq_host_serve(baseline, &component, &[], State::Sqlite(states.clone()))
                 }
-                Row::Python => in_language(baseline, "py_by_tag.wasm"),
-                Row::JavaScript => in_language(baseline, "js_by_tag.wasm"),
+                Row::Python => in_language(baseline, "py_by_tag.wasm", &[]),
+                Row::JavaScript => in_language(baseline, "js_by_tag.wasm", &[]),
                 Row::Native | Row::Baseline(_) | Row::Wasmtime(_) => return None,
                 Row::Reused | Row::ReusedSqlite | Row::PythonReused | Row::JavaScriptReused => {
                     return None;
@@ -914,12 +902,17 @@ fn clock_ticks() -> Result<u64> {
 
 /// The process's peak resident set (VmHWM), in KiB.
 fn peak_rss_kib(pid: u32) -> Result<u64> {
+    status_kib(pid, "VmHWM")
+}
+
+/// A memory field of process `pid`'s `/proc` status (`VmHWM`, `VmRSS`), in KiB.
+pub(crate) fn status_kib(pid: u32, field: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmHWM in /proc status")
+        .with_context(|| format!("no {field} in /proc/{pid}/status"))
 }
 
 /// The machine and the versions, for the report's head.

@@ -281,7 +281,7 @@ fn load(
             ended = Some(Instant::now());
         }
         let mut figures = store.figures()?;
-        figures.push(rss_bytes(server.pid()));
+        figures.push(crate::bench::status_kib(server.pid(), "VmRSS")? * 1024);
         samples.push(Sample {
             at: started.elapsed(),
             loading,
@@ -302,19 +302,6 @@ fn load(
         latency: (percentile("50%"), percentile("99%")),
     };
     Ok((store, run))
-}
-
-/// Process `pid`'s resident memory (`VmRSS`), in bytes; 0 when it cannot be read.
-fn rss_bytes(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("VmRSS:"))
-                .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
-        })
-        .map_or(0, |kib| kib * 1024)
 }
 
 fn report(options: &Options, store: &Store, runs: &[Run]) -> Result<String> {
