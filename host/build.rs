@@ -31,13 +31,19 @@ fn commit(manifest: &Path) -> String {
     };
     if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {
         let dir = PathBuf::from(dir);
-        println!("cargo:rerun-if-changed={}", dir.join("HEAD").display());
-        println!(
-            "cargo:rerun-if-changed={}",
-            dir.join("packed-refs").display()
-        );
+        let mut watched = vec![dir.join("HEAD"), dir.join("packed-refs")];
         if let Some(reference) = git(&["symbolic-ref", "-q", "HEAD"]) {
-            println!("cargo:rerun-if-changed={}", dir.join(reference).display());
+            let loose = dir.join(reference);
+            // A packed branch has no loose ref until its next commit writes one into
+            // this folder.
+            watched.extend(loose.parent().map(Path::to_path_buf));
+            watched.push(loose);
+        }
+        // Only files that exist: cargo reruns a build script whose watched file is
+        // missing on every build (a fresh `git init` has no packed-refs, a packed branch
+        // no loose ref), and cmq-host with everything after it would rebuild each time.
+        for file in watched.iter().filter(|file| file.exists()) {
+            println!("cargo:rerun-if-changed={}", file.display());
         }
     }
     git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into())

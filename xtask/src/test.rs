@@ -2,6 +2,7 @@
 //! Stops at the first failing step and names it.
 
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
@@ -88,8 +89,11 @@ pub fn run() -> Result<()> {
                 }
                 // The delivery guarantees again, every instance reused for up to 8
                 // messages: dedupe, attempts and the journal must not change with it.
+                // `--workspace` as above: the same feature set, so nothing is built
+                // again (`-p cmq-tests` unifies features differently and rebuilds
+                // wasmtime, which on a fresh machine doubles the target folder).
                 let status = Command::new(cargo())
-                    .args(["test", "-p", "cmq-tests", "--test", "delivery"])
+                    .args(["test", "--workspace", "--test", "delivery"])
                     .env("CMQ_TEST_REUSE_INSTANCES", "8")
                     .env(postgres::URL_VAR, &postgres.url)
                     .current_dir(repo_root())
@@ -135,15 +139,33 @@ pub fn run() -> Result<()> {
     ];
 
     let total = steps.len();
+    let suite = Instant::now();
     for (i, step) in steps.iter().enumerate() {
         eprintln!("xtask test: [{}/{total}] {}", i + 1, step.name);
-        if let Err(e) = (step.run)() {
-            eprintln!("xtask test: step {}/{total} `{}` failed", i + 1, step.name);
+        let started = Instant::now();
+        let result = (step.run)();
+        let took = minutes(started.elapsed());
+        if let Err(e) = result {
+            eprintln!(
+                "xtask test: step {}/{total} `{}` failed after {took}",
+                i + 1,
+                step.name
+            );
             return Err(e);
         }
+        eprintln!("xtask test: step {}/{total} passed in {took}", i + 1);
     }
-    eprintln!("xtask test: all {total} steps passed");
+    eprintln!(
+        "xtask test: all {total} steps passed in {}",
+        minutes(suite.elapsed())
+    );
     Ok(())
+}
+
+/// `12m05s`: how long a step took, as the CI log shows it.
+fn minutes(took: Duration) -> String {
+    let seconds = took.as_secs();
+    format!("{}m{:02}s", seconds / 60, seconds % 60)
 }
 
 fn cargo_step(name: &'static str, args: &'static [&'static str]) -> Step {
