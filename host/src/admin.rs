@@ -15,10 +15,10 @@ use hyper_util::rt::TokioTimer;
 use tokio::net::TcpListener;
 
 use crate::access::{Allowlist, Token};
-use crate::answer::{AnswerBody, text};
 use crate::console::{Console, ConsoleBody};
 use crate::listener::Listener;
 use crate::receiver::Receiver;
+use crate::response::{AnswerBody, text};
 
 /// Connections the admin listener serves at once: scrapers and probes, a handful.
 const MAX_CONNECTIONS: usize = 64;

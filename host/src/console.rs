@@ -25,8 +25,8 @@ use http_body_util::{BodyExt as _, Either, Limited};
 use hyper::body::Incoming;
 
 use crate::access::Token;
-use crate::answer::AnswerBody;
 use crate::receiver::Receiver;
+use crate::response::AnswerBody;
 
 use live::EventStream;
 use page::{escape, page, redirect, respond, secured};

@@ -32,7 +32,7 @@ const LEASE_MARGIN: Duration = Duration::from_secs(5);
 /// Most bytes of a wasi-http guest's response body passed on to the sender.
 const MAX_ANSWER_BODY: usize = 64 << 10;
 
-/// How a delivery ended: what its answer and its log line are made of.
+/// How a delivery ended, which its [`crate::verdict::Verdict`] is made of.
 pub(crate) enum Outcome {
     /// Settled within the dedupe window (acknowledged, dropped or journaled): not run
     /// again.
@@ -52,32 +52,6 @@ pub(crate) enum Outcome {
         result: Result<Decision, GuestFault>,
         recorded: Recorded,
     },
-}
-
-impl Outcome {
-    /// The decision, as a push's span names it.
-    pub(crate) fn decision(&self) -> &'static str {
-        match self {
-            Outcome::Duplicate { .. } => "duplicate",
-            Outcome::Busy { .. } => "busy",
-            Outcome::Unclaimed(_) => "unclaimed",
-            Outcome::Ran { result, .. } => match result {
-                Ok(Decision::Ack) => "ack",
-                Ok(Decision::Retry(_)) => "retry",
-                Ok(Decision::Drop(_)) => "drop",
-                Err(_) => "fault",
-            },
-        }
-    }
-
-    /// The attempt the store counted, if it counted one.
-    pub(crate) fn attempt(&self) -> Option<u32> {
-        match self {
-            Outcome::Busy { attempt, .. } => Some(*attempt),
-            Outcome::Ran { attempt, .. } => *attempt,
-            Outcome::Duplicate { .. } | Outcome::Unclaimed(_) => None,
-        }
-    }
 }
 
 /// A store operation a delivery waits for.
@@ -116,7 +90,7 @@ pub(crate) enum Recorded {
     Settled,
     /// In the dead-letter journal under this id: answered `200 ok`.
     Journaled(i64),
-    /// A drop that could not be journaled: answered 503 so that CMQ redelivers.
+    /// A drop that could not be journaled: answered so that CMQ redelivers.
     DropNotJournaled,
 }
 
@@ -353,12 +327,12 @@ impl Delivery<'_> {
                 {
                     Ok(id) => Recorded::Journaled(id),
                     Err(err) => {
+                        self.metrics.store_error(&self.route.name);
                         tracing::error!(
                             messaging.message.id = message_id,
                             messaging.cmq.attempt = attempt,
-                            http.response.status_code = 503,
-                            "dropped message could not be journaled, answered 503 so that \
-                             CMQ delivers it again: {err}"
+                            "dropped message could not be journaled, answered so that CMQ \
+                             delivers it again: {err}"
                         );
                         let failed = Settlement::Failed("drop not journaled".into());
                         let _ = self

@@ -9,15 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::StatusCode;
 use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 
-use crate::bindings::Decision;
-use crate::delivery::{Outcome, Recorded, clip};
-use crate::guest::GuestFault;
-use crate::report::{self, Subject};
+use crate::report::Subject;
 use crate::route::Route;
+use crate::verdict::Verdict;
 
 /// Decisions a watcher may fall behind by before it misses some.
 const CAPACITY: usize = 256;
@@ -147,9 +144,8 @@ impl Feed {
         })
     }
 
-    /// Publishes `decided`, answered `status`.
-    pub(crate) fn publish(&self, mut decided: Decided, status: StatusCode) {
-        decided.status = status.as_u16();
+    /// Publishes `decided`.
+    pub(crate) fn publish(&self, decided: Decided) {
         // An error: no watcher left since the preview, so nobody misses it.
         let _ = self.sender.send(Arc::new(decided));
     }
@@ -241,60 +237,15 @@ impl Decided {
         serde_json::to_string(&shown).unwrap_or_default()
     }
 
-    /// A push handler's delivery, as it ended (its status comes with [`Feed::publish`]).
-    pub(crate) fn delivered(
+    /// A push that reached its route's delivery, as its verdict says it ended.
+    pub(crate) fn of(
         route: &Route,
         subject: &Subject,
-        outcome: &Outcome,
+        verdict: &Verdict,
         elapsed: Duration,
         preview: Preview,
     ) -> Decided {
-        let (reason, dead_letter) = match outcome {
-            Outcome::Ran {
-                result, recorded, ..
-            } => {
-                let reason = match result {
-                    Ok(Decision::Ack) => None,
-                    Ok(Decision::Retry(reason) | Decision::Drop(reason)) => {
-                        Some(clip(reason).to_owned())
-                    }
-                    Err(fault) => Some(fault.to_string()),
-                };
-                let dead_letter = match recorded {
-                    Recorded::Journaled(id) => Some(*id),
-                    _ => None,
-                };
-                (reason, dead_letter)
-            }
-            Outcome::Busy { journaled, .. } => (None, *journaled),
-            Outcome::Unclaimed(err) => (Some(err.to_string()), None),
-            Outcome::Duplicate { of } => (Some(format!("a duplicate of {}", of.name())), None),
-        };
-        Decided::new(route, subject, outcome.decision(), elapsed, preview).with(
-            reason,
-            outcome.attempt(),
-            dead_letter,
-        )
-    }
-
-    /// A `wasi:http` guest's delivery: acknowledged when it answered 2xx.
-    pub(crate) fn passed(
-        route: &Route,
-        subject: &Subject,
-        fault: Option<&GuestFault>,
-        status: StatusCode,
-        elapsed: Duration,
-        preview: Preview,
-    ) -> Decided {
-        let decision = match fault {
-            Some(_) => "fault",
-            None => report::http_decision(status),
-        };
-        Decided::new(route, subject, decision, elapsed, preview).with(
-            fault.map(ToString::to_string),
-            None,
-            None,
-        )
+        Decided::new(route, subject, verdict.decision(), elapsed, preview).with(verdict)
     }
 
     fn new(
@@ -325,15 +276,11 @@ impl Decided {
         }
     }
 
-    fn with(
-        mut self,
-        reason: Option<String>,
-        attempt: Option<u32>,
-        dead_letter: Option<i64>,
-    ) -> Decided {
-        self.reason = reason;
-        self.attempt = attempt;
-        self.dead_letter = dead_letter;
+    fn with(mut self, verdict: &Verdict) -> Decided {
+        self.reason.clone_from(&verdict.reason);
+        self.status = verdict.status.as_u16();
+        self.attempt = verdict.attempt;
+        self.dead_letter = verdict.dead_letter;
         self
     }
 }

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use cmq_message::PushHeaders;
-use http::{HeaderMap, Method, Request, StatusCode, header};
+use http::{HeaderMap, Method, Request, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use tokio::sync::SemaphorePermit;
@@ -40,17 +40,6 @@ pub(crate) enum Refusal {
 }
 
 impl Refusal {
-    pub(crate) fn status(&self) -> StatusCode {
-        match self {
-            Refusal::NotFound => StatusCode::NOT_FOUND,
-            Refusal::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Refusal::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Refusal::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            Refusal::BodyRead(_) | Refusal::Parse(_) => StatusCode::BAD_REQUEST,
-            Refusal::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-
     /// Whether CMQ counts the push as a delivery that failed for want of room or time,
     /// one the store must count: a body that is not a push (400, 413) will never be
     /// handled anyway.

@@ -5,11 +5,12 @@
 //! or the dead-letter journal keeps it; every other fault, timeout or overload answers
 //! non-2xx so that CMQ redelivers.
 //!
-//! A push goes through these modules, in this order, each importing only those before
-//! it: `listener` (accept), `receiver` (its route), `intake` (admit, read, parse),
-//! `delivery` (claim, run the guest, record), `report` (log line, metrics; beside it
-//! `feed`, the decision for a console's live view) and `answer` (the HTTP answer). The
-//! README's "How a push flows" says what each does.
+//! A push is answered by `receiver`, which finds its route and takes the push through
+//! its stages, each a module that imports only the stages before it: `intake` (admit,
+//! read, parse), `delivery` (claim, run the guest, record) and `verdict` (how it
+//! ended, decided once: the HTTP answer, the decision, the reason); then, reading the
+//! verdict, `report` (the log line, the metrics) and `feed` (the decision for a
+//! console's live view). The README's "How a push flows" says what each does.
 //!
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {
@@ -26,7 +27,6 @@
 
 mod access;
 mod admin;
-mod answer;
 mod bindings;
 mod compile_cache;
 mod config;
@@ -50,6 +50,7 @@ mod precompiled;
 mod receiver;
 mod reload;
 mod report;
+mod response;
 mod route;
 mod server;
 mod signals;
@@ -57,6 +58,7 @@ mod store;
 mod tls;
 pub mod trace;
 mod units;
+mod verdict;
 
 pub use crate::access::Token;
 pub use crate::admin::AdminServer;

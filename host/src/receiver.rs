@@ -1,7 +1,7 @@
 //! The receiver: the routes it serves, with their compiled guests, the delivery store
 //! and the metrics; its reloads; and [`Receiver::answer`], which takes one push through
-//! its stages, each in a file of its own: [`crate::intake`], [`crate::delivery`],
-//! [`crate::report`] and [`crate::answer`].
+//! its stages, each in a file of its own: [`crate::intake`], [`crate::delivery`] and
+//! [`crate::verdict`], which [`crate::report`] and [`crate::feed`] read.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,11 +14,10 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use tracing::Instrument as _;
 
-use crate::answer::{self, AnswerBody};
 use crate::bindings::{Decision, Message};
 use crate::config::Config;
 use crate::delivery::{self, Delivery};
-use crate::feed::{Decided, Feed};
+use crate::feed::{Decided, Feed, Preview};
 use crate::guest::{GuestFault, ServeAs};
 use crate::intake::{self, Refusal, Taken, Work};
 use crate::loading::{Loaded, Loading};
@@ -26,9 +25,11 @@ use crate::metrics::Metrics;
 use crate::options::ReceiverOptions;
 use crate::outbound_http::Outbound;
 use crate::report::{self, Subject};
+use crate::response::AnswerBody;
 use crate::route::{CurrentRoutes, LoadedRoute, Routes};
 use crate::store::{DeadLetter, Store, push_key};
 use crate::trace;
+use crate::verdict::{self, Verdict};
 
 /// Turns pushes into guest runs: owns the routes, with their engine and compiled guests,
 /// the delivery store and the metrics. Its routes can be reloaded while it serves.
@@ -300,7 +301,7 @@ impl Receiver {
 
     /// Answers one HTTP request. Never fails: every problem is an answer. The stages,
     /// in order: the route, [`intake`], [`Delivery`] (or [`delivery::pass_request`]
-    /// for a wasi-http guest), [`report`] and [`answer`].
+    /// for a wasi-http guest), its [`Verdict`], and [`report`] of it.
     pub(crate) async fn answer(
         &self,
         request: Request<Incoming>,
@@ -328,7 +329,7 @@ impl Receiver {
         let path = request.uri().path().to_owned();
         let Some((route, rest)) = routes.find(&path) else {
             report::no_route(&self.metrics, peer);
-            return answer::refused(&Refusal::NotFound);
+            return verdict::refused(&Refusal::NotFound);
         };
         // With a store, a push handler's deliveries are counted even when answered
         // before the claim: by the header's id, all that is known before the body. The
@@ -356,67 +357,64 @@ impl Receiver {
                 {
                     store.note_delivery(push_key(&route.name, id));
                 }
-                return answer::refused(&err);
+                return verdict::refused(&err);
             }
         };
         let _in_flight = self.metrics.in_flight(&route.name);
-        match work {
+        let (subject, preview) = subject_and_preview(&self.feed, &work);
+        record_subject(span, &route.name, &subject);
+        let verdict = match work {
             Work::Message(message, raw) => {
-                let subject = Subject::of(&message);
-                record_subject(span, &route.name, &subject);
-                let preview = self.feed.preview(|| message.tags.clone(), &message.body);
                 let delivery = Delivery {
                     route,
                     store: self.store.as_ref(),
                     metrics: &self.metrics,
                 };
-                let outcome = delivery.run(message, raw).await;
-                span.record("messaging.cmq.decision", outcome.decision());
-                if let Some(attempt) = outcome.attempt() {
-                    span.record("messaging.cmq.attempt", attempt);
-                }
-                let elapsed = started.elapsed();
-                report::delivered(&self.metrics, route, &subject, &outcome, elapsed);
-                let decided = preview
-                    .map(|preview| Decided::delivered(route, &subject, &outcome, elapsed, preview));
-                let response = answer::of(outcome);
-                if let Some(decided) = decided {
-                    self.feed.publish(decided, response.status());
-                }
-                response
+                Verdict::of(delivery.run(message, raw).await)
             }
             Work::Request(parts, body) => {
-                let headers = intake::push_headers(&parts.headers);
-                // The guest parses the body: only the headers say which message it is.
-                let subject = Subject {
-                    message_id: headers.message_id.unwrap_or_default(),
-                    topic: None,
-                    subscription: None,
-                    request_id: headers.request_id,
-                };
-                record_subject(span, &route.name, &subject);
-                let tags = headers.message_tag.as_deref();
-                let preview = self.feed.preview(
-                    || tags.map(cmq_message::parse_tags).unwrap_or_default(),
-                    &body,
-                );
                 let (result, times) =
                     delivery::pass_request(route, parts, body, &subject.message_id).await;
                 self.metrics.guest_ran(&route.name, times);
-                let elapsed = started.elapsed();
-                report::passed(&self.metrics, route, &subject, &result, elapsed);
-                let (response, fault) = match result {
-                    Ok(response) => (response, None),
-                    Err(fault) => (answer::guest_failed(&fault), Some(fault)),
-                };
-                if let Some(preview) = preview {
-                    let status = response.status();
-                    let decided =
-                        Decided::passed(route, &subject, fault.as_ref(), status, elapsed, preview);
-                    self.feed.publish(decided, status);
-                }
-                response
+                Verdict::passed(result)
             }
+        };
+        let elapsed = started.elapsed();
+        span.record("messaging.cmq.decision", verdict.decision());
+        if let Some(attempt) = verdict.attempt {
+            span.record("messaging.cmq.attempt", attempt);
+        }
+        report::ended(&self.metrics, route, &subject, &verdict, elapsed);
+        if let Some(preview) = preview {
+            self.feed
+                .publish(Decided::of(route, &subject, &verdict, elapsed, preview));
+        }
+        verdict.into_response()
+    }
+}
+
+/// Which message `work` carries, and what the live feed shows of it while watched.
+fn subject_and_preview(feed: &Feed, work: &Work) -> (Subject, Option<Preview>) {
+    match work {
+        Work::Message(message, _) => (
+            Subject::of(message),
+            feed.preview(|| message.tags.clone(), &message.body),
+        ),
+        Work::Request(parts, body) => {
+            let headers = intake::push_headers(&parts.headers);
+            let tags = headers.message_tag.as_deref();
+            let preview = feed.preview(
+                || tags.map(cmq_message::parse_tags).unwrap_or_default(),
+                body,
+            );
+            // The guest parses the body: only the headers say which message it is.
+            let subject = Subject {
+                message_id: headers.message_id.unwrap_or_default(),
+                topic: None,
+                subscription: None,
+                request_id: headers.request_id,
+            };
+            (subject, preview)
         }
     }
 }

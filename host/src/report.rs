@@ -5,25 +5,22 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use http::Response;
-
-use crate::answer::fault_status;
-use crate::bindings::Decision;
-use crate::delivery::{Outcome, Recorded, clip};
 use crate::guest::GuestFault;
 use crate::intake::Refusal;
 use crate::metrics::{Metrics, NO_ROUTE};
 use crate::route::Route;
+use crate::verdict::{Ended, Verdict, refusal_status};
 
 /// A push no route serves.
 pub(crate) fn no_route(metrics: &Metrics, peer: SocketAddr) {
-    tracing::info!(%peer, http.response.status_code = 404, "push rejected: no route serves the path");
-    metrics.rejected(NO_ROUTE, 404);
+    let status = refusal_status(&Refusal::NotFound).as_u16();
+    tracing::info!(%peer, http.response.status_code = status, "push rejected: no route serves the path");
+    metrics.rejected(NO_ROUTE, status);
 }
 
 /// A push refused at intake.
 pub(crate) fn refused(metrics: &Metrics, peer: SocketAddr, route_name: &str, err: &Refusal) {
-    let status = err.status().as_u16();
+    let status = refusal_status(err).as_u16();
     tracing::info!(%peer, messaging.cmq.route = route_name, http.response.status_code = status, "push rejected: {err}");
     match err {
         Refusal::Overloaded(_) => metrics.overloaded(route_name),
@@ -64,136 +61,51 @@ impl Subject {
     }
 }
 
-/// A push handler's delivery, as it ended.
-pub(crate) fn delivered(
+/// A push that reached its route's delivery, as its verdict says it ended: one line,
+/// and its metrics.
+pub(crate) fn ended(
     metrics: &Metrics,
     route: &Route,
     subject: &Subject,
-    outcome: &Outcome,
-    elapsed: Duration,
-) {
-    let route_name = route.name.as_str();
-    let (message_id, topic, subscription, request_id) = subject.fields();
-    match outcome {
-        Outcome::Duplicate { of } => {
-            metrics.dedupe_hit(route_name, *of);
-            tracing::info!(
-                messaging.cmq.route = route_name,
-                messaging.message.id = message_id,
-                messaging.destination.name = topic,
-                messaging.destination.subscription.name = subscription,
-                messaging.cmq.request_id = request_id,
-                messaging.cmq.decision = "duplicate",
-                duplicate_of = of.name(),
-                "message already settled: a duplicate of {}, answered without running the \
-                 guest",
-                of.name()
-            );
-        }
-        Outcome::Busy {
-            attempt,
-            journaled: Some(dead_letter),
-        } => {
-            metrics.dead_letter(route_name);
-            tracing::info!(
-                messaging.cmq.route = route_name,
-                messaging.message.id = message_id,
-                messaging.destination.name = topic,
-                messaging.destination.subscription.name = subscription,
-                messaging.cmq.request_id = request_id,
-                messaging.cmq.attempt = attempt,
-                dead_letter,
-                "message kept: another push of it is in progress on the last attempt"
-            );
-        }
-        Outcome::Busy {
-            attempt,
-            journaled: None,
-        } => {
-            tracing::info!(
-                messaging.cmq.route = route_name,
-                messaging.message.id = message_id,
-                messaging.destination.name = topic,
-                messaging.destination.subscription.name = subscription,
-                messaging.cmq.request_id = request_id,
-                messaging.cmq.attempt = attempt,
-                http.response.status_code = 503,
-                "message not handled: another push of it is in progress"
-            );
-        }
-        Outcome::Unclaimed(err) => {
-            tracing::warn!(
-                messaging.cmq.route = route_name,
-                messaging.message.id = message_id,
-                messaging.destination.name = topic,
-                messaging.destination.subscription.name = subscription,
-                messaging.cmq.request_id = request_id,
-                http.response.status_code = 503,
-                "message not handled: {err}"
-            );
-        }
-        Outcome::Ran {
-            attempt,
-            result,
-            recorded,
-        } => ran(
-            metrics,
-            route,
-            subject,
-            (*attempt, result, recorded),
-            elapsed,
-        ),
-    }
-}
-
-/// A delivery whose guest ran: its decision, or why it gave none.
-fn ran(
-    metrics: &Metrics,
-    route: &Route,
-    subject: &Subject,
-    (attempt, result, recorded): (Option<u32>, &Result<Decision, GuestFault>, &Recorded),
+    verdict: &Verdict,
     elapsed: Duration,
 ) {
     let route_name = route.name.as_str();
     let (message_id, topic, subscription, request_id) = subject.fields();
     let seconds = elapsed.as_secs_f64();
     let duration_ms = seconds * 1000.0;
-    let dead_letter = match recorded {
-        Recorded::Journaled(id) => {
-            metrics.dead_letter(route_name);
-            Some(*id)
-        }
-        Recorded::DropNotJournaled => {
-            metrics.store_error(route_name);
-            None
-        }
-        Recorded::NotStored | Recorded::Settled => None,
-    };
-    match result {
-        Ok(decision) => {
-            let (name, reason) = match decision {
-                Decision::Ack => ("ack", None),
-                Decision::Retry(reason) => ("retry", Some(clip(reason))),
-                Decision::Drop(reason) => ("drop", Some(clip(reason))),
-            };
-            metrics.message(route_name, name, seconds);
-            // `reason`, `attempt` and `dead_letter` are left out when there are none.
-            tracing::info!(
+    let decision = verdict.decision();
+    let status = verdict.status.as_u16();
+    let (attempt, dead_letter) = (verdict.attempt, verdict.dead_letter);
+    if dead_letter.is_some() {
+        metrics.dead_letter(route_name);
+    }
+    // Fields that are `None` are left out of the line.
+    macro_rules! line {
+        ($level:ident, $($rest:tt)*) => {
+            tracing::$level!(
                 messaging.cmq.route = route_name,
                 generation = route.generation,
                 messaging.message.id = message_id,
                 messaging.destination.name = topic,
                 messaging.destination.subscription.name = subscription,
                 messaging.cmq.request_id = request_id,
-                messaging.cmq.decision = name,
-                reason,
+                messaging.cmq.decision = decision,
+                http.response.status_code = status,
                 messaging.cmq.attempt = attempt,
                 dead_letter,
                 duration_ms,
-                "message handled"
-            );
+                $($rest)*
+            )
+        };
+    }
+    match &verdict.ended {
+        Ended::Decided(_) => {
+            metrics.message(route_name, decision, seconds);
+            let reason = verdict.reason.as_deref();
+            line!(info, reason, "message handled");
         }
-        Err(fault) => {
+        Ended::Fault(fault) => {
             fault_counted(metrics, route_name, fault, seconds);
             if let Some(backtrace) = fault.backtrace() {
                 // A line an event: the frames' names are the guest's own (its name
@@ -206,74 +118,32 @@ fn ran(
                     );
                 }
             }
-            let status = match recorded {
-                Recorded::Journaled(_) => 200,
-                _ => fault_status(fault).as_u16(),
-            };
-            tracing::warn!(
-                messaging.cmq.route = route_name,
-                generation = route.generation,
-                messaging.message.id = message_id,
-                messaging.destination.name = topic,
-                messaging.destination.subscription.name = subscription,
-                messaging.cmq.request_id = request_id,
-                http.response.status_code = status,
-                messaging.cmq.attempt = attempt,
-                dead_letter,
-                duration_ms,
-                "message not handled: {fault}"
+            line!(warn, "message not handled: {fault}");
+        }
+        Ended::Duplicate(of) => {
+            metrics.dedupe_hit(route_name, *of);
+            line!(
+                info,
+                duplicate_of = of.name(),
+                "message already settled: a duplicate of {}, answered without running the \
+                 guest",
+                of.name()
             );
         }
+        Ended::Busy if dead_letter.is_some() => line!(
+            info,
+            "message kept: another push of it is in progress on the last attempt"
+        ),
+        Ended::Busy => line!(
+            info,
+            "message not handled: another push of it is in progress"
+        ),
+        Ended::Unclaimed => line!(
+            warn,
+            "message not handled: {}",
+            verdict.reason.as_deref().unwrap_or("the store failed")
+        ),
     }
-}
-
-/// A `wasi:http` guest's delivery, as it ended.
-pub(crate) fn passed<B>(
-    metrics: &Metrics,
-    route: &Route,
-    subject: &Subject,
-    result: &Result<Response<B>, GuestFault>,
-    elapsed: Duration,
-) {
-    let route_name = route.name.as_str();
-    let message_id = subject.message_id.as_str();
-    let request_id = subject.request_id.as_deref();
-    let seconds = elapsed.as_secs_f64();
-    let duration_ms = seconds * 1000.0;
-    match result {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            let decision = http_decision(response.status());
-            metrics.message(route_name, decision, seconds);
-            tracing::info!(
-                messaging.cmq.route = route_name,
-                generation = route.generation,
-                messaging.message.id = message_id,
-                messaging.cmq.request_id = request_id,
-                http.response.status_code = status,
-                messaging.cmq.decision = decision,
-                duration_ms,
-                "message handled"
-            );
-        }
-        Err(fault) => {
-            fault_counted(metrics, route_name, fault, seconds);
-            let status = fault_status(fault).as_u16();
-            tracing::warn!(
-                messaging.cmq.route = route_name,
-                messaging.message.id = message_id,
-                messaging.cmq.request_id = request_id,
-                http.response.status_code = status,
-                duration_ms,
-                "message not handled: {fault}"
-            );
-        }
-    }
-}
-
-/// A `wasi:http` guest's decision, by the status it answered: 2xx acknowledges.
-pub(crate) fn http_decision(status: http::StatusCode) -> &'static str {
-    if status.is_success() { "ack" } else { "retry" }
 }
 
 /// Counts a message whose guest gave no decision, and the kind of fault.

@@ -560,7 +560,8 @@ pub struct Pruned {
     pub statements: u32,
 }
 
-/// Longest any store operation may take before the push gets `503 store unavailable`.
+/// Longest any store operation may take before the push is answered `store
+/// unavailable` (see `crate::verdict`).
 const STORE_TIMEOUT: Duration = Duration::from_secs(3);
 
 async fn timed<T>(operation: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {

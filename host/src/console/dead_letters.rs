@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use http::{Response, StatusCode};
 
-use crate::answer::AnswerBody;
 use crate::receiver::Receiver;
+use crate::response::AnswerBody;
 use crate::store::JournalQuery;
 
 use super::page::{csrf_field, escape, page};

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 
-use crate::answer::AnswerBody;
+use crate::response::AnswerBody;
 
 use super::session::Current;
 

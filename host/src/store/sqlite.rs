@@ -140,7 +140,7 @@ impl SqliteStore {
             durable,
             bytes,
             run: Box::new(move |conn| {
-                // A caller that gave up (the store's timeout answered its push 503) has
+                // A caller that gave up (the store's timeout answered its push `store unavailable`) has
                 // counted its delivery as not recorded: a late claim would count it twice.
                 let outcome = match conn {
                     Some(conn) if !done.is_closed() => Some(in_savepoint(conn, op)),

@@ -1,4 +1,4 @@
-//! Deliveries the store did not count when they came: answered `503` before a claim
+//! Deliveries the store did not count when they came: answered non-2xx before a claim
 //! (too many messages in flight, a body that came too slowly) or because the store
 //! failed. CMQ counts them all the same, so the host must too, or its last delivery
 //! would look like an earlier one and be answered non-2xx without a journal entry.
