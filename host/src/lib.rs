@@ -25,61 +25,43 @@
 //! ```
 #![deny(missing_docs)]
 
-mod access;
-mod admin;
-mod bindings;
-mod compile_cache;
 mod config;
 mod console;
-mod delivery;
-mod engine;
-mod feed;
-mod granted_files;
-mod grants;
-mod guest;
-mod guest_output;
-mod instance_pool;
-mod intake;
-mod listener;
-mod loading;
-mod memory_cap;
 mod metrics;
 mod options;
-mod outbound_http;
-mod precompiled;
+mod push;
 mod receiver;
 mod reload;
-mod report;
 mod response;
 mod route;
-mod server;
-mod signals;
+mod sandbox;
+mod serve;
 mod store;
-mod tls;
 pub mod trace;
 mod units;
-mod verdict;
 
-pub use crate::access::Token;
-pub use crate::admin::AdminServer;
-pub use crate::bindings::Decision;
-pub use crate::compile_cache::default_dir as compile_cache_dir;
 pub use crate::config::{Config, ConfigError, DEFAULT_LISTEN, SINGLE_ROUTE, TlsFiles};
-pub use crate::grants::{DirGrant, EnvGrant, Grants, HttpGrant};
-pub use crate::guest::{GuestFault, ServeAs};
-pub use crate::guest_output::TARGET as GUEST_OUTPUT_TARGET;
-pub use crate::loading::Loaded;
-pub use crate::options::{DEFAULT_MAX_CONNECTIONS, ReceiverOptions, RouteOptions, SharedLimits};
+pub use crate::options::{
+    DEFAULT_MAX_CONNECTIONS, ReceiverOptions, RouteOptions, ServeAs, SharedLimits,
+};
 pub use crate::receiver::Receiver;
 pub use crate::reload::{ConfigSource, Reloader};
 pub use crate::route::{LoadedRoute, RoutePlan};
-pub use crate::server::Server;
-pub use crate::signals::OsSignal;
+pub use crate::sandbox::bindings::Decision;
+pub use crate::sandbox::compile_cache::default_dir as compile_cache_dir;
+pub use crate::sandbox::grants::{DirGrant, EnvGrant, Grants, HttpGrant};
+pub use crate::sandbox::guest::GuestFault;
+pub use crate::sandbox::guest_output::TARGET as GUEST_OUTPUT_TARGET;
+pub use crate::sandbox::loading::Loaded;
+pub use crate::serve::access::Token;
+pub use crate::serve::admin::AdminServer;
+pub use crate::serve::server::Server;
+pub use crate::serve::signals::OsSignal;
+pub use crate::serve::tls::Tls;
 pub use crate::store::{
     Claim, DeadLetter, MessageRecord, Pruned, RouteCount, Settled, Settlement, Store, StoreError,
     StoreFiles, StoreLocation, WAL_LIMIT, message_key,
 };
-pub use crate::tls::Tls;
 pub use crate::trace::TARGET as TRACE_TARGET;
 pub use crate::units::{ByteSize, DedupeWindow, HumanDuration};
 pub use cmq_message::ExpectedFormat;

@@ -10,7 +10,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 
-use crate::guest::GuestTimes;
+use crate::sandbox::guest::GuestTimes;
 use prometheus_client::registry::{Metric, Registry};
 
 /// The label of pushes that no route serves.
@@ -111,7 +111,7 @@ pub(crate) struct Metrics {
     instantiation: DurationFamily,
     store_operations: Family<OperationLabel, Histogram, fn() -> Histogram>,
     dead_letters_waiting: Family<RouteLabel, Gauge>,
-    outbound_requests: Family<crate::outbound_http::OutboundLabels, Counter>,
+    outbound_requests: Family<crate::sandbox::outbound_http::OutboundLabels, Counter>,
     instances: Family<InstanceLabels, Counter>,
     instances_discarded: Family<CauseLabels, Counter>,
     instances_idle: Family<RouteLabel, Gauge>,
@@ -329,7 +329,7 @@ impl Metrics {
     /// The counter of guests' outbound requests, which the instances count into.
     pub(crate) fn outbound_requests(
         &self,
-    ) -> Family<crate::outbound_http::OutboundLabels, Counter> {
+    ) -> Family<crate::sandbox::outbound_http::OutboundLabels, Counter> {
         self.outbound_requests.clone()
     }
 

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use cmq_message::ExpectedFormat;
 
-use crate::access::Token;
-use crate::grants::Grants;
-use crate::guest::ServeAs;
+use crate::sandbox::grants::Grants;
+
+use crate::serve::access::Token;
 use crate::store::Store;
 
 /// How one route treats its pushes; every field has a default (see [`Default`]).
@@ -106,7 +106,7 @@ pub(crate) fn default_max_in_flight() -> usize {
 pub(crate) const MAX_LIMIT: usize = 1 << 20;
 
 /// Connections the push listener keeps open at once unless told otherwise (see
-/// [`crate::server::Server::limit_connections`]).
+/// [`crate::serve::server::Server::limit_connections`]).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 /// How a receiver of one component treats pushes: its one route's options, the limits,
@@ -126,4 +126,43 @@ pub struct ReceiverOptions {
     /// Whether the component may be a `.cwasm` from `cmq-host compile`: native code,
     /// run as is (default: no).
     pub allow_precompiled: bool,
+}
+
+/// Which interface a component is served through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ServeAs {
+    /// `push-handler` when the component exports `cmq:push/handler`, otherwise
+    /// `incoming-handler` when it exports `wasi:http/incoming-handler`.
+    #[default]
+    Auto,
+    /// `cmq:push/handler`: the host parses the push and the guest returns a decision.
+    PushHandler,
+    /// `wasi:http/incoming-handler`: the guest gets the HTTP request and its response
+    /// is the answer, as under `wasmtime serve` or Spin.
+    IncomingHandler,
+}
+
+impl std::str::FromStr for ServeAs {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "auto" => Ok(ServeAs::Auto),
+            "push-handler" => Ok(ServeAs::PushHandler),
+            "incoming-handler" => Ok(ServeAs::IncomingHandler),
+            _ => Err(format!(
+                "unknown interface {text:?}: expected auto, push-handler or incoming-handler"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for ServeAs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ServeAs::Auto => "auto",
+            ServeAs::PushHandler => "push-handler",
+            ServeAs::IncomingHandler => "incoming-handler",
+        })
+    }
 }

@@ -1,7 +1,7 @@
 //! The receiver: the routes it serves, with their compiled guests, the delivery store
 //! and the metrics; its reloads; and [`Receiver::answer`], which takes one push through
-//! its stages, each in a file of its own: [`crate::intake`], [`crate::delivery`] and
-//! [`crate::verdict`], which [`crate::report`] and [`crate::feed`] read.
+//! its stages, each in a file of its own: [`crate::push::intake`], [`crate::push::delivery`] and
+//! [`crate::push::verdict`], which [`crate::push::report`] and [`crate::push::feed`] read.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,22 +14,23 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use tracing::Instrument as _;
 
-use crate::bindings::{Decision, Message};
 use crate::config::Config;
-use crate::delivery::{self, Delivery};
-use crate::feed::{Decided, Feed, Preview};
-use crate::guest::{GuestFault, ServeAs};
-use crate::intake::{self, Refusal, Taken, Work};
-use crate::loading::{Loaded, Loading};
 use crate::metrics::Metrics;
 use crate::options::ReceiverOptions;
-use crate::outbound_http::Outbound;
-use crate::report::{self, Subject};
+use crate::options::ServeAs;
+use crate::push::delivery::{self, Delivery};
+use crate::push::feed::{Decided, Feed, Preview};
+use crate::push::intake::{self, Refusal, Taken, Work};
+use crate::push::report::{self, Subject};
+use crate::push::verdict::{self, Verdict};
 use crate::response::AnswerBody;
 use crate::route::{CurrentRoutes, LoadedRoute, Routes};
+use crate::sandbox::bindings::{Decision, Message};
+use crate::sandbox::guest::GuestFault;
+use crate::sandbox::loading::{Loaded, Loading};
+use crate::sandbox::outbound_http::Outbound;
 use crate::store::{DeadLetter, Store, push_key};
 use crate::trace;
-use crate::verdict::{self, Verdict};
 
 /// Turns pushes into guest runs: owns the routes, with their engine and compiled guests,
 /// the delivery store and the metrics. Its routes can be reloaded while it serves.
@@ -83,7 +84,7 @@ impl Receiver {
             tracing::info!(
                 "guests' outbound HTTP: at most {} requests in flight per instance, {} for the \
                  whole host (a quarter of its open-files limit)",
-                crate::outbound_http::MAX_REQUESTS_PER_INSTANCE,
+                crate::sandbox::outbound_http::MAX_REQUESTS_PER_INSTANCE,
                 outbound.cap()
             );
         }

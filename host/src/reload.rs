@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::Config;
 use crate::receiver::Receiver;
-use crate::signals::OsSignal;
+use crate::serve::signals::OsSignal;
 
 /// How often the watched files are looked at.
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);

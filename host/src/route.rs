@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use tokio::sync::{Semaphore, SemaphorePermit, TryAcquireError};
 
-use crate::engine::{EngineSizing, EpochTicker, new_engine};
-use crate::guest::{Guest, ServeAs};
-use crate::instance_pool::Reuse;
-use crate::loading::{Loaded, Loading};
+use crate::options::ServeAs;
 use crate::options::{MAX_LIMIT, RouteOptions, SharedLimits};
-use crate::outbound_http::Outbound;
+use crate::sandbox::engine::{EngineSizing, EpochTicker, new_engine};
+use crate::sandbox::guest::Guest;
+use crate::sandbox::instance_pool::Reuse;
+use crate::sandbox::loading::{Loaded, Loading};
+use crate::sandbox::outbound_http::Outbound;
 
 /// One route to build: its name, the path it serves, its component and options.
 #[derive(Debug, Clone)]

@@ -14,11 +14,11 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{Config, ConfigError, TlsFiles, default_listen};
-use crate::access::Token;
-use crate::grants::{DirGrant, EnvGrant, Grants, HttpGrant};
-use crate::guest::ServeAs;
+use crate::options::ServeAs;
 use crate::options::{DEFAULT_MAX_CONNECTIONS, RouteOptions, SharedLimits};
 use crate::route::RoutePlan;
+use crate::sandbox::grants::{DirGrant, EnvGrant, Grants, HttpGrant};
+use crate::serve::access::Token;
 use crate::units::{ByteSize, DedupeWindow, HumanDuration};
 
 /// Reads one file's text into a config.

@@ -1,7 +1,7 @@
 //! The console's live page: decisions as they happen, filtered by route and decision,
 //! bodies only when asked. The page is rendered here; `live.js` (embedded, served at
 //! `/console/live.js`) opens the server-sent events stream `/console/live/events`,
-//! which this module writes from the receiver's feed ([`crate::feed`]).
+//! which this module writes from the receiver's feed ([`crate::push::feed`]).
 //!
 //! A stream sends at most [`MAX_EVENTS_PER_SECOND`] decisions a second (more than a
 //! person reads) and says how many it left out; it ends when its session does, when
@@ -19,7 +19,7 @@ use hyper::body::{Body, Frame};
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 
-use crate::feed::{Decided, Next, Watch};
+use crate::push::feed::{Decided, Next, Watch};
 use crate::receiver::Receiver;
 
 use super::page::escape;

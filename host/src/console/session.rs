@@ -10,7 +10,7 @@ use http::HeaderMap;
 use http::header::COOKIE;
 use subtle::ConstantTimeEq as _;
 
-use crate::access::Token;
+use crate::serve::access::Token;
 
 /// The session cookie's name.
 pub(crate) const COOKIE_NAME: &str = "cmq_console";

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
-use crate::access::Token;
+use crate::serve::access::Token;
 
 /// The variables that hold the host's own secrets: the push token, the console's token
 /// and the store's URL (which may carry a password).

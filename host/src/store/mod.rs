@@ -561,7 +561,7 @@ pub struct Pruned {
 }
 
 /// Longest any store operation may take before the push is answered `store
-/// unavailable` (see `crate::verdict`).
+/// unavailable` (see `crate::push::verdict`).
 const STORE_TIMEOUT: Duration = Duration::from_secs(3);
 
 async fn timed<T>(operation: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {

@@ -18,14 +18,15 @@ use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::bindings::{Decision, Message, PushHandler, PushHandlerPre};
-use crate::grants::{Grants, HeldDirs};
-use crate::guest_output::GuestOutput;
-use crate::instance_pool::{Pool, Reuse};
-use crate::loading::{Loaded, Loading};
-use crate::memory_cap::MemoryCap;
 use crate::options::RouteOptions;
-use crate::outbound_http::{Outbound, OutboundHttp};
+use crate::options::ServeAs;
+use crate::sandbox::bindings::{Decision, Message, PushHandler, PushHandlerPre};
+use crate::sandbox::grants::{Grants, HeldDirs};
+use crate::sandbox::guest_output::GuestOutput;
+use crate::sandbox::instance_pool::{Pool, Reuse};
+use crate::sandbox::loading::{Loaded, Loading};
+use crate::sandbox::memory_cap::MemoryCap;
+use crate::sandbox::outbound_http::{Outbound, OutboundHttp};
 use crate::trace;
 use tracing::Instrument as _;
 
@@ -81,7 +82,7 @@ impl GuestFault {
 fn one_line(err: &wasmtime::Error) -> String {
     let cause = err.root_cause().to_string();
     let cause = cause.split_whitespace().collect::<Vec<_>>().join(" ");
-    crate::guest_output::escaped(&cause).into_owned()
+    crate::sandbox::guest_output::escaped(&cause).into_owned()
 }
 
 /// Everything one guest instance may touch: WASI with no files, no environment and no
@@ -212,45 +213,6 @@ impl Instance {
     }
 }
 
-/// Which interface a component is served through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ServeAs {
-    /// `push-handler` when the component exports `cmq:push/handler`, otherwise
-    /// `incoming-handler` when it exports `wasi:http/incoming-handler`.
-    #[default]
-    Auto,
-    /// `cmq:push/handler`: the host parses the push and the guest returns a decision.
-    PushHandler,
-    /// `wasi:http/incoming-handler`: the guest gets the HTTP request and its response
-    /// is the answer, as under `wasmtime serve` or Spin.
-    IncomingHandler,
-}
-
-impl std::str::FromStr for ServeAs {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "auto" => Ok(ServeAs::Auto),
-            "push-handler" => Ok(ServeAs::PushHandler),
-            "incoming-handler" => Ok(ServeAs::IncomingHandler),
-            _ => Err(format!(
-                "unknown interface {text:?}: expected auto, push-handler or incoming-handler"
-            )),
-        }
-    }
-}
-
-impl std::fmt::Display for ServeAs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            ServeAs::Auto => "auto",
-            ServeAs::PushHandler => "push-handler",
-            ServeAs::IncomingHandler => "incoming-handler",
-        })
-    }
-}
-
 /// The export a loaded component is served through.
 enum Exports {
     Push(PushHandlerPre<GuestState>),
@@ -298,10 +260,10 @@ impl Guest {
         outbound: Arc<Outbound>,
     ) -> wasmtime::Result<Self> {
         let grants = options.grants.clone();
-        let (component, loaded) = crate::loading::load_component(engine, path, loading)?;
+        let (component, loaded) = crate::sandbox::loading::load_component(engine, path, loading)?;
         let mut linker = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        crate::granted_files::add_to_linker(&mut linker)?;
+        crate::sandbox::granted_files::add_to_linker(&mut linker)?;
         // Always linked, so that a component importing wasi:http instantiates; its
         // requests are refused unless the operator granted the destination.
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;

@@ -24,9 +24,9 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header
 use http_body_util::{BodyExt as _, Either, Limited};
 use hyper::body::Incoming;
 
-use crate::access::Token;
 use crate::receiver::Receiver;
 use crate::response::AnswerBody;
+use crate::serve::access::Token;
 
 use live::EventStream;
 use page::{escape, page, redirect, respond, secured};
@@ -93,7 +93,7 @@ impl Console {
                 "text/plain; charset=utf-8",
                 format!(
                     "{} live views are open already\n",
-                    crate::feed::MAX_WATCHERS
+                    crate::push::feed::MAX_WATCHERS
                 )
                 .into(),
             )

@@ -1,7 +1,7 @@
-//! The verdict, the last stage of a push: how it ended, decided once. The HTTP answer
-//! CMQ sees, the decision, the log line and the metrics ([`crate::report`]), the live
-//! feed's entry ([`crate::feed`]) and the span's attributes all read from it; this is
-//! the one file of the push path that writes a status.
+//! The verdict: how a push ended, decided once. The HTTP answer CMQ sees, the decision,
+//! the log line and the metrics ([`super::report`]), the live feed's entry
+//! ([`super::feed`]) and the span's attributes all read from it; this is the one file
+//! of the push path that writes a status.
 //!
 //! Only an acknowledgement, a drop kept in the journal, a message the journal keeps,
 //! or a duplicate of a settled one answer 2xx; everything else has exactly one non-2xx
@@ -11,11 +11,11 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 
-use crate::bindings::Decision;
-use crate::delivery::{Outcome, Recorded, clip};
-use crate::guest::GuestFault;
-use crate::intake::Refusal;
+use crate::push::delivery::{Outcome, Recorded, clip};
+use crate::push::intake::Refusal;
 use crate::response::{AnswerBody, text};
+use crate::sandbox::bindings::Decision;
+use crate::sandbox::guest::GuestFault;
 use crate::store::Settled;
 
 /// How a push that reached its route's delivery ended.
@@ -60,7 +60,7 @@ enum Answer {
 }
 
 impl Verdict {
-    /// A push handler's delivery, as [`crate::delivery::Delivery::run`] ended it.
+    /// A push handler's delivery, as [`super::delivery::Delivery::run`] ended it.
     pub(crate) fn of(outcome: Outcome) -> Verdict {
         match outcome {
             Outcome::Duplicate { of } => Verdict {

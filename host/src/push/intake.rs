@@ -9,7 +9,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use tokio::sync::SemaphorePermit;
 
-use crate::guest::ServeAs;
+use crate::options::ServeAs;
 use crate::options::SharedLimits;
 use crate::route::{Route, Routes};
 

@@ -12,9 +12,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 
-use crate::report::Subject;
+use crate::push::report::Subject;
+use crate::push::verdict::Verdict;
 use crate::route::Route;
-use crate::verdict::Verdict;
 
 /// Decisions a watcher may fall behind by before it misses some.
 const CAPACITY: usize = 256;

@@ -5,11 +5,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::guest::GuestFault;
-use crate::intake::Refusal;
 use crate::metrics::{Metrics, NO_ROUTE};
+use crate::push::intake::Refusal;
+use crate::push::verdict::{Ended, Verdict, refusal_status};
 use crate::route::Route;
-use crate::verdict::{Ended, Verdict, refusal_status};
+use crate::sandbox::guest::GuestFault;
 
 /// A push no route serves.
 pub(crate) fn no_route(metrics: &Metrics, peer: SocketAddr) {
@@ -114,7 +114,7 @@ pub(crate) fn ended(
                     tracing::debug!(
                         messaging.message.id = message_id,
                         "guest backtrace: {}",
-                        crate::guest_output::escaped(frame)
+                        crate::sandbox::guest_output::escaped(frame)
                     );
                 }
             }

@@ -14,11 +14,11 @@ use hyper::server::conn::http1;
 use hyper_util::rt::TokioTimer;
 use tokio::net::TcpListener;
 
-use crate::access::{Allowlist, Token};
 use crate::console::{Console, ConsoleBody};
-use crate::listener::Listener;
 use crate::receiver::Receiver;
 use crate::response::{AnswerBody, text};
+use crate::serve::access::{Allowlist, Token};
+use crate::serve::listener::Listener;
 
 /// Connections the admin listener serves at once: scrapers and probes, a handful.
 const MAX_CONNECTIONS: usize = 64;

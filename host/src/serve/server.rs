@@ -12,11 +12,11 @@ use hyper_util::rt::TokioTimer;
 use ipnet::IpNet;
 use tokio::net::TcpListener;
 
-use crate::access::Allowlist;
-use crate::listener::Listener;
 use crate::options::{DEFAULT_MAX_CONNECTIONS, MAX_LIMIT};
 use crate::receiver::Receiver;
-use crate::tls::Tls;
+use crate::serve::access::Allowlist;
+use crate::serve::listener::Listener;
+use crate::serve::tls::Tls;
 
 /// How long a client may take to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);

@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
-use crate::grants::{Grants, Reach};
+use crate::sandbox::grants::{Grants, Reach};
 
 /// Requests one instance may have in flight (connecting, or holding a connection).
 pub(crate) const MAX_REQUESTS_PER_INSTANCE: usize = 16;

@@ -3,7 +3,7 @@
 //! them, each dropped once idle for `--idle-instance-timeout`.
 //!
 //! The pool knows nothing of wasm: it holds whatever the guest gives back, and the
-//! guest decides what may come back (see `guest.rs`).
+//! guest decides what may come back (see `sandbox/guest.rs`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};

@@ -1,5 +1,5 @@
-//! The accept loop both listeners share, the push listener ([`crate::server`]) and the
-//! admin one ([`crate::admin`]): at most so many connections open, sources outside the
+//! The accept loop both listeners share, the push listener ([`crate::serve::server`]) and the
+//! admin one ([`crate::serve::admin`]): at most so many connections open, sources outside the
 //! allowlist closed at once, TLS when configured, one HTTP/1.1 connection task per
 //! connection, and on shutdown no more accepting and a bounded wait for the open
 //! connections to finish.
@@ -22,8 +22,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::access::Allowlist;
-use crate::tls::Tls;
+use crate::serve::access::Allowlist;
+use crate::serve::tls::Tls;
 
 /// Least time between two warnings that the connection limit is reached.
 const LIMIT_WARNING_INTERVAL: Duration = Duration::from_secs(60);

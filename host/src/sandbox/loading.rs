@@ -1,6 +1,6 @@
 //! How a component file becomes native code: compiled from its `.wasm` at start, taken
-//! from the [compile cache](crate::compile_cache), or loaded from a `.cwasm`
-//! [precompiled](crate::precompiled) by `cmq-host compile`.
+//! from the [compile cache](crate::sandbox::compile_cache), or loaded from a `.cwasm`
+//! [precompiled](crate::sandbox::precompiled) by `cmq-host compile`.
 
 use std::path::Path;
 
@@ -8,7 +8,7 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 use wasmtime::error::Context as _;
 
-use crate::compile_cache::{self, Lookup};
+use crate::sandbox::compile_cache::{self, Lookup};
 
 /// How components are loaded: where compiled ones are kept, and whether native code
 /// from a `.cwasm` is accepted.
@@ -42,8 +42,13 @@ pub(crate) fn load_component(
     let bytes =
         std::fs::read(path).with_context(|| format!("reading component {}", path.display()))?;
     if let Some(kind) = Engine::detect_precompiled(&bytes) {
-        let component =
-            crate::precompiled::load(engine, &bytes, path, kind, loading.allow_precompiled)?;
+        let component = crate::sandbox::precompiled::load(
+            engine,
+            &bytes,
+            path,
+            kind,
+            loading.allow_precompiled,
+        )?;
         return Ok((component, Loaded::Precompiled));
     }
     let Some(dir) = loading.compile_cache else {

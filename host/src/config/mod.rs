@@ -1,6 +1,7 @@
 //! The TOML config of `cmq-host serve --config`: the listener, the limits shared by all
 //! routes, and the routes themselves. Checked whole before anything listens; every error
 //! names the file, the line and the key.
+//! `file` reads the TOML; the options it sets are [`crate::options`]'s.
 
 use std::fmt;
 use std::net::SocketAddr;

@@ -15,11 +15,11 @@ use http::{Request, Response, header};
 use http_body_util::Full;
 use tracing::Instrument as _;
 
-use crate::bindings::{Decision, Message};
-use crate::guest::{GuestFault, GuestTimes};
-use crate::intake::RawPush;
 use crate::metrics::Metrics;
+use crate::push::intake::RawPush;
 use crate::route::Route;
+use crate::sandbox::bindings::{Decision, Message};
+use crate::sandbox::guest::{GuestFault, GuestTimes};
 use crate::store::{
     Claim, ClaimToken, DeadLetter, Settled, Settlement, Store, StoreError, message_key, push_key,
 };
@@ -32,7 +32,7 @@ const LEASE_MARGIN: Duration = Duration::from_secs(5);
 /// Most bytes of a wasi-http guest's response body passed on to the sender.
 const MAX_ANSWER_BODY: usize = 64 << 10;
 
-/// How a delivery ended, which its [`crate::verdict::Verdict`] is made of.
+/// How a delivery ended, which its [`super::verdict::Verdict`] is made of.
 pub(crate) enum Outcome {
     /// Settled within the dedupe window (acknowledged, dropped or journaled): not run
     /// again.
