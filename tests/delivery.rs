@@ -880,3 +880,72 @@ async fn after_a_stalled_sqlite_writer_every_message_runs_and_counts_its_deliver
     assert!(direct.dead_letters().await?.is_empty(), "nothing journaled");
     host.stop().await
 }
+
+/// Runs `sql` on the store at `location` as its owner would: a damaged row, or one a
+/// newer cmq-host wrote.
+async fn tamper(location: &StoreLocation, sql: &str) -> anyhow::Result<()> {
+    match location {
+        StoreLocation::Sqlite(path) => {
+            rusqlite::Connection::open(path)?.execute_batch(sql)?;
+        }
+        StoreLocation::Postgres(url) => {
+            let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+            tokio::spawn(connection);
+            client.batch_execute(sql).await?;
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_stored_value_this_host_cannot_read_is_an_error_naming_its_row() -> anyhow::Result<()> {
+    for backend in BACKENDS {
+        let location = fresh_store(backend).await?;
+        let store = Store::open(&location).await?;
+        let entry = cmq_host::DeadLetter {
+            id: 0,
+            message_id: "m-unreadable".into(),
+            reason: "kept for the test".into(),
+            attempts: 2,
+            format: cmq_message::Format::Json,
+            route: Some("default".into()),
+            request_id: None,
+            message_tag: None,
+            body: b"{}".to_vec(),
+            created: std::time::UNIX_EPOCH,
+        };
+        let id = store
+            .journal(entry, "default\u{1f}m-unreadable", None)
+            .await?;
+        assert_eq!(store.dead_letters().await?.len(), 1, "{backend:?}");
+
+        // A format this host does not know is refused, not read as SIMPLIFIED.
+        tamper(
+            &location,
+            &format!("UPDATE cmq_dead_letters SET format = 'xml' WHERE id = {id}"),
+        )
+        .await?;
+        let err = store.dead_letters().await.expect_err("an unknown format");
+        assert!(
+            err.to_string().contains(&format!(
+                "dead letter {id} cannot be read: unknown push format \"xml\""
+            )),
+            "{backend:?}: {err}"
+        );
+
+        // A negative count is refused, not read as the largest one.
+        tamper(
+            &location,
+            &format!("UPDATE cmq_dead_letters SET format = 'json', attempts = -1 WHERE id = {id}"),
+        )
+        .await?;
+        let err = store.dead_letters().await.expect_err("a negative count");
+        assert!(
+            err.to_string().contains(&format!(
+                "dead letter {id} cannot be read: attempts -1 out of range"
+            )),
+            "{backend:?}: {err}"
+        );
+    }
+    Ok(())
+}

@@ -84,8 +84,10 @@ impl StoreOperation {
 
 /// What the store did with a delivery the guest ran.
 pub(crate) enum Recorded {
-    /// No store, or the record failed (logged); the guest's decision is the answer.
-    NotStored,
+    /// The receiver has no store; the guest's decision is the answer.
+    NoStore,
+    /// The store failed to record it (logged); the guest's decision is the answer.
+    StoreFailed,
     /// Settled; the guest's decision is the answer.
     Settled,
     /// In the dead-letter journal under this id: answered `200 ok`.
@@ -118,7 +120,7 @@ impl Delivery<'_> {
             return Outcome::Ran {
                 attempt: None,
                 result,
-                recorded: Recorded::NotStored,
+                recorded: Recorded::NoStore,
             };
         };
         let claimed = match self.claim(store, &message, &raw).await {
@@ -142,7 +144,7 @@ impl Delivery<'_> {
     }
 
     /// Awaits the store's `operation` in a span of its own, and counts how long it took.
-    async fn timed<T>(&self, operation: StoreOperation, call: impl Future<Output = T>) -> T {
+    async fn observed<T>(&self, operation: StoreOperation, call: impl Future<Output = T>) -> T {
         let started = Instant::now();
         let outcome = call.instrument(trace::stage(operation.stage())).await;
         self.metrics
@@ -177,7 +179,7 @@ impl Delivery<'_> {
         let lease = self.route.options.deadline + LEASE_MARGIN;
         let window = self.route.options.dedupe_window;
         match self
-            .timed(
+            .observed(
                 StoreOperation::Claim,
                 store.claim(&key, &push_key, lease, window),
             )
@@ -219,7 +221,7 @@ impl Delivery<'_> {
             "another push of it was in progress on attempt {attempt}, the last of {max}"
         ));
         match self
-            .timed(
+            .observed(
                 StoreOperation::Journal,
                 store.journal(entry, key, Some(holder)),
             )
@@ -260,7 +262,7 @@ impl Delivery<'_> {
             claimed.attempt
         ));
         match self
-            .timed(
+            .observed(
                 StoreOperation::Journal,
                 claimed.store.journal(entry, &claimed.key, None),
             )
@@ -298,7 +300,7 @@ impl Delivery<'_> {
         let failure = match result {
             Ok(Decision::Ack) => {
                 return match self
-                    .timed(
+                    .observed(
                         StoreOperation::Settle,
                         store.settle(key, token, Settlement::Acked),
                     )
@@ -312,14 +314,14 @@ impl Delivery<'_> {
                             messaging.message.id = message_id,
                             "acknowledgement not recorded: {err}"
                         );
-                        Recorded::NotStored
+                        Recorded::StoreFailed
                     }
                 };
             }
             Ok(Decision::Drop(reason)) => {
                 let entry = kept.entry(format!("dropped: {}", clip(reason)));
                 return match self
-                    .timed(
+                    .observed(
                         StoreOperation::Journal,
                         store.journal(entry, key, Some(token)),
                     )
@@ -336,7 +338,7 @@ impl Delivery<'_> {
                         );
                         let failed = Settlement::Failed("drop not journaled".into());
                         let _ = self
-                            .timed(StoreOperation::Settle, store.settle(key, token, failed))
+                            .observed(StoreOperation::Settle, store.settle(key, token, failed))
                             .await;
                         Recorded::DropNotJournaled
                     }
@@ -349,7 +351,7 @@ impl Delivery<'_> {
         if self.is_last(attempt) {
             let entry = kept.entry(format!("{failure} (attempt {attempt}, the last of {max})"));
             match self
-                .timed(
+                .observed(
                     StoreOperation::Journal,
                     store.journal(entry, key, Some(token)),
                 )
@@ -365,7 +367,7 @@ impl Delivery<'_> {
             }
         }
         match self
-            .timed(
+            .observed(
                 StoreOperation::Settle,
                 store.settle(key, token, Settlement::Failed(failure)),
             )
@@ -377,7 +379,7 @@ impl Delivery<'_> {
                     messaging.message.id = message_id,
                     "failure not recorded: {err}"
                 );
-                Recorded::NotStored
+                Recorded::StoreFailed
             }
         }
     }

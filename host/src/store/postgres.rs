@@ -15,7 +15,9 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, Config, NoTls, Statement};
 
-use super::request::{ClaimRequest, Journal, Settle, attempts, millis, parse_format, time_of};
+use super::request::{
+    ClaimRequest, Journal, Settle, attempts, millis, parse_format, time_of, unreadable,
+};
 use super::sql::{
     ADD_ROUTE_COLUMN, CLAIM, CLAIM_GUARD, COUNT_DEAD_LETTERS, COUNT_JOURNAL_PAGE,
     INSERT_DEAD_LETTER, MARK_JOURNALED, MARK_REPLAYED, NOTE, RELEASE_ABANDONED, SCHEMA,
@@ -246,21 +248,24 @@ impl PostgresStore {
             .query(&sql, &[&id])
             .await
             .map_err(|err| StoreError::new("reading the journal", err))?;
-        Ok(rows
-            .iter()
-            .map(|row| DeadLetter {
-                id: row.get(0),
-                message_id: row.get(1),
-                reason: row.get(2),
-                attempts: attempts(row.get(3)),
-                format: parse_format(row.get(4)),
-                request_id: row.get(5),
-                message_tag: row.get(6),
-                body: row.get(7),
-                created: time_of(row.get(8)),
-                route: row.get(9),
+        rows.iter()
+            .map(|row| {
+                let id: i64 = row.try_get(0).map_err(unread)?;
+                let entry = format_args!("dead letter {id}");
+                Ok(DeadLetter {
+                    id,
+                    message_id: row.try_get(1).map_err(unread)?,
+                    reason: row.try_get(2).map_err(unread)?,
+                    attempts: stored(entry, attempts(row.try_get(3).map_err(unread)?))?,
+                    format: stored(entry, parse_format(row.try_get(4).map_err(unread)?))?,
+                    request_id: row.try_get(5).map_err(unread)?,
+                    message_tag: row.try_get(6).map_err(unread)?,
+                    body: row.try_get(7).map_err(unread)?,
+                    created: time_of(row.try_get(8).map_err(unread)?),
+                    route: row.try_get(9).map_err(unread)?,
+                })
             })
-            .collect())
+            .collect()
     }
 
     pub(super) async fn journal_page(
@@ -289,15 +294,21 @@ impl PostgresStore {
             .map_err(failed)?;
         let entries = rows
             .iter()
-            .map(|row| ListedDeadLetter {
-                id: row.get(0),
-                message_id: row.get(1),
-                reason: row.get(2),
-                attempts: attempts(row.get(3)),
-                created: time_of(row.get(4)),
-                route: row.get(5),
+            .map(|row| {
+                let id: i64 = row.try_get(0).map_err(unread)?;
+                Ok(ListedDeadLetter {
+                    id,
+                    message_id: row.try_get(1).map_err(unread)?,
+                    reason: row.try_get(2).map_err(unread)?,
+                    attempts: stored(
+                        format_args!("dead letter {id}"),
+                        attempts(row.try_get(3).map_err(unread)?),
+                    )?,
+                    created: time_of(row.try_get(4).map_err(unread)?),
+                    route: row.try_get(5).map_err(unread)?,
+                })
             })
-            .collect();
+            .collect::<Result<_, StoreError>>()?;
         Ok((entries, u64::try_from(matching).unwrap_or(0)))
     }
 
@@ -349,12 +360,18 @@ impl PostgresStore {
             .query_opt(&session.record, &[&message_id])
             .await
             .map_err(|err| StoreError::new("reading a message record", err))?;
-        Ok(row.map(|row| MessageRecord {
-            attempts: attempts(row.get(0)),
-            state: row.get(1),
-            last_decision: row.get(2),
-            updated: time_of(row.get(3)),
-        }))
+        row.map(|row| {
+            Ok(MessageRecord {
+                attempts: stored(
+                    format_args!("message {message_id}"),
+                    attempts(row.try_get(0).map_err(unread)?),
+                )?,
+                state: row.try_get(1).map_err(unread)?,
+                last_decision: row.try_get(2).map_err(unread)?,
+                updated: time_of(row.try_get(3).map_err(unread)?),
+            })
+        })
+        .transpose()
     }
 
     /// Over the journal's connection: the claims' connection runs its statements one
@@ -550,6 +567,16 @@ async fn connect(config: &Config) -> Result<Client, StoreError> {
         }
     });
     Ok(client)
+}
+
+/// A column of a row that is not of the type the store wrote.
+fn unread(err: tokio_postgres::Error) -> StoreError {
+    StoreError::new("reading a row", err)
+}
+
+/// A stored value's check (`checked`), as the error of the row `row` names.
+fn stored<T>(row: std::fmt::Arguments<'_>, checked: Result<T, String>) -> Result<T, StoreError> {
+    checked.map_err(|what| StoreError(unreadable(row, &what)))
 }
 
 #[cfg(test)]

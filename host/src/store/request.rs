@@ -51,14 +51,21 @@ impl ClaimRequest {
                         .map_err(|err| StoreError(format!("{}: {err}", self.key)))?,
                 }
             }
-            Some((count, holder)) if holder == Some(self.token.0) => Claim::Run {
-                attempt: attempts(count),
-                token: self.token,
-            },
-            Some((count, holder)) => Claim::Busy {
-                attempt: attempts(count),
-                holder: ClaimToken(holder.unwrap_or_default()),
-            },
+            Some((count, holder)) => {
+                let attempt = attempts(count)
+                    .map_err(|what| StoreError(unreadable(format_args!("{}", self.key), &what)))?;
+                if holder == Some(self.token.0) {
+                    Claim::Run {
+                        attempt,
+                        token: self.token,
+                    }
+                } else {
+                    Claim::Busy {
+                        attempt,
+                        holder: ClaimToken(holder.unwrap_or_default()),
+                    }
+                }
+            }
         })
     }
 }
@@ -91,16 +98,24 @@ pub(super) struct Journal {
     pub(super) token: Option<i64>,
 }
 
-pub(super) fn parse_format(name: &str) -> Format {
-    if name == "json" {
-        Format::Json
-    } else {
-        Format::Simplified
-    }
+/// A stored push format: one this cmq-host does not know (a newer one wrote it, or the
+/// row is damaged) is refused, not read as another.
+pub(super) fn parse_format(name: &str) -> Result<Format, String> {
+    [Format::Json, Format::Simplified]
+        .into_iter()
+        .find(|format| format.name() == name)
+        .ok_or_else(|| format!("unknown push format {name:?}"))
 }
 
-pub(super) fn attempts(count: i64) -> u32 {
-    u32::try_from(count).unwrap_or(u32::MAX)
+/// A stored count of attempts: a negative one, or one past `u32`, is refused.
+pub(super) fn attempts(count: i64) -> Result<u32, String> {
+    u32::try_from(count).map_err(|_| format!("attempts {count} out of range"))
+}
+
+/// The error for a row holding a value [`parse_format`] or [`attempts`] refused: `row`
+/// names it (`dead letter 12`, `message m-1`).
+pub(super) fn unreadable(row: impl std::fmt::Display, what: &str) -> String {
+    format!("{row} cannot be read: {what}")
 }
 
 pub(super) fn now_ms() -> i64 {

@@ -18,7 +18,9 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params};
 use tokio::sync::{mpsc, oneshot};
 
-use super::request::{ClaimRequest, Journal, Settle, attempts, now_ms, parse_format, time_of};
+use super::request::{
+    ClaimRequest, Journal, Settle, attempts, now_ms, parse_format, time_of, unreadable,
+};
 use super::sql::{
     ADD_ROUTE_COLUMN, CLAIM, CLAIM_GUARD, COUNT_DEAD_LETTERS, COUNT_JOURNAL_PAGE, HAS_ROUTE_COLUMN,
     INSERT_DEAD_LETTER, MARK_JOURNALED, MARK_REPLAYED, NOTE, RELEASE_ABANDONED, SCHEMA,
@@ -280,12 +282,14 @@ impl SqliteStore {
             let sql = format!("{SELECT_DEAD_LETTERS} WHERE ?1 IS NULL OR id = ?1 ORDER BY id");
             let mut statement = conn.prepare_cached(&sql)?;
             let rows = statement.query_map(params![id], |row| {
+                let id: i64 = row.get(0)?;
+                let entry = format_args!("dead letter {id}");
                 Ok(DeadLetter {
-                    id: row.get(0)?,
+                    id,
                     message_id: row.get(1)?,
                     reason: row.get(2)?,
-                    attempts: attempts(row.get(3)?),
-                    format: parse_format(&row.get::<_, String>(4)?),
+                    attempts: stored(3, entry, attempts(row.get(3)?))?,
+                    format: stored(4, entry, parse_format(&row.get::<_, String>(4)?))?,
                     request_id: row.get(5)?,
                     message_tag: row.get(6)?,
                     body: row.get(7)?,
@@ -317,11 +321,16 @@ impl SqliteStore {
                     i64::try_from(query.offset).unwrap_or(i64::MAX),
                 ],
                 |row| {
+                    let id: i64 = row.get(0)?;
                     Ok(ListedDeadLetter {
-                        id: row.get(0)?,
+                        id,
                         message_id: row.get(1)?,
                         reason: row.get(2)?,
-                        attempts: attempts(row.get(3)?),
+                        attempts: stored(
+                            3,
+                            format_args!("dead letter {id}"),
+                            attempts(row.get(3)?),
+                        )?,
                         created: time_of(row.get(4)?),
                         route: row.get(5)?,
                     })
@@ -395,13 +404,33 @@ fn read_record(conn: &Connection, message_id: &str) -> rusqlite::Result<Option<M
     conn.prepare_cached(&numbered(SELECT_RECORD))?
         .query_row([message_id], |row| {
             Ok(MessageRecord {
-                attempts: attempts(row.get(0)?),
+                attempts: stored(
+                    0,
+                    format_args!("message {message_id}"),
+                    attempts(row.get(0)?),
+                )?,
                 state: row.get(1)?,
                 last_decision: row.get(2)?,
                 updated: time_of(row.get(3)?),
             })
         })
         .optional()
+}
+
+/// A stored value's check (`checked`) as the error of column `column` of the row
+/// `row` names.
+fn stored<T>(
+    column: usize,
+    row: std::fmt::Arguments<'_>,
+    checked: Result<T, String>,
+) -> rusqlite::Result<T> {
+    checked.map_err(|what| {
+        rusqlite::Error::FromSqlConversionFailure(
+            column,
+            rusqlite::types::Type::Integer,
+            unreadable(row, &what).into(),
+        )
+    })
 }
 
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
