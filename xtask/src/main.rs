@@ -2,6 +2,7 @@
 //! `guests` builds handler components for wasm32-wasip2; `test` is the whole check
 //! suite that the README and CI call; `bench` measures the receivers side by side.
 
+mod api;
 mod bench;
 mod bench_targets;
 mod chromium;
@@ -31,6 +32,10 @@ Tasks:
                             py_<name>.wasm, js_<name>.wasm)
   test                      Run every check: guests, fmt, clippy, tests (starting
                             a PostgreSQL server for the shared store's tests)
+  api [--accept]            Check that guest/api.txt records what a handler
+                            compiles against (the SDK's public items, the WIT
+                            package); --accept writes it anew once CHANGELOG.md
+                            says what changed (a step of `test`)
   scaffold                  Walk a newcomer's path in each language with the
                             built target/debug/cmq-host: `cmq-host new` in an
                             empty folder, its own tests, its build, `run` and
@@ -60,6 +65,8 @@ fn main() -> ExitCode {
             Err(e) => return usage_error(&e),
         },
         Some("test") if args.len() == 1 => test::run(),
+        Some("api") if args.len() == 1 => api::check(&repo_root()),
+        Some("api") if args[1..] == ["--accept"] => api::accept(&repo_root()),
         Some("scaffold") if args.len() == 1 => scaffold::run(),
         Some("bench") => match bench::parse_args(&args[1..]) {
             Ok(options) => bench::run(&options),

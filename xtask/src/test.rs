@@ -16,6 +16,12 @@ struct Step {
 
 pub fn run() -> Result<()> {
     let steps = [
+        // Cheap, and a reminder before the long steps: a handler author learns of every
+        // change to what they compile against from the changelog.
+        Step {
+            name: "api (the SDK's public items and the WIT package, against guest/api.txt)",
+            run: Box::new(|| crate::api::check(&repo_root())),
+        },
         Step {
             name: "guests (cargo xtask guests)",
             // The integration tests load target/guests/*.wasm, so this comes first.
