@@ -4,7 +4,9 @@
 //!
 //! Two backends with the same semantics: SQLite in one file ([`sqlite`], the default:
 //! one machine needs no server) and PostgreSQL ([`postgres`], shared by several hosts
-//! behind a load balancer). Every operation that decides something is one atomic
+//! behind a load balancer), both behind one trait ([`backend::Backend`]); [`Store`]
+//! adds what they share: timeouts, the deliveries noted before a claim, the upkeep.
+//! Every operation that decides something is one atomic
 //! statement in the database, so two hosts never both claim one message.
 //!
 //! Durability: a dead-letter write is synced before it returns, since the 2xx sent after
@@ -19,6 +21,7 @@
 //! too (see [`Uncounted`]), and the last attempt is journaled before its guest runs, so
 //! that a host dying in it has kept the message.
 
+mod backend;
 mod keys;
 mod location;
 mod postgres;
@@ -35,6 +38,7 @@ use std::time::{Duration, SystemTime};
 
 use cmq_message::Format;
 
+use backend::Backend;
 pub use keys::{message_key, push_key};
 pub use location::StoreLocation;
 use request::{ClaimRequest, Journal, Settle, millis, millis_u64, now_ms};
@@ -249,7 +253,7 @@ pub struct RouteCount {
 /// The delivery store, shared by every push of a receiver (cheap to clone).
 #[derive(Clone)]
 pub struct Store {
-    backend: Backend,
+    backend: Arc<dyn Backend>,
     location: StoreLocation,
     shared: Arc<Shared>,
 }
@@ -266,12 +270,6 @@ struct Shared {
     upkeep_started: std::sync::atomic::AtomicBool,
 }
 
-#[derive(Clone)]
-enum Backend {
-    Sqlite(sqlite::SqliteStore),
-    Postgres(postgres::PostgresStore),
-}
-
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Store")
@@ -283,11 +281,9 @@ impl fmt::Debug for Store {
 impl Store {
     /// Opens the store at `location`, creating its tables when missing.
     pub async fn open(location: &StoreLocation) -> Result<Store, StoreError> {
-        let backend = match location {
-            StoreLocation::Sqlite(path) => Backend::Sqlite(sqlite::SqliteStore::open(path).await?),
-            StoreLocation::Postgres(url) => {
-                Backend::Postgres(postgres::PostgresStore::open(url).await?)
-            }
+        let backend: Arc<dyn Backend> = match location {
+            StoreLocation::Sqlite(path) => Arc::new(sqlite::SqliteStore::open(path).await?),
+            StoreLocation::Postgres(url) => Arc::new(postgres::PostgresStore::open(url).await?),
         };
         let shared = Shared {
             keep_records_ms: AtomicU64::new(millis_u64(upkeep::KEEP_RECORDS)),
@@ -349,17 +345,7 @@ impl Store {
             lease,
             dedupe_window,
         };
-        let claimed = match &self.backend {
-            Backend::Sqlite(store) => timed(store.claim(request)).await,
-            // Its notes in doubt first (almost always none), so that the claim takes them.
-            Backend::Postgres(store) if !doubtful.is_empty() => {
-                match timed_pg(store, store.count_uncounted(doubtful.clone())).await {
-                    Ok(()) => timed_pg(store, store.claim(request)).await,
-                    Err(err) => Err(err),
-                }
-            }
-            Backend::Postgres(store) => timed_pg(store, store.claim(request)).await,
-        };
+        let claimed = self.timed(self.backend.claim(request)).await;
         if claimed.is_err() {
             self.shared.uncounted.restore(doubtful);
             self.shared.uncounted.abandon(
@@ -403,10 +389,7 @@ impl Store {
     /// Counts deliveries answered before any claim, by push key: the next claim of each
     /// message adds them to its count.
     async fn count_uncounted(&self, deliveries: Vec<uncounted::Note>) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(store) => timed(store.count_uncounted(deliveries)).await,
-            Backend::Postgres(store) => timed_pg(store, store.count_uncounted(deliveries)).await,
-        }
+        self.timed(self.backend.count_uncounted(deliveries)).await
     }
 
     /// Records how the claim `token` of `key` ended; does nothing when another push has
@@ -427,20 +410,14 @@ impl Store {
             state,
             decision,
         };
-        match &self.backend {
-            Backend::Sqlite(store) => timed(store.settle(settle)).await,
-            Backend::Postgres(store) => timed_pg(store, store.settle(settle)).await,
-        }
+        self.timed(self.backend.settle(settle)).await
     }
 
     /// Settles the journaled message `key` as acknowledged: a replay of its journal
     /// entry was acknowledged by its guest, so a later push of it is a duplicate of
     /// that ack. Returns whether a journaled record was there to change.
     pub async fn mark_replayed(&self, key: &str) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(store) => timed(store.mark_replayed(key.to_owned())).await,
-            Backend::Postgres(store) => timed_pg(store, store.mark_replayed(key)).await,
-        }
+        self.timed(self.backend.mark_replayed(key.to_owned())).await
     }
 
     /// Writes `entry` to the dead-letter journal, synced to disk before returning, and
@@ -457,18 +434,12 @@ impl Store {
             key: key.to_owned(),
             token: claim.map(|token| token.0),
         };
-        match &self.backend {
-            Backend::Sqlite(store) => timed(store.journal(journal)).await,
-            Backend::Postgres(store) => timed_pg(store, store.journal(journal)).await,
-        }
+        self.timed(self.backend.journal(journal)).await
     }
 
     /// The journal's entries, oldest first.
     pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(store) => timed(store.dead_letters(None)).await,
-            Backend::Postgres(store) => timed_pg(store, store.dead_letters(None)).await,
-        }
+        self.timed(self.backend.dead_letters(None)).await
     }
 
     /// The entries `query` picks, newest first and without their bodies, and how many
@@ -477,44 +448,29 @@ impl Store {
         &self,
         query: JournalQuery,
     ) -> Result<(Vec<ListedDeadLetter>, u64), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(store) => timed(store.journal_page(query)).await,
-            Backend::Postgres(store) => timed_pg(store, store.journal_page(query)).await,
-        }
+        self.timed(self.backend.journal_page(query)).await
     }
 
     /// How many entries the journal holds, by route.
     pub async fn dead_letter_counts(&self) -> Result<Vec<RouteCount>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(store) => timed(store.dead_letter_counts()).await,
-            Backend::Postgres(store) => timed_pg(store, store.dead_letter_counts()).await,
-        }
+        self.timed(self.backend.dead_letter_counts()).await
     }
 
     /// One journal entry, if it exists.
     pub async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetter>, StoreError> {
-        let found = match &self.backend {
-            Backend::Sqlite(store) => timed(store.dead_letters(Some(id))).await?,
-            Backend::Postgres(store) => timed_pg(store, store.dead_letters(Some(id))).await?,
-        };
+        let found = self.timed(self.backend.dead_letters(Some(id))).await?;
         Ok(found.into_iter().next())
     }
 
     /// Removes the journal entries `ids` (all of them with `None`); returns how many
     /// were removed.
     pub async fn remove_dead_letters(&self, ids: Option<Vec<i64>>) -> Result<u64, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(store) => timed(store.remove_dead_letters(ids)).await,
-            Backend::Postgres(store) => timed_pg(store, store.remove_dead_letters(ids)).await,
-        }
+        self.timed(self.backend.remove_dead_letters(ids)).await
     }
 
     /// What the store knows of the message `key` names.
     pub async fn record(&self, key: &str) -> Result<Option<MessageRecord>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(store) => timed(store.record(key.to_owned())).await,
-            Backend::Postgres(store) => timed_pg(store, store.record(key)).await,
-        }
+        self.timed(self.backend.record(key.to_owned())).await
     }
 
     /// Forgets message records and uncounted deliveries (not journal entries) unchanged
@@ -532,14 +488,9 @@ impl Store {
             (PRUNE_UNCOUNTED, before),
         ] {
             loop {
-                let chunk = match &self.backend {
-                    Backend::Sqlite(store) => {
-                        timed(store.prune(statement, before, PRUNE_CHUNK)).await?
-                    }
-                    Backend::Postgres(store) => {
-                        timed_pg(store, store.prune(statement, before, PRUNE_CHUNK)).await?
-                    }
-                };
+                let chunk = self
+                    .timed(self.backend.prune(statement, before, PRUNE_CHUNK))
+                    .await?;
                 pruned.rows += chunk;
                 pruned.statements += 1;
                 if chunk < PRUNE_CHUNK as u64 {
@@ -564,24 +515,20 @@ pub struct Pruned {
 /// unavailable` (see `crate::push::verdict`).
 const STORE_TIMEOUT: Duration = Duration::from_secs(3);
 
-async fn timed<T>(operation: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
-    tokio::time::timeout(STORE_TIMEOUT, operation)
-        .await
-        .unwrap_or_else(|_| Err(StoreError(format!("no answer within {STORE_TIMEOUT:?}"))))
-}
-
-/// [`timed`] for PostgreSQL: a statement that took too long leaves its connection, and
-/// whatever is queued behind it there, for a new one (a stalled network would hold
-/// every later statement back, and deliver them all at once when it resumes).
-async fn timed_pg<T>(
-    store: &postgres::PostgresStore,
-    operation: impl Future<Output = Result<T, StoreError>>,
-) -> Result<T, StoreError> {
-    match tokio::time::timeout(STORE_TIMEOUT, operation).await {
-        Ok(result) => result,
-        Err(_) => {
-            store.forget_connections();
-            Err(StoreError(format!("no answer within {STORE_TIMEOUT:?}")))
+impl Store {
+    /// Awaits `operation` for at most [`STORE_TIMEOUT`]; past it the backend is told
+    /// ([`Backend::timed_out`]: a stalled PostgreSQL connection would hold every later
+    /// statement back, and deliver them all at once when it resumes).
+    async fn timed<T>(
+        &self,
+        operation: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(STORE_TIMEOUT, operation).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.backend.timed_out();
+                Err(StoreError(format!("no answer within {STORE_TIMEOUT:?}")))
+            }
         }
     }
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, Config, NoTls, Statement};
 
+use super::backend::{Backend, BoxFuture};
 use super::request::{
     ClaimRequest, Journal, Settle, attempts, millis, parse_format, time_of, unreadable,
 };
@@ -109,75 +110,6 @@ impl PostgresStore {
         })
     }
 
-    pub(super) async fn claim(&self, request: ClaimRequest) -> Result<Claim, StoreError> {
-        let session = self.fast.get().await?;
-        let lease = millis(request.lease);
-        let window = request.dedupe_window.map(millis);
-        let row = session
-            .client
-            .query_one(
-                &session.claim,
-                &[
-                    &request.key,
-                    &request.token.0,
-                    &lease,
-                    &window,
-                    &request.push_key,
-                    &request.earlier,
-                ],
-            )
-            .await
-            .map_err(|err| StoreError::new("claiming", err))?;
-        // The guard's row, then the claim's (none for a duplicate).
-        let (guarded, attempts, holder): (i64, Option<i64>, Option<i64>) =
-            (row.get(0), row.get(1), row.get(2));
-        if guarded == 0 {
-            return Err(StoreError(
-                "the claim was given up on, and its delivery noted".into(),
-            ));
-        }
-        let row = attempts.map(|attempts| (attempts, holder));
-        let settled = match &row {
-            Some(_) => None,
-            None => session
-                .client
-                .query_opt(&session.record, &[&request.key])
-                .await
-                .map_err(|err| StoreError::new("reading a duplicate's record", err))?
-                .map(|record| (record.get(1), record.get(2))),
-        };
-        request.outcome(row, settled)
-    }
-
-    pub(super) async fn count_uncounted(&self, notes: Vec<Note>) -> Result<(), StoreError> {
-        if notes.is_empty() {
-            return Ok(());
-        }
-        let session = self.fast.get().await?;
-        let mut ids = Vec::with_capacity(notes.len());
-        let mut push_keys = Vec::with_capacity(notes.len());
-        let mut counts = Vec::with_capacity(notes.len());
-        let (mut released_keys, mut released_tokens) = (Vec::new(), Vec::new());
-        for note in notes {
-            if let Some(key) = note.abandoned_claim {
-                released_keys.push(key);
-                released_tokens.push(note.id);
-            }
-            ids.push(note.id);
-            push_keys.push(note.push_key);
-            counts.push(i64::from(note.deliveries));
-        }
-        session
-            .client
-            .query_one(
-                &session.count_uncounted,
-                &[&ids, &push_keys, &counts, &released_keys, &released_tokens],
-            )
-            .await
-            .map_err(|err| StoreError::new("counting deliveries", err))?;
-        Ok(())
-    }
-
     /// Leaves both connections, and whatever waits on them, to be opened anew by the
     /// next call (after an operation that did not answer in time). A connection being
     /// opened right now is left to be.
@@ -188,206 +120,302 @@ impl PostgresStore {
             }
         }
     }
+}
 
-    pub(super) async fn mark_replayed(&self, key: &str) -> Result<bool, StoreError> {
-        let session = self.fast.get().await?;
-        let marked = session
-            .client
-            .execute(on_database_clock(MARK_REPLAYED, 2).as_str(), &[&key])
-            .await
-            .map_err(|err| StoreError::new("marking a replayed message", err))?;
-        Ok(marked > 0)
+impl Backend for PostgresStore {
+    fn claim(&self, request: ClaimRequest) -> BoxFuture<'_, Result<Claim, StoreError>> {
+        Box::pin(async move {
+            // Its notes in doubt first (almost always none), so that the claim takes them.
+            if !request.notes.is_empty() {
+                self.count_uncounted(request.notes.clone()).await?;
+            }
+            let session = self.fast.get().await?;
+            let lease = millis(request.lease);
+            let window = request.dedupe_window.map(millis);
+            let row = session
+                .client
+                .query_one(
+                    &session.claim,
+                    &[
+                        &request.key,
+                        &request.token.0,
+                        &lease,
+                        &window,
+                        &request.push_key,
+                        &request.earlier,
+                    ],
+                )
+                .await
+                .map_err(|err| StoreError::new("claiming", err))?;
+            // The guard's row, then the claim's (none for a duplicate).
+            let (guarded, attempts, holder): (i64, Option<i64>, Option<i64>) =
+                (row.get(0), row.get(1), row.get(2));
+            if guarded == 0 {
+                return Err(StoreError(
+                    "the claim was given up on, and its delivery noted".into(),
+                ));
+            }
+            let row = attempts.map(|attempts| (attempts, holder));
+            let settled = match &row {
+                Some(_) => None,
+                None => session
+                    .client
+                    .query_opt(&session.record, &[&request.key])
+                    .await
+                    .map_err(|err| StoreError::new("reading a duplicate's record", err))?
+                    .map(|record| (record.get(1), record.get(2))),
+            };
+            request.outcome(row, settled)
+        })
     }
 
-    pub(super) async fn settle(&self, settle: Settle) -> Result<(), StoreError> {
-        let session = self.fast.get().await?;
-        session
-            .client
-            .execute(
-                &session.settle,
-                &[&settle.key, &settle.state, &settle.decision, &settle.token],
-            )
-            .await
-            .map_err(|err| StoreError::new("settling", err))?;
-        Ok(())
+    fn count_uncounted(&self, notes: Vec<Note>) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            if notes.is_empty() {
+                return Ok(());
+            }
+            let session = self.fast.get().await?;
+            let mut ids = Vec::with_capacity(notes.len());
+            let mut push_keys = Vec::with_capacity(notes.len());
+            let mut counts = Vec::with_capacity(notes.len());
+            let (mut released_keys, mut released_tokens) = (Vec::new(), Vec::new());
+            for note in notes {
+                if let Some(key) = note.abandoned_claim {
+                    released_keys.push(key);
+                    released_tokens.push(note.id);
+                }
+                ids.push(note.id);
+                push_keys.push(note.push_key);
+                counts.push(i64::from(note.deliveries));
+            }
+            session
+                .client
+                .query_one(
+                    &session.count_uncounted,
+                    &[&ids, &push_keys, &counts, &released_keys, &released_tokens],
+                )
+                .await
+                .map_err(|err| StoreError::new("counting deliveries", err))?;
+            Ok(())
+        })
     }
 
-    pub(super) async fn journal(&self, journal: Journal) -> Result<i64, StoreError> {
-        let session = self.durable.get().await?;
-        let entry = &journal.entry;
-        let row = session
-            .client
-            .query_one(
-                &session.journal,
-                &[
-                    &entry.message_id,
-                    &entry.reason,
-                    &i64::from(entry.attempts),
-                    &entry.format.name(),
-                    &entry.request_id,
-                    &entry.message_tag,
-                    &entry.body,
-                    &entry.route,
-                    &journal.key,
-                    &journal.token,
-                ],
-            )
-            .await
-            .map_err(|err| StoreError::new("writing the dead letter", err))?;
-        Ok(row.get(0))
+    fn settle(&self, settle: Settle) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let session = self.fast.get().await?;
+            session
+                .client
+                .execute(
+                    &session.settle,
+                    &[&settle.key, &settle.state, &settle.decision, &settle.token],
+                )
+                .await
+                .map_err(|err| StoreError::new("settling", err))?;
+            Ok(())
+        })
     }
 
-    pub(super) async fn dead_letters(
-        &self,
-        id: Option<i64>,
-    ) -> Result<Vec<DeadLetter>, StoreError> {
-        let session = self.fast.get().await?;
-        let sql = format!("{SELECT_DEAD_LETTERS} WHERE $1::BIGINT IS NULL OR id = $1 ORDER BY id");
-        let rows = session
-            .client
-            .query(&sql, &[&id])
-            .await
-            .map_err(|err| StoreError::new("reading the journal", err))?;
-        rows.iter()
-            .map(|row| {
-                let id: i64 = row.try_get(0).map_err(unread)?;
-                let entry = format_args!("dead letter {id}");
-                Ok(DeadLetter {
-                    id,
-                    message_id: row.try_get(1).map_err(unread)?,
-                    reason: row.try_get(2).map_err(unread)?,
-                    attempts: stored(entry, attempts(row.try_get(3).map_err(unread)?))?,
-                    format: stored(entry, parse_format(row.try_get(4).map_err(unread)?))?,
-                    request_id: row.try_get(5).map_err(unread)?,
-                    message_tag: row.try_get(6).map_err(unread)?,
-                    body: row.try_get(7).map_err(unread)?,
-                    created: time_of(row.try_get(8).map_err(unread)?),
-                    route: row.try_get(9).map_err(unread)?,
+    fn mark_replayed(&self, key: String) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let session = self.fast.get().await?;
+            let marked = session
+                .client
+                .execute(on_database_clock(MARK_REPLAYED, 2).as_str(), &[&key])
+                .await
+                .map_err(|err| StoreError::new("marking a replayed message", err))?;
+            Ok(marked > 0)
+        })
+    }
+
+    fn journal(&self, journal: Journal) -> BoxFuture<'_, Result<i64, StoreError>> {
+        Box::pin(async move {
+            let session = self.durable.get().await?;
+            let entry = &journal.entry;
+            let row = session
+                .client
+                .query_one(
+                    &session.journal,
+                    &[
+                        &entry.message_id,
+                        &entry.reason,
+                        &i64::from(entry.attempts),
+                        &entry.format.name(),
+                        &entry.request_id,
+                        &entry.message_tag,
+                        &entry.body,
+                        &entry.route,
+                        &journal.key,
+                        &journal.token,
+                    ],
+                )
+                .await
+                .map_err(|err| StoreError::new("writing the dead letter", err))?;
+            Ok(row.get(0))
+        })
+    }
+
+    fn dead_letters(&self, id: Option<i64>) -> BoxFuture<'_, Result<Vec<DeadLetter>, StoreError>> {
+        Box::pin(async move {
+            let session = self.fast.get().await?;
+            let sql =
+                format!("{SELECT_DEAD_LETTERS} WHERE $1::BIGINT IS NULL OR id = $1 ORDER BY id");
+            let rows = session
+                .client
+                .query(&sql, &[&id])
+                .await
+                .map_err(|err| StoreError::new("reading the journal", err))?;
+            rows.iter()
+                .map(|row| {
+                    let id: i64 = row.try_get(0).map_err(unread)?;
+                    let entry = format_args!("dead letter {id}");
+                    Ok(DeadLetter {
+                        id,
+                        message_id: row.try_get(1).map_err(unread)?,
+                        reason: row.try_get(2).map_err(unread)?,
+                        attempts: stored(entry, attempts(row.try_get(3).map_err(unread)?))?,
+                        format: stored(entry, parse_format(row.try_get(4).map_err(unread)?))?,
+                        request_id: row.try_get(5).map_err(unread)?,
+                        message_tag: row.try_get(6).map_err(unread)?,
+                        body: row.try_get(7).map_err(unread)?,
+                        created: time_of(row.try_get(8).map_err(unread)?),
+                        route: row.try_get(9).map_err(unread)?,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 
-    pub(super) async fn journal_page(
+    fn journal_page(
         &self,
         query: JournalQuery,
-    ) -> Result<(Vec<ListedDeadLetter>, u64), StoreError> {
-        let session = self.fast.get().await?;
-        let reason = query.reason_pattern();
-        let since = query.since_ms();
-        let limit = i64::from(query.limit);
-        let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
-        let failed = |err| StoreError::new("reading the journal", err);
-        let matching: i64 = session
-            .client
-            .query_one(COUNT_JOURNAL_PAGE, &[&query.route, &reason, &since])
-            .await
-            .map_err(failed)?
-            .get(0);
-        let rows = session
-            .client
-            .query(
-                SELECT_JOURNAL_PAGE,
-                &[&query.route, &reason, &since, &limit, &offset],
-            )
-            .await
-            .map_err(failed)?;
-        let entries = rows
-            .iter()
-            .map(|row| {
-                let id: i64 = row.try_get(0).map_err(unread)?;
-                Ok(ListedDeadLetter {
-                    id,
-                    message_id: row.try_get(1).map_err(unread)?,
-                    reason: row.try_get(2).map_err(unread)?,
+    ) -> BoxFuture<'_, Result<(Vec<ListedDeadLetter>, u64), StoreError>> {
+        Box::pin(async move {
+            let session = self.fast.get().await?;
+            let reason = query.reason_pattern();
+            let since = query.since_ms();
+            let limit = i64::from(query.limit);
+            let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
+            let failed = |err| StoreError::new("reading the journal", err);
+            let matching: i64 = session
+                .client
+                .query_one(COUNT_JOURNAL_PAGE, &[&query.route, &reason, &since])
+                .await
+                .map_err(failed)?
+                .get(0);
+            let rows = session
+                .client
+                .query(
+                    SELECT_JOURNAL_PAGE,
+                    &[&query.route, &reason, &since, &limit, &offset],
+                )
+                .await
+                .map_err(failed)?;
+            let entries = rows
+                .iter()
+                .map(|row| {
+                    let id: i64 = row.try_get(0).map_err(unread)?;
+                    Ok(ListedDeadLetter {
+                        id,
+                        message_id: row.try_get(1).map_err(unread)?,
+                        reason: row.try_get(2).map_err(unread)?,
+                        attempts: stored(
+                            format_args!("dead letter {id}"),
+                            attempts(row.try_get(3).map_err(unread)?),
+                        )?,
+                        created: time_of(row.try_get(4).map_err(unread)?),
+                        route: row.try_get(5).map_err(unread)?,
+                    })
+                })
+                .collect::<Result<_, StoreError>>()?;
+            Ok((entries, u64::try_from(matching).unwrap_or(0)))
+        })
+    }
+
+    fn dead_letter_counts(&self) -> BoxFuture<'_, Result<Vec<RouteCount>, StoreError>> {
+        Box::pin(async move {
+            let session = self.fast.get().await?;
+            let rows = session
+                .client
+                .query(COUNT_DEAD_LETTERS, &[])
+                .await
+                .map_err(|err| StoreError::new("counting the journal", err))?;
+            Ok(rows
+                .iter()
+                .map(|row| RouteCount {
+                    route: row.get(0),
+                    entries: u64::try_from(row.get::<_, i64>(1)).unwrap_or_default(),
+                })
+                .collect())
+        })
+    }
+
+    fn remove_dead_letters(&self, ids: Option<Vec<i64>>) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let session = self.durable.get().await?;
+            let removed = match ids {
+                None => {
+                    session
+                        .client
+                        .execute("DELETE FROM cmq_dead_letters", &[])
+                        .await
+                }
+                Some(ids) => {
+                    session
+                        .client
+                        .execute("DELETE FROM cmq_dead_letters WHERE id = ANY($1)", &[&ids])
+                        .await
+                }
+            };
+            removed.map_err(|err| StoreError::new("removing dead letters", err))
+        })
+    }
+
+    fn record(
+        &self,
+        message_id: String,
+    ) -> BoxFuture<'_, Result<Option<MessageRecord>, StoreError>> {
+        Box::pin(async move {
+            let session = self.fast.get().await?;
+            let row = session
+                .client
+                .query_opt(&session.record, &[&message_id])
+                .await
+                .map_err(|err| StoreError::new("reading a message record", err))?;
+            row.map(|row| {
+                Ok(MessageRecord {
                     attempts: stored(
-                        format_args!("dead letter {id}"),
-                        attempts(row.try_get(3).map_err(unread)?),
+                        format_args!("message {message_id}"),
+                        attempts(row.try_get(0).map_err(unread)?),
                     )?,
-                    created: time_of(row.try_get(4).map_err(unread)?),
-                    route: row.try_get(5).map_err(unread)?,
+                    state: row.try_get(1).map_err(unread)?,
+                    last_decision: row.try_get(2).map_err(unread)?,
+                    updated: time_of(row.try_get(3).map_err(unread)?),
                 })
             })
-            .collect::<Result<_, StoreError>>()?;
-        Ok((entries, u64::try_from(matching).unwrap_or(0)))
-    }
-
-    pub(super) async fn dead_letter_counts(&self) -> Result<Vec<RouteCount>, StoreError> {
-        let session = self.fast.get().await?;
-        let rows = session
-            .client
-            .query(COUNT_DEAD_LETTERS, &[])
-            .await
-            .map_err(|err| StoreError::new("counting the journal", err))?;
-        Ok(rows
-            .iter()
-            .map(|row| RouteCount {
-                route: row.get(0),
-                entries: u64::try_from(row.get::<_, i64>(1)).unwrap_or_default(),
-            })
-            .collect())
-    }
-
-    pub(super) async fn remove_dead_letters(
-        &self,
-        ids: Option<Vec<i64>>,
-    ) -> Result<u64, StoreError> {
-        let session = self.durable.get().await?;
-        let removed = match ids {
-            None => {
-                session
-                    .client
-                    .execute("DELETE FROM cmq_dead_letters", &[])
-                    .await
-            }
-            Some(ids) => {
-                session
-                    .client
-                    .execute("DELETE FROM cmq_dead_letters WHERE id = ANY($1)", &[&ids])
-                    .await
-            }
-        };
-        removed.map_err(|err| StoreError::new("removing dead letters", err))
-    }
-
-    pub(super) async fn record(
-        &self,
-        message_id: &str,
-    ) -> Result<Option<MessageRecord>, StoreError> {
-        let session = self.fast.get().await?;
-        let row = session
-            .client
-            .query_opt(&session.record, &[&message_id])
-            .await
-            .map_err(|err| StoreError::new("reading a message record", err))?;
-        row.map(|row| {
-            Ok(MessageRecord {
-                attempts: stored(
-                    format_args!("message {message_id}"),
-                    attempts(row.try_get(0).map_err(unread)?),
-                )?,
-                state: row.try_get(1).map_err(unread)?,
-                last_decision: row.try_get(2).map_err(unread)?,
-                updated: time_of(row.try_get(3).map_err(unread)?),
-            })
+            .transpose()
         })
-        .transpose()
     }
 
     /// Over the journal's connection: the claims' connection runs its statements one
     /// after the other, and a prune would hold up the claims behind it.
-    pub(super) async fn prune(
+    fn prune(
         &self,
-        statement: &str,
+        statement: &'static str,
         before: i64,
         limit: i64,
-    ) -> Result<u64, StoreError> {
-        let session = self.durable.get().await?;
-        session
-            .client
-            .execute(statement, &[&before, &limit])
-            .await
-            .map_err(|err| StoreError::new("pruning", err))
+    ) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let session = self.durable.get().await?;
+            session
+                .client
+                .execute(statement, &[&before, &limit])
+                .await
+                .map_err(|err| StoreError::new("pruning", err))
+        })
+    }
+
+    fn timed_out(&self) {
+        self.forget_connections();
     }
 }
 

@@ -18,6 +18,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params};
 use tokio::sync::{mpsc, oneshot};
 
+use super::backend::{Backend, BoxFuture};
 use super::request::{
     ClaimRequest, Journal, Settle, attempts, now_ms, parse_format, time_of, unreadable,
 };
@@ -167,236 +168,253 @@ impl SqliteStore {
             .await
             .map_err(|_| StoreError("the store's writer stopped".into()))?
     }
+}
 
-    pub(super) async fn claim(&self, request: ClaimRequest) -> Result<Claim, StoreError> {
-        self.run(false, 0, move |conn| {
-            // The times are read here, by the writer, as the statement runs.
-            let (now, lease_until, acked_since) = request.times();
-            // The message's notes in doubt first, so that the claim takes them.
-            write_notes(conn, &request.notes, now)?;
-            // A claim whose token is noted already was given up on: it counts nothing.
-            let guarded = conn
-                .prepare_cached(&numbered(CLAIM_GUARD))?
-                .execute(params![request.token.0, request.push_key, now])?;
-            if guarded == 0 {
-                return Ok(Err(StoreError(
-                    "the claim was given up on, and its delivery noted".into(),
-                )));
-            }
-            let noted_before: Option<i64> = conn
-                .prepare_cached(&numbered(TAKE_UNCOUNTED))?
-                .query_row([&request.push_key], |row| row.get(0))
-                .optional()?;
-            let noted: i64 = conn
-                .prepare_cached(&numbered(TAKE_NOTES))?
-                .query_map(params![request.push_key, now], |row| row.get::<_, i64>(0))?
-                .sum::<rusqlite::Result<i64>>()?;
-            let earlier = request.earlier + noted_before.unwrap_or(0) + noted;
-            let row = conn
-                .prepare_cached(&numbered(CLAIM))?
-                .query_row(
-                    params![
-                        request.key,
-                        now,
-                        lease_until,
-                        acked_since,
-                        request.token.0,
-                        earlier
-                    ],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .optional()?;
-            let settled = match row {
-                Some(_) => None,
-                None => conn
-                    .prepare_cached(&numbered(SELECT_RECORD))?
-                    .query_row([&request.key], |row| Ok((row.get(1)?, row.get(2)?)))
-                    .optional()?,
-            };
-            Ok(request.outcome(row, settled))
+impl Backend for SqliteStore {
+    fn claim(&self, request: ClaimRequest) -> BoxFuture<'_, Result<Claim, StoreError>> {
+        Box::pin(async move {
+            self.run(false, 0, move |conn| {
+                // The times are read here, by the writer, as the statement runs.
+                let (now, lease_until, acked_since) = request.times();
+                // The message's notes in doubt first, so that the claim takes them.
+                write_notes(conn, &request.notes, now)?;
+                // A claim whose token is noted already was given up on: it counts nothing.
+                let guarded = conn
+                    .prepare_cached(&numbered(CLAIM_GUARD))?
+                    .execute(params![request.token.0, request.push_key, now])?;
+                if guarded == 0 {
+                    return Ok(Err(StoreError(
+                        "the claim was given up on, and its delivery noted".into(),
+                    )));
+                }
+                let noted_before: Option<i64> = conn
+                    .prepare_cached(&numbered(TAKE_UNCOUNTED))?
+                    .query_row([&request.push_key], |row| row.get(0))
+                    .optional()?;
+                let noted: i64 = conn
+                    .prepare_cached(&numbered(TAKE_NOTES))?
+                    .query_map(params![request.push_key, now], |row| row.get::<_, i64>(0))?
+                    .sum::<rusqlite::Result<i64>>()?;
+                let earlier = request.earlier + noted_before.unwrap_or(0) + noted;
+                let row = conn
+                    .prepare_cached(&numbered(CLAIM))?
+                    .query_row(
+                        params![
+                            request.key,
+                            now,
+                            lease_until,
+                            acked_since,
+                            request.token.0,
+                            earlier
+                        ],
+                        |row| Ok((row.get(0)?, row.get(1)?)),
+                    )
+                    .optional()?;
+                let settled = match row {
+                    Some(_) => None,
+                    None => conn
+                        .prepare_cached(&numbered(SELECT_RECORD))?
+                        .query_row([&request.key], |row| Ok((row.get(1)?, row.get(2)?)))
+                        .optional()?,
+                };
+                Ok(request.outcome(row, settled))
+            })
+            .await?
         })
-        .await?
     }
 
-    pub(super) async fn count_uncounted(&self, notes: Vec<Note>) -> Result<(), StoreError> {
-        self.run(false, 0, move |conn| write_notes(conn, &notes, now_ms()))
+    fn count_uncounted(&self, notes: Vec<Note>) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.run(false, 0, move |conn| write_notes(conn, &notes, now_ms()))
+                .await
+        })
+    }
+
+    fn settle(&self, settle: Settle) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.run(false, 0, move |conn| {
+                conn.prepare_cached(&numbered(SETTLE))?.execute(params![
+                    settle.key,
+                    settle.state,
+                    settle.decision,
+                    now_ms(),
+                    settle.token
+                ])?;
+                Ok(())
+            })
             .await
-    }
-
-    pub(super) async fn settle(&self, settle: Settle) -> Result<(), StoreError> {
-        self.run(false, 0, move |conn| {
-            conn.prepare_cached(&numbered(SETTLE))?.execute(params![
-                settle.key,
-                settle.state,
-                settle.decision,
-                now_ms(),
-                settle.token
-            ])?;
-            Ok(())
         })
-        .await
     }
 
-    pub(super) async fn mark_replayed(&self, key: String) -> Result<bool, StoreError> {
-        self.run(false, 0, move |conn| {
-            let marked = conn
-                .prepare_cached(&numbered(MARK_REPLAYED))?
-                .execute(params![key, now_ms()])?;
-            Ok(marked > 0)
+    fn mark_replayed(&self, key: String) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(async move {
+            self.run(false, 0, move |conn| {
+                let marked = conn
+                    .prepare_cached(&numbered(MARK_REPLAYED))?
+                    .execute(params![key, now_ms()])?;
+                Ok(marked > 0)
+            })
+            .await
         })
-        .await
     }
 
-    pub(super) async fn journal(&self, journal: Journal) -> Result<i64, StoreError> {
-        let bytes = journal.entry.body.len() + journal.entry.reason.len();
-        self.run(true, bytes, move |conn| {
-            let entry = &journal.entry;
-            let values = params![
-                entry.message_id,
-                entry.reason,
-                i64::from(entry.attempts),
-                entry.format.name(),
-                entry.request_id,
-                entry.message_tag,
-                entry.body,
-                now_ms(),
-                entry.route,
-                journal.key,
-                journal.token
-            ];
-            let id: i64 = conn
-                .prepare_cached(&numbered(INSERT_DEAD_LETTER))?
-                .query_row(&values[..9], |row| row.get(0))?;
-            conn.prepare_cached(&numbered(MARK_JOURNALED))?
-                .execute(values)?;
-            Ok(id)
+    fn journal(&self, journal: Journal) -> BoxFuture<'_, Result<i64, StoreError>> {
+        Box::pin(async move {
+            let bytes = journal.entry.body.len() + journal.entry.reason.len();
+            self.run(true, bytes, move |conn| {
+                let entry = &journal.entry;
+                let values = params![
+                    entry.message_id,
+                    entry.reason,
+                    i64::from(entry.attempts),
+                    entry.format.name(),
+                    entry.request_id,
+                    entry.message_tag,
+                    entry.body,
+                    now_ms(),
+                    entry.route,
+                    journal.key,
+                    journal.token
+                ];
+                let id: i64 = conn
+                    .prepare_cached(&numbered(INSERT_DEAD_LETTER))?
+                    .query_row(&values[..9], |row| row.get(0))?;
+                conn.prepare_cached(&numbered(MARK_JOURNALED))?
+                    .execute(values)?;
+                Ok(id)
+            })
+            .await
         })
-        .await
     }
 
-    pub(super) async fn dead_letters(
-        &self,
-        id: Option<i64>,
-    ) -> Result<Vec<DeadLetter>, StoreError> {
-        self.read(move |conn| {
-            let sql = format!("{SELECT_DEAD_LETTERS} WHERE ?1 IS NULL OR id = ?1 ORDER BY id");
-            let mut statement = conn.prepare_cached(&sql)?;
-            let rows = statement.query_map(params![id], |row| {
-                let id: i64 = row.get(0)?;
-                let entry = format_args!("dead letter {id}");
-                Ok(DeadLetter {
-                    id,
-                    message_id: row.get(1)?,
-                    reason: row.get(2)?,
-                    attempts: stored(3, entry, attempts(row.get(3)?))?,
-                    format: stored(4, entry, parse_format(&row.get::<_, String>(4)?))?,
-                    request_id: row.get(5)?,
-                    message_tag: row.get(6)?,
-                    body: row.get(7)?,
-                    created: time_of(row.get(8)?),
-                    route: row.get(9)?,
-                })
-            })?;
-            rows.collect()
-        })
-        .await
-    }
-
-    pub(super) async fn journal_page(
-        &self,
-        query: JournalQuery,
-    ) -> Result<(Vec<ListedDeadLetter>, u64), StoreError> {
-        self.read(move |conn| {
-            let (route, reason, since) = (&query.route, query.reason_pattern(), query.since_ms());
-            let matching: i64 = conn
-                .prepare_cached(&numbered(COUNT_JOURNAL_PAGE))?
-                .query_row(params![route, reason, since], |row| row.get(0))?;
-            let mut statement = conn.prepare_cached(&numbered(SELECT_JOURNAL_PAGE))?;
-            let rows = statement.query_map(
-                params![
-                    route,
-                    reason,
-                    since,
-                    i64::from(query.limit),
-                    i64::try_from(query.offset).unwrap_or(i64::MAX),
-                ],
-                |row| {
+    fn dead_letters(&self, id: Option<i64>) -> BoxFuture<'_, Result<Vec<DeadLetter>, StoreError>> {
+        Box::pin(async move {
+            self.read(move |conn| {
+                let sql = format!("{SELECT_DEAD_LETTERS} WHERE ?1 IS NULL OR id = ?1 ORDER BY id");
+                let mut statement = conn.prepare_cached(&sql)?;
+                let rows = statement.query_map(params![id], |row| {
                     let id: i64 = row.get(0)?;
-                    Ok(ListedDeadLetter {
+                    let entry = format_args!("dead letter {id}");
+                    Ok(DeadLetter {
                         id,
                         message_id: row.get(1)?,
                         reason: row.get(2)?,
-                        attempts: stored(
-                            3,
-                            format_args!("dead letter {id}"),
-                            attempts(row.get(3)?),
-                        )?,
-                        created: time_of(row.get(4)?),
-                        route: row.get(5)?,
+                        attempts: stored(3, entry, attempts(row.get(3)?))?,
+                        format: stored(4, entry, parse_format(&row.get::<_, String>(4)?))?,
+                        request_id: row.get(5)?,
+                        message_tag: row.get(6)?,
+                        body: row.get(7)?,
+                        created: time_of(row.get(8)?),
+                        route: row.get(9)?,
                     })
-                },
-            )?;
-            let entries = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok((entries, u64::try_from(matching).unwrap_or(0)))
+                })?;
+                rows.collect()
+            })
+            .await
         })
-        .await
     }
 
-    pub(super) async fn dead_letter_counts(&self) -> Result<Vec<RouteCount>, StoreError> {
-        self.read(|conn| {
-            let mut statement = conn.prepare_cached(COUNT_DEAD_LETTERS)?;
-            let rows = statement.query_map([], |row| {
-                Ok(RouteCount {
-                    route: row.get(0)?,
-                    entries: u64::try_from(row.get::<_, i64>(1)?).unwrap_or_default(),
-                })
-            })?;
-            rows.collect()
-        })
-        .await
-    }
-
-    pub(super) async fn remove_dead_letters(
+    fn journal_page(
         &self,
-        ids: Option<Vec<i64>>,
-    ) -> Result<u64, StoreError> {
-        self.run(true, 0, move |conn| {
-            let removed = match ids {
-                None => conn.execute("DELETE FROM cmq_dead_letters", [])?,
-                Some(ids) => {
-                    let mut statement =
-                        conn.prepare_cached("DELETE FROM cmq_dead_letters WHERE id = ?1")?;
-                    let mut removed = 0;
-                    for id in ids {
-                        removed += statement.execute([id])?;
-                    }
-                    removed
-                }
-            };
-            Ok(removed as u64)
+        query: JournalQuery,
+    ) -> BoxFuture<'_, Result<(Vec<ListedDeadLetter>, u64), StoreError>> {
+        Box::pin(async move {
+            self.read(move |conn| {
+                let (route, reason, since) =
+                    (&query.route, query.reason_pattern(), query.since_ms());
+                let matching: i64 = conn
+                    .prepare_cached(&numbered(COUNT_JOURNAL_PAGE))?
+                    .query_row(params![route, reason, since], |row| row.get(0))?;
+                let mut statement = conn.prepare_cached(&numbered(SELECT_JOURNAL_PAGE))?;
+                let rows = statement.query_map(
+                    params![
+                        route,
+                        reason,
+                        since,
+                        i64::from(query.limit),
+                        i64::try_from(query.offset).unwrap_or(i64::MAX),
+                    ],
+                    |row| {
+                        let id: i64 = row.get(0)?;
+                        Ok(ListedDeadLetter {
+                            id,
+                            message_id: row.get(1)?,
+                            reason: row.get(2)?,
+                            attempts: stored(
+                                3,
+                                format_args!("dead letter {id}"),
+                                attempts(row.get(3)?),
+                            )?,
+                            created: time_of(row.get(4)?),
+                            route: row.get(5)?,
+                        })
+                    },
+                )?;
+                let entries = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok((entries, u64::try_from(matching).unwrap_or(0)))
+            })
+            .await
         })
-        .await
     }
 
-    pub(super) async fn record(
+    fn dead_letter_counts(&self) -> BoxFuture<'_, Result<Vec<RouteCount>, StoreError>> {
+        Box::pin(async move {
+            self.read(|conn| {
+                let mut statement = conn.prepare_cached(COUNT_DEAD_LETTERS)?;
+                let rows = statement.query_map([], |row| {
+                    Ok(RouteCount {
+                        route: row.get(0)?,
+                        entries: u64::try_from(row.get::<_, i64>(1)?).unwrap_or_default(),
+                    })
+                })?;
+                rows.collect()
+            })
+            .await
+        })
+    }
+
+    fn remove_dead_letters(&self, ids: Option<Vec<i64>>) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async move {
+            self.run(true, 0, move |conn| {
+                let removed = match ids {
+                    None => conn.execute("DELETE FROM cmq_dead_letters", [])?,
+                    Some(ids) => {
+                        let mut statement =
+                            conn.prepare_cached("DELETE FROM cmq_dead_letters WHERE id = ?1")?;
+                        let mut removed = 0;
+                        for id in ids {
+                            removed += statement.execute([id])?;
+                        }
+                        removed
+                    }
+                };
+                Ok(removed as u64)
+            })
+            .await
+        })
+    }
+
+    fn record(
         &self,
         message_id: String,
-    ) -> Result<Option<MessageRecord>, StoreError> {
-        self.read(move |conn| read_record(conn, &message_id)).await
+    ) -> BoxFuture<'_, Result<Option<MessageRecord>, StoreError>> {
+        Box::pin(async move { self.read(move |conn| read_record(conn, &message_id)).await })
     }
 
-    pub(super) async fn prune(
+    fn prune(
         &self,
         statement: &'static str,
         before: i64,
         limit: i64,
-    ) -> Result<u64, StoreError> {
-        self.run(false, 0, move |conn| {
-            Ok(conn
-                .prepare_cached(&numbered(statement))?
-                .execute([before, limit])? as u64)
+    ) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async move {
+            self.run(false, 0, move |conn| {
+                Ok(conn
+                    .prepare_cached(&numbered(statement))?
+                    .execute([before, limit])? as u64)
+            })
+            .await
         })
-        .await
     }
 }
 

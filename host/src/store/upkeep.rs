@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use super::backend::Backend;
 use super::{Shared, Store};
 
 /// How often the deliveries answered before their claim are written.
@@ -60,7 +61,7 @@ pub(super) fn start(store: &Store) {
 /// The store, while a clone of it is held anywhere else.
 fn alive(
     shared: &Weak<Shared>,
-    backend: &super::Backend,
+    backend: &Arc<dyn Backend>,
     location: &super::StoreLocation,
 ) -> Option<Store> {
     Some(Store {
