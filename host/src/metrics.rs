@@ -11,7 +11,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 
 use crate::sandbox::guest::GuestTimes;
-use prometheus_client::registry::{Metric, Registry};
+use prometheus_client::registry::Registry;
 
 /// The label of pushes that no route serves.
 pub(crate) const NO_ROUTE: &str = "none";
@@ -88,235 +88,153 @@ const BUILD: BuildLabels = BuildLabels {
 
 type DurationFamily = Family<RouteLabel, Histogram, fn() -> Histogram>;
 
-/// The receiver's metrics and the registry that encodes them.
-#[derive(Debug)]
-pub(crate) struct Metrics {
-    registry: Registry,
-    messages: Family<DecisionLabels, Counter>,
-    duration: DurationFamily,
-    faults: Family<FaultLabels, Counter>,
-    in_flight: Family<RouteLabel, Gauge>,
-    overloaded: Family<RouteLabel, Counter>,
-    dedupe_hits: Family<DuplicateLabels, Counter>,
-    dead_letters: Family<RouteLabel, Counter>,
-    rejected: Family<StatusLabels, Counter>,
-    store_errors: Family<RouteLabel, Counter>,
-    uncounted_lost: Counter,
-    reloads: Family<ResultLabel, Counter>,
-    generation: Gauge,
-    last_reload_success: Gauge,
-    last_reload_time: Gauge<f64, std::sync::atomic::AtomicU64>,
-    store_files: Family<FileLabel, Gauge>,
-    guest_duration: DurationFamily,
-    instantiation: DurationFamily,
-    store_operations: Family<OperationLabel, Histogram, fn() -> Histogram>,
-    dead_letters_waiting: Family<RouteLabel, Gauge>,
-    outbound_requests: Family<crate::sandbox::outbound_http::OutboundLabels, Counter>,
-    instances: Family<InstanceLabels, Counter>,
-    instances_discarded: Family<CauseLabels, Counter>,
-    instances_idle: Family<RouteLabel, Gauge>,
-    /// The routes `dead_letters_waiting` has shown.
-    dead_letter_routes: std::sync::Mutex<Vec<String>>,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        let mut registry = Registry::default();
-        let r = &mut registry;
-        let metrics = Metrics {
-            registry: Registry::default(),
-            messages: registered(
-                r,
-                "cmq_messages",
-                "Messages a guest decided on, by route and decision (ack, drop, retry, or \
-             fault when the guest gave none)",
-                Family::<DecisionLabels, Counter>::default(),
-            ),
-            duration: registered(
-                r,
-                "cmq_message_duration_seconds",
-                "Time from a push's first byte to its answer, for messages a guest ran on",
-                Family::new_with_constructor(|| {
-                    // 1 ms to about 16 s: CMQ waits 15 s for an answer.
-                    Histogram::new(exponential_buckets(0.001, 2.0, 15))
-                }),
-            ),
-            faults: registered(
-                r,
-                "cmq_guest_faults",
-                "Guests that gave no decision, by kind: trap, deadline, instantiate",
-                Family::<FaultLabels, Counter>::default(),
-            ),
-            in_flight: registered(
-                r,
-                "cmq_messages_in_flight",
-                "Messages being handled now",
-                Family::<RouteLabel, Gauge>::default(),
-            ),
-            overloaded: registered(
-                r,
-                "cmq_overload_answers",
-                "Pushes answered 503 because too many messages were in flight",
-                Family::<RouteLabel, Counter>::default(),
-            ),
-            dedupe_hits: registered(
-                r,
-                "cmq_dedupe_hits",
-                "Pushes of a message already settled (of: ack, drop or journaled), answered \
-                 200 without a guest",
-                Family::<DuplicateLabels, Counter>::default(),
-            ),
-            dead_letters: registered(
-                r,
-                "cmq_dead_letter_writes",
-                "Messages written to the dead-letter journal (drops and last attempts)",
-                Family::<RouteLabel, Counter>::default(),
-            ),
-            rejected: registered(
-                r,
-                "cmq_pushes_rejected",
-                "Requests refused before a guest ran (no route, bad token, bad body), by status",
-                Family::<StatusLabels, Counter>::default(),
-            ),
-            store_errors: registered(
-                r,
-                "cmq_store_errors",
-                "Pushes answered 503 because the delivery store failed",
-                Family::<RouteLabel, Counter>::default(),
-            ),
-            reloads: registered(
-                r,
-                "cmq_reloads",
-                "Reloads of the routes and components, by result: ok or error",
-                Family::<ResultLabel, Counter>::default(),
-            ),
-            generation: registered(
-                r,
-                "cmq_routes_generation",
-                "Which load of the routes is serving: 1 at start, one more per reload",
-                Gauge::default(),
-            ),
-            uncounted_lost: registered(
-                r,
-                "cmq_uncounted_deliveries_lost",
-                "Deliveries answered before their claim that could not be counted, because too \
-             many were waiting for the store: alert on any",
-                Counter::default(),
-            ),
-            store_files: registered(
-                r,
-                "cmq_store_file_bytes",
-                "Size of the SQLite store's files: database, wal (the write-ahead log) and shm",
-                Family::<FileLabel, Gauge>::default(),
-            ),
-            guest_duration: registered(
-                r,
-                "cmq_guest_duration_seconds",
-                "Time a guest took for one message: its instance made, and its call to the end",
-                Family::new_with_constructor(|| {
-                    // 50 µs to about 13 s.
-                    Histogram::new(exponential_buckets(0.00005, 2.0, 19))
-                }),
-            ),
-            instantiation: registered(
-                r,
-                "cmq_guest_instantiation_seconds",
-                "Time making a guest's fresh instance for one message",
-                Family::new_with_constructor(|| {
-                    // 5 µs to about 0.16 s.
-                    Histogram::new(exponential_buckets(0.000005, 2.0, 16))
-                }),
-            ),
-            store_operations: registered(
-                r,
-                "cmq_store_operation_duration_seconds",
-                "Time the delivery store took for one operation: claim, settle or journal",
-                Family::new_with_constructor(|| {
-                    // 20 µs to about 5 s (its timeout is 3 s).
-                    Histogram::new(exponential_buckets(0.00002, 2.0, 18))
-                }),
-            ),
-            dead_letters_waiting: registered(
-                r,
-                "cmq_dead_letters",
-                "Entries in the dead-letter journal waiting for a human, by route (none: \
-             entries from before the journal kept routes), read from the store at each \
-             scrape: alert when it grows",
-                Family::<RouteLabel, Gauge>::default(),
-            ),
-            dead_letter_routes: std::sync::Mutex::default(),
-            instances: registered(
-                r,
-                "cmq_guest_instances",
-                "Messages run on a route that reuses instances, by the instance they ran in: \
-             made (fresh) or reused",
-                Family::default(),
-            ),
-            instances_discarded: registered(
-                r,
-                "cmq_guest_instances_discarded",
-                "Instances of a route that reuses them dropped instead of kept, by cause: \
-             fault, spent (served its count), resources (held more host resources than \
-             after its first message), pool_full, idle (waited past the idle timeout)",
-                Family::default(),
-            ),
-            instances_idle: registered(
-                r,
-                "cmq_guest_instances_idle",
-                "Instances kept for reuse, idle, by route (after the last message)",
-                Family::default(),
-            ),
-            outbound_requests: registered(
-                r,
-                "cmq_outbound_requests",
-                "Guests' outbound HTTP requests, by route and outcome: sent (a response came), \
-             denied (no grant), prohibited (the name resolved only to addresses its grant does \
-             not reach), limited (too many in flight, for the instance or the host), failed",
-                Family::default(),
-            ),
-            last_reload_success: registered(
-                r,
-                "cmq_last_reload_success",
-                "1 when the last reload (or the start) succeeded, 0 when it failed: the \
-             routes of before serve on",
-                Gauge::default(),
-            ),
-            last_reload_time: registered(
-                r,
-                "cmq_last_reload_timestamp_seconds",
-                "When the last reload (or the start) was tried, in Unix seconds",
-                Gauge::<f64, std::sync::atomic::AtomicU64>::default(),
-            ),
-        };
-        r.register(
-            "cmq_trace_spans_dropped",
-            "Spans that never reached the trace collector, by reason: queue_full (it takes \
-             them slower than pushes make them) or export_failed (it refused them or did \
-             not answer)",
-            crate::trace::SPANS_DROPPED.clone(),
-        );
-        r.register(
-            "cmq_traces_skipped",
-            "Pushes not traced because the trace collector was down (one is, every \
-             OTEL_BSP_SCHEDULE_DELAY, to find out whether it is back)",
-            crate::trace::PUSHES_UNTRACED.clone(),
-        );
-        r.register(
-            "cmq_build",
-            "The build serving: its version, commit and wasmtime",
-            Info::new(BUILD),
-        );
-        Metrics {
-            registry,
-            ..metrics
+/// Declares every metric family once: its field, its type, its name and help text in
+/// `/metrics`, and how it is made; the struct and its registration come from the table.
+macro_rules! families {
+    ($($field:ident: $ty:ty = $name:literal, $help:expr, $make:expr;)*) => {
+        /// The receiver's metrics and the registry that encodes them.
+        #[derive(Debug)]
+        pub(crate) struct Metrics {
+            registry: Registry,
+            $($field: $ty,)*
+            /// The routes `dead_letters_waiting` has shown.
+            dead_letter_routes: std::sync::Mutex<Vec<String>>,
         }
-    }
+
+        impl Default for Metrics {
+            fn default() -> Self {
+                let mut registry = Registry::default();
+                $(
+                    let $field: $ty = $make;
+                    registry.register($name, $help, $field.clone());
+                )*
+                register_shared(&mut registry);
+                Metrics {
+                    registry,
+                    $($field,)*
+                    dead_letter_routes: std::sync::Mutex::default(),
+                }
+            }
+        }
+    };
 }
 
-/// `metric`, registered in `registry` under `name` with `help`.
-fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
-    registry.register(name, help, metric.clone());
-    metric
+families! {
+    messages: Family<DecisionLabels, Counter> = "cmq_messages",
+        "Messages a guest decided on, by route and decision (ack, drop, retry, or \
+         fault when the guest gave none)",
+        Family::default();
+    duration: DurationFamily = "cmq_message_duration_seconds",
+        "Time from a push's first byte to its answer, for messages a guest ran on",
+        Family::new_with_constructor(|| {
+            // 1 ms to about 16 s: CMQ waits 15 s for an answer.
+            Histogram::new(exponential_buckets(0.001, 2.0, 15))
+        });
+    faults: Family<FaultLabels, Counter> = "cmq_guest_faults",
+        "Guests that gave no decision, by kind: trap, deadline, instantiate",
+        Family::default();
+    in_flight: Family<RouteLabel, Gauge> = "cmq_messages_in_flight",
+        "Messages being handled now",
+        Family::default();
+    overloaded: Family<RouteLabel, Counter> = "cmq_overload_answers",
+        "Pushes answered 503 because too many messages were in flight",
+        Family::default();
+    dedupe_hits: Family<DuplicateLabels, Counter> = "cmq_dedupe_hits",
+        "Pushes of a message already settled (of: ack, drop or journaled), answered \
+         200 without a guest",
+        Family::default();
+    dead_letters: Family<RouteLabel, Counter> = "cmq_dead_letter_writes",
+        "Messages written to the dead-letter journal (drops and last attempts)",
+        Family::default();
+    rejected: Family<StatusLabels, Counter> = "cmq_pushes_rejected",
+        "Requests refused before a guest ran (no route, bad token, bad body), by status",
+        Family::default();
+    store_errors: Family<RouteLabel, Counter> = "cmq_store_errors",
+        "Pushes answered 503 because the delivery store failed",
+        Family::default();
+    reloads: Family<ResultLabel, Counter> = "cmq_reloads",
+        "Reloads of the routes and components, by result: ok or error",
+        Family::default();
+    generation: Gauge = "cmq_routes_generation",
+        "Which load of the routes is serving: 1 at start, one more per reload",
+        Gauge::default();
+    uncounted_lost: Counter = "cmq_uncounted_deliveries_lost",
+        "Deliveries answered before their claim that could not be counted, because too \
+         many were waiting for the store: alert on any",
+        Counter::default();
+    store_files: Family<FileLabel, Gauge> = "cmq_store_file_bytes",
+        "Size of the SQLite store's files: database, wal (the write-ahead log) and shm",
+        Family::default();
+    guest_duration: DurationFamily = "cmq_guest_duration_seconds",
+        "Time a guest took for one message: its instance made, and its call to the end",
+        Family::new_with_constructor(|| {
+            // 50 µs to about 13 s.
+            Histogram::new(exponential_buckets(0.00005, 2.0, 19))
+        });
+    instantiation: DurationFamily = "cmq_guest_instantiation_seconds",
+        "Time making a guest's fresh instance for one message",
+        Family::new_with_constructor(|| {
+            // 5 µs to about 0.16 s.
+            Histogram::new(exponential_buckets(0.000005, 2.0, 16))
+        });
+    store_operations: Family<OperationLabel, Histogram, fn() -> Histogram> = "cmq_store_operation_duration_seconds",
+        "Time the delivery store took for one operation: claim, settle or journal",
+        Family::new_with_constructor(|| {
+            // 20 µs to about 5 s (its timeout is 3 s).
+            Histogram::new(exponential_buckets(0.00002, 2.0, 18))
+        });
+    dead_letters_waiting: Family<RouteLabel, Gauge> = "cmq_dead_letters",
+        "Entries in the dead-letter journal waiting for a human, by route (none: \
+         entries from before the journal kept routes), read from the store at each \
+         scrape: alert when it grows",
+        Family::default();
+    instances: Family<InstanceLabels, Counter> = "cmq_guest_instances",
+        "Messages run on a route that reuses instances, by the instance they ran in: \
+         made (fresh) or reused",
+        Family::default();
+    instances_discarded: Family<CauseLabels, Counter> = "cmq_guest_instances_discarded",
+        "Instances of a route that reuses them dropped instead of kept, by cause: \
+         fault, spent (served its count), resources (held more host resources than \
+         after its first message), pool_full, idle (waited past the idle timeout)",
+        Family::default();
+    instances_idle: Family<RouteLabel, Gauge> = "cmq_guest_instances_idle",
+        "Instances kept for reuse, idle, by route (after the last message)",
+        Family::default();
+    outbound_requests: Family<crate::sandbox::outbound_http::OutboundLabels, Counter> = "cmq_outbound_requests",
+        "Guests' outbound HTTP requests, by route and outcome: sent (a response came), \
+         denied (no grant), prohibited (the name resolved only to addresses its grant does \
+         not reach), limited (too many in flight, for the instance or the host), failed",
+        Family::default();
+    last_reload_success: Gauge = "cmq_last_reload_success",
+        "1 when the last reload (or the start) succeeded, 0 when it failed: the \
+         routes of before serve on",
+        Gauge::default();
+    last_reload_time: Gauge<f64, std::sync::atomic::AtomicU64> = "cmq_last_reload_timestamp_seconds",
+        "When the last reload (or the start) was tried, in Unix seconds",
+        Gauge::default();
+}
+
+/// The families that are not the receiver's own: the trace exporter's (process-wide)
+/// and the build's.
+fn register_shared(registry: &mut Registry) {
+    registry.register(
+        "cmq_trace_spans_dropped",
+        "Spans that never reached the trace collector, by reason: queue_full (it takes \
+         them slower than pushes make them) or export_failed (it refused them or did \
+         not answer)",
+        crate::trace::SPANS_DROPPED.clone(),
+    );
+    registry.register(
+        "cmq_traces_skipped",
+        "Pushes not traced because the trace collector was down (one is, every \
+         OTEL_BSP_SCHEDULE_DELAY, to find out whether it is back)",
+        crate::trace::PUSHES_UNTRACED.clone(),
+    );
+    registry.register(
+        "cmq_build",
+        "The build serving: its version, commit and wasmtime",
+        Info::new(BUILD),
+    );
 }
 
 fn route(name: &str) -> RouteLabel {
