@@ -289,74 +289,40 @@ impl Delivery<'_> {
         kept: Kept,
         result: &Result<Decision, GuestFault>,
     ) -> Recorded {
-        let Claimed {
-            store,
-            key,
-            token,
-            attempt,
-        } = claimed;
-        let (attempt, token) = (*attempt, *token);
+        let attempt = claimed.attempt;
         let message_id = kept.message_id.clone();
         let failure = match result {
+            // The guest acknowledged: the answer stays 2xx even when the store fails.
+            // Only a later duplicate would run again.
             Ok(Decision::Ack) => {
-                return match self
-                    .observed(
-                        StoreOperation::Settle,
-                        store.settle(key, token, Settlement::Acked),
-                    )
-                    .await
-                {
-                    Ok(()) => Recorded::Settled,
-                    Err(err) => {
-                        // The guest acknowledged: the answer stays 2xx. Only a later
-                        // duplicate would run again.
-                        tracing::warn!(
-                            messaging.message.id = message_id,
-                            "acknowledgement not recorded: {err}"
-                        );
-                        Recorded::StoreFailed
-                    }
-                };
+                return self
+                    .settle(claimed, &message_id, Settlement::Acked, "acknowledgement")
+                    .await;
             }
             Ok(Decision::Drop(reason)) => {
                 let entry = kept.entry(format!("dropped: {}", clip(reason)));
-                return match self
-                    .observed(
-                        StoreOperation::Journal,
-                        store.journal(entry, key, Some(token)),
-                    )
-                    .await
-                {
-                    Ok(id) => Recorded::Journaled(id),
-                    Err(err) => {
-                        self.metrics.store_error(&self.route.name);
-                        tracing::error!(
-                            messaging.message.id = message_id,
-                            messaging.cmq.attempt = attempt,
-                            "dropped message could not be journaled, answered so that CMQ \
-                             delivers it again: {err}"
-                        );
-                        let failed = Settlement::Failed("drop not journaled".into());
-                        let _ = self
-                            .observed(StoreOperation::Settle, store.settle(key, token, failed))
-                            .await;
-                        Recorded::DropNotJournaled
-                    }
+                let err = match self.journal(claimed, entry).await {
+                    Ok(id) => return Recorded::Journaled(id),
+                    Err(err) => err,
                 };
+                self.metrics.store_error(&self.route.name);
+                tracing::error!(
+                    messaging.message.id = message_id,
+                    messaging.cmq.attempt = attempt,
+                    "dropped message could not be journaled, answered so that CMQ delivers \
+                     it again: {err}"
+                );
+                let failed = Settlement::Failed("drop not journaled".into());
+                self.settle(claimed, &message_id, failed, "failure").await;
+                return Recorded::DropNotJournaled;
             }
             Ok(Decision::Retry(reason)) => format!("retry: {}", clip(reason)),
             Err(fault) => format!("fault: {fault}"),
         };
-        let max = self.route.options.max_attempts;
         if self.is_last(attempt) {
+            let max = self.route.options.max_attempts;
             let entry = kept.entry(format!("{failure} (attempt {attempt}, the last of {max})"));
-            match self
-                .observed(
-                    StoreOperation::Journal,
-                    store.journal(entry, key, Some(token)),
-                )
-                .await
-            {
+            match self.journal(claimed, entry).await {
                 Ok(id) => return Recorded::Journaled(id),
                 Err(err) => tracing::error!(
                     messaging.message.id = message_id,
@@ -366,22 +332,39 @@ impl Delivery<'_> {
                 ),
             }
         }
-        match self
-            .observed(
-                StoreOperation::Settle,
-                store.settle(key, token, Settlement::Failed(failure)),
-            )
+        self.settle(claimed, &message_id, Settlement::Failed(failure), "failure")
             .await
-        {
+    }
+
+    /// Settles the claim; a store that fails is logged as `what` not recorded.
+    async fn settle(
+        &self,
+        claimed: &Claimed<'_>,
+        message_id: &str,
+        settlement: Settlement,
+        what: &str,
+    ) -> Recorded {
+        let settled = claimed
+            .store
+            .settle(&claimed.key, claimed.token, settlement);
+        match self.observed(StoreOperation::Settle, settled).await {
             Ok(()) => Recorded::Settled,
             Err(err) => {
                 tracing::warn!(
                     messaging.message.id = message_id,
-                    "failure not recorded: {err}"
+                    "{what} not recorded: {err}"
                 );
                 Recorded::StoreFailed
             }
         }
+    }
+
+    /// Journals `entry` and settles the claim by it.
+    async fn journal(&self, claimed: &Claimed<'_>, entry: DeadLetter) -> Result<i64, StoreError> {
+        let journaled = claimed
+            .store
+            .journal(entry, &claimed.key, Some(claimed.token));
+        self.observed(StoreOperation::Journal, journaled).await
     }
 }
 
