@@ -34,7 +34,10 @@ fn instantiate_and_call(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     c.bench_function("instantiate and call (ack guest)", |b| {
         b.to_async(&runtime).iter(|| async {
-            let decision = receiver.handle(message()).await.expect("no fault");
+            let decision = receiver
+                .handle_on_first_route(message())
+                .await
+                .expect("no fault");
             assert!(matches!(decision, cmq_host::Decision::Ack));
         })
     });

@@ -178,7 +178,10 @@ impl Receiver {
     /// Runs `message` through a fresh instance of the first route's guest, exactly as
     /// for a push, and returns the guest's decision: for tools and benchmarks that have
     /// a message and no HTTP request. The message-in-flight cap does not apply.
-    pub async fn handle(&self, message: cmq_message::Message) -> Result<Decision, GuestFault> {
+    pub async fn handle_on_first_route(
+        &self,
+        message: cmq_message::Message,
+    ) -> Result<Decision, GuestFault> {
         let routes = self.routes.get();
         let route = routes.first();
         route.guest.handle(Message::from(message)).await.0
@@ -237,18 +240,18 @@ impl Receiver {
     /// The first route's component compiled to native code for this machine and this
     /// cmq-host: what `cmq-host compile` writes to a `.cwasm`, which
     /// [`Receiver::load`] loads without compiling.
-    pub fn precompiled(&self) -> anyhow::Result<Vec<u8>> {
+    pub fn first_route_precompiled(&self) -> anyhow::Result<Vec<u8>> {
         Ok(self.routes.get().first().guest.serialize()?)
     }
 
     /// Where the first route's native code came from: compiled at this start, the
     /// compile cache, or a `.cwasm`.
-    pub fn loaded(&self) -> Loaded {
+    pub fn first_route_loaded(&self) -> Loaded {
         self.routes.get().first().guest.loaded()
     }
 
     /// The interface the first route's component is served through.
-    pub fn serves(&self) -> ServeAs {
+    pub fn first_route_serves(&self) -> ServeAs {
         self.routes.get().first().guest.serves()
     }
 

@@ -29,14 +29,14 @@ pub(crate) fn run(args: CompileArgs) -> anyhow::Result<()> {
     // Loading checks the component as `serve` would: a handler for a wrong world is
     // refused here, not when the .cwasm is served.
     let receiver = Receiver::load(&args.component, ReceiverOptions::default())?;
-    let compiled = receiver.precompiled()?;
+    let compiled = receiver.first_route_precompiled()?;
     std::fs::write(&output, &compiled).with_context(|| format!("writing {}", output.display()))?;
     tracing::info!(
         component = %args.component.display(),
         output = %output.display(),
         bytes = compiled.len(),
         compile_ms = started.elapsed().as_millis() as u64,
-        serves = ?receiver.serves(),
+        serves = ?receiver.first_route_serves(),
         "compiled: serve the .cwasm with this same cmq-host on this machine"
     );
     Ok(())

@@ -128,7 +128,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let outcome = runtime.block_on(receiver.handle(message));
+    let outcome = runtime.block_on(receiver.handle_on_first_route(message));
     // The guest's lines are written by the log as it ends; then its decision.
     crate::cli::log_output::flush();
     let (line, code) = match outcome {
