@@ -316,11 +316,11 @@ fn every_kind_of_push_log_line_the_host_writes_is_named_in_the_readme() -> anyho
         .expect("the README's Logs paragraph");
     let mut kinds = Vec::new();
     for file in [
-        "report.rs",
-        "delivery.rs",
+        "push/report.rs",
+        "push/delivery.rs",
         "receiver.rs",
-        "intake.rs",
-        "answer.rs",
+        "push/intake.rs",
+        "push/verdict.rs",
     ] {
         let source = std::fs::read_to_string(repo_root().join("host/src").join(file))?;
         for start in ["\"message ", "\"push rejected"] {
