@@ -7,7 +7,7 @@
 //! - [`routes`]: the routes page, from the metrics;
 //! - [`live`]: the live page, decisions as they happen;
 //! - [`dead_letters`]: the journal, one entry, replay and purge;
-//! - [`page`]: the HTML and the console's security headers.
+//! - [`page`](mod@page): the HTML and the console's security headers.
 
 mod dead_letters;
 mod live;

@@ -244,7 +244,7 @@ impl HttpGrant {
         })
     }
 
-    /// HOST[:PORT] as granted.
+    /// `HOST[:PORT]` as granted.
     fn destination_text(&self) -> String {
         let host = match &self.host {
             GrantedHost::Name(name) => name.clone(),
