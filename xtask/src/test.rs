@@ -73,27 +73,18 @@ pub fn run() -> Result<()> {
         ),
         // The host's docs, private items too, so that the tables of contents and the
         // links a newcomer follows stay true; dependencies are clippy's, already checked.
-        Step {
-            name: "docs (cmq-host, private items too, warnings denied)",
-            run: Box::new(|| {
-                let status = Command::new(cargo())
-                    .args([
-                        "doc",
-                        "-p",
-                        "cmq-host",
-                        "--no-deps",
-                        "--document-private-items",
-                    ])
-                    .env("RUSTDOCFLAGS", "-D warnings")
-                    .current_dir(repo_root())
-                    .status()
-                    .context("running cargo doc")?;
-                if !status.success() {
-                    bail!("cargo doc exited with {status}");
-                }
-                Ok(())
-            }),
-        },
+        cargo_step(
+            "docs (cmq-host, private items too, warnings denied)",
+            &[
+                "doc",
+                "-p",
+                "cmq-host",
+                "--no-deps",
+                "--document-private-items",
+                "--config",
+                "build.rustdocflags=[\"-D\", \"warnings\"]",
+            ],
+        ),
         Step {
             name: "test (root workspace, with PostgreSQL for the shared store, HAProxy, \
                    Prometheus and Chromium)",
