@@ -15,6 +15,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rusqlite::types::Type;
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params};
 use tokio::sync::{mpsc, oneshot};
 
@@ -299,8 +300,12 @@ impl Backend for SqliteStore {
                         id,
                         message_id: row.get(1)?,
                         reason: row.get(2)?,
-                        attempts: stored(3, entry, attempts(row.get(3)?))?,
-                        format: stored(4, entry, parse_format(&row.get::<_, String>(4)?))?,
+                        attempts: stored((3, Type::Integer), entry, attempts(row.get(3)?))?,
+                        format: stored(
+                            (4, Type::Text),
+                            entry,
+                            parse_format(&row.get::<_, String>(4)?),
+                        )?,
                         request_id: row.get(5)?,
                         message_tag: row.get(6)?,
                         body: row.get(7)?,
@@ -341,7 +346,7 @@ impl Backend for SqliteStore {
                             message_id: row.get(1)?,
                             reason: row.get(2)?,
                             attempts: stored(
-                                3,
+                                (3, Type::Integer),
                                 format_args!("dead letter {id}"),
                                 attempts(row.get(3)?),
                             )?,
@@ -423,7 +428,7 @@ fn read_record(conn: &Connection, message_id: &str) -> rusqlite::Result<Option<M
         .query_row([message_id], |row| {
             Ok(MessageRecord {
                 attempts: stored(
-                    0,
+                    (0, Type::Integer),
                     format_args!("message {message_id}"),
                     attempts(row.get(0)?),
                 )?,
@@ -435,19 +440,15 @@ fn read_record(conn: &Connection, message_id: &str) -> rusqlite::Result<Option<M
         .optional()
 }
 
-/// A stored value's check (`checked`) as the error of column `column` of the row
-/// `row` names.
+/// A stored value's check (`checked`) as the error of `column` (its index and type)
+/// of the row `row` names.
 fn stored<T>(
-    column: usize,
+    (column, of): (usize, Type),
     row: std::fmt::Arguments<'_>,
     checked: Result<T, String>,
 ) -> rusqlite::Result<T> {
     checked.map_err(|what| {
-        rusqlite::Error::FromSqlConversionFailure(
-            column,
-            rusqlite::types::Type::Integer,
-            unreadable(row, &what).into(),
-        )
+        rusqlite::Error::FromSqlConversionFailure(column, of, unreadable(row, &what).into())
     })
 }
 
