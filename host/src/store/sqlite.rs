@@ -8,6 +8,7 @@
 //!
 //! The write-ahead log is kept bounded by [`wal`].
 
+mod lost_claims;
 mod wal;
 mod writer;
 
@@ -24,7 +25,7 @@ use super::request::{
     ClaimRequest, Journal, Settle, attempts, now_ms, parse_format, time_of, unreadable,
 };
 use super::sql::{
-    ADD_ROUTE_COLUMN, CLAIM, CLAIM_GUARD, COUNT_DEAD_LETTERS, COUNT_JOURNAL_PAGE, HAS_ROUTE_COLUMN,
+    ADD_ROUTE_COLUMN, CLAIM, COUNT_DEAD_LETTERS, COUNT_JOURNAL_PAGE, HAS_ROUTE_COLUMN,
     INSERT_DEAD_LETTER, MARK_JOURNALED, MARK_REPLAYED, NOTE, RELEASE_ABANDONED, SCHEMA,
     SELECT_DEAD_LETTERS, SELECT_JOURNAL_PAGE, SELECT_RECORD, SETTLE, TAKE_NOTES, TAKE_UNCOUNTED,
 };
@@ -33,9 +34,16 @@ use super::{
     Claim, DeadLetter, JournalQuery, ListedDeadLetter, MessageRecord, RouteCount, StoreError,
 };
 
-/// Writes `notes` (a note written before adds nothing) and releases the leases of the
-/// claims given up on among them.
-fn write_notes(conn: &Connection, notes: &[Note], now: i64) -> rusqlite::Result<()> {
+/// Writes the guards of the claims `lost` keeps, then `notes` (a note written before,
+/// or under a guard's token, adds nothing), and releases the leases of the claims given
+/// up on among them. Returns the lost claims guarded.
+fn write_notes(
+    conn: &Connection,
+    lost: &LostClaims,
+    notes: &[Note],
+    now: i64,
+) -> rusqlite::Result<Vec<i64>> {
+    let guarded = lost.write(conn, now)?;
     for note in notes {
         conn.prepare_cached(&numbered(NOTE))?.execute(params![
             note.id,
@@ -48,13 +56,14 @@ fn write_notes(conn: &Connection, notes: &[Note], now: i64) -> rusqlite::Result<
                 .execute(params![key, note.id, now])?;
         }
     }
-    Ok(())
+    Ok(guarded)
 }
 
 /// The database's page size for a new file (see [`open_connection`]); a file made by
 /// an older cmq-host may have 4 KiB pages.
 const PAGE_SIZE: i64 = 1024;
 
+use lost_claims::{LostClaim, LostClaims, Waiting, Watch, hand_over};
 pub use wal::WAL_LIMIT;
 use wal::{Log, note_wal_frames};
 use writer::{Job, Writer, in_savepoint};
@@ -73,6 +82,8 @@ pub(super) struct SqliteStore {
     /// writer's transactions: listing the journal takes no write lock, and holds up
     /// no push.
     reader: Arc<Mutex<Connection>>,
+    /// Claims that committed after their push gave up, to guard before the next notes.
+    lost: Arc<LostClaims>,
 }
 
 impl SqliteStore {
@@ -111,6 +122,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             jobs,
             reader: Arc::new(Mutex::new(reader)),
+            lost: Arc::default(),
         })
     }
 
@@ -139,6 +151,19 @@ impl SqliteStore {
         bytes: usize,
         op: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.run_watched(durable, bytes, op, None).await
+    }
+
+    /// [`SqliteStore::run`], for a claim when `watch` is given: a committed claim
+    /// whose result is not taken is kept in [`LostClaims`].
+    async fn run_watched<T: Send + 'static>(
+        &self,
+        durable: bool,
+        bytes: usize,
+        op: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+        watch: Watch,
+    ) -> Result<T, StoreError> {
+        let writer_watch = watch.clone();
         let (done, result) = oneshot::channel::<Result<T, StoreError>>();
         let job = Job {
             durable,
@@ -158,79 +183,50 @@ impl SqliteStore {
                         (Some(Ok(_)), Err(err)) => Err(StoreError::new("sqlite commit", err)),
                         (Some(Ok(value)), Ok(())) => Ok(value),
                     };
-                    let _ = done.send(result);
+                    hand_over(done, result, writer_watch);
                 })
             }),
         };
         self.jobs
             .send(job)
             .map_err(|_| StoreError("the store's writer stopped".into()))?;
-        result
-            .await
-            .map_err(|_| StoreError("the store's writer stopped".into()))?
+        Waiting::new(result, watch).result().await
     }
 }
 
 impl Backend for SqliteStore {
     fn claim(&self, request: ClaimRequest) -> BoxFuture<'_, Result<Claim, StoreError>> {
         Box::pin(async move {
-            self.run(false, 0, move |conn| {
-                // The times are read here, by the writer, as the statement runs.
-                let (now, lease_until, acked_since) = request.times();
-                // The message's notes in doubt first, so that the claim takes them.
-                write_notes(conn, &request.notes, now)?;
-                // A claim whose token is noted already was given up on: it counts nothing.
-                let guarded = conn
-                    .prepare_cached(&numbered(CLAIM_GUARD))?
-                    .execute(params![request.token.0, request.push_key, now])?;
-                if guarded == 0 {
-                    return Ok(Err(StoreError(
-                        "the claim was given up on, and its delivery noted".into(),
-                    )));
-                }
-                let noted_before: Option<i64> = conn
-                    .prepare_cached(&numbered(TAKE_UNCOUNTED))?
-                    .query_row([&request.push_key], |row| row.get(0))
-                    .optional()?;
-                let noted: i64 = conn
-                    .prepare_cached(&numbered(TAKE_NOTES))?
-                    .query_map(params![request.push_key, now], |row| row.get::<_, i64>(0))?
-                    .sum::<rusqlite::Result<i64>>()?;
-                let earlier = request.earlier + noted_before.unwrap_or(0) + noted;
-                let row = conn
-                    .prepare_cached(&numbered(CLAIM))?
-                    .query_row(
-                        params![
-                            request.key,
-                            now,
-                            lease_until,
-                            acked_since,
-                            request.token.0,
-                            earlier
-                        ],
-                        |row| Ok((row.get(0)?, row.get(1)?)),
-                    )
-                    .optional()?;
-                let settled = match row {
-                    Some(_) => None,
-                    None => conn
-                        .prepare_cached(&numbered(SELECT_RECORD))?
-                        .query_row([&request.key], |row| Ok((row.get(1)?, row.get(2)?)))
-                        .optional()?,
-                };
-                Ok(request.outcome(row, settled))
-            })
-            .await?
+            let watch = LostClaim {
+                token: request.token.0,
+                push_key: request.push_key.clone(),
+            };
+            let lost = self.lost.clone();
+            let (claim, guarded) = self
+                .run_watched(
+                    false,
+                    0,
+                    move |conn| claim(conn, &request, &lost),
+                    Some((watch, self.lost.clone())),
+                )
+                .await?;
+            self.lost.forget(&guarded);
+            claim
         })
     }
 
     fn count_uncounted(&self, notes: Vec<Note>) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            self.run(false, 0, move |conn| write_notes(conn, &notes, now_ms()))
-                .await
+            let lost = self.lost.clone();
+            let guarded = self
+                .run(false, 0, move |conn| {
+                    write_notes(conn, &lost, &notes, now_ms())
+                })
+                .await?;
+            self.lost.forget(&guarded);
+            Ok(())
         })
     }
-
     fn settle(&self, settle: Settle) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             self.run(false, 0, move |conn| {
@@ -421,6 +417,49 @@ impl Backend for SqliteStore {
             .await
         })
     }
+}
+
+/// A claim (see [`CLAIM`]), after the guards of lost claims and the message's notes in
+/// doubt, so that it takes them. Returns the claim and the lost claims guarded.
+fn claim(
+    conn: &Connection,
+    request: &ClaimRequest,
+    lost: &LostClaims,
+) -> rusqlite::Result<(Result<Claim, StoreError>, Vec<i64>)> {
+    // The times are read here, by the writer, as the statement runs.
+    let (now, lease_until, acked_since) = request.times();
+    let guarded = write_notes(conn, lost, &request.notes, now)?;
+    let noted_before: Option<i64> = conn
+        .prepare_cached(&numbered(TAKE_UNCOUNTED))?
+        .query_row([&request.push_key], |row| row.get(0))
+        .optional()?;
+    let noted: i64 = conn
+        .prepare_cached(&numbered(TAKE_NOTES))?
+        .query_map(params![request.push_key, now], |row| row.get::<_, i64>(0))?
+        .sum::<rusqlite::Result<i64>>()?;
+    let earlier = request.earlier + noted_before.unwrap_or(0) + noted;
+    let row = conn
+        .prepare_cached(&numbered(CLAIM))?
+        .query_row(
+            params![
+                request.key,
+                now,
+                lease_until,
+                acked_since,
+                request.token.0,
+                earlier
+            ],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    let settled = match row {
+        Some(_) => None,
+        None => conn
+            .prepare_cached(&numbered(SELECT_RECORD))?
+            .query_row([&request.key], |row| Ok((row.get(1)?, row.get(2)?)))
+            .optional()?,
+    };
+    Ok((request.outcome(row, settled), guarded))
 }
 
 fn read_record(conn: &Connection, message_id: &str) -> rusqlite::Result<Option<MessageRecord>> {
