@@ -8,6 +8,7 @@
 //!
 //! The write-ahead log is kept bounded by [`wal`].
 
+mod counting;
 mod lost_claims;
 mod wal;
 mod writer;
@@ -25,44 +26,20 @@ use super::request::{
     ClaimRequest, Journal, Settle, attempts, now_ms, parse_format, time_of, unreadable,
 };
 use super::sql::{
-    ADD_ROUTE_COLUMN, CLAIM, COUNT_DEAD_LETTERS, COUNT_JOURNAL_PAGE, HAS_ROUTE_COLUMN,
-    INSERT_DEAD_LETTER, MARK_JOURNALED, MARK_REPLAYED, NOTE, RELEASE_ABANDONED, SCHEMA,
-    SELECT_DEAD_LETTERS, SELECT_JOURNAL_PAGE, SELECT_RECORD, SETTLE, TAKE_NOTES, TAKE_UNCOUNTED,
+    ADD_ROUTE_COLUMN, COUNT_DEAD_LETTERS, COUNT_JOURNAL_PAGE, HAS_ROUTE_COLUMN, INSERT_DEAD_LETTER,
+    MARK_JOURNALED, MARK_REPLAYED, PRUNE_NOTES, PRUNE_UNCOUNTED, SCHEMA, SELECT_DEAD_LETTERS,
+    SELECT_JOURNAL_PAGE, SELECT_RECORD, SETTLE,
 };
 use super::uncounted::Note;
 use super::{
     Claim, DeadLetter, JournalQuery, ListedDeadLetter, MessageRecord, RouteCount, StoreError,
 };
 
-/// Writes the guards of the claims `lost` keeps, then `notes` (a note written before,
-/// or under a guard's token, adds nothing), and releases the leases of the claims given
-/// up on among them. Returns the lost claims guarded.
-fn write_notes(
-    conn: &Connection,
-    lost: &LostClaims,
-    notes: &[Note],
-    now: i64,
-) -> rusqlite::Result<Vec<i64>> {
-    let guarded = lost.write(conn, now)?;
-    for note in notes {
-        conn.prepare_cached(&numbered(NOTE))?.execute(params![
-            note.id,
-            note.push_key,
-            i64::from(note.deliveries),
-            now
-        ])?;
-        if let Some(key) = &note.abandoned_claim {
-            conn.prepare_cached(&numbered(RELEASE_ABANDONED))?
-                .execute(params![key, note.id, now])?;
-        }
-    }
-    Ok(guarded)
-}
-
 /// The database's page size for a new file (see [`open_connection`]); a file made by
 /// an older cmq-host may have 4 KiB pages.
 const PAGE_SIZE: i64 = 1024;
 
+use counting::{Counting, Untaken};
 use lost_claims::{LostClaim, LostClaims, Waiting, Watch, hand_over};
 pub use wal::WAL_LIMIT;
 use wal::{Log, note_wal_frames};
@@ -84,6 +61,8 @@ pub(super) struct SqliteStore {
     reader: Arc<Mutex<Connection>>,
     /// Claims that committed after their push gave up, to guard before the next notes.
     lost: Arc<LostClaims>,
+    /// Whether claims must look for deliveries noted in the database.
+    untaken: Arc<Untaken>,
 }
 
 impl SqliteStore {
@@ -102,15 +81,18 @@ impl SqliteStore {
                 .unwrap_or(PAGE_SIZE);
             // Checkpoints run on a thread of their own; they stop when the writer
             // ends, which drops its `Log` and with it the nudges.
+            let untaken = Untaken::read(&conn)
+                .map_err(|err| StoreError::new("reading the store's notes", err))?;
             let (log, checkpoints) = Log::new(page_size);
             std::thread::Builder::new()
                 .name("cmq-store-checkpoint".into())
                 .spawn(move || checkpoints.run(&path))
                 .map_err(|err| StoreError::new("starting checkpoints", err))?;
-            Ok::<_, StoreError>(Writer::new(conn, log))
+            Ok::<_, StoreError>((Writer::new(conn, log), untaken))
         })
         .await
         .map_err(|err| StoreError::new("opening the store", err))??;
+        let (opened, untaken) = opened;
         let (jobs, queue) = mpsc::unbounded_channel::<Job>();
         tokio::spawn(opened.run(queue));
         let reader = Connection::open_with_flags(
@@ -123,6 +105,7 @@ impl SqliteStore {
             jobs,
             reader: Arc::new(Mutex::new(reader)),
             lost: Arc::default(),
+            untaken: Arc::new(untaken),
         })
     }
 
@@ -144,7 +127,9 @@ impl SqliteStore {
     }
 
     /// Runs `op` in the writer's next transaction and returns its result once that
-    /// transaction is committed.
+    /// transaction is committed. An `op` of several writes runs them
+    /// [`in_savepoint`], so that its failure undoes them all and nothing else of its
+    /// batch; one statement fails as a whole by itself.
     async fn run<T: Send + 'static>(
         &self,
         durable: bool,
@@ -172,7 +157,7 @@ impl SqliteStore {
                 // A caller that gave up (the store's timeout answered its push `store unavailable`) has
                 // counted its delivery as not recorded: a late claim would count it twice.
                 let outcome = match conn {
-                    Some(conn) if !done.is_closed() => Some(in_savepoint(conn, op)),
+                    Some(conn) if !done.is_closed() => Some(op(conn)),
                     _ => None,
                 };
                 Box::new(move |committed: Result<(), &str>| {
@@ -201,12 +186,18 @@ impl Backend for SqliteStore {
                 token: request.token.0,
                 push_key: request.push_key.clone(),
             };
-            let lost = self.lost.clone();
+            let (lost, untaken) = (self.lost.clone(), self.untaken.clone());
             let (claim, guarded) = self
                 .run_watched(
                     false,
                     0,
-                    move |conn| claim(conn, &request, &lost),
+                    move |conn| {
+                        let counting = Counting {
+                            lost: &lost,
+                            untaken: &untaken,
+                        };
+                        counting.claim(conn, &request)
+                    },
                     Some((watch, self.lost.clone())),
                 )
                 .await?;
@@ -217,10 +208,14 @@ impl Backend for SqliteStore {
 
     fn count_uncounted(&self, notes: Vec<Note>) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
-            let lost = self.lost.clone();
+            let (lost, untaken) = (self.lost.clone(), self.untaken.clone());
             let guarded = self
                 .run(false, 0, move |conn| {
-                    write_notes(conn, &lost, &notes, now_ms())
+                    let counting = Counting {
+                        lost: &lost,
+                        untaken: &untaken,
+                    };
+                    in_savepoint(conn, |conn| counting.write_notes(conn, &notes, now_ms()))
                 })
                 .await?;
             self.lost.forget(&guarded);
@@ -259,26 +254,28 @@ impl Backend for SqliteStore {
         Box::pin(async move {
             let bytes = journal.entry.body.len() + journal.entry.reason.len();
             self.run(true, bytes, move |conn| {
-                let entry = &journal.entry;
-                let values = params![
-                    entry.message_id,
-                    entry.reason,
-                    i64::from(entry.attempts),
-                    entry.format.name(),
-                    entry.request_id,
-                    entry.message_tag,
-                    entry.body,
-                    now_ms(),
-                    entry.route,
-                    journal.key,
-                    journal.token
-                ];
-                let id: i64 = conn
-                    .prepare_cached(&numbered(INSERT_DEAD_LETTER))?
-                    .query_row(&values[..9], |row| row.get(0))?;
-                conn.prepare_cached(&numbered(MARK_JOURNALED))?
-                    .execute(values)?;
-                Ok(id)
+                in_savepoint(conn, |conn| {
+                    let entry = &journal.entry;
+                    let values = params![
+                        entry.message_id,
+                        entry.reason,
+                        i64::from(entry.attempts),
+                        entry.format.name(),
+                        entry.request_id,
+                        entry.message_tag,
+                        entry.body,
+                        now_ms(),
+                        entry.route,
+                        journal.key,
+                        journal.token
+                    ];
+                    let id: i64 = conn
+                        .prepare_cached(&numbered(INSERT_DEAD_LETTER))?
+                        .query_row(&values[..9], |row| row.get(0))?;
+                    conn.prepare_cached(&numbered(MARK_JOURNALED))?
+                        .execute(values)?;
+                    Ok(id)
+                })
             })
             .await
         })
@@ -377,19 +374,21 @@ impl Backend for SqliteStore {
     fn remove_dead_letters(&self, ids: Option<Vec<i64>>) -> BoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(async move {
             self.run(true, 0, move |conn| {
-                let removed = match ids {
-                    None => conn.execute("DELETE FROM cmq_dead_letters", [])?,
-                    Some(ids) => {
-                        let mut statement =
-                            conn.prepare_cached("DELETE FROM cmq_dead_letters WHERE id = ?1")?;
-                        let mut removed = 0;
-                        for id in ids {
-                            removed += statement.execute([id])?;
+                in_savepoint(conn, |conn| {
+                    let removed = match ids {
+                        None => conn.execute("DELETE FROM cmq_dead_letters", [])?,
+                        Some(ids) => {
+                            let mut statement =
+                                conn.prepare_cached("DELETE FROM cmq_dead_letters WHERE id = ?1")?;
+                            let mut removed = 0;
+                            for id in ids {
+                                removed += statement.execute([id])?;
+                            }
+                            removed
                         }
-                        removed
-                    }
-                };
-                Ok(removed as u64)
+                    };
+                    Ok(removed as u64)
+                })
             })
             .await
         })
@@ -409,57 +408,25 @@ impl Backend for SqliteStore {
         limit: i64,
     ) -> BoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(async move {
-            self.run(false, 0, move |conn| {
-                Ok(conn
-                    .prepare_cached(&numbered(statement))?
-                    .execute([before, limit])? as u64)
-            })
-            .await
+            let untaken = self.untaken.clone();
+            let (pruned, look) = self
+                .run(false, 0, move |conn| {
+                    let pruned = conn
+                        .prepare_cached(&numbered(statement))?
+                        .execute([before, limit])? as u64;
+                    let look = [PRUNE_NOTES, PRUNE_UNCOUNTED]
+                        .contains(&statement)
+                        .then(|| untaken.look(conn))
+                        .transpose()?;
+                    Ok((pruned, look))
+                })
+                .await?;
+            if let Some(look) = look {
+                self.untaken.committed(look);
+            }
+            Ok(pruned)
         })
     }
-}
-
-/// A claim (see [`CLAIM`]), after the guards of lost claims and the message's notes in
-/// doubt, so that it takes them. Returns the claim and the lost claims guarded.
-fn claim(
-    conn: &Connection,
-    request: &ClaimRequest,
-    lost: &LostClaims,
-) -> rusqlite::Result<(Result<Claim, StoreError>, Vec<i64>)> {
-    // The times are read here, by the writer, as the statement runs.
-    let (now, lease_until, acked_since) = request.times();
-    let guarded = write_notes(conn, lost, &request.notes, now)?;
-    let noted_before: Option<i64> = conn
-        .prepare_cached(&numbered(TAKE_UNCOUNTED))?
-        .query_row([&request.push_key], |row| row.get(0))
-        .optional()?;
-    let noted: i64 = conn
-        .prepare_cached(&numbered(TAKE_NOTES))?
-        .query_map(params![request.push_key, now], |row| row.get::<_, i64>(0))?
-        .sum::<rusqlite::Result<i64>>()?;
-    let earlier = request.earlier + noted_before.unwrap_or(0) + noted;
-    let row = conn
-        .prepare_cached(&numbered(CLAIM))?
-        .query_row(
-            params![
-                request.key,
-                now,
-                lease_until,
-                acked_since,
-                request.token.0,
-                earlier
-            ],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .optional()?;
-    let settled = match row {
-        Some(_) => None,
-        None => conn
-            .prepare_cached(&numbered(SELECT_RECORD))?
-            .query_row([&request.key], |row| Ok((row.get(1)?, row.get(2)?)))
-            .optional()?,
-    };
-    Ok((request.outcome(row, settled), guarded))
 }
 
 fn read_record(conn: &Connection, message_id: &str) -> rusqlite::Result<Option<MessageRecord>> {

@@ -51,6 +51,13 @@ impl LostClaims {
         }
     }
 
+    pub(super) fn is_empty(&self) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+    }
+
     /// Writes the guards of the claims kept (a guard written before adds nothing) and
     /// returns their tokens, to [`LostClaims::forget`] once the transaction commits.
     pub(super) fn write(&self, conn: &Connection, now: i64) -> rusqlite::Result<Vec<i64>> {

@@ -1,7 +1,7 @@
 //! The writer: every write of the store is a [`Job`] queued for one task on the async
 //! runtime, which takes all that are waiting, runs them in one transaction and commits
-//! once (group commit), each in a savepoint of its own so that a failure undoes only
-//! its own writes.
+//! once (group commit). A job's failure must undo only its own writes: one statement
+//! does so by itself, and a job of several runs them [`in_savepoint`].
 //!
 //! The task runs a transaction on the runtime's thread itself: a commit with
 //! `synchronous=NORMAL` writes the log without syncing it (tens of microseconds), and a
