@@ -36,9 +36,8 @@ pub(crate) struct Verdict {
 
 /// What ended a push.
 pub(crate) enum Ended {
-    /// The guest decided: `ack`, `retry` or `drop` (a `wasi:http` guest by its status:
-    /// 2xx acknowledges).
-    Decided(&'static str),
+    /// The guest decided (a `wasi:http` guest by its status: 2xx acknowledges).
+    Decided(Decided),
     /// The guest gave no decision.
     Fault(GuestFault),
     /// Settled within the dedupe window: not run again.
@@ -47,6 +46,24 @@ pub(crate) enum Ended {
     Busy,
     /// The store could not claim it: not run.
     Unclaimed,
+}
+
+/// A guest's decision, without its reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decided {
+    Ack,
+    Retry,
+    Drop,
+}
+
+impl Decided {
+    fn name(self) -> &'static str {
+        match self {
+            Decided::Ack => "ack",
+            Decided::Retry => "retry",
+            Decided::Drop => "drop",
+        }
+    }
 }
 
 /// Where the answer's body comes from.
@@ -96,27 +113,32 @@ impl Verdict {
         result: Result<Decision, GuestFault>,
         recorded: Recorded,
     ) -> Verdict {
-        let (ended, reason) = match result {
-            Ok(Decision::Ack) => (Ended::Decided("ack"), None),
-            Ok(Decision::Retry(reason)) => (Ended::Decided("retry"), Some(clip(&reason).into())),
-            Ok(Decision::Drop(reason)) => (Ended::Decided("drop"), Some(clip(&reason).into())),
+        let ok = (StatusCode::OK, Answer::Host("ok"));
+        let (ended, reason, guest_answer) = match result {
+            Ok(Decision::Ack) => (Ended::Decided(Decided::Ack), None, ok),
+            Ok(Decision::Retry(reason)) => (
+                Ended::Decided(Decided::Retry),
+                Some(clip(&reason).into()),
+                (StatusCode::SERVICE_UNAVAILABLE, Answer::Host("retry")),
+            ),
+            Ok(Decision::Drop(reason)) => (
+                Ended::Decided(Decided::Drop),
+                Some(clip(&reason).into()),
+                ok,
+            ),
             Err(fault) => {
-                let reason = Some(fault.to_string());
-                (Ended::Fault(fault), reason)
+                let (answer, reason) = (fault_answer(&fault), Some(fault.to_string()));
+                (Ended::Fault(fault), reason, answer)
             }
         };
-        let (status, answer) = match (&ended, &recorded) {
+        let (status, answer) = match &recorded {
             // The journal keeps it, whatever the guest said.
-            (_, Recorded::Journaled(_)) => (StatusCode::OK, Answer::Host("ok")),
-            (_, Recorded::DropNotJournaled) => (
+            Recorded::Journaled(_) => (StatusCode::OK, Answer::Host("ok")),
+            Recorded::DropNotJournaled => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Answer::HostRetryAfter("store unavailable"),
             ),
-            (Ended::Decided("retry"), _) => {
-                (StatusCode::SERVICE_UNAVAILABLE, Answer::Host("retry"))
-            }
-            (Ended::Fault(fault), _) => fault_answer(fault),
-            _ => (StatusCode::OK, Answer::Host("ok")),
+            Recorded::NoStore | Recorded::StoreFailed | Recorded::Settled => guest_answer,
         };
         let dead_letter = match recorded {
             Recorded::Journaled(id) => Some(id),
@@ -137,7 +159,11 @@ impl Verdict {
         match result {
             Ok(response) => {
                 let status = response.status();
-                let decision = if status.is_success() { "ack" } else { "retry" };
+                let decision = if status.is_success() {
+                    Decided::Ack
+                } else {
+                    Decided::Retry
+                };
                 Verdict::answer(Ended::Decided(decision), status, Answer::Guest(response))
             }
             Err(fault) => {
@@ -154,7 +180,7 @@ impl Verdict {
     /// The decision, as the span, the log line, the metrics and the feed name it.
     pub(crate) fn decision(&self) -> &'static str {
         match &self.ended {
-            Ended::Decided(decision) => decision,
+            Ended::Decided(decision) => decision.name(),
             Ended::Fault(_) => "fault",
             Ended::Duplicate(_) => "duplicate",
             Ended::Busy => "busy",
