@@ -318,7 +318,7 @@ fn every_kind_of_push_log_line_the_host_writes_is_named_in_the_readme() -> anyho
     for file in [
         "push/report.rs",
         "push/delivery.rs",
-        "receiver.rs",
+        "receiver/mod.rs",
         "push/intake.rs",
         "push/verdict.rs",
     ] {
