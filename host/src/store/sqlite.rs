@@ -6,10 +6,15 @@
 //! but is synced to disk only at checkpoints; a batch holding a dead-letter write is
 //! committed with `synchronous=FULL`, synced before any of its callers hear back.
 //!
-//! The write-ahead log is kept bounded by [`wal`].
+//! The write-ahead log is kept bounded by [`wal`]. Beside them: [`open`] (the file and
+//! its schema), [`counting`] (the claim and the notes), [`lost_claims`] (claims that
+//! committed after their push gave up) and [`reads`] (the reading connection's
+//! queries).
 
 mod counting;
 mod lost_claims;
+mod open;
+mod reads;
 mod wal;
 mod writer;
 
@@ -17,36 +22,25 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::types::Type;
-use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params};
+use rusqlite::{Connection, OpenFlags, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::backend::{Backend, BoxFuture};
-use super::request::{
-    ClaimRequest, Journal, Settle, attempts, now_ms, parse_format, time_of, unreadable,
-};
+use super::request::{ClaimRequest, Journal, Settle, now_ms};
 use super::sql::{
-    ADD_ROUTE_COLUMN, COUNT_DEAD_LETTERS, COUNT_JOURNAL_PAGE, HAS_ROUTE_COLUMN, INSERT_DEAD_LETTER,
-    MARK_JOURNALED, MARK_REPLAYED, PRUNE_NOTES, PRUNE_UNCOUNTED, SCHEMA, SELECT_DEAD_LETTERS,
-    SELECT_JOURNAL_PAGE, SELECT_RECORD, SETTLE,
+    INSERT_DEAD_LETTER, MARK_JOURNALED, MARK_REPLAYED, PRUNE_NOTES, PRUNE_UNCOUNTED, SETTLE,
 };
 use super::uncounted::Note;
 use super::{
     Claim, DeadLetter, JournalQuery, ListedDeadLetter, MessageRecord, RouteCount, StoreError,
 };
 
-/// The database's page size for a new file (see [`open_connection`]); a file made by
-/// an older cmq-host may have 4 KiB pages.
-const PAGE_SIZE: i64 = 1024;
-
 use counting::{Counting, Untaken};
 use lost_claims::{LostClaim, LostClaims, Waiting, Watch, hand_over};
+use open::{PAGE_SIZE, open_connection};
+use wal::Log;
 pub use wal::WAL_LIMIT;
-use wal::{Log, note_wal_frames};
 use writer::{Job, Writer, in_savepoint};
-
-/// Statements kept prepared per connection: more than the store has.
-const STATEMENT_CACHE: usize = 32;
 
 /// How long a reader waits for a lock another process holds (the CLI, say).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -282,34 +276,7 @@ impl Backend for SqliteStore {
     }
 
     fn dead_letters(&self, id: Option<i64>) -> BoxFuture<'_, Result<Vec<DeadLetter>, StoreError>> {
-        Box::pin(async move {
-            self.read(move |conn| {
-                let sql = format!("{SELECT_DEAD_LETTERS} WHERE ?1 IS NULL OR id = ?1 ORDER BY id");
-                let mut statement = conn.prepare_cached(&sql)?;
-                let rows = statement.query_map(params![id], |row| {
-                    let id: i64 = row.get(0)?;
-                    let entry = format_args!("dead letter {id}");
-                    Ok(DeadLetter {
-                        id,
-                        message_id: row.get(1)?,
-                        reason: row.get(2)?,
-                        attempts: stored((3, Type::Integer), entry, attempts(row.get(3)?))?,
-                        format: stored(
-                            (4, Type::Text),
-                            entry,
-                            parse_format(&row.get::<_, String>(4)?),
-                        )?,
-                        request_id: row.get(5)?,
-                        message_tag: row.get(6)?,
-                        body: row.get(7)?,
-                        created: time_of(row.get(8)?),
-                        route: row.get(9)?,
-                    })
-                })?;
-                rows.collect()
-            })
-            .await
-        })
+        Box::pin(async move { self.read(move |conn| reads::dead_letters(conn, id)).await })
     }
 
     fn journal_page(
@@ -317,58 +284,13 @@ impl Backend for SqliteStore {
         query: JournalQuery,
     ) -> BoxFuture<'_, Result<(Vec<ListedDeadLetter>, u64), StoreError>> {
         Box::pin(async move {
-            self.read(move |conn| {
-                let (route, reason, since) =
-                    (&query.route, query.reason_pattern(), query.since_ms());
-                let matching: i64 = conn
-                    .prepare_cached(&numbered(COUNT_JOURNAL_PAGE))?
-                    .query_row(params![route, reason, since], |row| row.get(0))?;
-                let mut statement = conn.prepare_cached(&numbered(SELECT_JOURNAL_PAGE))?;
-                let rows = statement.query_map(
-                    params![
-                        route,
-                        reason,
-                        since,
-                        i64::from(query.limit),
-                        i64::try_from(query.offset).unwrap_or(i64::MAX),
-                    ],
-                    |row| {
-                        let id: i64 = row.get(0)?;
-                        Ok(ListedDeadLetter {
-                            id,
-                            message_id: row.get(1)?,
-                            reason: row.get(2)?,
-                            attempts: stored(
-                                (3, Type::Integer),
-                                format_args!("dead letter {id}"),
-                                attempts(row.get(3)?),
-                            )?,
-                            created: time_of(row.get(4)?),
-                            route: row.get(5)?,
-                        })
-                    },
-                )?;
-                let entries = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-                Ok((entries, u64::try_from(matching).unwrap_or(0)))
-            })
-            .await
+            self.read(move |conn| reads::journal_page(conn, &query))
+                .await
         })
     }
 
     fn dead_letter_counts(&self) -> BoxFuture<'_, Result<Vec<RouteCount>, StoreError>> {
-        Box::pin(async move {
-            self.read(|conn| {
-                let mut statement = conn.prepare_cached(COUNT_DEAD_LETTERS)?;
-                let rows = statement.query_map([], |row| {
-                    Ok(RouteCount {
-                        route: row.get(0)?,
-                        entries: u64::try_from(row.get::<_, i64>(1)?).unwrap_or_default(),
-                    })
-                })?;
-                rows.collect()
-            })
-            .await
-        })
+        Box::pin(async move { self.read(reads::dead_letter_counts).await })
     }
 
     fn remove_dead_letters(&self, ids: Option<Vec<i64>>) -> BoxFuture<'_, Result<u64, StoreError>> {
@@ -398,7 +320,10 @@ impl Backend for SqliteStore {
         &self,
         message_id: String,
     ) -> BoxFuture<'_, Result<Option<MessageRecord>, StoreError>> {
-        Box::pin(async move { self.read(move |conn| read_record(conn, &message_id)).await })
+        Box::pin(async move {
+            self.read(move |conn| reads::record(conn, &message_id))
+                .await
+        })
     }
 
     fn prune(
@@ -427,96 +352,6 @@ impl Backend for SqliteStore {
             Ok(pruned)
         })
     }
-}
-
-fn read_record(conn: &Connection, message_id: &str) -> rusqlite::Result<Option<MessageRecord>> {
-    conn.prepare_cached(&numbered(SELECT_RECORD))?
-        .query_row([message_id], |row| {
-            Ok(MessageRecord {
-                attempts: stored(
-                    (0, Type::Integer),
-                    format_args!("message {message_id}"),
-                    attempts(row.get(0)?),
-                )?,
-                state: row.get(1)?,
-                last_decision: row.get(2)?,
-                updated: time_of(row.get(3)?),
-            })
-        })
-        .optional()
-}
-
-/// A stored value's check (`checked`) as the error of `column` (its index and type)
-/// of the row `row` names.
-fn stored<T>(
-    (column, of): (usize, Type),
-    row: std::fmt::Arguments<'_>,
-    checked: Result<T, String>,
-) -> rusqlite::Result<T> {
-    checked.map_err(|what| {
-        rusqlite::Error::FromSqlConversionFailure(column, of, unreadable(row, &what).into())
-    })
-}
-
-fn open_connection(path: &Path) -> Result<Connection, StoreError> {
-    let context = |what: &str| format!("{what} {}", path.display());
-    create_private(path).map_err(|err| StoreError::new(&context("creating"), err))?;
-    let conn = Connection::open(path).map_err(|err| StoreError::new(&context("opening"), err))?;
-    conn.busy_timeout(BUSY_TIMEOUT)
-        // Rows are small and every commit writes whole pages to the WAL: 1 KiB pages
-        // write a quarter of the bytes of the default 4 KiB. (Takes effect when the
-        // file is created.)
-        .and_then(|()| conn.pragma_update(None, "page_size", PAGE_SIZE))
-        .and_then(|()| conn.pragma_update(None, "journal_mode", "WAL"))
-        .and_then(|()| conn.pragma_update(None, "synchronous", "NORMAL"))
-        // No checkpoints by the writer after its commits (see [`Log`]).
-        .and_then(|()| conn.pragma_update(None, "wal_autocheckpoint", 0))
-        // When the log starts again, its file is cut back to this.
-        .and_then(|()| conn.pragma_update(None, "journal_size_limit", WAL_LIMIT as i64))
-        .and_then(|()| {
-            conn.execute_batch(
-                &SCHEMA
-                    .replace("{id}", "INTEGER PRIMARY KEY AUTOINCREMENT")
-                    .replace("{int}", "INTEGER")
-                    .replace("{bytes}", "BLOB"),
-            )
-        })
-        .and_then(|()| {
-            let has_route: i64 = conn.query_row(HAS_ROUTE_COLUMN, [], |row| row.get(0))?;
-            if has_route == 0 {
-                conn.execute_batch(ADD_ROUTE_COLUMN)?;
-            }
-            Ok(())
-        })
-        .map_err(|err| StoreError::new(&context("preparing"), err))?;
-    // Every statement the writer runs stays prepared (rusqlite keeps 16 by default).
-    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-    // After `wal_autocheckpoint`, which sets a hook of its own.
-    conn.wal_hook(Some(note_wal_frames));
-    Ok(conn)
-}
-
-/// Creates the database file when it does not exist, readable and writable by its
-/// owner only: it holds message bodies. SQLite gives the log and its index the
-/// database file's permissions.
-#[cfg(unix)]
-fn create_private(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(err) => Err(err),
-        Ok(_) => Ok(()),
-    }
-}
-
-#[cfg(not(unix))]
-fn create_private(_path: &Path) -> std::io::Result<()> {
-    Ok(())
 }
 
 /// The shared statements number parameters PostgreSQL's way, `$1`; SQLite's `?1` binds
