@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::receiver::Receiver;
+use crate::route::LoadedRoute;
 
 use super::page::escape;
 
@@ -117,28 +118,61 @@ pub(crate) async fn body(receiver: &Receiver, last: &LastSeen) -> String {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .replace((now, totals.clone()));
-    let value = |name: &str, route: &str| -> f64 {
-        samples
+    let scrape = Scrape {
+        samples: &samples,
+        totals: &totals,
+        previous: previous.as_ref(),
+        now,
+    };
+    let rows: String = receiver
+        .routes()
+        .iter()
+        .map(|route| scrape.row(route))
+        .collect();
+    format!(
+        "<p class=\"note\">Generation {generation}, {reload}. Rates are since this page was last shown.</p>\
+         <table class=\"cards\"><thead><tr><th>Route</th><th>Path</th><th>Component</th><th>Messages</th>\
+         <th>Faults</th><th>In flight</th><th>Guest p50<br>p99</th></tr></thead>{rows}</table>",
+        generation = receiver.generation(),
+        reload = scrape.reload(),
+    )
+}
+
+/// One reading of the metrics, and the totals of the view before it.
+struct Scrape<'a> {
+    samples: &'a [Sample],
+    totals: &'a Totals,
+    previous: Option<&'a (Instant, Totals)>,
+    now: Instant,
+}
+
+impl Scrape<'_> {
+    /// The sum of the samples of `name` for `route`.
+    fn value(&self, name: &str, route: &str) -> f64 {
+        self.samples
             .iter()
             .filter(|sample| sample.name == name && sample.label("route") == Some(route))
             // Not `sum`, whose sum of nothing is -0.
             .fold(0.0, |sum, sample| sum + sample.value)
-    };
-    let single = |name: &str| {
-        samples
+    }
+
+    /// The one sample of `name`, if there is one.
+    fn single(&self, name: &str) -> Option<f64> {
+        self.samples
             .iter()
             .find(|sample| sample.name == name)
             .map(|sample| sample.value)
-    };
-    let mut rows = String::new();
-    for route in receiver.routes() {
-        let decisions: String = ["ack", "drop", "retry", "fault"]
+    }
+
+    /// A route's messages by decision: in all, and per second since the last view.
+    fn decisions(&self, route: &str) -> String {
+        ["ack", "drop", "retry", "fault"]
             .iter()
             .map(|decision| {
-                let key = (route.name.clone(), (*decision).to_owned());
-                let total = totals.get(&key).copied().unwrap_or(0.0);
-                let rate = previous.as_ref().and_then(|(then, seen)| {
-                    let elapsed = now.duration_since(*then).as_secs_f64();
+                let key = (route.to_owned(), (*decision).to_owned());
+                let total = self.totals.get(&key).copied().unwrap_or(0.0);
+                let rate = self.previous.and_then(|(then, seen)| {
+                    let elapsed = self.now.duration_since(*then).as_secs_f64();
                     (elapsed > 0.0)
                         .then(|| (total - seen.get(&key).copied().unwrap_or(0.0)) / elapsed)
                 });
@@ -148,8 +182,20 @@ pub(crate) async fn body(receiver: &Receiver, last: &LastSeen) -> String {
                 }
             })
             .collect::<Vec<_>>()
-            .join("<br>");
-        rows.push_str(&format!(
+            .join("<br>")
+    }
+
+    /// A route's row.
+    fn row(&self, route: &LoadedRoute) -> String {
+        let p = |q| {
+            seconds(quantile(
+                self.samples,
+                "cmq_guest_duration_seconds",
+                &route.name,
+                q,
+            ))
+        };
+        format!(
             "<tr><td data-label=\"Route\">{name}</td><td data-label=\"Path\">{path}</td>\
              <td data-label=\"Component\">{component}<br><span class=\"note\">{serves:?}, {loaded:?} in {ms} ms; {instances}</span></td>\
              <td data-label=\"Messages\">{decisions}</td><td data-label=\"Faults\">{faults:.0}</td>\
@@ -164,35 +210,34 @@ pub(crate) async fn body(receiver: &Receiver, last: &LastSeen) -> String {
                 1 => "a fresh instance per message".to_owned(),
                 n => format!("instances reused for up to {n} messages"),
             },
-            faults = value("cmq_guest_faults_total", &route.name),
-            in_flight = value("cmq_messages_in_flight", &route.name),
-            p50 = seconds(quantile(&samples, "cmq_guest_duration_seconds", &route.name, 0.5)),
-            p99 = seconds(quantile(&samples, "cmq_guest_duration_seconds", &route.name, 0.99)),
-        ));
+            decisions = self.decisions(&route.name),
+            faults = self.value("cmq_guest_faults_total", &route.name),
+            in_flight = self.value("cmq_messages_in_flight", &route.name),
+            p50 = p(0.5),
+            p99 = p(0.99),
+        )
     }
-    let reload = match (
-        single("cmq_last_reload_success"),
-        single("cmq_last_reload_timestamp_seconds"),
-    ) {
-        (Some(ok), Some(at)) => format!(
-            "last {} at {}",
-            if ok == 1.0 {
-                "load succeeded"
-            } else {
-                "reload failed: the routes of before serve on"
-            },
-            humantime::format_rfc3339_seconds(
-                std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(at.max(0.0))
-            )
-        ),
-        _ => String::new(),
-    };
-    format!(
-        "<p class=\"note\">Generation {generation}, {reload}. Rates are since this page was last shown.</p>\
-         <table class=\"cards\"><thead><tr><th>Route</th><th>Path</th><th>Component</th><th>Messages</th>\
-         <th>Faults</th><th>In flight</th><th>Guest p50<br>p99</th></tr></thead>{rows}</table>",
-        generation = receiver.generation(),
-    )
+
+    /// The last load or reload: whether it succeeded, and when.
+    fn reload(&self) -> String {
+        match (
+            self.single("cmq_last_reload_success"),
+            self.single("cmq_last_reload_timestamp_seconds"),
+        ) {
+            (Some(ok), Some(at)) => format!(
+                "last {} at {}",
+                if ok == 1.0 {
+                    "load succeeded"
+                } else {
+                    "reload failed: the routes of before serve on"
+                },
+                humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(at.max(0.0))
+                )
+            ),
+            _ => String::new(),
+        }
+    }
 }
 
 #[cfg(test)]
