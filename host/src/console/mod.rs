@@ -146,50 +146,74 @@ impl Console {
                 }
             };
         };
-        if method == Method::POST {
-            let headers = request.headers().clone();
-            let form = match read_form(request).await {
-                Ok(form) => form,
-                Err(response) => return response,
-            };
-            if let Err(why) = same_origin(&headers) {
-                tracing::warn!(target: "cmq_host::console", session = session.number, %peer, "console action refused: {why}");
-                return forbidden(why);
+        match method {
+            Method::POST => {
+                self.checked_act(receiver, &session, &path, request, peer)
+                    .await
             }
-            if !session.csrf_is(form.first("csrf")) {
-                tracing::warn!(target: "cmq_host::console", session = session.number, %peer, "console action refused: no valid CSRF token");
-                return forbidden("the form is not this session's");
-            }
-            return self.act(receiver, &session, &path, &form, peer).await;
-        }
-        if method != Method::GET && method != Method::HEAD {
-            return respond(
+            Method::GET | Method::HEAD => self.view(receiver, &session, &path, &query).await,
+            _ => respond(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "text/plain; charset=utf-8",
                 "GET or POST\n".into(),
-            );
+            ),
         }
-        match path.as_str() {
+    }
+
+    /// A logged-in session's POST: acted on once its origin and CSRF token check.
+    async fn checked_act(
+        &self,
+        receiver: &Receiver,
+        session: &Current,
+        path: &str,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<AnswerBody> {
+        let headers = request.headers().clone();
+        let form = match read_form(request).await {
+            Ok(form) => form,
+            Err(response) => return response,
+        };
+        if let Err(why) = same_origin(&headers) {
+            tracing::warn!(target: "cmq_host::console", session = session.number, %peer, "console action refused: {why}");
+            return forbidden(why);
+        }
+        if !session.csrf_is(form.first("csrf")) {
+            tracing::warn!(target: "cmq_host::console", session = session.number, %peer, "console action refused: no valid CSRF token");
+            return forbidden("the form is not this session's");
+        }
+        self.act(receiver, session, path, &form, peer).await
+    }
+
+    /// A logged-in session's page.
+    async fn view(
+        &self,
+        receiver: &Receiver,
+        session: &Current,
+        path: &str,
+        query: &Form,
+    ) -> Response<AnswerBody> {
+        match path {
             "/console" | "/console/" => redirect("/console/routes"),
             "/console/routes" => page(
                 StatusCode::OK,
                 "Routes",
-                Some(&session),
+                Some(session),
                 &routes::body(receiver, &self.last_seen).await,
             ),
             "/console/live" => page(
                 StatusCode::OK,
                 "Live",
-                Some(&session),
-                &live::body(receiver, &live::Filter::of(&query)),
+                Some(session),
+                &live::body(receiver, &live::Filter::of(query)),
             ),
-            "/console/dead-letters" => dead_letters::list(receiver, &session, &query).await,
+            "/console/dead-letters" => dead_letters::list(receiver, session, query).await,
             _ => match path
                 .strip_prefix("/console/dead-letters/")
                 .and_then(|id| id.parse::<i64>().ok())
             {
-                Some(id) => dead_letters::entry(receiver, &session, id, &query).await,
-                None => page(StatusCode::NOT_FOUND, "Not found", Some(&session), ""),
+                Some(id) => dead_letters::entry(receiver, session, id, query).await,
+                None => page(StatusCode::NOT_FOUND, "Not found", Some(session), ""),
             },
         }
     }
