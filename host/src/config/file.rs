@@ -176,19 +176,7 @@ impl<'a> Reader<'a> {
             ));
         }
         let component = self.file(&route.component)?;
-        let token = match &route.token_env {
-            None => None,
-            Some(variable)
-                if self.secrets == Secrets::Optional
-                    && std::env::var_os(variable.get_ref()).is_none() =>
-            {
-                Some(Token::unset_for_checking())
-            }
-            Some(variable) => Some(
-                read_token(variable.get_ref())
-                    .map_err(|message| self.at(Some(variable.span()), message))?,
-            ),
-        };
+        let token = self.token(route.token_env.as_ref())?;
         let defaults = RouteOptions::default();
         let options = RouteOptions {
             format: route.format.map_or(defaults.format, |f| f.0),
@@ -198,36 +186,7 @@ impl<'a> Reader<'a> {
                 .map_or(defaults.max_memory, |size| size.0.bytes()),
             max_in_flight: route.max_in_flight,
             token,
-            grants: Grants {
-                env: route
-                    .env
-                    .into_iter()
-                    .map(|grant| self.env_grant(grant))
-                    .collect::<Result<_, _>>()?,
-                dirs: route
-                    .dir
-                    .0
-                    .into_iter()
-                    .map(|dir| {
-                        let DirGrant { host, guest } = dir.0;
-                        DirGrant {
-                            host: self.base.join(host),
-                            guest,
-                        }
-                    })
-                    .collect(),
-                http: route
-                    .http
-                    .into_iter()
-                    .map(|grant| grant.0)
-                    .chain(
-                        route
-                            .http_private
-                            .into_iter()
-                            .map(|grant| grant.0.allowing_private()),
-                    )
-                    .collect(),
-            },
+            grants: self.grants(route.env, route.dir, route.http, route.http_private)?,
             serve_as: route.serve_as.map_or(defaults.serve_as, |s| s.0),
             dedupe_window: route
                 .dedupe_window
@@ -245,6 +204,61 @@ impl<'a> Reader<'a> {
             path,
             component,
             options,
+        })
+    }
+
+    /// The route's token, read from the variable `token_env` names (when only checking,
+    /// a variable not set stands for a token).
+    fn token(&self, token_env: Option<&Spanned<String>>) -> Result<Option<Token>, ConfigError> {
+        Ok(match token_env {
+            None => None,
+            Some(variable)
+                if self.secrets == Secrets::Optional
+                    && std::env::var_os(variable.get_ref()).is_none() =>
+            {
+                Some(Token::unset_for_checking())
+            }
+            Some(variable) => Some(
+                read_token(variable.get_ref())
+                    .map_err(|message| self.at(Some(variable.span()), message))?,
+            ),
+        })
+    }
+
+    /// What the route's guest may reach: environment variables, directories (relative
+    /// to the config file's folder) and HTTP destinations.
+    fn grants(
+        &self,
+        env: Vec<Spanned<String>>,
+        dirs: OneOrMore<Text<DirGrant>>,
+        http: Vec<Text<HttpGrant>>,
+        http_private: Vec<Text<HttpGrant>>,
+    ) -> Result<Grants, ConfigError> {
+        Ok(Grants {
+            env: env
+                .into_iter()
+                .map(|grant| self.env_grant(grant))
+                .collect::<Result<_, _>>()?,
+            dirs: dirs
+                .0
+                .into_iter()
+                .map(|dir| {
+                    let DirGrant { host, guest } = dir.0;
+                    DirGrant {
+                        host: self.base.join(host),
+                        guest,
+                    }
+                })
+                .collect(),
+            http: http
+                .into_iter()
+                .map(|grant| grant.0)
+                .chain(
+                    http_private
+                        .into_iter()
+                        .map(|grant| grant.0.allowing_private()),
+                )
+                .collect(),
         })
     }
 }
