@@ -299,52 +299,11 @@ async fn send(
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host);
     let port = uri.port_u16().unwrap_or(if use_tls { 443 } else { 80 });
-    let connecting = async {
-        let resolved: Vec<SocketAddr> = match bare_host.parse::<IpAddr>() {
-            Ok(ip) => vec![SocketAddr::new(ip, port)],
-            Err(_) => tokio::net::lookup_host((bare_host, port))
-                .await
-                .map_err(|_| Error::DnsError {
-                    rcode: None,
-                    info_code: None,
-                })?
-                .collect(),
-        };
-        let allowed = reachable(&resolved, reach);
-        if allowed.is_empty() {
-            return Err(if resolved.is_empty() {
-                Error::DestinationNotFound
-            } else {
-                Error::DestinationIpProhibited
-            });
-        }
-        let mut last = Error::DestinationUnavailable;
-        for address in allowed {
-            match TcpStream::connect(address).await {
-                Ok(stream) => return Ok(stream),
-                Err(err) if err.kind() == std::io::ErrorKind::ConnectionRefused => {
-                    last = Error::ConnectionRefused;
-                }
-                Err(err) => last = Error::Connect(err),
-            }
-        }
-        Err(last)
-    };
-    let stream = tokio::time::timeout(timeouts.connect, connecting)
+    let stream = tokio::time::timeout(timeouts.connect, connect(bare_host, port, reach))
         .await
         .map_err(|_| Error::ConnectionTimeout)??;
-    type Io = Box<dyn Stream>;
-    let stream: Io = if use_tls {
-        let name = match bare_host.parse::<IpAddr>() {
-            Ok(ip) => rustls_pki_types::ServerName::from(ip),
-            Err(_) => rustls_pki_types::ServerName::try_from(bare_host.to_owned())
-                .map_err(|_| Error::HttpRequestUriInvalid)?,
-        };
-        let tls = tokio::time::timeout(timeouts.connect, shared.tls.connect(name, stream))
-            .await
-            .map_err(|_| Error::ConnectionTimeout)?
-            .map_err(tls_error)?;
-        Box::new(tls)
+    let stream = if use_tls {
+        secure(shared, bare_host, stream, timeouts.connect).await?
     } else {
         Box::new(stream)
     };
@@ -384,6 +343,59 @@ async fn send(
         }
     });
     Ok((response, io))
+}
+
+/// A connection to `host` (a name or an address) on `port`, to one of its addresses
+/// `reach` allows: none allowed is `destination-IP-prohibited`, before any is tried.
+async fn connect(host: &str, port: u16, reach: Reach) -> Result<TcpStream, Error> {
+    let resolved: Vec<SocketAddr> = match host.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|_| Error::DnsError {
+                rcode: None,
+                info_code: None,
+            })?
+            .collect(),
+    };
+    let allowed = reachable(&resolved, reach);
+    if allowed.is_empty() {
+        return Err(if resolved.is_empty() {
+            Error::DestinationNotFound
+        } else {
+            Error::DestinationIpProhibited
+        });
+    }
+    let mut last = Error::DestinationUnavailable;
+    for address in allowed {
+        match TcpStream::connect(address).await {
+            Ok(stream) => return Ok(stream),
+            Err(err) if err.kind() == std::io::ErrorKind::ConnectionRefused => {
+                last = Error::ConnectionRefused;
+            }
+            Err(err) => last = Error::Connect(err),
+        }
+    }
+    Err(last)
+}
+
+/// `stream` after a TLS handshake with `host`, within `timeout`.
+async fn secure(
+    shared: &Outbound,
+    host: &str,
+    stream: TcpStream,
+    timeout: Duration,
+) -> Result<Box<dyn Stream>, Error> {
+    let name = match host.parse::<IpAddr>() {
+        Ok(ip) => rustls_pki_types::ServerName::from(ip),
+        Err(_) => rustls_pki_types::ServerName::try_from(host.to_owned())
+            .map_err(|_| Error::HttpRequestUriInvalid)?,
+    };
+    let tls = tokio::time::timeout(timeout, shared.tls.connect(name, stream))
+        .await
+        .map_err(|_| Error::ConnectionTimeout)?
+        .map_err(tls_error)?;
+    Ok(Box::new(tls))
 }
 
 /// A failed handshake as the guest's error: a certificate that does not verify is
