@@ -87,6 +87,63 @@ enum Command {
     },
 }
 
+/// Where log lines and spans go: for `run`, the guest's lines as it wrote them and the
+/// host's warnings; otherwise log lines filtered by `filter`, and with `traces`, the
+/// spans of each push the collector takes.
+fn install_subscriber(
+    run_command: bool,
+    log_format: LogFormat,
+    filter: EnvFilter,
+    traces: Option<&Traces>,
+) {
+    match traces {
+        // The guest's lines as it wrote them, and the host's warnings and errors.
+        _ if run_command => tracing_subscriber::registry()
+            .with(run::GuestLines.with_filter(filter_fn(|meta| {
+                meta.target() == cmq_host::GUEST_OUTPUT_TARGET
+                    || *meta.level() <= tracing::Level::WARN
+            })))
+            .init(),
+        // The filter for everything: the push spans (TRACE) stay off at their call sites.
+        None => tracing_subscriber::registry()
+            .with(filter)
+            .with(log_lines(log_format))
+            .init(),
+        Some(traces) => {
+            // A push is traced while the collector takes spans (see `Export::admits`);
+            // its stages with it.
+            let export = traces.export.clone();
+            let spans = tracing_opentelemetry::layer()
+                .with_tracer(traces.tracer.clone())
+                .with_filter(
+                    dynamic_filter_fn(move |meta, cx| {
+                        if !meta.is_span() || meta.target() != cmq_host::TRACE_TARGET {
+                            false
+                        } else if meta.name() == cmq_host::trace::PUSH_SPAN {
+                            export.admits()
+                        } else {
+                            cx.lookup_current().is_some()
+                        }
+                    })
+                    // Asked at each span of a push, and never about anything else: the
+                    // other call sites (wasmtime's, hyper's) stay off once and for all.
+                    .with_callsite_filter(|meta| {
+                        if meta.is_span() && meta.target() == cmq_host::TRACE_TARGET {
+                            Interest::sometimes()
+                        } else {
+                            Interest::never()
+                        }
+                    }),
+                );
+            // Log lines are events: the spans are for traces, and would prefix each.
+            let logs = log_lines(log_format)
+                .with_filter(filter_fn(|meta| meta.is_event()))
+                .with_filter(filter);
+            tracing_subscriber::registry().with(logs).with(spans).init();
+        }
+    }
+}
+
 /// The `log` crate's level for a filter that shows `hint` at most.
 fn log_level(hint: Option<tracing_subscriber::filter::LevelFilter>) -> log::LevelFilter {
     use tracing_subscriber::filter::LevelFilter;
@@ -155,52 +212,12 @@ fn main() -> ExitCode {
         Ok(traces) => (traces, None),
         Err(err) => (None, Some(err)),
     };
-    match &traces {
-        // The guest's lines as it wrote them, and the host's warnings and errors.
-        _ if matches!(cli.command, Command::Run(_)) => tracing_subscriber::registry()
-            .with(run::GuestLines.with_filter(filter_fn(|meta| {
-                meta.target() == cmq_host::GUEST_OUTPUT_TARGET
-                    || *meta.level() <= tracing::Level::WARN
-            })))
-            .init(),
-        // The filter for everything: the push spans (TRACE) stay off at their call sites.
-        None => tracing_subscriber::registry()
-            .with(filter)
-            .with(log_lines(cli.log_format))
-            .init(),
-        Some(traces) => {
-            // A push is traced while the collector takes spans (see `Export::admits`);
-            // its stages with it.
-            let export = traces.export.clone();
-            let spans = tracing_opentelemetry::layer()
-                .with_tracer(traces.tracer.clone())
-                .with_filter(
-                    dynamic_filter_fn(move |meta, cx| {
-                        if !meta.is_span() || meta.target() != cmq_host::TRACE_TARGET {
-                            false
-                        } else if meta.name() == cmq_host::trace::PUSH_SPAN {
-                            export.admits()
-                        } else {
-                            cx.lookup_current().is_some()
-                        }
-                    })
-                    // Asked at each span of a push, and never about anything else: the
-                    // other call sites (wasmtime's, hyper's) stay off once and for all.
-                    .with_callsite_filter(|meta| {
-                        if meta.is_span() && meta.target() == cmq_host::TRACE_TARGET {
-                            Interest::sometimes()
-                        } else {
-                            Interest::never()
-                        }
-                    }),
-                );
-            // Log lines are events: the spans are for traces, and would prefix each.
-            let logs = log_lines(cli.log_format)
-                .with_filter(filter_fn(|meta| meta.is_event()))
-                .with_filter(filter);
-            tracing_subscriber::registry().with(logs).with(spans).init();
-        }
-    }
+    install_subscriber(
+        matches!(cli.command, Command::Run(_)),
+        cli.log_format,
+        filter,
+        traces.as_ref(),
+    );
     // Records of the `log` crate (wasmtime writes many at trace level per instance) are
     // turned into events only up to what the log shows: `init` lets them all through,
     // and each would cost a trip through every layer's filter to be dropped.
