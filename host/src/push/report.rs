@@ -77,9 +77,7 @@ pub(crate) fn ended(
     let decision = verdict.decision();
     let status = verdict.status.as_u16();
     let (attempt, dead_letter) = (verdict.attempt, verdict.dead_letter);
-    if dead_letter.is_some() {
-        metrics.dead_letter(route_name);
-    }
+    count(metrics, route_name, verdict, seconds);
     // Fields that are `None` are left out of the line.
     macro_rules! line {
         ($level:ident, $($rest:tt)*) => {
@@ -99,29 +97,14 @@ pub(crate) fn ended(
             )
         };
     }
+    let reason = verdict.reason.as_deref();
     match &verdict.ended {
-        Ended::Decided(_) => {
-            metrics.message(route_name, decision, seconds);
-            let reason = verdict.reason.as_deref();
-            line!(info, reason, "message handled");
-        }
+        Ended::Decided(_) => line!(info, reason, "message handled"),
         Ended::Fault(fault) => {
-            fault_counted(metrics, route_name, fault, seconds);
-            if let Some(backtrace) = fault.backtrace() {
-                // A line an event: the frames' names are the guest's own (its name
-                // section), so each is escaped like the guest's output.
-                for frame in backtrace.lines() {
-                    tracing::debug!(
-                        messaging.message.id = message_id,
-                        "guest backtrace: {}",
-                        crate::sandbox::guest_output::escaped(frame)
-                    );
-                }
-            }
+            log_backtrace(message_id, fault);
             line!(warn, "message not handled: {fault}");
         }
         Ended::Duplicate(of) => {
-            metrics.dedupe_hit(route_name, *of);
             line!(
                 info,
                 duplicate_of = of.name(),
@@ -141,8 +124,35 @@ pub(crate) fn ended(
         Ended::Unclaimed => line!(
             warn,
             "message not handled: {}",
-            verdict.reason.as_deref().unwrap_or("the store failed")
+            reason.unwrap_or("the store failed")
         ),
+    }
+}
+
+/// The metrics of a push that ended as `verdict` says.
+fn count(metrics: &Metrics, route_name: &str, verdict: &Verdict, seconds: f64) {
+    if verdict.dead_letter.is_some() {
+        metrics.dead_letter(route_name);
+    }
+    match &verdict.ended {
+        Ended::Decided(_) => metrics.message(route_name, verdict.decision(), seconds),
+        Ended::Fault(fault) => fault_counted(metrics, route_name, fault, seconds),
+        Ended::Duplicate(of) => metrics.dedupe_hit(route_name, *of),
+        Ended::Busy | Ended::Unclaimed => {}
+    }
+}
+
+/// A fault's guest backtrace, a line an event: the frames' names are the guest's own
+/// (its name section), so each is escaped like the guest's output.
+fn log_backtrace(message_id: &str, fault: &GuestFault) {
+    if let Some(backtrace) = fault.backtrace() {
+        for frame in backtrace.lines() {
+            tracing::debug!(
+                messaging.message.id = message_id,
+                "guest backtrace: {}",
+                crate::sandbox::guest_output::escaped(frame)
+            );
+        }
     }
 }
 
