@@ -416,19 +416,7 @@ impl Guest {
         let work = async {
             let mut instantiation = None;
             if instance.handler.is_none() {
-                let handler = match &self.exports {
-                    Exports::Push(pre) => pre
-                        .instantiate_async(&mut instance.store)
-                        .instrument(trace::stage("instantiate"))
-                        .await
-                        .map(Handler::Push),
-                    Exports::Http(pre) => pre
-                        .instantiate_async(&mut instance.store)
-                        .instrument(trace::stage("instantiate"))
-                        .await
-                        .map(Handler::Http),
-                };
-                instance.handler = Some(handler.map_err(|err| self.instantiate_error(err))?);
+                instance.handler = Some(self.instantiate(&mut instance).await?);
                 instantiation = Some(started.elapsed());
             }
             let called = call(&mut instance).await;
@@ -442,17 +430,7 @@ impl Guest {
         stdout.log(&self.route, log_id, "stdout");
         stderr.log(&self.route, log_id, "stderr");
         let reuse = self.pool.as_ref().map(|pool| {
-            let discarded = match &outcome {
-                Err(_) => Some(Discarded::Fault),
-                Ok(_) => instance.keep_or_why_not(pool.reuse().max_uses),
-            };
-            let (discarded, idle) = match discarded {
-                None => match pool.put(instance) {
-                    (true, idle) => (None, idle),
-                    (false, idle) => (Some(Discarded::PoolFull), idle),
-                },
-                Some(why) => (Some(why), pool.idle()),
-            };
+            let (discarded, idle) = give_back(pool, instance, outcome.is_ok());
             InstanceUse {
                 reused,
                 discarded,
@@ -466,6 +444,23 @@ impl Guest {
             reuse,
         };
         (outcome, times)
+    }
+
+    /// The component instantiated in `instance`'s store, its handler ready to call.
+    async fn instantiate(&self, instance: &mut Instance) -> Result<Handler, GuestFault> {
+        let handler = match &self.exports {
+            Exports::Push(pre) => pre
+                .instantiate_async(&mut instance.store)
+                .instrument(trace::stage("instantiate"))
+                .await
+                .map(Handler::Push),
+            Exports::Http(pre) => pre
+                .instantiate_async(&mut instance.store)
+                .instrument(trace::stage("instantiate"))
+                .await
+                .map(Handler::Http),
+        };
+        handler.map_err(|err| self.instantiate_error(err))
     }
 
     /// A store for a new instance, ready to instantiate in, with its message's deadline.
@@ -585,5 +580,27 @@ impl Guest {
             Some(Trap::Interrupt) => GuestFault::Deadline(self.deadline),
             _ => GuestFault::Trap(err),
         }
+    }
+}
+
+/// Gives `instance` back to `pool` after a message, unless it must go (a fault when
+/// its call did not end `ok`, its uses spent, resources left): why it went, if it did,
+/// and the idle instances now.
+fn give_back(
+    pool: &Pool<Instance>,
+    mut instance: Instance,
+    ok: bool,
+) -> (Option<Discarded>, usize) {
+    let discarded = if ok {
+        instance.keep_or_why_not(pool.reuse().max_uses)
+    } else {
+        Some(Discarded::Fault)
+    };
+    match discarded {
+        None => match pool.put(instance) {
+            (true, idle) => (None, idle),
+            (false, idle) => (Some(Discarded::PoolFull), idle),
+        },
+        Some(why) => (Some(why), pool.idle()),
     }
 }
