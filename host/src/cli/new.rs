@@ -99,43 +99,10 @@ pub(crate) fn run(args: NewArgs) -> anyhow::Result<()> {
     // Everything that can refuse is checked before the first file is written.
     let absolute = std::path::absolute(&dir).context("finding the project's folder")?;
     let (template, values) = match args.lang {
-        Lang::Rust => {
-            let sdk = sdk_folder(args.sdk.as_deref())?;
-            // The checkout holding the SDK builds the component: guest/sdk's grandparent.
-            let checkout = sdk
-                .parent()
-                .and_then(Path::parent)
-                .context("the SDK's checkout")?
-                .display()
-                .to_string();
-            let values = vec![
-                (
-                    "{{sdk}}",
-                    format!("cmq-guest = {{ path = {:?} }}", sdk.display().to_string()),
-                ),
-                (
-                    "{{build_here}}",
-                    format!(
-                        "(cd {checkout} && cargo xtask guests --crate {})",
-                        absolute.display()
-                    ),
-                ),
-                (
-                    "{{component}}",
-                    format!("{checkout}/target/guests/{module}.wasm"),
-                ),
-                ("{{type}}", type_name(&args.name)),
-                (
-                    "{{wasm}}",
-                    format!("target/wasm32-wasip2/release/{module}.wasm"),
-                ),
-                (
-                    "{{build}}",
-                    "cargo build --release --target wasm32-wasip2".to_owned(),
-                ),
-            ];
-            (RUST, values)
-        }
+        Lang::Rust => (
+            RUST,
+            rust_values(args.sdk.as_deref(), &absolute, &args.name)?,
+        ),
         Lang::Python => (PYTHON, script_values(&absolute, &module, "py")),
         Lang::Js => (JS, script_values(&absolute, &module, "js")),
     };
@@ -166,6 +133,50 @@ pub(crate) fn run(args: NewArgs) -> anyhow::Result<()> {
         }
     );
     Ok(())
+}
+
+/// The values a Rust project's templates are filled with: the SDK (the checkout this
+/// binary was built from, or `sdk`), and how to build the project at `absolute`.
+fn rust_values(
+    sdk: Option<&Path>,
+    absolute: &Path,
+    name: &str,
+) -> anyhow::Result<Vec<(&'static str, String)>> {
+    let module = name.replace('-', "_");
+    let sdk = sdk_folder(sdk)?;
+    // The checkout holding the SDK builds the component: guest/sdk's grandparent.
+    let checkout = sdk
+        .parent()
+        .and_then(Path::parent)
+        .context("the SDK's checkout")?
+        .display()
+        .to_string();
+    Ok(vec![
+        (
+            "{{sdk}}",
+            format!("cmq-guest = {{ path = {:?} }}", sdk.display().to_string()),
+        ),
+        (
+            "{{build_here}}",
+            format!(
+                "(cd {checkout} && cargo xtask guests --crate {})",
+                absolute.display()
+            ),
+        ),
+        (
+            "{{component}}",
+            format!("{checkout}/target/guests/{module}.wasm"),
+        ),
+        ("{{type}}", type_name(name)),
+        (
+            "{{wasm}}",
+            format!("target/wasm32-wasip2/release/{module}.wasm"),
+        ),
+        (
+            "{{build}}",
+            "cargo build --release --target wasm32-wasip2".to_owned(),
+        ),
+    ])
 }
 
 /// Where the SDK of the checkout this binary was built from would be. `cmq-guest` is
