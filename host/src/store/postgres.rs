@@ -13,16 +13,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Mutex;
-use tokio_postgres::{Client, Config, NoTls, Statement};
+use tokio_postgres::Config;
 
 use super::backend::{Backend, BoxFuture};
 use super::request::{
     ClaimRequest, Journal, Settle, attempts, millis, parse_format, time_of, unreadable,
 };
 use super::sql::{
-    ADD_ROUTE_COLUMN, CLAIM, CLAIM_GUARD, COUNT_DEAD_LETTERS, COUNT_JOURNAL_PAGE,
-    INSERT_DEAD_LETTER, MARK_JOURNALED, MARK_REPLAYED, NOTE, RELEASE_ABANDONED, SCHEMA,
-    SELECT_DEAD_LETTERS, SELECT_JOURNAL_PAGE, SELECT_RECORD, SETTLE, TAKE_NOTES, TAKE_UNCOUNTED,
+    ADD_ROUTE_COLUMN, COUNT_DEAD_LETTERS, COUNT_JOURNAL_PAGE, MARK_REPLAYED, SCHEMA,
+    SELECT_DEAD_LETTERS, SELECT_JOURNAL_PAGE,
 };
 use super::uncounted::Note;
 use super::{
@@ -46,24 +45,11 @@ pub(super) struct PostgresStore {
     durable: Arc<Session>,
 }
 
-/// One connection, reopened when it breaks, with its prepared statements.
-struct Session {
-    config: Config,
-    /// Whether its commits must be synced: checked on the live connection, since a
-    /// pooler between the host and the server may drop the startup options that ask
-    /// for it.
-    synced: bool,
-    open: Mutex<Option<Arc<Prepared>>>,
-}
+mod session;
+mod statements;
 
-struct Prepared {
-    client: Client,
-    claim: Statement,
-    count_uncounted: Statement,
-    settle: Statement,
-    journal: Statement,
-    record: Statement,
-}
+use session::{Session, connect};
+use statements::on_database_clock;
 
 impl PostgresStore {
     pub(super) async fn open(url: &str) -> Result<Self, StoreError> {
@@ -419,184 +405,6 @@ impl Backend for PostgresStore {
     }
 }
 
-impl Session {
-    /// The open connection, or a new one when there is none or it broke.
-    async fn get(&self) -> Result<Arc<Prepared>, StoreError> {
-        let mut open = self.open.lock().await;
-        if let Some(prepared) = open.as_ref()
-            && !prepared.client.is_closed()
-        {
-            return Ok(prepared.clone());
-        }
-        let prepared = Arc::new(self.connect().await?);
-        *open = Some(prepared.clone());
-        Ok(prepared)
-    }
-
-    async fn connect(&self) -> Result<Prepared, StoreError> {
-        let client = connect(&self.config).await?;
-        if self.synced {
-            let row = client
-                .query_one("SHOW synchronous_commit", &[])
-                .await
-                .map_err(|err| StoreError::new("reading synchronous_commit", err))?;
-            let setting: String = row.get(0);
-            if setting == "off" {
-                return Err(StoreError(
-                    "the journal's connection has synchronous_commit=off (a pooler between \
-                     the host and PostgreSQL may drop the options the host sets): journal \
-                     writes, the receipt of every 2xx for a dead letter, would not be synced"
-                        .into(),
-                ));
-            }
-        }
-        let prepare = |sql: String| {
-            let client = &client;
-            async move {
-                client
-                    .prepare(&sql)
-                    .await
-                    .map_err(|err| StoreError::new("preparing statements", err))
-            }
-        };
-        Ok(Prepared {
-            claim: prepare(claim_sql()).await?,
-            count_uncounted: prepare(count_uncounted_sql()).await?,
-            settle: prepare(on_database_clock(SETTLE, 4)).await?,
-            journal: prepare(on_database_clock(
-                &format!(
-                    "WITH entry AS ({INSERT_DEAD_LETTER}), marked AS ({MARK_JOURNALED}) \
-                     SELECT id FROM entry"
-                ),
-                8,
-            ))
-            .await?,
-            record: prepare(SELECT_RECORD.to_owned()).await?,
-            client,
-        })
-    }
-}
-
-/// The database's clock as the statement starts, in Unix milliseconds.
-const NOW: &str = "(extract(epoch from statement_timestamp()) * 1000)::bigint";
-
-/// The claim statement with the times read from the database's clock, so that hosts
-/// whose clocks differ still agree on leases, guarded by the claim's token (see
-/// [`CLAIM_GUARD`]), and the deliveries noted under the push key taken in the same
-/// statement: `$1` key, `$2` the claim's token, `$3` the lease in milliseconds, `$4`
-/// the dedupe window in milliseconds (NULL: none), `$5` the push key, `$6` deliveries
-/// to add that the database does not hold. One row: whether the guard was written
-/// (0: the claim was given up on, it does nothing), then the claim's count and holder
-/// (NULL for a duplicate).
-fn claim_sql() -> String {
-    const VALUES: &str = "VALUES ($1, 1 + $6, 'running', $5, $3, $2)";
-    debug_assert!(CLAIM.contains(VALUES));
-    let guarded = CLAIM.replace(
-        VALUES,
-        "SELECT $1, 1 + $6, 'running', $5, $3, $2 WHERE EXISTS (SELECT 1 FROM guard)",
-    );
-    let claim = renumbered(&guarded, |n| match n {
-        2 => NOW.to_owned(),
-        3 => format!("({NOW} + $3)"),
-        4 => format!("COALESCE({NOW} - $4, 9223372036854775807)"),
-        5 => "$2".to_owned(),
-        6 => "($6 + (SELECT COALESCE(sum(deliveries), 0)::bigint FROM taken) \
-              + (SELECT COALESCE(sum(deliveries), 0)::bigint FROM taken_before))"
-            .to_owned(),
-        n => format!("${n}"),
-    });
-    let guard = renumbered(&format!("{CLAIM_GUARD} RETURNING 1"), |n| match n {
-        1 => "$2".to_owned(),
-        2 => "$5".to_owned(),
-        _ => NOW.to_owned(),
-    });
-    let only_if_guarded = " AND EXISTS (SELECT 1 FROM guard)";
-    let take = renumbered(TAKE_NOTES, |n| match n {
-        1 => "$5".to_owned(),
-        _ => NOW.to_owned(),
-    })
-    .replace("AND taken = 0", &format!("AND taken = 0{only_if_guarded}"));
-    let take_before = renumbered(TAKE_UNCOUNTED, |_| "$5".to_owned())
-        .replace(" RETURNING", &format!("{only_if_guarded} RETURNING"));
-    format!(
-        "WITH guard AS ({guard}), taken AS ({take}), taken_before AS ({take_before}), \
-         claimed AS ({claim}) \
-         SELECT (SELECT count(*) FROM guard), claimed.attempts, claimed.claim \
-         FROM (SELECT 1) AS one LEFT JOIN claimed ON true"
-    )
-}
-
-/// Every note at once, in one statement: `$1` their ids, `$2` their push keys, `$3`
-/// their deliveries ([`NOTE`]); and the claims given up on released ([`RELEASE_ABANDONED`]):
-/// `$4` their messages' keys, `$5` their tokens.
-fn count_uncounted_sql() -> String {
-    const ONE: &str = "VALUES ($1, $2, $3, 0, $4)";
-    const ALL: &str = "SELECT id, key, count, 0, $4 \
-        FROM unnest($1::bigint[], $2::text[], $3::bigint[]) AS t(id, key, count)";
-    debug_assert!(NOTE.contains(ONE));
-    let noted = renumbered(&NOTE.replace(ONE, ALL), |n| match n {
-        4 => NOW.to_owned(),
-        n => format!("${n}"),
-    });
-    const WHERE: &str = "WHERE message_id = $1 AND claim = $2 AND state = 'running'";
-    debug_assert!(RELEASE_ABANDONED.contains(WHERE));
-    let released = RELEASE_ABANDONED
-        .replace(
-            WHERE,
-            "FROM unnest($1::text[], $2::bigint[]) AS r(key, token) \
-             WHERE message_id = r.key AND claim = r.token AND state = 'running'",
-        )
-        .replace("$3", NOW)
-        .replace("$1", "$4")
-        .replace("$2", "$5");
-    format!(
-        "WITH noted AS ({noted} RETURNING 1), released AS ({released} RETURNING 1) \
-         SELECT (SELECT count(*) FROM noted), (SELECT count(*) FROM released)"
-    )
-}
-
-/// `sql` with its parameter `$now` read from the database's clock instead, and the
-/// parameters after it numbered one lower.
-fn on_database_clock(sql: &str, now: usize) -> String {
-    renumbered(sql, |n| match n {
-        n if n == now => NOW.to_owned(),
-        n if n > now => format!("${}", n - 1),
-        n => format!("${n}"),
-    })
-}
-
-/// `sql` with every parameter `$n` replaced by `replace(n)`.
-fn renumbered(sql: &str, replace: impl Fn(usize) -> String) -> String {
-    let mut out = String::with_capacity(sql.len());
-    let mut rest = sql;
-    while let Some(dollar) = rest.find('$') {
-        out.push_str(&rest[..dollar]);
-        let after = &rest[dollar + 1..];
-        let digits = after.len() - after.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-        match after[..digits].parse::<usize>() {
-            Ok(n) => out.push_str(&replace(n)),
-            Err(_) => out.push('$'),
-        }
-        rest = &after[digits..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// A new connection, driven by its own task until it closes.
-async fn connect(config: &Config) -> Result<Client, StoreError> {
-    let (client, connection) = config
-        .connect(NoTls)
-        .await
-        .map_err(|err| StoreError::new("connecting to PostgreSQL", err))?;
-    tokio::spawn(async move {
-        if let Err(err) = connection.await {
-            tracing::warn!("PostgreSQL connection closed: {err}");
-        }
-    });
-    Ok(client)
-}
-
 /// A column of a row that is not of the type the store wrote.
 fn unread(err: tokio_postgres::Error) -> StoreError {
     StoreError::new("reading a row", err)
@@ -605,23 +413,4 @@ fn unread(err: tokio_postgres::Error) -> StoreError {
 /// A stored value's check (`checked`), as the error of the row `row` names.
 fn stored<T>(row: std::fmt::Arguments<'_>, checked: Result<T, String>) -> Result<T, StoreError> {
     checked.map_err(|what| StoreError(unreadable(row, &what)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parameters_are_renumbered_past_the_one_the_database_clock_replaces() {
-        assert_eq!(
-            on_database_clock("a = $1, b = $2, c = $10, d = $3, e = $", 2),
-            format!("a = $1, b = {NOW}, c = $9, d = $2, e = $")
-        );
-        let claim = claim_sql();
-        for n in 1..=6 {
-            assert!(claim.contains(&format!("${n}")), "${n} unused in {claim}");
-        }
-        assert!(!claim.contains("$7"));
-        assert!(count_uncounted_sql().contains("unnest"));
-    }
 }
