@@ -9,6 +9,7 @@
 //! - [`dead_letters`]: the journal, one entry, replay and purge;
 //! - [`page`](mod@page): the HTML and the console's security headers.
 
+mod dead_letter_actions;
 mod dead_letters;
 mod live;
 mod page;
@@ -264,7 +265,7 @@ impl Console {
             return response;
         }
         match path.strip_prefix("/console/dead-letters/") {
-            Some(action) => dead_letters::act(receiver, session, action, form, peer).await,
+            Some(action) => dead_letter_actions::act(receiver, session, action, form, peer).await,
             None => page(StatusCode::NOT_FOUND, "Not found", Some(session), ""),
         }
     }
