@@ -2,24 +2,18 @@
 //! every error pointing at the file, the line and the key.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
-use cmq_message::ExpectedFormat;
-use ipnet::IpNet;
-use serde::Deserialize;
 use toml::Spanned;
 
+use super::position::{column_of, key_at, line_of};
+use super::raw::{OneOrMore, RawConfig, RawRoute, Text};
 use super::{Config, ConfigError, TlsFiles, default_listen};
-use crate::options::ServeAs;
 use crate::options::{DEFAULT_MAX_CONNECTIONS, RouteOptions, SharedLimits};
 use crate::route::RoutePlan;
 use crate::sandbox::grants::{DirGrant, EnvGrant, Grants, HttpGrant};
 use crate::serve::access::Token;
-use crate::units::{ByteSize, DedupeWindow, HumanDuration};
 
 /// Reads one file's text into a config.
 pub(super) struct Reader<'a> {
@@ -299,190 +293,6 @@ fn read_token(variable: &str) -> Result<Token, String> {
     value
         .parse()
         .map_err(|reason| format!("{variable} is not a valid token (value not shown): {reason}"))
-}
-
-/// The line, from 1, of byte `offset` in `text`.
-fn line_of(text: &str, offset: usize) -> usize {
-    let offset = offset.min(text.len());
-    text.as_bytes()[..offset]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
-}
-
-/// The column (in characters, from 1) of byte `offset` on its line.
-fn column_of(text: &str, offset: usize) -> usize {
-    let mut offset = offset.min(text.len());
-    while !text.is_char_boundary(offset) {
-        offset -= 1;
-    }
-    let start = text[..offset].rfind('\n').map_or(0, |newline| newline + 1);
-    text[start..offset].chars().count() + 1
-}
-
-/// The key path of what is at byte `offset`, as the parser reads the document (a partial
-/// one, when it does not parse): the deepest key whose name or value holds it, with an
-/// array's items as `[i]`: `routes.orders.format`, `routes.a.dir[1]`, whether the
-/// document says it with table headers, dotted keys or inline tables.
-fn key_at(text: &str, offset: usize) -> Option<String> {
-    let (root, _) = toml::de::DeTable::parse_recoverable(text);
-    let mut path = String::new();
-    path_to(
-        &toml::de::DeValue::Table(root.into_inner()),
-        offset,
-        &mut path,
-    );
-    (!path.is_empty()).then_some(path)
-}
-
-/// Appends to `path` the way down to `offset` inside `value`; whether it is there.
-fn path_to(value: &toml::de::DeValue<'_>, offset: usize, path: &mut String) -> bool {
-    let parent = path.len();
-    match value {
-        toml::de::DeValue::Table(table) => {
-            for (key, value) in table.iter() {
-                if !path.is_empty() {
-                    path.push('.');
-                }
-                push_key(path, key.get_ref());
-                if path_to(value.get_ref(), offset, path)
-                    || key.span().contains(&offset)
-                    || value.span().contains(&offset)
-                {
-                    return true;
-                }
-                path.truncate(parent);
-            }
-        }
-        toml::de::DeValue::Array(items) => {
-            for (index, item) in items.iter().enumerate() {
-                path.push_str(&format!("[{index}]"));
-                if path_to(item.get_ref(), offset, path) || item.span().contains(&offset) {
-                    return true;
-                }
-                path.truncate(parent);
-            }
-        }
-        _ => {}
-    }
-    false
-}
-
-/// A key as TOML writes it: bare when it may be, quoted otherwise.
-fn push_key(path: &mut String, key: &str) {
-    let bare = !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if bare {
-        path.push_str(key);
-    } else {
-        path.push_str(&format!("{key:?}"));
-    }
-}
-
-/// A value parsed from a TOML string by its `FromStr`; its error is located at the value.
-#[derive(Debug)]
-struct Text<T>(T);
-
-impl<'de, T> Deserialize<'de> for Text<T>
-where
-    T: FromStr,
-    T::Err: fmt::Display,
-{
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse().map(Text).map_err(serde::de::Error::custom)
-    }
-}
-
-/// A key that takes one value or a list of them: `dir = "a"` or `dir = ["a", "b"]`.
-#[derive(Debug)]
-struct OneOrMore<T>(Vec<T>);
-
-impl<T> Default for OneOrMore<T> {
-    fn default() -> Self {
-        OneOrMore(Vec::new())
-    }
-}
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMore<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor<T>(std::marker::PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Visitor<T> {
-            type Value = OneOrMore<T>;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string, or a list of strings")
-            }
-
-            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
-                let one = T::deserialize(serde::de::value::StrDeserializer::<E>::new(text))?;
-                Ok(OneOrMore(vec![one]))
-            }
-
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<Self::Value, A::Error> {
-                let mut all = Vec::new();
-                while let Some(one) = seq.next_element()? {
-                    all.push(one);
-                }
-                Ok(OneOrMore(all))
-            }
-        }
-        deserializer.deserialize_any(Visitor(std::marker::PhantomData))
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    listen: Option<Text<SocketAddr>>,
-    admin_listen: Option<Text<SocketAddr>>,
-    max_in_flight: Option<usize>,
-    max_connections: Option<usize>,
-    max_body: Option<Text<ByteSize>>,
-    body_timeout: Option<Text<HumanDuration>>,
-    #[serde(default)]
-    allow: Vec<Text<IpNet>>,
-    tls: Option<RawTls>,
-    allow_precompiled: Option<bool>,
-    routes: Spanned<BTreeMap<Spanned<String>, RawRoute>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTls {
-    cert: Spanned<PathBuf>,
-    key: Spanned<PathBuf>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRoute {
-    path: Spanned<String>,
-    component: Spanned<PathBuf>,
-    format: Option<Text<ExpectedFormat>>,
-    serve_as: Option<Text<ServeAs>>,
-    token_env: Option<Spanned<String>>,
-    deadline: Option<Text<HumanDuration>>,
-    max_memory: Option<Text<ByteSize>>,
-    max_in_flight: Option<usize>,
-    #[serde(default)]
-    env: Vec<Spanned<String>>,
-    #[serde(default)]
-    dir: OneOrMore<Text<DirGrant>>,
-    #[serde(default)]
-    http: Vec<Text<HttpGrant>>,
-    #[serde(default)]
-    http_private: Vec<Text<HttpGrant>>,
-    dedupe_window: Option<Text<DedupeWindow>>,
-    max_attempts: Option<u32>,
-    max_instance_reuse_count: Option<u32>,
-    idle_instance_timeout: Option<Text<HumanDuration>>,
 }
 
 #[cfg(test)]

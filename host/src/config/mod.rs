@@ -13,6 +13,8 @@ use crate::options::{ReceiverOptions, RouteOptions, SharedLimits};
 use crate::route::RoutePlan;
 
 mod file;
+mod position;
+mod raw;
 
 use file::Secrets;
 
