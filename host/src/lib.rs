@@ -27,6 +27,7 @@
 
 mod config;
 mod console;
+mod in_flight_cap;
 mod metrics;
 mod options;
 mod push;
@@ -49,9 +50,10 @@ pub use crate::reload::{ConfigSource, Reloader};
 pub use crate::route::{LoadedRoute, RoutePlan};
 pub use crate::sandbox::bindings::Decision;
 pub use crate::sandbox::compile_cache::default_dir as compile_cache_dir;
-pub use crate::sandbox::grants::{DirGrant, EnvGrant, Grants, HttpGrant};
-pub use crate::sandbox::guest::GuestFault;
+pub use crate::sandbox::grants::{DirGrant, EnvGrant, Grants};
+pub use crate::sandbox::guest_fault::GuestFault;
 pub use crate::sandbox::guest_output::TARGET as GUEST_OUTPUT_TARGET;
+pub use crate::sandbox::http_grant::HttpGrant;
 pub use crate::sandbox::loading::Loaded;
 pub use crate::serve::access::Token;
 pub use crate::serve::admin::AdminServer;

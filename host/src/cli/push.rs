@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::builder::{PossibleValuesParser, TypedValueParser as _};
 use cmq_simulator::{
-    Filter, Format, RetryStrategy, Simulator, Subscription, Summary, check_header_values, generate,
-    read_json_lines,
+    Filter, Format, Published, RetryStrategy, Simulator, Subscription, Summary,
+    check_header_values, generate, read_json_lines,
 };
 
 use crate::cli::one_of;
@@ -88,29 +88,7 @@ fn parse_format(text: &str) -> Result<Format, String> {
 }
 
 pub(crate) fn run(args: PushArgs) -> anyhow::Result<ExitCode> {
-    let messages = match &args.messages {
-        Some(path) if path.as_os_str() == "-" => {
-            read_json_lines(std::io::stdin().lock()).context("reading messages from stdin")?
-        }
-        Some(path) => {
-            let file =
-                std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-            read_json_lines(BufReader::new(file))
-                .with_context(|| format!("reading messages from {}", path.display()))?
-        }
-        None => {
-            let messages = generate(
-                args.generate.unwrap_or(1),
-                args.body.as_deref(),
-                &args.tag,
-                args.routing_key.as_deref(),
-            );
-            if let Some(first) = messages.first() {
-                check_header_values(first).map_err(|reason| anyhow::anyhow!("--tag: {reason}"))?;
-            }
-            messages
-        }
-    };
+    let messages = messages(&args)?;
     let subscription = Subscription {
         format: args.format,
         strategy: args.strategy,
@@ -146,5 +124,33 @@ pub(crate) fn run(args: PushArgs) -> anyhow::Result<ExitCode> {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    })
+}
+
+/// The messages to push: read from `--messages` (JSON lines, `-` for stdin), or
+/// `--generate N` of them made up.
+fn messages(args: &PushArgs) -> anyhow::Result<Vec<Published>> {
+    Ok(match &args.messages {
+        Some(path) if path.as_os_str() == "-" => {
+            read_json_lines(std::io::stdin().lock()).context("reading messages from stdin")?
+        }
+        Some(path) => {
+            let file =
+                std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+            read_json_lines(BufReader::new(file))
+                .with_context(|| format!("reading messages from {}", path.display()))?
+        }
+        None => {
+            let messages = generate(
+                args.generate.unwrap_or(1),
+                args.body.as_deref(),
+                &args.tag,
+                args.routing_key.as_deref(),
+            );
+            if let Some(first) = messages.first() {
+                check_header_values(first).map_err(|reason| anyhow::anyhow!("--tag: {reason}"))?;
+            }
+            messages
+        }
     })
 }

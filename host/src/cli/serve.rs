@@ -219,14 +219,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     // Before the components load, so that a change made meanwhile reloads.
     let reloader = Reloader::new(source, config.clone(), require_authentication);
-    let store = if args.no_state {
-        None
-    } else {
-        let location = args.state.location()?;
-        let store = runtime.block_on(Store::open(&location))?;
-        tracing::info!(store = %location, "delivery store open");
-        Some(store)
-    };
+    let store = runtime.block_on(open_store(&args))?;
     let compile_cache = crate::cli::compile_cache_dir(args.compile_cache.as_deref());
     let tls = match &config.tls {
         Some(files) => Some(Tls::from_pem_files(&files.cert, &files.key)?),
@@ -241,16 +234,8 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         load_ms = started.elapsed().as_millis() as u64,
         "routes ready"
     );
-    if !args.no_state
-        && let Some(route) = receiver
-            .routes()
-            .into_iter()
-            .find(|route| route.serves == ServeAs::IncomingHandler)
-    {
-        tracing::info!(
-            messaging.cmq.route = route.name,
-            "a wasi:http component answers for itself: the delivery store is not used for it"
-        );
+    if !args.no_state {
+        note_unstored_routes(&receiver);
     }
     runtime.block_on(listen(
         &config,
@@ -263,6 +248,31 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     ))?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The delivery store `--state` names, opened; none with `--no-state`.
+async fn open_store(args: &ServeArgs) -> anyhow::Result<Option<Store>> {
+    if args.no_state {
+        return Ok(None);
+    }
+    let location = args.state.location()?;
+    let store = Store::open(&location).await?;
+    tracing::info!(store = %location, "delivery store open");
+    Ok(Some(store))
+}
+
+/// Says, at start, that the store does not serve a wasi:http route (the first one).
+fn note_unstored_routes(receiver: &Receiver) {
+    if let Some(route) = receiver
+        .routes()
+        .into_iter()
+        .find(|route| route.serves == ServeAs::IncomingHandler)
+    {
+        tracing::info!(
+            messaging.cmq.route = route.name,
+            "a wasi:http component answers for itself: the delivery store is not used for it"
+        );
+    }
 }
 
 /// The config the flags of `serve COMPONENT` describe.

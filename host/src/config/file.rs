@@ -12,7 +12,8 @@ use super::raw::{OneOrMore, RawConfig, RawRoute, Text};
 use super::{Config, ConfigError, TlsFiles, default_listen};
 use crate::options::{DEFAULT_MAX_CONNECTIONS, RouteOptions, SharedLimits};
 use crate::route::RoutePlan;
-use crate::sandbox::grants::{DirGrant, EnvGrant, Grants, HttpGrant};
+use crate::sandbox::grants::{DirGrant, EnvGrant, Grants};
+use crate::sandbox::http_grant::HttpGrant;
 use crate::serve::access::Token;
 
 /// Reads one file's text into a config.

@@ -13,7 +13,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::options::ServeAs;
-use crate::sandbox::grants::{DirGrant, HttpGrant};
+use crate::sandbox::grants::DirGrant;
+use crate::sandbox::http_grant::HttpGrant;
 use crate::units::{ByteSize, DedupeWindow, HumanDuration};
 
 /// A value parsed from a TOML string by its `FromStr`; its error is located at the value.

@@ -8,6 +8,7 @@ use http::{Response, StatusCode};
 
 use crate::receiver::Receiver;
 use crate::response::AnswerBody;
+use crate::store::Store;
 
 use super::Form;
 use super::page::{csrf_field, escape, page};
@@ -50,31 +51,7 @@ pub(super) async fn act(
     );
     let mut rows = String::new();
     for &id in &ids {
-        let outcome = match action {
-            Action::Purge => match store.remove_dead_letters(Some(vec![id])).await {
-                Ok(1) => Ok("removed".to_owned()),
-                Ok(_) => Err("no such entry".to_owned()),
-                Err(err) => Err(err.to_string()),
-            },
-            Action::Replay => replay(receiver, id).await,
-        };
-        tracing::info!(
-            target: "cmq_host::console",
-            session = session.number,
-            %peer,
-            action = action.name(),
-            id,
-            outcome = match &outcome { Ok(done) => done.as_str(), Err(why) => why.as_str() },
-            "console action done"
-        );
-        let (class, text) = match &outcome {
-            Ok(done) => ("ok", done.clone()),
-            Err(why) => ("kept", format!("{why}; kept")),
-        };
-        rows.push_str(&format!(
-            "<tr><td>{id}</td><td class=\"{class}\">{}</td></tr>",
-            escape(&text)
-        ));
+        rows.push_str(&done(receiver, store, session, peer, action, id).await);
     }
     page(
         StatusCode::OK,
@@ -87,6 +64,35 @@ pub(super) async fn act(
     )
 }
 
+/// Does `action` to entry `id`, logs it, and returns its row of the outcome's table.
+async fn done(
+    receiver: &Receiver,
+    store: &Store,
+    session: &Current,
+    peer: SocketAddr,
+    action: Action,
+    id: i64,
+) -> String {
+    let outcome = action.on(receiver, store, id).await;
+    tracing::info!(
+        target: "cmq_host::console",
+        session = session.number,
+        %peer,
+        action = action.name(),
+        id,
+        outcome = match &outcome { Ok(done) => done.as_str(), Err(why) => why.as_str() },
+        "console action done"
+    );
+    let (class, text) = match &outcome {
+        Ok(done) => ("ok", done.clone()),
+        Err(why) => ("kept", format!("{why}; kept")),
+    };
+    format!(
+        "<tr><td>{id}</td><td class=\"{class}\">{}</td></tr>",
+        escape(&text)
+    )
+}
+
 /// What a form asks of the selected entries.
 #[derive(Debug, Clone, Copy)]
 enum Action {
@@ -95,6 +101,18 @@ enum Action {
 }
 
 impl Action {
+    /// Does this to entry `id`: what was done, or why the entry is kept.
+    async fn on(self, receiver: &Receiver, store: &Store, id: i64) -> Result<String, String> {
+        match self {
+            Action::Purge => match store.remove_dead_letters(Some(vec![id])).await {
+                Ok(1) => Ok("removed".to_owned()),
+                Ok(_) => Err("no such entry".to_owned()),
+                Err(err) => Err(err.to_string()),
+            },
+            Action::Replay => replay(receiver, id).await,
+        }
+    }
+
     fn from_path(rest: &str) -> Option<Action> {
         match rest {
             "replay" => Some(Action::Replay),

@@ -1,7 +1,7 @@
 //! Delivery, the second stage of a push: its message claimed in the store, run through
 //! a fresh instance of the route's guest, and how it ended recorded, all of which
 //! becomes an [`Outcome`]. A `wasi:http` guest gets the request instead, and its
-//! response is the answer ([`pass_request`]).
+//! response is the answer ([`super::http_delivery`]).
 //!
 //! With a store, every delivery counts toward the message's attempts; the last attempt
 //! is journaled before its guest runs, and failures on it are journaled with the
@@ -10,16 +10,14 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::{Request, Response, header};
-use http_body_util::Full;
 use tracing::Instrument as _;
 
 use crate::metrics::Metrics;
 use crate::push::intake::RawPush;
+use crate::push::journal_entry::{Kept, clip};
 use crate::route::Route;
 use crate::sandbox::bindings::{Decision, Message};
-use crate::sandbox::guest::{GuestFault, GuestTimes};
+use crate::sandbox::guest_fault::GuestFault;
 use crate::store::{
     Claim, ClaimToken, DeadLetter, Settled, Settlement, Store, StoreError, message_key, push_key,
 };
@@ -28,9 +26,6 @@ use crate::trace;
 /// How much longer than the guest deadline a claim holds off other pushes of its
 /// message: a host that dies mid-run frees its claims after this.
 const LEASE_MARGIN: Duration = Duration::from_secs(5);
-
-/// Most bytes of a wasi-http guest's response body passed on to the sender.
-const MAX_ANSWER_BODY: usize = 64 << 10;
 
 /// How a delivery ended, which its [`super::verdict::Verdict`] is made of.
 pub(crate) enum Outcome {
@@ -389,101 +384,5 @@ async fn release_last_delivery(
             dead_letter = provisional,
             "a handled message stays in the journal: {err}"
         );
-    }
-}
-
-/// A `wasi:http/incoming-handler` guest's delivery: the request as it came (the token
-/// taken out of it), and its response, whose status is the decision.
-pub(crate) async fn pass_request(
-    route: &Route,
-    mut parts: http::request::Parts,
-    body: Bytes,
-    message_id: &str,
-) -> (Result<Response<Full<Bytes>>, GuestFault>, GuestTimes) {
-    if let Some(token) = &route.options.token {
-        parts.uri = token.strip_from(&parts.uri);
-    }
-    // wasi:http needs an authority; HTTP/1.1 senders always send `Host`.
-    if !parts.headers.contains_key(header::HOST) {
-        parts
-            .headers
-            .insert(header::HOST, http::HeaderValue::from_static("localhost"));
-    }
-    let request = Request::from_parts(parts, Full::new(body));
-    let (response, times) = route
-        .guest
-        .handle_http(request, message_id, MAX_ANSWER_BODY)
-        .await;
-    (response.map(|response| response.map(Full::new)), times)
-}
-
-/// What a push's journal entry would hold, kept cheaply (the body is shared) until
-/// the entry is written.
-#[derive(Clone)]
-struct Kept {
-    /// The route's name, kept with the entry.
-    route: String,
-    message_id: String,
-    format: cmq_message::Format,
-    headers: cmq_message::PushHeaders,
-    body: Bytes,
-    attempt: u32,
-}
-
-impl Kept {
-    fn of(route: &Route, message: &cmq_message::Message, raw: &RawPush, attempt: u32) -> Kept {
-        Kept {
-            route: route.name.clone(),
-            message_id: message.message_id.clone(),
-            format: message.format,
-            headers: raw.headers.clone(),
-            body: raw.body.clone(),
-            attempt,
-        }
-    }
-
-    /// The journal entry, with `reason`. A NUL in it (a guest's text) becomes U+FFFD:
-    /// PostgreSQL's text holds no NUL, and the entry must be written whatever the
-    /// guest said.
-    fn entry(self, reason: String) -> DeadLetter {
-        DeadLetter {
-            id: 0,
-            message_id: self.message_id,
-            reason: reason.replace('\0', "\u{FFFD}"),
-            attempts: self.attempt,
-            format: self.format,
-            route: Some(self.route),
-            request_id: self.headers.request_id,
-            message_tag: self.headers.message_tag,
-            body: self.body.to_vec(),
-            created: std::time::UNIX_EPOCH,
-        }
-    }
-}
-
-/// A guest's reason, cut to a length that fits a log line.
-pub(crate) fn clip(reason: &str) -> &str {
-    const MAX: usize = 1024;
-    if reason.len() <= MAX {
-        return reason;
-    }
-    let mut end = MAX;
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    &reason[..end]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn clip_keeps_short_reasons_and_cuts_long_ones_at_a_char_boundary() {
-        assert_eq!(clip("busy"), "busy");
-        let long = "é".repeat(1000); // 2000 bytes
-        let clipped = clip(&long);
-        assert!(clipped.len() <= 1024 && clipped.len() >= 1022);
-        assert!(clipped.chars().all(|c| c == 'é'));
     }
 }

@@ -9,7 +9,7 @@ use crate::metrics::{Metrics, NO_ROUTE};
 use crate::push::intake::Refusal;
 use crate::push::verdict::{Ended, Verdict, refusal_status};
 use crate::route::Route;
-use crate::sandbox::guest::GuestFault;
+use crate::sandbox::guest_fault::GuestFault;
 
 /// A push no route serves.
 pub(crate) fn no_route(metrics: &Metrics, peer: SocketAddr) {
@@ -70,14 +70,18 @@ pub(crate) fn ended(
     verdict: &Verdict,
     elapsed: Duration,
 ) {
+    count(metrics, &route.name, verdict, elapsed.as_secs_f64());
+    log(route, subject, verdict, elapsed);
+}
+
+/// The log line of a push that ended as `verdict` says.
+fn log(route: &Route, subject: &Subject, verdict: &Verdict, elapsed: Duration) {
     let route_name = route.name.as_str();
     let (message_id, topic, subscription, request_id) = subject.fields();
-    let seconds = elapsed.as_secs_f64();
-    let duration_ms = seconds * 1000.0;
+    let duration_ms = elapsed.as_secs_f64() * 1000.0;
     let decision = verdict.decision();
     let status = verdict.status.as_u16();
     let (attempt, dead_letter) = (verdict.attempt, verdict.dead_letter);
-    count(metrics, route_name, verdict, seconds);
     // Fields that are `None` are left out of the line.
     macro_rules! line {
         ($level:ident, $($rest:tt)*) => {

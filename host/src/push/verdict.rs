@@ -11,11 +11,12 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 
-use crate::push::delivery::{Outcome, Recorded, clip};
+use crate::push::delivery::{Outcome, Recorded};
 use crate::push::intake::Refusal;
+use crate::push::journal_entry::clip;
 use crate::response::{AnswerBody, text};
 use crate::sandbox::bindings::Decision;
-use crate::sandbox::guest::GuestFault;
+use crate::sandbox::guest_fault::GuestFault;
 use crate::store::Settled;
 
 /// How a push that reached its route's delivery ended.

@@ -28,8 +28,9 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::options::ReceiverOptions;
 use crate::options::ServeAs;
-use crate::push::delivery::{self, Delivery};
+use crate::push::delivery::Delivery;
 use crate::push::feed::{Decided, Feed, Preview};
+use crate::push::http_delivery;
 use crate::push::intake::{self, Refusal, Taken, Work};
 use crate::push::report::{self, Subject};
 use crate::push::verdict::{self, Verdict};
@@ -143,7 +144,7 @@ impl Receiver {
     }
 
     /// Answers one HTTP request. Never fails: every problem is an answer. The stages,
-    /// in order: the route, [`intake`], [`Delivery`] (or [`delivery::pass_request`]
+    /// in order: the route, [`intake`], [`Delivery`] (or [`http_delivery::pass_request`]
     /// for a wasi-http guest), its [`Verdict`], and [`report`] of it.
     pub(crate) async fn answer(
         &self,
@@ -195,7 +196,7 @@ impl Receiver {
             }
             Work::Request(parts, body) => {
                 let (result, times) =
-                    delivery::pass_request(route, parts, body, &subject.message_id).await;
+                    http_delivery::pass_request(route, parts, body, &subject.message_id).await;
                 self.metrics.guest_ran(&route.name, times);
                 Verdict::passed(result)
             }

@@ -7,7 +7,7 @@ use crate::options::ServeAs;
 use crate::push::feed::Feed;
 use crate::route::LoadedRoute;
 use crate::sandbox::bindings::{Decision, Message};
-use crate::sandbox::guest::GuestFault;
+use crate::sandbox::guest_fault::GuestFault;
 use crate::sandbox::loading::Loaded;
 use crate::store::Store;
 

@@ -10,23 +10,23 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 
-use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::error::Context as _;
-use wasmtime::{Engine, Store, Trap, UpdateDeadline};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime::{Engine, Trap};
+use wasmtime_wasi_http::WasiHttpView as _;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
-use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::options::RouteOptions;
 use crate::options::ServeAs;
-use crate::sandbox::bindings::{Decision, Message, PushHandler, PushHandlerPre};
-use crate::sandbox::grants::{Grants, HeldDirs};
-use crate::sandbox::guest_output::GuestOutput;
+use crate::sandbox::bindings::{Decision, Message, PushHandlerPre};
+use crate::sandbox::guest_fault::GuestFault;
+use crate::sandbox::instance::{
+    GuestState, GuestTimes, Handler, Instance, InstanceSettings, InstanceUse, give_back,
+};
 use crate::sandbox::instance_pool::{Pool, Reuse};
 use crate::sandbox::loading::{Loaded, Loading};
-use crate::sandbox::memory_cap::MemoryCap;
-use crate::sandbox::outbound_http::{Outbound, OutboundHttp};
+use crate::sandbox::outbound_http::Outbound;
 use crate::trace;
 use tracing::Instrument as _;
 
@@ -41,198 +41,53 @@ enum NoResponse {
     Body(String),
 }
 
-/// Host-side resources (streams, pollables, handles, header maps) one instance may
-/// hold at once. They live in the host's memory, which no guest memory cap counts: with
-/// [`FIELD_SIZE_LIMIT`] this bounds what one instance's header maps can take to 4 MiB
-/// (4096 resources of wasmtime's 128 KiB maps took 512 MiB).
-const MAX_RESOURCES: usize = 256;
-
-/// The in-memory size one header map (`wasi:http/types.fields`) of a guest's may take:
-/// far above what CMQ's headers or a handler's requests need.
-const FIELD_SIZE_LIMIT: usize = 16 << 10;
-
-/// Why a guest gave no decision. Every fault answers non-2xx, so CMQ redelivers.
-#[derive(Debug, thiserror::Error)]
-pub enum GuestFault {
-    /// The guest ran past its deadline and was stopped.
-    #[error("deadline of {0:?} exceeded")]
-    Deadline(Duration),
-    /// The guest could not be instantiated (for example: no free instance slot).
-    #[error("instantiation failed: {}", one_line(.0))]
-    Instantiate(wasmtime::Error),
-    /// The guest trapped: a panic, a stack overflow, memory over its cap, ...
-    #[error("guest trapped: {}", one_line(.0))]
-    Trap(wasmtime::Error),
-}
-
-impl GuestFault {
-    /// The guest's wasm backtrace, when it has one: too long for the message's log line.
-    pub fn backtrace(&self) -> Option<String> {
-        match self {
-            GuestFault::Instantiate(err) | GuestFault::Trap(err) => err
-                .downcast_ref::<wasmtime::WasmBacktrace>()
-                .map(|trace| trace.to_string()),
-            GuestFault::Deadline(_) => None,
-        }
-    }
-}
-
-/// The cause of a wasmtime error on one line: its root cause (a trap code such as
-/// "wasm `unreachable` instruction executed", or a host error such as a memory limit).
-fn one_line(err: &wasmtime::Error) -> String {
-    let cause = err.root_cause().to_string();
-    let cause = cause.split_whitespace().collect::<Vec<_>>().join(" ");
-    crate::sandbox::guest_output::escaped(&cause).into_owned()
-}
-
-/// Everything one guest instance may touch: WASI with no files, no environment and no
-/// network unless granted; outbound HTTP only to granted hosts; stdout and stderr
-/// captured for the log; a memory cap.
-struct GuestState {
-    /// When the message being handled must be done: the epoch callback reads it, so a
-    /// reused instance gets each message's own.
-    deadline: Instant,
-    wasi: WasiCtx,
-    http: WasiHttpCtx,
-    outbound: OutboundHttp,
-    table: ResourceTable,
-    limits: MemoryCap,
-}
-
-impl WasiHttpView for GuestState {
-    fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView {
-            ctx: &mut self.http,
-            table: &mut self.table,
-            hooks: &mut self.outbound,
-        }
-    }
-}
-
-impl WasiView for GuestState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-/// How long one run of a guest took: making its instance (when it got that far), and
-/// everything from the start of that to the guest's return; and, on a route that reuses
-/// instances, what became of them.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct GuestTimes {
-    pub(crate) instantiation: Option<Duration>,
-    pub(crate) total: Duration,
-    /// The route reuses instances: what this run did with them.
-    pub(crate) reuse: Option<InstanceUse>,
-}
-
-/// What one run did with a reused route's instances.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct InstanceUse {
-    /// The message ran in an instance kept from an earlier one.
-    pub(crate) reused: bool,
-    /// Why the instance was not kept afterwards, when it was not.
-    pub(crate) discarded: Option<Discarded>,
-    /// Instances dropped for idling too long, seen by this run.
-    pub(crate) expired: u64,
-    /// Idle instances after the run.
-    pub(crate) idle: usize,
-}
-
-/// Why an instance of a reused route was dropped after a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Discarded {
-    /// The message faulted: a trap, the deadline, the memory cap, no decision.
-    Fault,
-    /// It served its `--max-instance-reuse-count` messages.
-    Spent,
-    /// It held more host resources after its call than after its first.
-    Resources,
-    /// The pool had as many idle instances as the route's in-flight cap.
-    PoolFull,
-}
-
-impl Discarded {
-    pub(crate) fn label(self) -> &'static str {
-        match self {
-            Discarded::Fault => "fault",
-            Discarded::Spent => "spent",
-            Discarded::Resources => "resources",
-            Discarded::PoolFull => "pool_full",
-        }
-    }
-}
-
-/// One instance of the component and what its messages need of it.
-struct Instance {
-    store: Store<GuestState>,
-    /// Its export, once instantiated.
-    handler: Option<Handler>,
-    stdout: GuestOutput,
-    stderr: GuestOutput,
-    /// Messages it has served.
-    served: u32,
-    /// The host resources it held after its first message: more after a later one is
-    /// a leak, and the instance is not kept.
-    resources_at_rest: Option<usize>,
-}
-
-enum Handler {
-    Push(PushHandler),
-    Http(Proxy),
-}
-
-impl Instance {
-    /// Readies a kept instance for its next message, due by `deadline`.
-    fn begin(&mut self, deadline: Instant) {
-        let state = self.store.data_mut();
-        state.deadline = deadline;
-        state.outbound.begin(deadline);
-        self.store.set_epoch_deadline(1);
-    }
-
-    /// After a message it handled: `None` when it may serve another of at most
-    /// `max_uses`, or why not.
-    fn keep_or_why_not(&mut self, max_uses: u32) -> Option<Discarded> {
-        self.served += 1;
-        if self.served >= max_uses {
-            return Some(Discarded::Spent);
-        }
-        let resources = self.store.data_mut().table.iter_mut().count();
-        match self.resources_at_rest {
-            None => {
-                self.resources_at_rest = Some(resources);
-                None
-            }
-            Some(at_rest) if resources > at_rest => Some(Discarded::Resources),
-            Some(_) => None,
-        }
-    }
-}
-
 /// The export a loaded component is served through.
 enum Exports {
     Push(PushHandlerPre<GuestState>),
     Http(ProxyPre<GuestState>),
 }
 
+impl Exports {
+    /// The export of `pre` that `serve_as` asks for (`Auto`: the push handler when it
+    /// has one); an error naming the component at `path` when it does not have it.
+    fn of(pre: &InstancePre<GuestState>, serve_as: ServeAs, path: &Path) -> wasmtime::Result<Self> {
+        let push = || PushHandlerPre::new(pre.clone());
+        let http = || ProxyPre::new(pre.clone());
+        Ok(match serve_as {
+            ServeAs::Auto => match push() {
+                Ok(pre) => Exports::Push(pre),
+                Err(_) => Exports::Http(http().with_context(|| {
+                    format!(
+                        "component {} exports neither cmq:push/handler@0.2.0 (build it with the \
+                         cmq-guest SDK) nor wasi:http/incoming-handler@0.2",
+                        path.display()
+                    )
+                })?),
+            },
+            ServeAs::PushHandler => Exports::Push(push().with_context(|| {
+                format!(
+                    "component {} does not export cmq:push/handler@0.2.0 (build it with the cmq-guest SDK)",
+                    path.display()
+                )
+            })?),
+            ServeAs::IncomingHandler => Exports::Http(http().with_context(|| {
+                format!(
+                    "component {} does not export wasi:http/incoming-handler@0.2",
+                    path.display()
+                )
+            })?),
+        })
+    }
+}
+
 /// A handler component ready to be instantiated.
 pub(crate) struct Guest {
-    /// The route it serves, named on its output's log lines.
-    route: Arc<str>,
-    engine: Engine,
     component: Component,
     exports: Exports,
     loaded: Loaded,
     deadline: Duration,
-    max_memory: usize,
-    grants: Arc<Grants>,
-    /// The granted directories, held open while the guest serves.
-    dirs: Arc<HeldDirs>,
-    outbound: Arc<Outbound>,
+    /// What each of its instances is made with.
+    settings: InstanceSettings,
     /// Idle instances, on a route that reuses them.
     pool: Option<Pool<Instance>>,
 }
@@ -242,7 +97,7 @@ impl std::fmt::Debug for Guest {
         f.debug_struct("Guest")
             .field("serves", &self.serves())
             .field("deadline", &self.deadline)
-            .field("max_memory", &self.max_memory)
+            .field("max_memory", &self.settings.max_memory)
             .finish_non_exhaustive()
     }
 }
@@ -273,50 +128,28 @@ impl Guest {
                 path.display()
             )
         })?;
-        let push = || PushHandlerPre::new(instance_pre.clone());
-        let http = || ProxyPre::new(instance_pre.clone());
-        let exports = match options.serve_as {
-            ServeAs::Auto => match push() {
-                Ok(pre) => Exports::Push(pre),
-                Err(_) => Exports::Http(http().with_context(|| {
-                    format!(
-                        "component {} exports neither cmq:push/handler@0.2.0 (build it with the \
-                         cmq-guest SDK) nor wasi:http/incoming-handler@0.2",
-                        path.display()
-                    )
-                })?),
-            },
-            ServeAs::PushHandler => Exports::Push(push().with_context(|| {
-                format!(
-                    "component {} does not export cmq:push/handler@0.2.0 (build it with the cmq-guest SDK)",
-                    path.display()
-                )
-            })?),
-            ServeAs::IncomingHandler => Exports::Http(http().with_context(|| {
-                format!(
-                    "component {} does not export wasi:http/incoming-handler@0.2",
-                    path.display()
-                )
-            })?),
-        };
-        Ok(Guest {
+        let exports = Exports::of(&instance_pre, options.serve_as, path)?;
+        let settings = InstanceSettings {
             route: Arc::from(""),
             engine: engine.clone(),
-            component,
-            exports,
-            loaded,
-            deadline: options.deadline,
             max_memory: options.max_memory,
             dirs: Arc::new(grants.hold_dirs().map_err(wasmtime::Error::from_anyhow)?),
             grants: Arc::new(grants),
             outbound,
+        };
+        Ok(Guest {
+            component,
+            exports,
+            loaded,
+            deadline: options.deadline,
+            settings,
             pool: None,
         })
     }
 
     /// The guest of route `route`, which its output's log lines name.
     pub(crate) fn serving(mut self, route: &str) -> Self {
-        self.route = Arc::from(route);
+        self.settings.route = Arc::from(route);
         self
     }
 
@@ -330,7 +163,8 @@ impl Guest {
     /// Instantiates the component once without calling it, so that a component too large
     /// for the instance limits is refused at start.
     pub(crate) async fn check_instantiates(&self) -> wasmtime::Result<()> {
-        let Instance { mut store, .. } = self.new_instance(Instant::now() + self.deadline)?;
+        let Instance { mut store, .. } =
+            Instance::new(&self.settings, Instant::now() + self.deadline)?;
         let instantiated = match &self.exports {
             Exports::Push(pre) => pre.instantiate_async(&mut store).await.map(drop),
             Exports::Http(pre) => pre.instantiate_async(&mut store).await.map(drop),
@@ -391,26 +225,15 @@ impl Guest {
     ) -> (Result<T, GuestFault>, GuestTimes) {
         let started = Instant::now();
         let deadline = started + self.deadline;
-        let (idle, expired) = match &self.pool {
-            Some(pool) => pool.take(),
-            None => (None, 0),
-        };
-        let reused = idle.is_some();
-        let mut instance = match idle {
-            Some(mut instance) => {
-                instance.begin(deadline);
-                instance
+        let (mut instance, reused, expired) = match self.instance(deadline) {
+            Ok(taken) => taken,
+            Err(err) => {
+                let times = GuestTimes {
+                    total: started.elapsed(),
+                    ..GuestTimes::default()
+                };
+                return (Err(GuestFault::Instantiate(err)), times);
             }
-            None => match self.new_instance(deadline) {
-                Ok(instance) => instance,
-                Err(err) => {
-                    let times = GuestTimes {
-                        total: started.elapsed(),
-                        ..GuestTimes::default()
-                    };
-                    return (Err(GuestFault::Instantiate(err)), times);
-                }
-            },
         };
         let (stdout, stderr) = (instance.stdout.clone(), instance.stderr.clone());
         let work = async {
@@ -427,8 +250,8 @@ impl Guest {
             Ok(Err(fault)) => (None, Err(fault)),
             Err(_elapsed) => (None, Err(GuestFault::Deadline(self.deadline))),
         };
-        stdout.log(&self.route, log_id, "stdout");
-        stderr.log(&self.route, log_id, "stderr");
+        stdout.log(&self.settings.route, log_id, "stdout");
+        stderr.log(&self.settings.route, log_id, "stderr");
         let reuse = self.pool.as_ref().map(|pool| {
             let (discarded, idle) = give_back(pool, instance, outcome.is_ok());
             InstanceUse {
@@ -446,6 +269,22 @@ impl Guest {
         (outcome, times)
     }
 
+    /// An instance for a message due by `deadline`: an idle one of the pool (`true`),
+    /// or a new store to instantiate in; and the idle ones the pool dropped as expired.
+    fn instance(&self, deadline: Instant) -> wasmtime::Result<(Instance, bool, u64)> {
+        let (idle, expired) = match &self.pool {
+            Some(pool) => pool.take(),
+            None => (None, 0),
+        };
+        match idle {
+            Some(mut instance) => {
+                instance.begin(deadline);
+                Ok((instance, true, expired))
+            }
+            None => Ok((Instance::new(&self.settings, deadline)?, false, expired)),
+        }
+    }
+
     /// The component instantiated in `instance`'s store, its handler ready to call.
     async fn instantiate(&self, instance: &mut Instance) -> Result<Handler, GuestFault> {
         let handler = match &self.exports {
@@ -461,57 +300,6 @@ impl Guest {
                 .map(Handler::Http),
         };
         handler.map_err(|err| self.instantiate_error(err))
-    }
-
-    /// A store for a new instance, ready to instantiate in, with its message's deadline.
-    fn new_instance(&self, deadline: Instant) -> wasmtime::Result<Instance> {
-        let stdout = GuestOutput::default();
-        let stderr = GuestOutput::default();
-        let mut wasi = WasiCtx::builder();
-        wasi.stdout(stdout.clone()).stderr(stderr.clone());
-        self.grants.apply(&mut wasi, &self.dirs)?;
-        let wasi = wasi.build();
-        let limits = MemoryCap::new(self.max_memory);
-        let mut table = ResourceTable::new();
-        // Every stream, pollable and file handle a guest opens lives here, in host memory:
-        // bound it like the guest's own memory.
-        table.set_max_capacity(MAX_RESOURCES);
-        let mut http = WasiHttpCtx::new();
-        http.set_field_size_limit(FIELD_SIZE_LIMIT);
-        let state = GuestState {
-            deadline,
-            wasi,
-            http,
-            outbound: OutboundHttp::new(
-                self.outbound.clone(),
-                self.grants.clone(),
-                self.route.clone(),
-                deadline,
-            ),
-            table,
-            limits,
-        };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|state| &mut state.limits);
-        // Yield to the executor at every epoch tick so that a busy guest cannot hold a
-        // worker thread, and so that the deadline's timer can fire; past the deadline,
-        // trap instead, in case the timer has not been polled yet.
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|store| {
-            if Instant::now() >= store.data().deadline {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                Ok(UpdateDeadline::Yield(1))
-            }
-        });
-        Ok(Instance {
-            store,
-            handler: None,
-            stdout,
-            stderr,
-            served: 0,
-            resources_at_rest: None,
-        })
     }
 
     /// Runs one HTTP request through a fresh instance's `wasi:http/incoming-handler`
@@ -580,27 +368,5 @@ impl Guest {
             Some(Trap::Interrupt) => GuestFault::Deadline(self.deadline),
             _ => GuestFault::Trap(err),
         }
-    }
-}
-
-/// Gives `instance` back to `pool` after a message, unless it must go (a fault when
-/// its call did not end `ok`, its uses spent, resources left): why it went, if it did,
-/// and the idle instances now.
-fn give_back(
-    pool: &Pool<Instance>,
-    mut instance: Instance,
-    ok: bool,
-) -> (Option<Discarded>, usize) {
-    let discarded = if ok {
-        instance.keep_or_why_not(pool.reuse().max_uses)
-    } else {
-        Some(Discarded::Fault)
-    };
-    match discarded {
-        None => match pool.put(instance) {
-            (true, idle) => (None, idle),
-            (false, idle) => (Some(Discarded::PoolFull), idle),
-        },
-        Some(why) => (Some(why), pool.idle()),
     }
 }

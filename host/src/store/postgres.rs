@@ -16,13 +16,8 @@ use tokio::sync::Mutex;
 use tokio_postgres::Config;
 
 use super::backend::{Backend, BoxFuture};
-use super::request::{
-    ClaimRequest, Journal, Settle, attempts, millis, parse_format, time_of, unreadable,
-};
-use super::sql::{
-    ADD_ROUTE_COLUMN, COUNT_DEAD_LETTERS, COUNT_JOURNAL_PAGE, MARK_REPLAYED, SCHEMA,
-    SELECT_DEAD_LETTERS, SELECT_JOURNAL_PAGE,
-};
+use super::request::{ClaimRequest, Journal, Settle, millis};
+use super::sql::{ADD_ROUTE_COLUMN, MARK_REPLAYED, SCHEMA};
 use super::uncounted::Note;
 use super::{
     Claim, DeadLetter, JournalQuery, ListedDeadLetter, MessageRecord, RouteCount, StoreError,
@@ -45,6 +40,7 @@ pub(super) struct PostgresStore {
     durable: Arc<Session>,
 }
 
+mod reads;
 mod session;
 mod statements;
 
@@ -241,98 +237,18 @@ impl Backend for PostgresStore {
     }
 
     fn dead_letters(&self, id: Option<i64>) -> BoxFuture<'_, Result<Vec<DeadLetter>, StoreError>> {
-        Box::pin(async move {
-            let session = self.fast.get().await?;
-            let sql =
-                format!("{SELECT_DEAD_LETTERS} WHERE $1::BIGINT IS NULL OR id = $1 ORDER BY id");
-            let rows = session
-                .client
-                .query(&sql, &[&id])
-                .await
-                .map_err(|err| StoreError::new("reading the journal", err))?;
-            rows.iter()
-                .map(|row| {
-                    let id: i64 = row.try_get(0).map_err(unread)?;
-                    let entry = format_args!("dead letter {id}");
-                    Ok(DeadLetter {
-                        id,
-                        message_id: row.try_get(1).map_err(unread)?,
-                        reason: row.try_get(2).map_err(unread)?,
-                        attempts: stored(entry, attempts(row.try_get(3).map_err(unread)?))?,
-                        format: stored(entry, parse_format(row.try_get(4).map_err(unread)?))?,
-                        request_id: row.try_get(5).map_err(unread)?,
-                        message_tag: row.try_get(6).map_err(unread)?,
-                        body: row.try_get(7).map_err(unread)?,
-                        created: time_of(row.try_get(8).map_err(unread)?),
-                        route: row.try_get(9).map_err(unread)?,
-                    })
-                })
-                .collect()
-        })
+        Box::pin(async move { reads::dead_letters(&self.fast.get().await?.client, id).await })
     }
 
     fn journal_page(
         &self,
         query: JournalQuery,
     ) -> BoxFuture<'_, Result<(Vec<ListedDeadLetter>, u64), StoreError>> {
-        Box::pin(async move {
-            let session = self.fast.get().await?;
-            let reason = query.reason_pattern();
-            let since = query.since_ms();
-            let limit = i64::from(query.limit);
-            let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
-            let failed = |err| StoreError::new("reading the journal", err);
-            let matching: i64 = session
-                .client
-                .query_one(COUNT_JOURNAL_PAGE, &[&query.route, &reason, &since])
-                .await
-                .map_err(failed)?
-                .get(0);
-            let rows = session
-                .client
-                .query(
-                    SELECT_JOURNAL_PAGE,
-                    &[&query.route, &reason, &since, &limit, &offset],
-                )
-                .await
-                .map_err(failed)?;
-            let entries = rows
-                .iter()
-                .map(|row| {
-                    let id: i64 = row.try_get(0).map_err(unread)?;
-                    Ok(ListedDeadLetter {
-                        id,
-                        message_id: row.try_get(1).map_err(unread)?,
-                        reason: row.try_get(2).map_err(unread)?,
-                        attempts: stored(
-                            format_args!("dead letter {id}"),
-                            attempts(row.try_get(3).map_err(unread)?),
-                        )?,
-                        created: time_of(row.try_get(4).map_err(unread)?),
-                        route: row.try_get(5).map_err(unread)?,
-                    })
-                })
-                .collect::<Result<_, StoreError>>()?;
-            Ok((entries, u64::try_from(matching).unwrap_or(0)))
-        })
+        Box::pin(async move { reads::journal_page(&self.fast.get().await?.client, query).await })
     }
 
     fn dead_letter_counts(&self) -> BoxFuture<'_, Result<Vec<RouteCount>, StoreError>> {
-        Box::pin(async move {
-            let session = self.fast.get().await?;
-            let rows = session
-                .client
-                .query(COUNT_DEAD_LETTERS, &[])
-                .await
-                .map_err(|err| StoreError::new("counting the journal", err))?;
-            Ok(rows
-                .iter()
-                .map(|row| RouteCount {
-                    route: row.get(0),
-                    entries: u64::try_from(row.get::<_, i64>(1)).unwrap_or_default(),
-                })
-                .collect())
-        })
+        Box::pin(async move { reads::dead_letter_counts(&self.fast.get().await?.client).await })
     }
 
     fn remove_dead_letters(&self, ids: Option<Vec<i64>>) -> BoxFuture<'_, Result<u64, StoreError>> {
@@ -362,23 +278,7 @@ impl Backend for PostgresStore {
     ) -> BoxFuture<'_, Result<Option<MessageRecord>, StoreError>> {
         Box::pin(async move {
             let session = self.fast.get().await?;
-            let row = session
-                .client
-                .query_opt(&session.record, &[&message_id])
-                .await
-                .map_err(|err| StoreError::new("reading a message record", err))?;
-            row.map(|row| {
-                Ok(MessageRecord {
-                    attempts: stored(
-                        format_args!("message {message_id}"),
-                        attempts(row.try_get(0).map_err(unread)?),
-                    )?,
-                    state: row.try_get(1).map_err(unread)?,
-                    last_decision: row.try_get(2).map_err(unread)?,
-                    updated: time_of(row.try_get(3).map_err(unread)?),
-                })
-            })
-            .transpose()
+            reads::record(&session.client, &session.record, &message_id).await
         })
     }
 
@@ -403,14 +303,4 @@ impl Backend for PostgresStore {
     fn timed_out(&self) {
         self.forget_connections();
     }
-}
-
-/// A column of a row that is not of the type the store wrote.
-fn unread(err: tokio_postgres::Error) -> StoreError {
-    StoreError::new("reading a row", err)
-}
-
-/// A stored value's check (`checked`), as the error of the row `row` names.
-fn stored<T>(row: std::fmt::Arguments<'_>, checked: Result<T, String>) -> Result<T, StoreError> {
-    checked.map_err(|what| StoreError(unreadable(row, &what)))
 }

@@ -123,27 +123,33 @@ impl Writer {
         }
     }
 
-    /// Runs `batch` in one transaction, commits and answers each job. On the runtime's
-    /// thread, a database another process holds locked gives the batch back, untouched.
-    fn commit(&mut self, batch: Batch, thread: Thread) -> Option<Batch> {
+    /// Opens the batch's transaction, `durable` (synced at commit) or not, waiting on
+    /// a busy database only when the thread it runs on `waits`.
+    fn begin(&mut self, durable: bool, waits: bool) -> rusqlite::Result<()> {
         let conn = &self.conn;
         // A transaction some failure left open would refuse the pragma below.
         if !conn.is_autocommit() {
             let _ = conn.execute_batch("ROLLBACK");
         }
-        let waits = thread == Thread::Blocking;
-        let mut began = Ok(());
         if waits != self.waits {
             let timeout = if waits { BUSY_TIMEOUT } else { Duration::ZERO };
-            began = conn.busy_timeout(timeout);
-            self.waits = waits && began.is_ok();
+            conn.busy_timeout(timeout)?;
+            self.waits = waits;
         }
-        if began.is_ok() && batch.durable != self.synced {
-            let level = if batch.durable { "FULL" } else { "NORMAL" };
-            began = conn.pragma_update(None, "synchronous", level);
-            self.synced = batch.durable && began.is_ok();
+        if durable != self.synced {
+            let level = if durable { "FULL" } else { "NORMAL" };
+            conn.pragma_update(None, "synchronous", level)?;
+            self.synced = durable;
         }
-        let began = began.and_then(|()| execute_cached(conn, "BEGIN IMMEDIATE"));
+        execute_cached(conn, "BEGIN IMMEDIATE")
+    }
+
+    /// Runs `batch` in one transaction, commits and answers each job. On the runtime's
+    /// thread, a database another process holds locked gives the batch back, untouched.
+    fn commit(&mut self, batch: Batch, thread: Thread) -> Option<Batch> {
+        let waits = thread == Thread::Blocking;
+        let began = self.begin(batch.durable, waits);
+        let conn = &self.conn;
         match began {
             Ok(()) => {}
             Err(err) if !waits && err.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) => {

@@ -3,88 +3,25 @@
 //! operation), guest faults, the answers that did not come from a guest (overload,
 //! duplicates, rejections), the dead letters waiting, reloads, and the build.
 
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 
-use crate::sandbox::guest::GuestTimes;
 use prometheus_client::registry::Registry;
+
+use crate::sandbox::instance::GuestTimes;
+
+mod labels;
+
+use labels::{
+    BUILD, CauseLabels, DecisionLabels, DuplicateLabels, FaultLabels, FileLabel, InstanceLabels,
+    OperationLabel, ResultLabel, RouteLabel, StatusLabels,
+};
 
 /// The label of pushes that no route serves.
 pub(crate) const NO_ROUTE: &str = "none";
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RouteLabel {
-    route: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DuplicateLabels {
-    route: String,
-    of: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DecisionLabels {
-    route: String,
-    decision: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct FaultLabels {
-    route: String,
-    kind: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StatusLabels {
-    route: String,
-    status: u16,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct FileLabel {
-    file: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ResultLabel {
-    result: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OperationLabel {
-    operation: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct InstanceLabels {
-    route: String,
-    instance: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CauseLabels {
-    route: String,
-    cause: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct BuildLabels {
-    version: &'static str,
-    commit: &'static str,
-    wasmtime: &'static str,
-}
-
-/// Labels of `cmq_build_info`: this build's version, commit and wasmtime.
-const BUILD: BuildLabels = BuildLabels {
-    version: env!("CARGO_PKG_VERSION"),
-    commit: env!("CMQ_HOST_COMMIT"),
-    wasmtime: env!("CMQ_HOST_WASMTIME"),
-};
 
 type DurationFamily = Family<RouteLabel, Histogram, fn() -> Histogram>;
 
