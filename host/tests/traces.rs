@@ -409,3 +409,63 @@ async fn a_collector_that_is_down_costs_the_pushes_nothing_until_it_is_back() ->
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
+
+#[tokio::test]
+async fn the_sampler_decides_which_pushes_are_traced() -> anyhow::Result<()> {
+    let collector = Collector::default();
+    let endpoint = collector.start(Protocol::Http, "127.0.0.1:0".parse()?)?;
+    // A ratio of 0 traces no push of its own; parent-based, it follows a sampled
+    // `traceparent` and leaves out an unsampled one.
+    let mut command = cmq_host();
+    command
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .env("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+        .env("OTEL_TRACES_SAMPLER_ARG", "0")
+        .args(["serve", "--no-state", "--listen", "127.0.0.1:0"])
+        .arg(guest("faulty"));
+    let (_host, _lines, url) = spawn_listening(&mut command)?;
+    let client = reqwest::Client::new();
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let mut ids = Vec::new();
+    for flags in [None, Some("00"), Some("01")] {
+        let id = format!("sampled-{}", next_number());
+        let mut push = cmq_push(&client, &url, &id, "");
+        if let Some(flags) = flags {
+            push = push.header(
+                "traceparent",
+                format!("00-{trace_id}-00f067aa0ba902b7-{flags}"),
+            );
+        }
+        assert_eq!(push.send().await?.status(), 200);
+        ids.push(id);
+    }
+    let sampled = ids[2].clone();
+    tokio::task::spawn_blocking({
+        let collector = collector.clone();
+        move || process_span(&collector, &sampled, 3)
+    })
+    .await??;
+    // The traced push's spans arrived; by then the others' would have too.
+    std::thread::sleep(Duration::from_millis(300));
+    let traced: Vec<String> = collector
+        .spans()
+        .iter()
+        .filter(|span| span.name == "cmq process")
+        .filter_map(|span| attribute(span, "messaging.message.id"))
+        .collect();
+    assert_eq!(traced, [ids[2].clone()]);
+    // A sampler the specification does not name stops the start.
+    let output = cmq_host()
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+        .env("OTEL_TRACES_SAMPLER", "sometimes")
+        .args(["serve", "--no-state", "--listen", "127.0.0.1:0"])
+        .arg(guest("faulty"))
+        .output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains("OTEL_TRACES_SAMPLER=sometimes"),
+        "{stderr}"
+    );
+    Ok(())
+}

@@ -2,7 +2,9 @@
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) set, and
 //! neither `OTEL_SDK_DISABLED=true` nor `OTEL_TRACES_EXPORTER=none`, every push's spans
 //! ([`cmq_host::TRACE_TARGET`]) go to that collector over OTLP, `http/protobuf` (the
-//! default) or `grpc` as `OTEL_EXPORTER_OTLP_PROTOCOL` says.
+//! default) or `grpc` as `OTEL_EXPORTER_OTLP_PROTOCOL` says. `OTEL_TRACES_SAMPLER` and
+//! `OTEL_TRACES_SAMPLER_ARG` choose which pushes are traced
+//! ([`cmq_host::trace::Sampler`]; default `parentbased_always_on`).
 //!
 //! Export never holds up a push. A finished span goes into a bounded queue
 //! (`OTEL_BSP_MAX_QUEUE_SIZE`, 2048) that a thread of its own, `cmq-traces`, empties in
@@ -62,6 +64,11 @@ impl Traces {
             return Ok(None);
         }
         let protocol = protocol_from_env()?;
+        let sampler = trace_export::Sampler::from_names(
+            std::env::var("OTEL_TRACES_SAMPLER").ok().as_deref(),
+            std::env::var("OTEL_TRACES_SAMPLER_ARG").ok().as_deref(),
+        )
+        .map_err(anyhow::Error::msg)?;
         let batching = Batching {
             queue: env_number("OTEL_BSP_MAX_QUEUE_SIZE", 2048)?.max(1) as usize,
             batch: env_number("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)?.max(1) as usize,
@@ -69,7 +76,11 @@ impl Traces {
         };
         let export = Arc::new(Export::new(batching.delay));
         let processor = Processor::start(protocol, batching, export.clone())?;
+        // The sampler decides before a push's spans are made; the provider keeps all it
+        // is given (its own default would read OTEL_TRACES_SAMPLER a second time).
+        trace_export::sample_with(sampler);
         let provider = SdkTracerProvider::builder()
+            .with_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOn)
             .with_span_processor(processor)
             .with_resource(Resource::builder().with_service_name("cmq-host").build())
             .build();
