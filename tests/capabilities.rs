@@ -62,7 +62,7 @@ async fn granted_environment_and_read_only_directory_work_and_writes_are_refused
             host: dir.clone(),
             guest: "/data".into(),
         }],
-        http: Vec::new(),
+        ..Default::default()
     };
     let host = TestHost::start(
         "probe",

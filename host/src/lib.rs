@@ -50,6 +50,7 @@ pub use crate::reload::{ConfigSource, Reloader};
 pub use crate::route::{LoadedRoute, RoutePlan};
 pub use crate::sandbox::bindings::Decision;
 pub use crate::sandbox::compile_cache::default_dir as compile_cache_dir;
+pub use crate::sandbox::config_vars::ConfigVar;
 pub use crate::sandbox::grants::{DirGrant, EnvGrant, Grants};
 pub use crate::sandbox::guest_fault::GuestFault;
 pub use crate::sandbox::guest_output::TARGET as GUEST_OUTPUT_TARGET;

@@ -32,6 +32,8 @@ pub struct Options {
     /// Another build of cmq-host, measured beside this tree's on the rows the targets
     /// compare with it (see [`crate::bench_targets`]).
     baseline: Option<PathBuf>,
+    /// Only the rows whose name holds one of these (and the native anchor).
+    only: Vec<String>,
 }
 
 impl Default for Options {
@@ -41,6 +43,7 @@ impl Default for Options {
             connections: vec![1, 16, 64],
             starts: 5,
             baseline: None,
+            only: Vec::new(),
         }
     }
 }
@@ -65,6 +68,12 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
                     .ok_or_else(|| format!("bad --connections {value:?}"))?;
             }
             "--baseline" => options.baseline = Some(PathBuf::from(value)),
+            "--only" => {
+                options.only = value
+                    .split(',')
+                    .map(|part| part.trim().to_owned())
+                    .collect();
+            }
             "--starts" => {
                 options.starts = value
                     .parse()
@@ -187,6 +196,18 @@ pub fn run(options: &Options) -> Result<()> {
             row: None,
         },
         Receiver {
+            name: "the same, traces on, one push in a hundred sampled (traceidratio 0.01)".into(),
+            command: sampled(
+                traced(
+                    cmq_host_serve(&host, &component, &[], State::None),
+                    otlp_sink()?,
+                ),
+                "0.01",
+            ),
+            closes_connections: false,
+            row: None,
+        },
+        Receiver {
             name: "the same, traces on, the collector down (nothing listens)".into(),
             command: traced(
                 cmq_host_serve(&host, &component, &[], State::None),
@@ -226,13 +247,15 @@ pub fn run(options: &Options) -> Result<()> {
             row: Some(Row::ReusedSqlite),
         },
         Receiver {
-            name: "`wasmtime serve -S cli`, ack guest (fresh instance per request)".into(),
+            name: "`wasmtime serve -S cli -S config`, ack guest (fresh instance per request)"
+                .into(),
             command: wasmtime_serve(&wasmtime, &component, &[]),
             closes_connections: false,
             row: Some(Row::Wasmtime(Box::new(Row::NoStore))),
         },
         Receiver {
-            name: "`wasmtime serve -S cli --max-instance-reuse-count 128`, ack guest".into(),
+            name: "`wasmtime serve -S cli -S config --max-instance-reuse-count 128`, ack guest"
+                .into(),
             command: wasmtime_serve(&wasmtime, &component, REUSE),
             closes_connections: false,
             row: Some(Row::Wasmtime(Box::new(Row::Reused))),
@@ -306,6 +329,16 @@ pub fn run(options: &Options) -> Result<()> {
             }
         }
         paths = with_baseline;
+    }
+
+    if !options.only.is_empty() {
+        paths.retain(|path| {
+            path.row == Some(Row::Native)
+                || options
+                    .only
+                    .iter()
+                    .any(|only| path.name.contains(only.as_str()))
+        });
     }
 
     let mut report = String::new();
@@ -480,9 +513,10 @@ pub fn run(options: &Options) -> Result<()> {
 /// The reuse the reused rows ask for, cmq-host's and `wasmtime serve`'s flag alike.
 const REUSE: &[&str] = &["--max-instance-reuse-count", "128"];
 
-/// `wasmtime serve -S cli --addr 127.0.0.1:PORT FLAGS COMPONENT`: the peer, serving the
-/// component's `wasi:http/incoming-handler` as wasmtime's CLI does (`-S cli` for the
-/// stdout and stderr the handlers import).
+/// `wasmtime serve -S cli -S config --addr 127.0.0.1:PORT FLAGS COMPONENT`: the peer,
+/// serving the component's `wasi:http/incoming-handler` as wasmtime's CLI does (`-S
+/// cli` for the stdout and stderr the handlers import, `-S config` for the settings the
+/// SDK's entrance reads).
 fn wasmtime_serve(
     wasmtime: &Path,
     component: &Path,
@@ -493,7 +527,8 @@ fn wasmtime_serve(
     Box::new(move |port| {
         let mut command = Command::new(&wasmtime);
         command
-            .args(["serve", "-S", "cli", "--addr", &format!("127.0.0.1:{port}")])
+            .args(["serve", "-S", "cli", "-S", "config"])
+            .args(["--addr", &format!("127.0.0.1:{port}")])
             .args(&flags)
             .arg(&component);
         command
@@ -558,6 +593,17 @@ fn traced(serve: Box<dyn Fn(u16) -> Command>, endpoint: String) -> Box<dyn Fn(u1
     Box::new(move |port| {
         let mut command = serve(port);
         command.env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint);
+        command
+    })
+}
+
+/// `serve`'s command with pushes traced at `ratio` (`OTEL_TRACES_SAMPLER=traceidratio`).
+fn sampled(serve: Box<dyn Fn(u16) -> Command>, ratio: &'static str) -> Box<dyn Fn(u16) -> Command> {
+    Box::new(move |port| {
+        let mut command = serve(port);
+        command
+            .env("OTEL_TRACES_SAMPLER", "traceidratio")
+            .env("OTEL_TRACES_SAMPLER_ARG", ratio);
         command
     })
 }

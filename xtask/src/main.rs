@@ -41,11 +41,12 @@ Tasks:
                             empty folder, its own tests, its build, `run` and
                             `serve` on the documented push (a step of `test`)
   bench [--seconds S] [--connections 1,16,64] [--starts N]
-        [--baseline OTHER_CMQ_HOST]
+        [--baseline OTHER_CMQ_HOST] [--only TEXT,TEXT]
                             Load the receivers side by side with wrk, with
                             --baseline another build's cmq-host beside this one's
-                            on the rows the targets compare; report, with the
-                            targets met and not, to stdout and
+                            on the rows the targets compare (--only: the rows
+                            whose name holds a TEXT, and the native one); report,
+                            with the targets met and not, to stdout and
                             target/bench/report.md
   store-growth [--seconds 300] [--connections 16] [--every 10] [--after 30]
                [--reuse N]

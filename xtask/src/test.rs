@@ -87,9 +87,10 @@ pub fn run() -> Result<()> {
         ),
         Step {
             name: "test (root workspace, with PostgreSQL for the shared store, HAProxy, \
-                   Prometheus and Chromium)",
+                   Prometheus, Chromium and the wasmtime CLI)",
             run: Box::new(|| {
                 let postgres = postgres::ensure()?;
+                let wasmtime = crate::wasmtime_cli::ensure(&repo_root())?;
                 let haproxy = haproxy::ensure()?;
                 let prometheus = prometheus::ensure()?;
                 let (browser, driver) = chromium::ensure()?;
@@ -101,6 +102,7 @@ pub fn run() -> Result<()> {
                     .env(prometheus::BIN_VAR, prometheus)
                     .env(chromium::BROWSER_VAR, browser)
                     .env(chromium::DRIVER_VAR, driver)
+                    .env(crate::wasmtime_cli::BIN_VAR, wasmtime)
                     .current_dir(repo_root())
                     .status()
                     .context("running cargo test --workspace")?;

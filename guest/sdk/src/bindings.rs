@@ -15,3 +15,23 @@ wit_bindgen::generate!({
     // Keep the generated `export!` out of the way of this crate's own `export!`.
     export_macro_name: "export_push_handler",
 });
+
+/// `wasi:config/store`, for [`crate::config`]: `0.2.0-rc.1` (wasmtime 40 and later), or
+/// with the `spin` feature `0.2.0-draft-2024-09-27` (Spin 3 and 4). The two differ in
+/// their version only.
+pub mod config {
+    #[cfg(not(feature = "spin"))]
+    wit_bindgen::generate!({
+        path: "wit",
+        world: "wasi:config/imports@0.2.0-rc.1",
+    });
+    #[cfg(not(feature = "spin"))]
+    pub use self::wasi::config0_2_0_rc_1::store;
+    #[cfg(feature = "spin")]
+    wit_bindgen::generate!({
+        path: "wit",
+        world: "wasi:config/imports@0.2.0-draft-2024-09-27",
+    });
+    #[cfg(feature = "spin")]
+    pub use self::wasi::config0_2_0_draft_2024_09_27::store;
+}

@@ -17,14 +17,26 @@ use crate::{Decision, Handler};
 /// The largest push body accepted: CMQ's largest message, as `cmq-host`'s default.
 pub const MAX_BODY: usize = 1 << 20;
 
-/// The environment variable that holds the endpoint's secret token, the equivalent of
-/// `cmq-host serve --token`: when set, a push must carry it as `/push/TOKEN` at the end
-/// of its path or as `?token=TOKEN`, or it is answered `404 not found` before anything
-/// else, as `cmq-host` answers it. At least 16 letters, digits or `-._~`.
+/// The setting that holds the endpoint's secret token, the equivalent of `cmq-host serve
+/// --token`: when set, a push must carry it as `/push/TOKEN` at the end of its path or
+/// as `?token=TOKEN`, or it is answered `404 not found` before anything else, as
+/// `cmq-host` answers it. At least 16 letters, digits or `-._~`. Read through
+/// [`crate::config`] (`wasmtime serve -S config-var=cmq_token=...`, `cmq-host
+/// --config-var`), or, when no such setting is given, from the environment variable
+/// [`TOKEN_VARIABLE`].
+pub const TOKEN_SETTING: &str = "cmq_token";
+
+/// The environment variable that holds the endpoint's token when the setting
+/// [`TOKEN_SETTING`] is not given.
 pub const TOKEN_VARIABLE: &str = "CMQ_TOKEN";
 
-/// The environment variable that sets the push format (`auto`, `json` or `simplified`;
-/// default `auto`), the equivalent of `cmq-host serve --format`.
+/// The setting that sets the push format (`auto`, `json` or `simplified`; default
+/// `auto`), the equivalent of `cmq-host serve --format`; when not given, the
+/// environment variable [`FORMAT_VARIABLE`].
+pub const FORMAT_SETTING: &str = "cmq_format";
+
+/// The environment variable that sets the push format when the setting
+/// [`FORMAT_SETTING`] is not given.
 pub const FORMAT_VARIABLE: &str = "CMQ_FORMAT";
 
 /// One HTTP answer: status, body, and at most one extra header.
@@ -135,7 +147,7 @@ pub(crate) enum BodyError {
     Read(String),
 }
 
-/// What the platform's environment sets: the push format and the token.
+/// What the platform sets: the push format and the token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Settings {
     pub(crate) format: ExpectedFormat,
@@ -143,27 +155,40 @@ pub(crate) struct Settings {
 }
 
 impl Settings {
-    /// [`FORMAT_VARIABLE`] (`auto` when unset) and [`TOKEN_VARIABLE`], checked. Their
-    /// values are never printed.
-    fn from_env() -> Result<Settings, String> {
-        let format = match std::env::var(FORMAT_VARIABLE) {
-            Ok(value) => value
-                .parse()
-                .map_err(|err| format!("{FORMAT_VARIABLE}: {err}"))?,
-            Err(_) => ExpectedFormat::Auto,
+    /// [`FORMAT_SETTING`] or [`FORMAT_VARIABLE`] (`auto` when neither is set) and
+    /// [`TOKEN_SETTING`] or [`TOKEN_VARIABLE`], checked. Their values are never printed.
+    fn from_platform() -> Result<Settings, String> {
+        let format = match setting(FORMAT_SETTING, FORMAT_VARIABLE)? {
+            Some((value, from)) => value.parse().map_err(|err| format!("{from}: {err}"))?,
+            None => ExpectedFormat::Auto,
         };
-        let token = match std::env::var(TOKEN_VARIABLE) {
-            Ok(token) => Some(checked_token(token)?),
-            Err(_) => None,
+        let token = match setting(TOKEN_SETTING, TOKEN_VARIABLE)? {
+            Some((token, from)) => Some(checked_token(token, from)?),
+            None => None,
         };
         Ok(Settings { format, token })
     }
 }
 
-/// `token` when it is one `cmq-host` would take (the same rule, from `cmq-message`).
-fn checked_token(token: String) -> Result<String, String> {
+/// The setting `name`, else the environment variable `variable`, with where it came
+/// from; `None` when neither is set. An empty setting counts as none given: Spin's
+/// variables always have a value, so a default of `""` stands for "not set".
+fn setting(
+    name: &'static str,
+    variable: &'static str,
+) -> Result<Option<(String, &'static str)>, String> {
+    let given = crate::config::get(name).map_err(|err| err.to_string())?;
+    if let Some(value) = given.filter(|value| !value.is_empty()) {
+        return Ok(Some((value, name)));
+    }
+    Ok(std::env::var(variable).ok().map(|value| (value, variable)))
+}
+
+/// `token` when it is one `cmq-host` would take (the same rule, from `cmq-message`);
+/// `from` names where it was read.
+fn checked_token(token: String, from: &str) -> Result<String, String> {
     cmq_message::check_token(&token)
-        .map_err(|reason| format!("{TOKEN_VARIABLE} (value not shown): {reason}"))?;
+        .map_err(|reason| format!("{from} (value not shown): {reason}"))?;
     Ok(token)
 }
 
@@ -203,7 +228,7 @@ pub struct HttpExport<H>(PhantomData<H>);
 impl<H: Handler> wasip2::exports::http::incoming_handler::Guest for HttpExport<H> {
     fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
         let push = read_push(&request);
-        let answer = answer::<H>(&push, Settings::from_env(), || read_body(request));
+        let answer = answer::<H>(&push, Settings::from_platform(), || read_body(request));
         respond(response_out, &answer);
     }
 }
@@ -418,11 +443,15 @@ mod tests {
         assert_eq!(answer::<ByTag>(&get, settings, body(b"")).status, 404);
         // A token cmq-host would refuse is refused, its value not shown.
         // A value no message could contain by chance, in any quoting.
-        let err = checked_token("qz7x".into()).expect_err("too short");
+        let err = checked_token("qz7x".into(), TOKEN_SETTING).expect_err("too short");
+        assert!(
+            !err.contains("qz7x") && err.starts_with("cmq_token "),
+            "{err}"
+        );
+        let err =
+            checked_token("qz7x qz7x qz7x qz7x qz7x".into(), TOKEN_VARIABLE).expect_err("a space");
         assert!(!err.contains("qz7x"), "{err}");
-        let err = checked_token("qz7x qz7x qz7x qz7x qz7x".into()).expect_err("a space");
-        assert!(!err.contains("qz7x"), "{err}");
-        assert!(checked_token("has space in it 0123".into()).is_err());
-        assert!(checked_token(TOKEN.into()).is_ok());
+        assert!(checked_token("has space in it 0123".into(), TOKEN_SETTING).is_err());
+        assert!(checked_token(TOKEN.into(), TOKEN_SETTING).is_ok());
     }
 }

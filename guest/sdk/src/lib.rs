@@ -68,6 +68,7 @@
 
 #[doc(hidden)]
 pub mod bindings;
+pub mod config;
 mod decision;
 mod error;
 mod handler;

@@ -34,6 +34,8 @@ use crate::{Decision, Format, Handler, Message};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Push {
     message: Message,
+    /// The settings [`crate::config::get`] reads while the handler runs.
+    settings: Vec<(String, String)>,
 }
 
 impl Push {
@@ -58,6 +60,7 @@ impl Push {
                 format: Format::Json,
                 attempt: None,
             },
+            settings: Vec::new(),
         }
     }
 
@@ -90,6 +93,13 @@ impl Push {
         self
     }
 
+    /// With the setting `name` = `value`, which [`crate::config::get`] reads while the
+    /// handler runs.
+    pub fn config(mut self, name: impl Into<String>, value: impl Into<String>) -> Push {
+        self.settings.push((name.into(), value.into()));
+        self
+    }
+
     /// The message a handler receives.
     pub fn message(self) -> Message {
         self.message
@@ -97,10 +107,32 @@ impl Push {
 
     /// Runs handler `H` on it, as a host's call would.
     pub fn run<H: Handler>(self) -> Handled {
-        Handled {
-            decision: decided(H::handle(self.message)),
-        }
+        SETTINGS.with(|settings| *settings.borrow_mut() = self.settings);
+        let decision = decided(H::handle(self.message));
+        SETTINGS.with(|settings| settings.borrow_mut().clear());
+        Handled { decision }
     }
+}
+
+std::thread_local! {
+    /// The settings of the push running on this thread.
+    static SETTINGS: std::cell::RefCell<Vec<(String, String)>> = const {
+        std::cell::RefCell::new(Vec::new())
+    };
+}
+
+/// The setting `name` of the push running on this thread (the last given, as on a
+/// command line).
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn setting(name: &str) -> Option<String> {
+    SETTINGS.with(|settings| {
+        settings
+            .borrow()
+            .iter()
+            .rev()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.clone())
+    })
 }
 
 /// What a handler decided in a test.

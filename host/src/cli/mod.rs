@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use cmq_host::{DirGrant, EnvGrant, Grants, HttpGrant, StoreLocation};
+use cmq_host::{ConfigVar, DirGrant, EnvGrant, Grants, HttpGrant, StoreLocation};
 
 pub(crate) mod check;
 pub(crate) mod compile;
@@ -38,6 +38,11 @@ pub(crate) struct GrantArgs {
     /// for a service inside your own network (repeatable).
     #[arg(long = "http-private", value_name = "[SCHEME://]HOST[:PORT]", help_heading = heading::GRANTS)]
     http_private: Vec<HttpGrant>,
+    /// Give guests a setting they read through wasi:config/store, as `wasmtime serve -S
+    /// config-var` does (repeatable). Values are never printed.
+    #[arg(long = "config-var", value_name = "NAME=VALUE", help_heading = heading::GRANTS)]
+    // Parsed in `grants`, as `--env`: values may be secrets.
+    config_var: Vec<String>,
 }
 
 impl GrantArgs {
@@ -49,6 +54,12 @@ impl GrantArgs {
             .map(|grant| grant.parse::<EnvGrant>())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|reason| anyhow::anyhow!("invalid --env: {reason}"))?;
+        let config = self
+            .config_var
+            .iter()
+            .map(|var| var.parse::<ConfigVar>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|reason| anyhow::anyhow!("invalid --config-var: {reason}"))?;
         Ok(Grants {
             env,
             dirs: self.dir.clone(),
@@ -62,6 +73,7 @@ impl GrantArgs {
                         .map(|grant| grant.clone().allowing_private()),
                 )
                 .collect(),
+            config,
         })
     }
 }

@@ -174,7 +174,7 @@ fn rust_values(
         ),
         (
             "{{build}}",
-            "cargo build --release --target wasm32-wasip2".to_owned(),
+            "cargo build --release --target wasm32-wasip2 --features cmq-guest/spin".to_owned(),
         ),
     ])
 }

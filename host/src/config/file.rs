@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 use super::position::{column_of, key_at, line_of};
-use super::raw::{OneOrMore, RawConfig, RawRoute, Text};
+use super::raw::{OneOrMore, RawConfig, RawRoute, RawSetting, Text};
 use super::{Config, ConfigError, TlsFiles, default_listen};
 use crate::options::{DEFAULT_MAX_CONNECTIONS, RouteOptions, SharedLimits};
 use crate::route::RoutePlan;
+use crate::sandbox::config_vars::{ConfigVar, check_name};
 use crate::sandbox::grants::{DirGrant, EnvGrant, Grants};
 use crate::sandbox::http_grant::HttpGrant;
 use crate::serve::access::Token;
@@ -181,7 +182,10 @@ impl<'a> Reader<'a> {
                 .map_or(defaults.max_memory, |size| size.0.bytes()),
             max_in_flight: route.max_in_flight,
             token,
-            grants: self.grants(route.env, route.dir, route.http, route.http_private)?,
+            grants: Grants {
+                config: self.settings(route.config)?,
+                ..self.grants(route.env, route.dir, route.http, route.http_private)?
+            },
             serve_as: route.serve_as.map_or(defaults.serve_as, |s| s.0),
             dedupe_window: route
                 .dedupe_window
@@ -254,8 +258,64 @@ impl<'a> Reader<'a> {
                         .map(|grant| grant.0.allowing_private()),
                 )
                 .collect(),
+            config: Vec::new(),
         })
     }
+
+    /// The route's `[routes.NAME.config]`: each value as written, or read from the
+    /// variable or file it names (when only checking, one not there reads as empty).
+    /// Errors name the key, the variable or the file, never a value.
+    fn settings(
+        &self,
+        raw: BTreeMap<Spanned<String>, Spanned<RawSetting>>,
+    ) -> Result<Vec<ConfigVar>, ConfigError> {
+        let mut settings = Vec::with_capacity(raw.len());
+        for (name, setting) in raw {
+            check_name(name.get_ref()).map_err(|message| self.at(Some(name.span()), message))?;
+            let span = setting.span();
+            let value = match setting.into_inner() {
+                RawSetting::Literal(value) => value,
+                RawSetting::Env(variable) => match std::env::var(&variable) {
+                    Ok(value) => value,
+                    Err(_) if self.secrets == Secrets::Optional => String::new(),
+                    Err(err) => {
+                        let why = match err {
+                            std::env::VarError::NotPresent => "is not set in the environment",
+                            std::env::VarError::NotUnicode(_) => "is not UTF-8 (value not shown)",
+                        };
+                        return Err(self.at(Some(span), format!("{variable} {why}")));
+                    }
+                },
+                RawSetting::File(path) => {
+                    let path = self.base.join(path);
+                    match std::fs::read_to_string(&path) {
+                        Ok(text) => without_final_newline(text),
+                        Err(_) if self.secrets == Secrets::Optional => String::new(),
+                        Err(err) => {
+                            return Err(self
+                                .at(Some(span), format!("cannot read {}: {err}", path.display())));
+                        }
+                    }
+                }
+            };
+            settings.push(ConfigVar {
+                name: name.into_inner(),
+                value,
+            });
+        }
+        Ok(settings)
+    }
+}
+
+/// A file's text without the one line ending an editor or `echo` leaves after it.
+fn without_final_newline(mut text: String) -> String {
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    text
 }
 
 fn check_route_name(name: &str) -> Result<(), String> {

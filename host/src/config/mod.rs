@@ -274,6 +274,69 @@ mod tests {
     }
 
     #[test]
+    fn a_route_config_table_reads_literals_variables_and_files_and_never_shows_a_value() {
+        // Files relative to the config's folder (the crate's, in a test).
+        let route = "[routes.a]\npath = \"/a\"\ncomponent = \"Cargo.toml\"\n[routes.a.config]\n";
+        let settings = |text: &str| {
+            let config = Config::parse(&format!("{route}{text}"), Path::new("cmq.toml"))
+                .expect("a valid config");
+            config.routes[0]
+                .options
+                .grants
+                .config
+                .iter()
+                .map(|var| (var.name.clone(), var.value.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            settings("greeting = \"hello\"\n"),
+            vec![("greeting".into(), "hello".into())]
+        );
+        // PATH is set wherever the tests run; the file's one final newline is cut.
+        let path = std::env::var("PATH").expect("PATH is set");
+        assert_eq!(
+            settings("path = { env = \"PATH\" }\n"),
+            vec![("path".into(), path)]
+        );
+        let first_line = std::fs::read_to_string("Cargo.toml").expect("the crate's manifest");
+        let read = settings("manifest = { file = \"Cargo.toml\" }\n");
+        assert_eq!(
+            read[0].1,
+            first_line.strip_suffix('\n').unwrap_or(&first_line)
+        );
+        let err = error(&format!(
+            "{route}token = {{ env = \"CMQ_SURELY_NOT_SET_ANYWHERE\" }}\n"
+        ));
+        assert_eq!(err.key.as_deref(), Some("routes.a.config.token"), "{err}");
+        assert!(
+            err.message
+                .contains("CMQ_SURELY_NOT_SET_ANYWHERE is not set"),
+            "{err}"
+        );
+        let err = error(&format!("{route}token = {{ file = \"no-such-secret\" }}\n"));
+        assert_eq!(err.key.as_deref(), Some("routes.a.config.token"), "{err}");
+        assert!(err.message.contains("no-such-secret"), "{err}");
+        let err = error(&format!("{route}token = {{ vault = \"x\" }}\n"));
+        assert!(
+            err.message
+                .contains("{ env = \"VAR\" } or { file = \"PATH\" }"),
+            "{err}"
+        );
+        let err = error(&format!("{route}\"not a name\" = \"s3cret-value\"\n"));
+        assert!(!err.to_string().contains("s3cret-value"), "{err}");
+        // When only checking, a variable or file that is not there reads as empty.
+        let text = format!("{route}token = {{ env = \"CMQ_SURELY_NOT_SET_ANYWHERE\" }}\n");
+        let dir = std::env::temp_dir().join(format!("cmq-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary folder");
+        std::fs::copy("Cargo.toml", dir.join("Cargo.toml")).expect("a component stand-in");
+        std::fs::write(dir.join("cmq.toml"), text).expect("the config");
+        let config = Config::load_without_secrets(&dir.join("cmq.toml")).expect("checkable");
+        assert_eq!(config.routes[0].options.grants.config[0].value, "");
+        assert!(Config::load(&dir.join("cmq.toml")).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn route_paths_and_names_are_checked() {
         for (path, why) in [
             ("orders", "start with /"),

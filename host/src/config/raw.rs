@@ -118,4 +118,61 @@ pub(super) struct RawRoute {
     pub(super) max_attempts: Option<u32>,
     pub(super) max_instance_reuse_count: Option<u32>,
     pub(super) idle_instance_timeout: Option<Text<HumanDuration>>,
+    #[serde(default)]
+    pub(super) config: BTreeMap<Spanned<String>, Spanned<RawSetting>>,
+}
+
+/// A value of `[routes.NAME.config]`: a string as written, or where to read it when it
+/// is a secret: `{ env = "VAR" }` or `{ file = "PATH" }`.
+pub(super) enum RawSetting {
+    Literal(String),
+    Env(String),
+    File(PathBuf),
+}
+
+// A literal may be a secret too: never print it.
+impl fmt::Debug for RawSetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RawSetting::Literal(_) => f.write_str("Literal(***)"),
+            RawSetting::Env(var) => write!(f, "Env({var})"),
+            RawSetting::File(path) => write!(f, "File({})", path.display()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RawSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        const EXPECTED: &str = "a string, { env = \"VAR\" } or { file = \"PATH\" }";
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawSetting;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(EXPECTED)
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(RawSetting::Literal(text.to_owned()))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let setting = match map.next_key::<String>()?.as_deref() {
+                    Some("env") => RawSetting::Env(map.next_value()?),
+                    Some("file") => RawSetting::File(map.next_value()?),
+                    _ => return Err(serde::de::Error::custom(format!("expected {EXPECTED}"))),
+                };
+                if map.next_key::<String>()?.is_some() {
+                    return Err(serde::de::Error::custom(format!(
+                        "expected {EXPECTED}: one of them"
+                    )));
+                }
+                Ok(setting)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }

@@ -7,6 +7,7 @@ use std::str::FromStr;
 
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
+use crate::sandbox::config_vars::ConfigVar;
 use crate::sandbox::http_grant::{HttpGrant, Reach};
 use crate::serve::access::Token;
 
@@ -23,6 +24,8 @@ pub struct Grants {
     pub dirs: Vec<DirGrant>,
     /// Hosts the guest may send HTTP requests to (wasi:http outgoing handler).
     pub http: Vec<HttpGrant>,
+    /// Settings the guest reads through `wasi:config/store`, name and value.
+    pub config: Vec<ConfigVar>,
 }
 
 /// One environment variable: `NAME=VALUE`, or `NAME` to pass the host's own value.

@@ -23,6 +23,7 @@ use crate::sandbox::bindings::{Decision, Message, PushHandlerPre};
 use crate::sandbox::guest_fault::GuestFault;
 use crate::sandbox::instance::{
     GuestState, GuestTimes, Handler, Instance, InstanceSettings, InstanceUse, give_back,
+    settings_of,
 };
 use crate::sandbox::instance_pool::{Pool, Reuse};
 use crate::sandbox::loading::{Loaded, Loading};
@@ -122,6 +123,9 @@ impl Guest {
         // Always linked, so that a component importing wasi:http instantiates; its
         // requests are refused unless the operator granted the destination.
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        // Always linked too: a component that reads settings instantiates, and reads
+        // none unless the operator set some.
+        crate::sandbox::config_vars::add_to_linker(&mut linker, settings_of)?;
         let instance_pre = linker.instantiate_pre(&component).with_context(|| {
             format!(
                 "component {} imports something the host does not provide",
@@ -136,6 +140,7 @@ impl Guest {
             dirs: Arc::new(grants.hold_dirs().map_err(wasmtime::Error::from_anyhow)?),
             grants: Arc::new(grants),
             outbound,
+            config: crate::sandbox::config_vars::Settings::of(&options.grants.config),
         };
         Ok(Guest {
             component,

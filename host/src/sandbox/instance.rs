@@ -12,6 +12,7 @@ use wasmtime_wasi_http::p2::bindings::Proxy;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::sandbox::bindings::PushHandler;
+use crate::sandbox::config_vars::Settings;
 use crate::sandbox::grants::{Grants, HeldDirs};
 use crate::sandbox::guest_output::GuestOutput;
 use crate::sandbox::instance_pool::Pool;
@@ -40,6 +41,13 @@ pub(crate) struct GuestState {
     outbound: OutboundHttp,
     table: ResourceTable,
     limits: MemoryCap,
+    /// The route's settings, for `wasi:config/store`.
+    config: Arc<Settings>,
+}
+
+/// A guest's `wasi:config/store`: its route's settings.
+pub(crate) fn settings_of(state: &mut GuestState) -> &Settings {
+    &state.config
 }
 
 impl WasiHttpView for GuestState {
@@ -62,7 +70,8 @@ impl WasiView for GuestState {
 }
 
 /// What every instance of a route is made with: the engine, the route's name for its
-/// output's log lines, its memory cap, its grants and the outbound HTTP it goes through.
+/// output's log lines, its memory cap, its grants, the outbound HTTP it goes through and
+/// its settings.
 pub(crate) struct InstanceSettings {
     pub(crate) route: Arc<str>,
     pub(crate) engine: Engine,
@@ -71,6 +80,8 @@ pub(crate) struct InstanceSettings {
     /// The granted directories, held open while the guest serves.
     pub(crate) dirs: Arc<HeldDirs>,
     pub(crate) outbound: Arc<Outbound>,
+    /// The settings it reads through `wasi:config/store`.
+    pub(crate) config: Arc<Settings>,
 }
 
 /// How long one run of a guest took: making its instance (when it got that far), and
@@ -168,6 +179,7 @@ impl Instance {
             ),
             table,
             limits: MemoryCap::new(settings.max_memory),
+            config: settings.config.clone(),
         };
         let mut store = Store::new(&settings.engine, state);
         store.limiter(|state| &mut state.limits);

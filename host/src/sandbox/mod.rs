@@ -9,12 +9,14 @@
 //!   from its [`instance_pool`]) within its deadline, its [`memory_cap`], its output
 //!   ([`guest_output`]) and its faults ([`guest_fault`]).
 //! - [`grants`]: what a guest may reach: environment, directories ([`granted_files`])
-//!   and outbound HTTP ([`http_grant`]), as granted. A granted request goes through
+//!   and outbound HTTP ([`http_grant`]), as granted; the settings it reads through
+//!   `wasi:config/store` ([`config_vars`]). A granted request goes through
 //!   [`outbound_http`]'s caps, is sent by [`outbound_send`], and connects only to the
 //!   addresses [`public_address`] allows.
 
 pub(crate) mod bindings;
 pub(crate) mod compile_cache;
+pub(crate) mod config_vars;
 pub(crate) mod engine;
 pub(crate) mod granted_files;
 pub(crate) mod grants;
