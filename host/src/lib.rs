@@ -62,8 +62,8 @@ pub use crate::serve::server::Server;
 pub use crate::serve::signals::OsSignal;
 pub use crate::serve::tls::Tls;
 pub use crate::store::{
-    Claim, DeadLetter, MessageRecord, Pruned, RouteCount, Settled, Settlement, Store, StoreError,
-    StoreFiles, StoreLocation, WAL_LIMIT, message_key,
+    Claim, DeadLetter, JournalQuery, MessageRecord, Pruned, RouteCount, Settled, Settlement, Store,
+    StoreError, StoreFiles, StoreLocation, WAL_LIMIT, message_key,
 };
 pub use crate::trace::TARGET as TRACE_TARGET;
 pub use crate::units::{ByteSize, DedupeWindow, HumanDuration};

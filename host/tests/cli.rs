@@ -409,6 +409,76 @@ async fn dead_letters_are_listed_shown_replayed_and_purged() -> anyhow::Result<(
     Ok(())
 }
 
+#[tokio::test]
+async fn dead_letter_list_walks_a_long_journal_page_by_page_with_its_filters() -> anyhow::Result<()>
+{
+    for postgres in [false, true] {
+        let state = fresh_state(postgres).await?;
+        let (faulty, _lines, url) = serve("faulty", &["--state", &state, "--max-attempts", "1"])?;
+        let client = reqwest::Client::new();
+        // 150 entries, more than two of the list's pages: every third a drop.
+        let mut pushed = Vec::new();
+        for n in 0..150 {
+            let id = format!("walk-{n}");
+            let tag = if n % 3 == 2 { "drop" } else { "retry" };
+            let response = cmq_push(&client, &url, &id, tag).send().await?;
+            assert_eq!(response.status(), 200, "{id}");
+            pushed.push(id);
+        }
+        drop(faulty);
+        let list = |args: &[&str]| -> anyhow::Result<Vec<serde_json::Value>> {
+            let output = cmq_host()
+                .args(["dead-letter", "list", "--json", "--state", &state])
+                .args(args)
+                .output()?;
+            anyhow::ensure!(output.status.success(), "{output:?}");
+            Ok(String::from_utf8(output.stdout)?
+                .lines()
+                .map(serde_json::from_str)
+                .collect::<Result<_, _>>()?)
+        };
+        let message_ids = |entries: &[serde_json::Value]| -> Vec<String> {
+            entries
+                .iter()
+                .filter_map(|e| e["message_id"].as_str().map(str::to_owned))
+                .collect()
+        };
+        // All of them, oldest first, each once, across the pages.
+        let all = list(&[])?;
+        assert_eq!(message_ids(&all), pushed, "postgres: {postgres}");
+        let drops: Vec<String> = pushed.iter().skip(2).step_by(3).cloned().collect();
+        assert_eq!(message_ids(&list(&["--reason", "DROPPED"])?), drops);
+        assert_eq!(message_ids(&list(&["--limit", "70"])?), pushed[..70]);
+        assert_eq!(
+            message_ids(&list(&["--reason", "retry", "--limit", "3"])?),
+            ["walk-0", "walk-1", "walk-3"]
+        );
+        assert_eq!(list(&["--route", "default", "--since", "1h"])?.len(), 150);
+        assert!(list(&["--route", "other"])?.is_empty());
+        assert!(list(&["--since", "2099-01-01T00:00:00Z"])?.is_empty());
+        let output = cmq_host()
+            .args(["dead-letter", "list", "--route", "other", "--state", &state])
+            .output()?;
+        assert_eq!(
+            String::from_utf8(output.stdout)?.trim(),
+            "no entry of the dead-letter journal matches"
+        );
+        let output = cmq_host()
+            .args([
+                "dead-letter",
+                "list",
+                "--since",
+                "yesterday",
+                "--state",
+                &state,
+            ])
+            .output()?;
+        assert!(!output.status.success());
+        assert!(String::from_utf8(output.stderr)?.contains("a duration such as 1h"));
+    }
+    Ok(())
+}
+
 /// The journal's table as it was before entries kept their route.
 const JOURNAL_WITHOUT_ROUTES: &str = "CREATE TABLE cmq_dead_letters (
     id INTEGER PRIMARY KEY AUTOINCREMENT, message_id TEXT NOT NULL, reason TEXT NOT NULL,

@@ -230,7 +230,8 @@ const RUN_ELSEWHERE: &[(&str, &str)] = &[
     ),
     (
         "cmq-host dead-letter ",
-        "cli.rs: dead_letters_are_listed_shown_replayed_and_purged",
+        "cli.rs: dead_letters_are_listed_shown_replayed_and_purged, \
+         dead_letter_list_walks_a_long_journal_page_by_page_with_its_filters",
     ),
     (
         "cmq-host check --config cmq.toml",

@@ -8,7 +8,9 @@ use std::time::SystemTime;
 use anyhow::Context as _;
 use base64::Engine as _;
 use bytes::Bytes;
-use cmq_host::{DeadLetter, Receiver, ReceiverOptions, Store, StoreLocation};
+use cmq_host::{
+    DeadLetter, HumanDuration, JournalQuery, Receiver, ReceiverOptions, Store, StoreLocation,
+};
 use serde_json::json;
 
 use crate::cli::StateArg;
@@ -26,8 +28,9 @@ pub(crate) struct DeadLetterArgs {
 
 #[derive(Debug, clap::Subcommand)]
 enum Action {
-    /// List the journal's entries, oldest first.
-    List,
+    /// List the journal's entries, oldest first, read a page at a time: however long
+    /// the journal, the list holds one page.
+    List(ListArgs),
     /// Show one entry whole, its body included.
     Show {
         /// The entry's id (the first column of `list`).
@@ -55,6 +58,48 @@ enum Action {
     Purge,
 }
 
+/// Which entries `list` prints.
+#[derive(Debug, clap::Args)]
+struct ListArgs {
+    /// Only this route's entries.
+    #[arg(long)]
+    route: Option<String>,
+    /// Only entries whose reason holds this text (ASCII letters in either case).
+    #[arg(long)]
+    reason: Option<String>,
+    /// Only entries journaled within this long (`1h`, `2d`) or since this time (RFC
+    /// 3339, such as `2026-12-01T08:00:00Z`).
+    #[arg(long, value_name = "DURATION|TIME")]
+    since: Option<Since>,
+    /// At most this many entries (the oldest that match).
+    #[arg(long, value_name = "N")]
+    limit: Option<u64>,
+}
+
+/// `--since`: a time, given as one or as how long ago.
+#[derive(Debug, Clone, Copy)]
+struct Since(SystemTime);
+
+impl std::str::FromStr for Since {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if let Ok(ago) = text.parse::<HumanDuration>() {
+            return SystemTime::now()
+                .checked_sub(ago.0)
+                .map(Since)
+                .ok_or_else(|| format!("{text}: before the start of time"));
+        }
+        humantime::parse_rfc3339_weak(text).map(Since).map_err(|_| {
+            format!("{text:?}: a duration such as 1h, or a time such as 2026-12-01T08:00:00Z")
+        })
+    }
+}
+
+/// Entries a page of `list` reads: bodies included, so a page holds this many times the
+/// largest body at most.
+const LIST_PAGE: u32 = 64;
+
 pub(crate) fn run(args: DeadLetterArgs) -> anyhow::Result<ExitCode> {
     let location = args.state.location()?;
     // Reading a journal must not create an empty store in the wrong directory.
@@ -70,7 +115,7 @@ pub(crate) fn run(args: DeadLetterArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         let store = Store::open(&location).await?;
         match args.action {
-            Action::List => list(&store, args.json).await,
+            Action::List(list_args) => list(&store, &list_args, args.json).await,
             Action::Show { id } => show(&store, id, args.json).await,
             Action::Replay {
                 ids,
@@ -90,37 +135,66 @@ pub(crate) fn run(args: DeadLetterArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn list(store: &Store, as_json: bool) -> anyhow::Result<ExitCode> {
-    let entries = store.dead_letters().await?;
+async fn list(store: &Store, args: &ListArgs, as_json: bool) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
-    if as_json {
-        for entry in &entries {
-            writeln!(out, "{}", entry_json(entry))?;
+    let limit = args.limit.unwrap_or(u64::MAX);
+    let (mut printed, mut after) = (0u64, i64::MIN);
+    while printed < limit {
+        let want = u32::try_from(limit - printed).map_or(LIST_PAGE, |left| left.min(LIST_PAGE));
+        let query = JournalQuery {
+            route: args.route.clone(),
+            reason: args.reason.clone(),
+            since: args.since.map(|since| since.0),
+            limit: want,
+            offset: 0,
+        };
+        let page = store.journal_after(query, after).await?;
+        if printed == 0 && !as_json && !page.is_empty() {
+            writeln!(
+                out,
+                "{:<6} {:<20} {:<12} {:<20} {:>8}  REASON",
+                "ID", "JOURNALED (UTC)", "ROUTE", "MESSAGE ID", "ATTEMPTS"
+            )?;
         }
-        return Ok(ExitCode::SUCCESS);
+        for entry in &page {
+            write_listed(&mut out, entry, as_json)?;
+        }
+        printed += page.len() as u64;
+        match page.last() {
+            Some(last) if page.len() == want as usize => after = last.id,
+            _ => break,
+        }
     }
-    if entries.is_empty() {
-        writeln!(out, "the dead-letter journal is empty")?;
-        return Ok(ExitCode::SUCCESS);
+    if printed == 0 && !as_json {
+        let filtered = args.route.is_some() || args.reason.is_some() || args.since.is_some();
+        if filtered {
+            writeln!(out, "no entry of the dead-letter journal matches")?;
+        } else {
+            writeln!(out, "the dead-letter journal is empty")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One entry of `list`: a JSON line, or a row of the table.
+fn write_listed(
+    out: &mut impl std::io::Write,
+    entry: &DeadLetter,
+    as_json: bool,
+) -> std::io::Result<()> {
+    if as_json {
+        return writeln!(out, "{}", entry_json(entry));
     }
     writeln!(
         out,
-        "{:<6} {:<20} {:<12} {:<20} {:>8}  REASON",
-        "ID", "JOURNALED (UTC)", "ROUTE", "MESSAGE ID", "ATTEMPTS"
-    )?;
-    for entry in &entries {
-        writeln!(
-            out,
-            "{:<6} {:<20} {:<12} {:<20} {:>8}  {}",
-            entry.id,
-            timestamp(entry.created),
-            shorten(entry.route.as_deref().unwrap_or("-"), 12),
-            shorten(&entry.message_id, 20),
-            entry.attempts,
-            shorten(&entry.reason, 80)
-        )?;
-    }
-    Ok(ExitCode::SUCCESS)
+        "{:<6} {:<20} {:<12} {:<20} {:>8}  {}",
+        entry.id,
+        timestamp(entry.created),
+        shorten(entry.route.as_deref().unwrap_or("-"), 12),
+        shorten(&entry.message_id, 20),
+        entry.attempts,
+        shorten(&entry.reason, 80)
+    )
 }
 
 async fn show(store: &Store, id: i64, as_json: bool) -> anyhow::Result<ExitCode> {

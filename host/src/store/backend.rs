@@ -44,6 +44,14 @@ pub(super) trait Backend: Send + Sync {
     ) -> BoxFuture<'_, Result<(Vec<ListedDeadLetter>, u64), StoreError>>;
 
     /// The journal's entries by route.
+    /// The entries `query` picks whose id is above `after`, oldest first, `query.limit`
+    /// at most, bodies included.
+    fn journal_after(
+        &self,
+        query: JournalQuery,
+        after: i64,
+    ) -> BoxFuture<'_, Result<Vec<DeadLetter>, StoreError>>;
+
     fn dead_letter_counts(&self) -> BoxFuture<'_, Result<Vec<RouteCount>, StoreError>>;
 
     /// Removes the entries `ids` (all with `None`); how many went.

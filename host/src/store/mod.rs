@@ -42,11 +42,11 @@ use std::time::Duration;
 use backend::Backend;
 pub use keys::{message_key, push_key};
 pub use location::StoreLocation;
+pub(crate) use records::ListedDeadLetter;
 pub use records::{
-    Claim, ClaimToken, DeadLetter, MessageRecord, Pruned, RouteCount, Settled, Settlement,
-    StoreError, StoreFiles,
+    Claim, ClaimToken, DeadLetter, JournalQuery, MessageRecord, Pruned, RouteCount, Settled,
+    Settlement, StoreError, StoreFiles,
 };
-pub(crate) use records::{JournalQuery, ListedDeadLetter};
 use request::{ClaimRequest, Journal, Settle, millis, millis_u64, now_ms};
 use sql::{PRUNE, PRUNE_CHUNK, PRUNE_NOTES, PRUNE_TAKEN_NOTES, PRUNE_UNCOUNTED};
 use uncounted::Uncounted;
@@ -256,6 +256,17 @@ impl Store {
         query: JournalQuery,
     ) -> Result<(Vec<ListedDeadLetter>, u64), StoreError> {
         self.timed(self.backend.journal_page(query)).await
+    }
+
+    /// The entries `query` picks whose id is above `after`, oldest first and bodies
+    /// included, `query.limit` at most: a list walks the journal a page at a time, from
+    /// the last id it was given, and holds one page, however long the journal.
+    pub async fn journal_after(
+        &self,
+        query: JournalQuery,
+        after: i64,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        self.timed(self.backend.journal_after(query, after)).await
     }
 
     /// How many entries the journal holds, by route.

@@ -247,6 +247,16 @@ impl Backend for PostgresStore {
         Box::pin(async move { reads::journal_page(&self.fast.get().await?.client, query).await })
     }
 
+    fn journal_after(
+        &self,
+        query: JournalQuery,
+        after: i64,
+    ) -> BoxFuture<'_, Result<Vec<DeadLetter>, StoreError>> {
+        Box::pin(
+            async move { reads::journal_after(&self.fast.get().await?.client, query, after).await },
+        )
+    }
+
     fn dead_letter_counts(&self) -> BoxFuture<'_, Result<Vec<RouteCount>, StoreError>> {
         Box::pin(async move { reads::dead_letter_counts(&self.fast.get().await?.client).await })
     }

@@ -152,15 +152,17 @@ pub struct DeadLetter {
 
 /// Which journal entries to list, and how many.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct JournalQuery {
+pub struct JournalQuery {
     /// Only this route's.
-    pub(crate) route: Option<String>,
+    pub route: Option<String>,
     /// Only those whose reason holds this text (ASCII letters in either case).
-    pub(crate) reason: Option<String>,
+    pub reason: Option<String>,
     /// Only those journaled since.
-    pub(crate) since: Option<SystemTime>,
-    pub(crate) limit: u32,
-    pub(crate) offset: u64,
+    pub since: Option<SystemTime>,
+    /// At most this many.
+    pub limit: u32,
+    /// Past this many (a page of the console's, newest first).
+    pub offset: u64,
 }
 
 impl JournalQuery {

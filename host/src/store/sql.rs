@@ -115,8 +115,8 @@ SELECT id, message_id, reason, attempts, format, request_id, message_tag, body, 
 FROM cmq_dead_letters
 ";
 
-/// Which journal entries a page shows, shared by [`SELECT_JOURNAL_PAGE`] and
-/// [`COUNT_JOURNAL_PAGE`]: `$1` the route (NULL: any), `$2` a `LIKE` pattern the
+/// Which journal entries a page shows, shared by [`SELECT_JOURNAL_PAGE`],
+/// [`SELECT_JOURNAL_AFTER`] and [`COUNT_JOURNAL_PAGE`]: `$1` the route (NULL: any), `$2` a `LIKE` pattern the
 /// reason, in lower case, matches (NULL: any), `$3` the oldest `created_ms`.
 macro_rules! journal_filter {
     () => {
@@ -132,6 +132,16 @@ pub(super) const SELECT_JOURNAL_PAGE: &str = concat!(
     "SELECT id, message_id, reason, attempts, created_ms, route FROM cmq_dead_letters",
     journal_filter!(),
     "ORDER BY id DESC LIMIT $4 OFFSET $5"
+);
+
+/// The journal's entries whole, bodies and all, oldest first: the filter's `$1`–`$3`,
+/// then those after the id `$4`, `$5` at most. A list walks the journal page by page
+/// from the id it last printed, however long the journal.
+pub(super) const SELECT_JOURNAL_AFTER: &str = concat!(
+    "SELECT id, message_id, reason, attempts, format, request_id, message_tag, body, \
+     created_ms, route FROM cmq_dead_letters",
+    journal_filter!(),
+    "AND id > $4 ORDER BY id LIMIT $5"
 );
 
 /// How many entries the filter's `$1`–`$3` match.

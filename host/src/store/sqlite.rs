@@ -289,6 +289,17 @@ impl Backend for SqliteStore {
         })
     }
 
+    fn journal_after(
+        &self,
+        query: JournalQuery,
+        after: i64,
+    ) -> BoxFuture<'_, Result<Vec<DeadLetter>, StoreError>> {
+        Box::pin(async move {
+            self.read(move |conn| reads::journal_after(conn, &query, after))
+                .await
+        })
+    }
+
     fn dead_letter_counts(&self) -> BoxFuture<'_, Result<Vec<RouteCount>, StoreError>> {
         Box::pin(async move { self.read(reads::dead_letter_counts).await })
     }

@@ -1,12 +1,13 @@
-//! The PostgreSQL store's reads: the journal, a page of it, its counts by route, a
-//! message's record. A value the store could not have written is an error naming its
+//! The PostgreSQL store's reads: the journal, a page of it (newest first, or oldest
+//! first after an id), its counts by route, a message's record. A value the store could not have written is an error naming its
 //! row, never a default.
 
 use tokio_postgres::{Client, Statement};
 
 use super::super::request::{attempts, parse_format, time_of, unreadable};
 use super::super::sql::{
-    COUNT_DEAD_LETTERS, COUNT_JOURNAL_PAGE, SELECT_DEAD_LETTERS, SELECT_JOURNAL_PAGE,
+    COUNT_DEAD_LETTERS, COUNT_JOURNAL_PAGE, SELECT_DEAD_LETTERS, SELECT_JOURNAL_AFTER,
+    SELECT_JOURNAL_PAGE,
 };
 use super::super::{
     DeadLetter, JournalQuery, ListedDeadLetter, MessageRecord, RouteCount, StoreError,
@@ -22,24 +23,44 @@ pub(super) async fn dead_letters(
         .query(&sql, &[&id])
         .await
         .map_err(|err| StoreError::new("reading the journal", err))?;
-    rows.iter()
-        .map(|row| {
-            let id: i64 = row.try_get(0).map_err(unread)?;
-            let entry = format_args!("dead letter {id}");
-            Ok(DeadLetter {
-                id,
-                message_id: row.try_get(1).map_err(unread)?,
-                reason: row.try_get(2).map_err(unread)?,
-                attempts: stored(entry, attempts(row.try_get(3).map_err(unread)?))?,
-                format: stored(entry, parse_format(row.try_get(4).map_err(unread)?))?,
-                request_id: row.try_get(5).map_err(unread)?,
-                message_tag: row.try_get(6).map_err(unread)?,
-                body: row.try_get(7).map_err(unread)?,
-                created: time_of(row.try_get(8).map_err(unread)?),
-                route: row.try_get(9).map_err(unread)?,
-            })
-        })
-        .collect()
+    rows.iter().map(dead_letter).collect()
+}
+
+/// The entries `query` picks after the id `after`, oldest first, bodies included.
+pub(super) async fn journal_after(
+    client: &Client,
+    query: JournalQuery,
+    after: i64,
+) -> Result<Vec<DeadLetter>, StoreError> {
+    let reason = query.reason_pattern();
+    let since = query.since_ms();
+    let limit = i64::from(query.limit);
+    let rows = client
+        .query(
+            SELECT_JOURNAL_AFTER,
+            &[&query.route, &reason, &since, &after, &limit],
+        )
+        .await
+        .map_err(|err| StoreError::new("reading the journal", err))?;
+    rows.iter().map(dead_letter).collect()
+}
+
+/// A row of [`SELECT_DEAD_LETTERS`]' columns as an entry.
+fn dead_letter(row: &tokio_postgres::Row) -> Result<DeadLetter, StoreError> {
+    let id: i64 = row.try_get(0).map_err(unread)?;
+    let entry = format_args!("dead letter {id}");
+    Ok(DeadLetter {
+        id,
+        message_id: row.try_get(1).map_err(unread)?,
+        reason: row.try_get(2).map_err(unread)?,
+        attempts: stored(entry, attempts(row.try_get(3).map_err(unread)?))?,
+        format: stored(entry, parse_format(row.try_get(4).map_err(unread)?))?,
+        request_id: row.try_get(5).map_err(unread)?,
+        message_tag: row.try_get(6).map_err(unread)?,
+        body: row.try_get(7).map_err(unread)?,
+        created: time_of(row.try_get(8).map_err(unread)?),
+        route: row.try_get(9).map_err(unread)?,
+    })
 }
 
 /// One page of the journal as `query` asks, newest first, and how many entries match.

@@ -1,12 +1,14 @@
-//! The SQLite store's reads, on its reading connection: the journal, a page of it,
-//! its counts by route, a message's record.
+//! The SQLite store's reads, on its reading connection: the journal, a page of it
+//! (newest first, or oldest first after an id), its counts by route, a message's
+//! record.
 
 use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::super::request::{attempts, parse_format, time_of, unreadable};
 use super::super::sql::{
-    COUNT_DEAD_LETTERS, COUNT_JOURNAL_PAGE, SELECT_DEAD_LETTERS, SELECT_JOURNAL_PAGE, SELECT_RECORD,
+    COUNT_DEAD_LETTERS, COUNT_JOURNAL_PAGE, SELECT_DEAD_LETTERS, SELECT_JOURNAL_AFTER,
+    SELECT_JOURNAL_PAGE, SELECT_RECORD,
 };
 use super::super::{DeadLetter, JournalQuery, ListedDeadLetter, MessageRecord, RouteCount};
 use super::numbered;
@@ -18,27 +20,50 @@ pub(super) fn dead_letters(
 ) -> rusqlite::Result<Vec<DeadLetter>> {
     let sql = format!("{SELECT_DEAD_LETTERS} WHERE ?1 IS NULL OR id = ?1 ORDER BY id");
     let mut statement = conn.prepare_cached(&sql)?;
-    let rows = statement.query_map(params![id], |row| {
-        let id: i64 = row.get(0)?;
-        let entry = format_args!("dead letter {id}");
-        Ok(DeadLetter {
-            id,
-            message_id: row.get(1)?,
-            reason: row.get(2)?,
-            attempts: stored((3, Type::Integer), entry, attempts(row.get(3)?))?,
-            format: stored(
-                (4, Type::Text),
-                entry,
-                parse_format(&row.get::<_, String>(4)?),
-            )?,
-            request_id: row.get(5)?,
-            message_tag: row.get(6)?,
-            body: row.get(7)?,
-            created: time_of(row.get(8)?),
-            route: row.get(9)?,
-        })
-    })?;
+    let rows = statement.query_map(params![id], dead_letter)?;
     rows.collect()
+}
+
+/// The entries `query` picks after the id `after`, oldest first, bodies included.
+pub(super) fn journal_after(
+    conn: &Connection,
+    query: &JournalQuery,
+    after: i64,
+) -> rusqlite::Result<Vec<DeadLetter>> {
+    let mut statement = conn.prepare_cached(&numbered(SELECT_JOURNAL_AFTER))?;
+    let rows = statement.query_map(
+        params![
+            query.route,
+            query.reason_pattern(),
+            query.since_ms(),
+            after,
+            i64::from(query.limit),
+        ],
+        dead_letter,
+    )?;
+    rows.collect()
+}
+
+/// A row of [`SELECT_DEAD_LETTERS`]' columns as an entry.
+fn dead_letter(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeadLetter> {
+    let id: i64 = row.get(0)?;
+    let entry = format_args!("dead letter {id}");
+    Ok(DeadLetter {
+        id,
+        message_id: row.get(1)?,
+        reason: row.get(2)?,
+        attempts: stored((3, Type::Integer), entry, attempts(row.get(3)?))?,
+        format: stored(
+            (4, Type::Text),
+            entry,
+            parse_format(&row.get::<_, String>(4)?),
+        )?,
+        request_id: row.get(5)?,
+        message_tag: row.get(6)?,
+        body: row.get(7)?,
+        created: time_of(row.get(8)?),
+        route: row.get(9)?,
+    })
 }
 
 /// A page of the journal, newest first, and how many entries `query` matches.
