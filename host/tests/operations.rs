@@ -650,6 +650,9 @@ fn the_readme_config_checks() -> anyhow::Result<()> {
             &dir.join("audit-maps").display().to_string(),
         );
     std::fs::write(&config, text)?;
+    // The file one of the orders route's settings is read from.
+    std::fs::create_dir_all(dir.join("secrets"))?;
+    std::fs::write(dir.join("secrets/signing.key"), "not-a-real-key\n")?;
     let checked = cmq_host()
         .args(["check", "--config"])
         .arg(&config)

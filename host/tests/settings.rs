@@ -9,72 +9,11 @@
 
 mod binary;
 
-use std::io::{BufRead as _, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-
 use binary::*;
+use cmq_tests::WasmtimeServe;
 
 /// A token `cmq-host` and the SDK accept.
 const TOKEN: &str = "settings-test-token-0123";
-
-/// The real wasmtime CLI, serving a component on a free port until dropped.
-struct WasmtimeServe {
-    child: Child,
-    url: String,
-}
-
-impl WasmtimeServe {
-    /// `wasmtime serve -S cli -S config FLAGS --addr 127.0.0.1:0 COMPONENT`.
-    fn start(component: &Path, flags: &[&str]) -> anyhow::Result<WasmtimeServe> {
-        let mut child = Command::new(wasmtime_cli()?)
-            .args([
-                "serve",
-                "-S",
-                "cli",
-                "-S",
-                "config",
-                "--addr",
-                "127.0.0.1:0",
-            ])
-            .args(flags)
-            .arg(component)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        let mut stderr = BufReader::new(child.stderr.take().expect("piped stderr"));
-        let mut line = String::new();
-        // `Serving HTTP on http://127.0.0.1:PORT/`, once it listens.
-        stderr.read_line(&mut line)?;
-        let Some(url) = line.trim().strip_prefix("Serving HTTP on ") else {
-            let _ = child.kill();
-            anyhow::bail!("wasmtime serve did not start: {line}");
-        };
-        let url = url.trim_end_matches('/').to_owned();
-        // Go on reading what the guests print, so that a full pipe never blocks it.
-        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-        Ok(WasmtimeServe { child, url })
-    }
-}
-
-impl Drop for WasmtimeServe {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The wasmtime CLI `cargo xtask test` installed.
-fn wasmtime_cli() -> anyhow::Result<PathBuf> {
-    std::env::var_os("CMQ_TEST_WASMTIME")
-        .map(PathBuf::from)
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "CMQ_TEST_WASMTIME names no wasmtime CLI: run the suite with `cargo xtask \
-                 test`, which installs it, or point the variable at one"
-            )
-        })
-}
 
 /// The status of the documented push, with message id `id`, to `url`'s `/cgi`.
 async fn status(url: &str, id: &str) -> anyhow::Result<u16> {

