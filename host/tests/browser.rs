@@ -124,6 +124,32 @@ async fn an_operator_logs_in_replays_purges_and_watches_live_in_a_real_browser()
     for expected in ["orders", "/orders", "handler.wasm", "retry 1", "drop 1"] {
         assert!(routes.contains(expected), "{expected} in {routes}");
     }
+    // After a burst of acknowledged pushes, a second later, the chart: each series
+    // drawn, in the page as the browser built it.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    for n in 0..20 {
+        let id = format!("order-2{n:03}");
+        let answer = cmq_push(&pusher, &format!("{url}/orders"), &id, "")
+            .send()
+            .await?;
+        assert_eq!(answer.status(), 200, "{id}");
+    }
+    browser.go(&console("/routes")).await?;
+    browser.wait_for_text("Decisions/s, last").await?;
+    let drawn = browser
+        .run(
+            "return [...document.querySelectorAll('figure.chart polyline')]\
+             .filter(line => line.getAttribute('points').trim() !== '')\
+             .map(line => line.getAttribute('class'));",
+        )
+        .await?;
+    let drawn: Vec<&str> = drawn
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|class| class.as_str())
+        .collect();
+    assert_eq!(drawn, ["ack", "retry", "drop", "fault", "p99"]);
     browser.screenshot(&shots.join("routes.png")).await?;
 
     // The journal, newest first; one entry whole.

@@ -132,6 +132,32 @@ async fn the_console_lists_shows_replays_and_purges_the_journal_behind_the_admin
     }
     let again = get("/routes").await?.text().await?;
     assert!(again.contains("retry 1 (0.0/s)"), "{again}");
+    // The chart: a second later, after one more push (acknowledged), a series for each
+    // decision, the ack's off the floor.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let answer = cmq_push(&pusher, &format!("{url}/orders"), "console-later", "")
+        .send()
+        .await?;
+    assert_eq!(answer.status(), 200);
+    let charted = get("/routes").await?.text().await?;
+    for series in ["ack", "retry", "drop", "fault", "p99"] {
+        let points = charted
+            .split(&format!(
+                "<polyline class=\"{series}\" fill=\"none\" points=\""
+            ))
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_default();
+        assert!(!points.is_empty(), "{series} in {charted}");
+    }
+    let ack_y: f64 = charted
+        .split("<polyline class=\"ack\" fill=\"none\" points=\"")
+        .nth(1)
+        .and_then(|rest| rest.split(['"', ' ']).next())
+        .and_then(|point| point.split(',').nth(1))
+        .and_then(|y| y.parse().ok())
+        .unwrap_or(f64::NAN);
+    assert!(ack_y < 59.0, "the ack's rate is drawn above 0: {charted}");
 
     // The journal, and one entry whole, its JSON body pretty-printed.
     let journal = get("/dead-letters").await?.text().await?;

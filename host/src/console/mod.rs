@@ -4,37 +4,37 @@
 //! origin; every login, refusal and action is logged with the session and the peer.
 //!
 //! - [`session`]: the admin token, sessions and their cookie, CSRF tokens;
-//! - [`routes`]: the routes page, from the metrics;
+//! - [`routes`]: the routes page, from the metrics, and its chart ([`rates`]);
 //! - [`live`]: the live page, decisions as they happen;
 //! - [`dead_letters`]: the journal, one entry, replay and purge;
+//! - [`form`]: the forms and query strings it reads;
 //! - [`page`](mod@page): the HTML and the console's security headers.
 
 mod dead_letter_actions;
 mod dead_letters;
+mod form;
 mod live;
 mod page;
+mod rates;
 mod routes;
 mod session;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt as _, Either, Limited};
+use http_body_util::Either;
 use hyper::body::Incoming;
 
 use crate::receiver::Receiver;
 use crate::response::AnswerBody;
 use crate::serve::access::Token;
 
+use form::{Form, read_form, url_encode};
 use live::EventStream;
 use page::{escape, page, redirect, respond, secured};
 use session::{Current, Sessions};
-
-/// The largest form the console reads.
-const MAX_FORM: usize = 64 << 10;
 
 /// The body of the console's answers: a whole page, or the live page's stream.
 pub(crate) type ConsoleBody = Either<AnswerBody, EventStream>;
@@ -44,6 +44,8 @@ pub(crate) type ConsoleBody = Either<AnswerBody, EventStream>;
 pub(crate) struct Console {
     sessions: Arc<Sessions>,
     last_seen: routes::LastSeen,
+    /// The routes page's chart's readings.
+    rates: rates::Rates,
 }
 
 impl Console {
@@ -51,7 +53,26 @@ impl Console {
         Console {
             sessions: Arc::new(Sessions::new(token)),
             last_seen: routes::LastSeen::default(),
+            rates: rates::Rates::default(),
         }
+    }
+
+    /// Reads `receiver`'s metrics for the routes page's chart every
+    /// [`rates::EVERY`], for as long as the returned task is not aborted.
+    pub(crate) fn read_rates(
+        self: Arc<Self>,
+        receiver: Arc<Receiver>,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(rates::EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                let text = receiver.metrics_text().await;
+                self.rates
+                    .read(&routes::samples(&text), std::time::Instant::now());
+            }
+        })
     }
 
     /// Answers a request under `/console`.
@@ -200,7 +221,7 @@ impl Console {
                 StatusCode::OK,
                 "Routes",
                 Some(session),
-                &routes::body(receiver, &self.last_seen).await,
+                &routes::body(receiver, &self.last_seen, &self.rates).await,
             ),
             "/console/live" => page(
                 StatusCode::OK,
@@ -291,60 +312,6 @@ fn forbidden(why: &str) -> Response<AnswerBody> {
         "text/plain; charset=utf-8",
         Bytes::from(format!("forbidden: {why}\n")),
     )
-}
-
-/// A form body (`application/x-www-form-urlencoded`, at most [`MAX_FORM`] bytes).
-async fn read_form(request: Request<Incoming>) -> Result<Form, Response<AnswerBody>> {
-    let body = Limited::new(request.into_body(), MAX_FORM)
-        .collect()
-        .await
-        .map_err(|_| {
-            respond(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "text/plain; charset=utf-8",
-                "form too large\n".into(),
-            )
-        })?
-        .to_bytes();
-    let text = std::str::from_utf8(&body).map_err(|_| {
-        respond(
-            StatusCode::BAD_REQUEST,
-            "text/plain; charset=utf-8",
-            "form not UTF-8\n".into(),
-        )
-    })?;
-    Ok(Form::parse(text))
-}
-
-/// The fields of a form or a query string, each name with its values in order.
-#[derive(Debug, Default)]
-pub(crate) struct Form(HashMap<String, Vec<String>>);
-
-impl Form {
-    fn parse(text: &str) -> Form {
-        let mut fields: HashMap<String, Vec<String>> = HashMap::new();
-        for (name, value) in form_urlencoded::parse(text.as_bytes()) {
-            fields
-                .entry(name.into_owned())
-                .or_default()
-                .push(value.into_owned());
-        }
-        Form(fields)
-    }
-
-    /// The first value of `name`, if it has one.
-    pub(crate) fn first(&self, name: &str) -> Option<&str> {
-        self.0.get(name)?.first().map(String::as_str)
-    }
-
-    /// Every value of `name`, in order.
-    pub(crate) fn all(&self, name: &str) -> impl Iterator<Item = &str> {
-        self.0.get(name).into_iter().flatten().map(String::as_str)
-    }
-}
-
-fn url_encode(text: &str) -> String {
-    form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
 /// Refuses a POST a browser sent from another origin: its `Sec-Fetch-Site`, when it

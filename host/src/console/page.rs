@@ -24,6 +24,11 @@ form.filter{display:flex;gap:.5em;flex-wrap:wrap;margin-bottom:1em}
 input,select,button{font:inherit;padding:.3em .5em}
 button.danger{background:#a4262c;color:#fff;border:0}
 .note{color:#555}.ok{color:#106b21}.kept{color:#a4262c}
+figure.chart{margin:0 0 .4em}figure.chart svg{display:block;width:100%;max-width:24em;height:auto;background:#fff;border:1px solid #ddd}
+figure.chart polyline{stroke-width:1.5}figcaption{font-size:.85em;color:#555}
+.ack{stroke:#106b21;color:#106b21}.retry{stroke:#b35c00;color:#b35c00}.drop{stroke:#6a1b9a;color:#6a1b9a}
+.fault{stroke:#a4262c;color:#a4262c}.p99{stroke:#1f4e9c;color:#1f4e9c}
+td.charts{min-width:16em}
 @media (max-width:40em){table.cards thead{display:none}
 table.cards,table.cards tbody,table.cards tr,table.cards td{display:block}
 table.cards tr{border-bottom:1px solid #ddd;padding:.3em 0}

@@ -1,7 +1,8 @@
 //! The console's routes page: each route's path, component, how it was loaded, the
 //! generation serving, the last reload, and, read from the very text `/metrics` serves,
 //! its messages by decision (in all, and per second since the page was last shown),
-//! faults, messages in flight and the guest's p50 and p99.
+//! faults, messages in flight and the guest's p50 and p99, and the last 15 minutes as
+//! a chart ([`super::rates`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -11,6 +12,7 @@ use crate::receiver::Receiver;
 use crate::route::LoadedRoute;
 
 use super::page::escape;
+use super::rates::Rates;
 
 /// Messages by (route, decision).
 type Totals = HashMap<(String, String), f64>;
@@ -21,14 +23,14 @@ pub(crate) struct LastSeen(Mutex<Option<(Instant, Totals)>>);
 
 /// One sample of the metrics text: its name, labels and value.
 #[derive(Debug, PartialEq)]
-struct Sample {
-    name: String,
-    labels: Vec<(String, String)>,
-    value: f64,
+pub(super) struct Sample {
+    pub(super) name: String,
+    pub(super) labels: Vec<(String, String)>,
+    pub(super) value: f64,
 }
 
 impl Sample {
-    fn label(&self, key: &str) -> Option<&str> {
+    pub(super) fn label(&self, key: &str) -> Option<&str> {
         self.labels
             .iter()
             .find(|(name, _)| name == key)
@@ -37,7 +39,7 @@ impl Sample {
 }
 
 /// The samples of Prometheus' text format (comments skipped).
-fn samples(text: &str) -> Vec<Sample> {
+pub(super) fn samples(text: &str) -> Vec<Sample> {
     text.lines()
         .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
         .filter_map(|line| {
@@ -67,13 +69,19 @@ fn samples(text: &str) -> Vec<Sample> {
 /// The `quantile` of a route's histogram `name` from its cumulative buckets, as the
 /// upper bound of the bucket that reaches it.
 fn quantile(samples: &[Sample], name: &str, route: &str, quantile: f64) -> Option<f64> {
-    let mut buckets: Vec<(f64, f64)> = samples
+    let buckets: Vec<(f64, f64)> = samples
         .iter()
         .filter(|sample| {
             sample.name == format!("{name}_bucket") && sample.label("route") == Some(route)
         })
         .filter_map(|sample| Some((sample.label("le")?.parse::<f64>().ok()?, sample.value)))
         .collect();
+    bucket_quantile(buckets, quantile)
+}
+
+/// The `quantile` of cumulative `buckets` (upper bound, count), as the upper bound of
+/// the bucket that reaches it; none when they count nothing.
+pub(super) fn bucket_quantile(mut buckets: Vec<(f64, f64)>, quantile: f64) -> Option<f64> {
     buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
     let total = buckets.last()?.1;
     if total == 0.0 {
@@ -85,7 +93,7 @@ fn quantile(samples: &[Sample], name: &str, route: &str, quantile: f64) -> Optio
         .map(|(bound, _)| *bound)
 }
 
-fn seconds(value: Option<f64>) -> String {
+pub(super) fn seconds(value: Option<f64>) -> String {
     match value {
         None => "-".to_owned(),
         Some(value) if value.is_infinite() => "more".to_owned(),
@@ -96,10 +104,11 @@ fn seconds(value: Option<f64>) -> String {
 }
 
 /// The page's body.
-pub(crate) async fn body(receiver: &Receiver, last: &LastSeen) -> String {
+pub(crate) async fn body(receiver: &Receiver, last: &LastSeen, rates: &Rates) -> String {
     let text = receiver.metrics_text().await;
     let samples = samples(&text);
     let now = Instant::now();
+    rates.read(&samples, now);
     let totals: Totals = samples
         .iter()
         .filter(|sample| sample.name == "cmq_messages_total")
@@ -123,6 +132,7 @@ pub(crate) async fn body(receiver: &Receiver, last: &LastSeen) -> String {
         totals: &totals,
         previous: previous.as_ref(),
         now,
+        rates,
     };
     let rows: String = receiver
         .routes()
@@ -132,7 +142,7 @@ pub(crate) async fn body(receiver: &Receiver, last: &LastSeen) -> String {
     format!(
         "<p class=\"note\">Generation {generation}, {reload}. Rates are since this page was last shown.</p>\
          <table class=\"cards\"><thead><tr><th>Route</th><th>Path</th><th>Component</th><th>Messages</th>\
-         <th>Faults</th><th>In flight</th><th>Guest p50<br>p99</th></tr></thead>{rows}</table>",
+         <th>Faults</th><th>In flight</th><th>Guest p50<br>p99</th><th>Last 15 minutes</th></tr></thead>{rows}</table>",
         generation = receiver.generation(),
         reload = scrape.reload(),
     )
@@ -144,6 +154,7 @@ struct Scrape<'a> {
     totals: &'a Totals,
     previous: Option<&'a (Instant, Totals)>,
     now: Instant,
+    rates: &'a Rates,
 }
 
 impl Scrape<'_> {
@@ -199,7 +210,8 @@ impl Scrape<'_> {
             "<tr><td data-label=\"Route\">{name}</td><td data-label=\"Path\">{path}</td>\
              <td data-label=\"Component\">{component}<br><span class=\"note\">{serves:?}, {loaded:?} in {ms} ms; {instances}</span></td>\
              <td data-label=\"Messages\">{decisions}</td><td data-label=\"Faults\">{faults:.0}</td>\
-             <td data-label=\"In flight\">{in_flight:.0}</td><td data-label=\"Guest p50, p99\">{p50}<br>{p99}</td></tr>",
+             <td data-label=\"In flight\">{in_flight:.0}</td><td data-label=\"Guest p50, p99\">{p50}<br>{p99}</td>\
+             <td class=\"charts\">{chart}</td></tr>",
             name = escape(&route.name),
             path = escape(&route.path),
             component = escape(&route.component.display().to_string()),
@@ -215,6 +227,7 @@ impl Scrape<'_> {
             in_flight = self.value("cmq_messages_in_flight", &route.name),
             p50 = p(0.5),
             p99 = p(0.99),
+            chart = self.rates.chart(&route.name, self.now),
         )
     }
 

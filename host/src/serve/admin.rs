@@ -89,6 +89,10 @@ impl AdminServer {
         };
         let receiver = self.receiver;
         let console = self.console;
+        // The console's chart reads the metrics while the listener serves.
+        let reading = console
+            .clone()
+            .map(|console| console.read_rates(receiver.clone()));
         let handle = move |request: Request<Incoming>, peer| {
             let receiver = receiver.clone();
             let console = console.clone();
@@ -104,6 +108,9 @@ impl AdminServer {
         listener
             .serve(handle, shutdown, || Duration::from_secs(1))
             .await;
+        if let Some(reading) = reading {
+            reading.abort();
+        }
         Ok(())
     }
 }
