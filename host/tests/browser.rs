@@ -127,13 +127,21 @@ async fn an_operator_logs_in_replays_purges_and_watches_live_in_a_real_browser()
     // After a burst of acknowledged pushes, a second later, the chart: each series
     // drawn, in the page as the browser built it.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    for n in 0..20 {
-        let id = format!("order-2{n:03}");
-        let answer = cmq_push(&pusher, &format!("{url}/orders"), &id, "")
-            .send()
-            .await?;
-        assert_eq!(answer.status(), 200, "{id}");
-    }
+    // Twenty pushes the guest acknowledges, their ids starting with `prefix`.
+    let acknowledged = |prefix: &'static str| {
+        let (pusher, url) = (pusher.clone(), url.clone());
+        async move {
+            for n in 0..20 {
+                let id = format!("{prefix}{n:03}");
+                let answer = cmq_push(&pusher, &format!("{url}/orders"), &id, "")
+                    .send()
+                    .await?;
+                anyhow::ensure!(answer.status() == 200, "{id}: {}", answer.status());
+            }
+            anyhow::Ok(())
+        }
+    };
+    acknowledged("order-2").await?;
     browser.go(&console("/routes")).await?;
     browser.wait_for_text("Decisions/s, last").await?;
     let drawn = browser
@@ -151,6 +159,24 @@ async fn an_operator_logs_in_replays_purges_and_watches_live_in_a_real_browser()
         .collect();
     assert_eq!(drawn, ["ack", "retry", "drop", "fault", "p99"]);
     browser.screenshot(&shots.join("routes.png")).await?;
+    // The page redraws its charts by itself (routes.js, every 10 s): after more pushes,
+    // the points change without a reload.
+    let points =
+        "return document.querySelector('figure.chart polyline.ack').getAttribute('points');";
+    let before = browser.run(points).await?;
+    acknowledged("order-3").await?;
+    let redrawn = tokio::time::timeout(std::time::Duration::from_secs(25), async {
+        loop {
+            let now = browser.run(points).await?;
+            if now != before {
+                return anyhow::Ok(now);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("the chart was not redrawn within 25 s: {before}"))??;
+    assert!(redrawn.as_str().is_some_and(|p| !p.is_empty()), "{redrawn}");
 
     // The journal, newest first; one entry whole.
     browser.go(&console("/dead-letters")).await?;

@@ -136,22 +136,8 @@ impl Console {
         let path = request.uri().path().to_owned();
         let query = request.uri().query().map(Form::parse).unwrap_or_default();
         let method = request.method().clone();
-        match path.as_str() {
-            "/console/style.css" => {
-                return respond(
-                    StatusCode::OK,
-                    "text/css; charset=utf-8",
-                    page::STYLE.into(),
-                );
-            }
-            "/console/live.js" => {
-                return respond(
-                    StatusCode::OK,
-                    "text/javascript; charset=utf-8",
-                    live::SCRIPT.into(),
-                );
-            }
-            _ => {}
+        if let Some((content_type, text)) = asset(&path) {
+            return respond(StatusCode::OK, content_type, text.into());
         }
         if path == "/console/login" {
             return match method {
@@ -223,6 +209,11 @@ impl Console {
                 Some(session),
                 &routes::body(receiver, &self.last_seen, &self.rates).await,
             ),
+            "/console/routes/charts" => respond(
+                StatusCode::OK,
+                "application/json",
+                routes::charts(receiver, &self.rates).await.into(),
+            ),
             "/console/live" => page(
                 StatusCode::OK,
                 "Live",
@@ -289,6 +280,16 @@ impl Console {
             Some(action) => dead_letter_actions::act(receiver, session, action, form, peer).await,
             None => page(StatusCode::NOT_FOUND, "Not found", Some(session), ""),
         }
+    }
+}
+
+/// The console's stylesheet and scripts, by path: its content type and text.
+fn asset(path: &str) -> Option<(&'static str, &'static str)> {
+    match path {
+        "/console/style.css" => Some(("text/css; charset=utf-8", page::STYLE)),
+        "/console/live.js" => Some(("text/javascript; charset=utf-8", live::SCRIPT)),
+        "/console/routes.js" => Some(("text/javascript; charset=utf-8", routes::SCRIPT)),
+        _ => None,
     }
 }
 

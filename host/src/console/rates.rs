@@ -3,7 +3,8 @@
 //! ring: one every [`EVERY`] from a task the admin listener runs while the console is
 //! on, and one when the page is shown (at most one a second), never more than [`KEEP`]
 //! and none older than [`WINDOW`], so nothing grows with uptime. The chart is inline
-//! SVG drawn here: no script, nothing loaded.
+//! SVG drawn here; the page's `routes.js` (embedded, served at `/console/routes.js`)
+//! asks `/console/routes/charts` for the points anew every 10 s and sets them.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -25,6 +26,9 @@ const KEEP: usize = 240;
 
 /// The decisions charted, as their counter's label says them.
 const DECISIONS: [&str; 4] = ["ack", "retry", "drop", "fault"];
+
+/// Every series drawn: the decisions, then the guest's p99.
+const SERIES: [&str; 5] = ["ack", "retry", "drop", "fault", "p99"];
 
 /// The chart's drawing area, in SVG units.
 const WIDTH: f64 = 300.0;
@@ -134,16 +138,18 @@ impl Rates {
             .collect()
     }
 
-    /// `route`'s chart: decisions per second and the guest's p99, as inline SVG, or a
-    /// note while there is not yet an interval to show.
-    pub(crate) fn chart(&self, route: &str, now: Instant) -> String {
+    /// `route`'s chart as drawn at `now`: each series' points and the captions.
+    fn drawn(&self, route: &str, now: Instant) -> Drawn {
         let points = self.points(route);
-        if points.is_empty() {
-            return "<p class=\"note\">The chart starts with the next reading (every 10 s).</p>"
-                .to_owned();
-        }
+        let Some(first) = points.first() else {
+            return Drawn {
+                lines: SERIES.map(|series| (series, String::new())),
+                rates: "The chart starts with the next reading (every 10 s)".to_owned(),
+                p99: String::new(),
+            };
+        };
         // From the first reading kept (15 minutes ago at most) to now.
-        let start = points[0].from;
+        let start = first.from;
         let span = now.saturating_duration_since(start).as_secs_f64().max(1.0);
         let x = |at: Instant| {
             WIDTH * (at.saturating_duration_since(start).as_secs_f64() / span).min(1.0)
@@ -153,43 +159,82 @@ impl Rates {
             .flat_map(|p| p.rates)
             .fold(0.0f64, f64::max)
             .max(1.0);
-        let mut rates = String::new();
-        for (i, decision) in DECISIONS.iter().enumerate() {
-            rates.push_str(&polyline(
-                decision,
-                points
-                    .iter()
-                    .flat_map(|p| [(x(p.from), p.rates[i] / top), (x(p.at), p.rates[i] / top)]),
-            ));
-        }
         let slowest = points
             .iter()
             .filter_map(|p| p.p99)
             .filter(|p| p.is_finite())
             .fold(0.0f64, f64::max);
-        let p99 = polyline(
-            "p99",
-            points.iter().flat_map(|p| {
-                let p99 = p.p99.filter(|p| p.is_finite());
-                let y = p99.map(|p99| p99 / slowest.max(1e-6));
-                y.map(|y| [(x(p.from), y), (x(p.at), y)])
-                    .into_iter()
-                    .flatten()
-            }),
-        );
+        let lines = SERIES.map(|series| {
+            let steps: Vec<(f64, f64, f64)> = match DECISIONS.iter().position(|d| *d == series) {
+                Some(i) => points
+                    .iter()
+                    .map(|p| (x(p.from), x(p.at), p.rates[i] / top))
+                    .collect(),
+                None => points
+                    .iter()
+                    .filter_map(|p| {
+                        let p99 = p.p99.filter(|p| p.is_finite())?;
+                        Some((x(p.from), x(p.at), p99 / slowest.max(1e-6)))
+                    })
+                    .collect(),
+            };
+            (series, svg_points(&steps))
+        });
+        Drawn {
+            lines,
+            rates: format!("Decisions/s, last {} (top {top:.1}/s)", shown_span(span)),
+            p99: format!("(top {})", super::routes::seconds(Some(slowest))),
+        }
+    }
+
+    /// `route`'s chart: decisions per second and the guest's p99, as inline SVG, empty
+    /// and saying so while there is not yet an interval to show. `routes.js` redraws it
+    /// from [`Rates::json`].
+    pub(crate) fn chart(&self, route: &str, now: Instant) -> String {
+        let Drawn { lines, rates, p99 } = self.drawn(route, now);
+        let line = |(series, points): &(&str, String)| {
+            format!("<polyline class=\"{series}\" fill=\"none\" points=\"{points}\"/>")
+        };
+        let decisions: String = lines[..4].iter().map(line).collect();
+        let slowest = line(&lines[4]);
         format!(
             "<figure class=\"chart\"><svg viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\" \
-             aria-label=\"decisions per second, last 15 minutes\">{rates}</svg>\
-             <figcaption>Decisions/s, last {span} (top {top:.1}/s): <span class=\"ack\">ack</span> \
+             aria-label=\"decisions per second\">{decisions}</svg>\
+             <figcaption><span class=\"rates-caption\">{rates}</span>: <span class=\"ack\">ack</span> \
              <span class=\"retry\">retry</span> <span class=\"drop\">drop</span> \
              <span class=\"fault\">fault</span></figcaption></figure>\
              <figure class=\"chart\"><svg viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\" \
-             aria-label=\"guest p99, last 15 minutes\">{p99}</svg>\
-             <figcaption><span class=\"p99\">Guest p99</span> (top {}): the bucket that holds it</figcaption></figure>",
-            super::routes::seconds(Some(slowest)),
-            span = shown_span(span),
+             aria-label=\"guest p99\">{slowest}</svg>\
+             <figcaption><span class=\"p99\">Guest p99</span> <span class=\"p99-caption\">{p99}</span>: \
+             the bucket that holds it</figcaption></figure>"
         )
     }
+
+    /// The charts of `routes` as `routes.js` redraws them: per route, each series'
+    /// points and the two captions, as JSON (texts the script sets as text, never as
+    /// markup).
+    pub(crate) fn json(&self, routes: &[String], now: Instant) -> String {
+        let charts: serde_json::Map<String, serde_json::Value> = routes
+            .iter()
+            .map(|route| {
+                let Drawn { lines, rates, p99 } = self.drawn(route, now);
+                let points: serde_json::Map<String, serde_json::Value> = lines
+                    .into_iter()
+                    .map(|(series, points)| (series.to_owned(), points.into()))
+                    .collect();
+                let chart = serde_json::json!({ "points": points, "rates": rates, "p99": p99 });
+                (route.clone(), chart)
+            })
+            .collect();
+        serde_json::Value::Object(charts).to_string()
+    }
+}
+
+/// A chart as drawn: each series' SVG points, and its captions' texts.
+struct Drawn {
+    lines: [(&'static str, String); 5],
+    rates: String,
+    p99: String,
 }
 
 /// How long the chart reaches back: `42 s`, `7 min`.
@@ -201,21 +246,16 @@ fn shown_span(seconds: f64) -> String {
     }
 }
 
-/// A series as an SVG polyline of class `class`: `points` are x in SVG units and y from
-/// 0 (bottom) to 1 (top).
-fn polyline(class: &str, points: impl Iterator<Item = (f64, f64)>) -> String {
-    let points: Vec<String> = points
-        .map(|(x, y)| {
-            format!(
-                "{x:.1},{:.1}",
-                HEIGHT - y.clamp(0.0, 1.0) * (HEIGHT - 2.0) - 1.0
-            )
-        })
-        .collect();
-    format!(
-        "<polyline class=\"{class}\" fill=\"none\" points=\"{}\"/>",
-        points.join(" ")
-    )
+/// A series' steps (from x, to x, y from 0 at the bottom to 1 at the top) as an SVG
+/// polyline's points, in SVG units.
+fn svg_points(steps: &[(f64, f64, f64)]) -> String {
+    let y = |y: f64| HEIGHT - y.clamp(0.0, 1.0) * (HEIGHT - 2.0) - 1.0;
+    steps
+        .iter()
+        .flat_map(|(from, to, value)| [(from, y(*value)), (to, y(*value))])
+        .map(|(x, y)| format!("{x:.1},{y:.1}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -278,6 +318,18 @@ mod tests {
         let ack = "<polyline class=\"ack\" fill=\"none\" points=\"0.0,30.0 150.0,30.0 150.0,1.0 300.0,1.0\"";
         assert!(chart.contains(ack), "{chart}");
         assert!(chart.contains("last 20 s (top 20.0/s)"), "{chart}");
+        let json: serde_json::Value = serde_json::from_str(
+            &rates.json(&["orders".to_owned()], start + Duration::from_secs(20)),
+        )
+        .expect("JSON");
+        assert_eq!(
+            json["orders"]["points"]["ack"],
+            "0.0,30.0 150.0,30.0 150.0,1.0 300.0,1.0"
+        );
+        assert_eq!(
+            json["orders"]["rates"],
+            "Decisions/s, last 20 s (top 20.0/s)"
+        );
         for n in 3..400u64 {
             reading(&rates, start + Duration::from_secs(n * 10), 300.0, 10.0);
         }

@@ -103,6 +103,22 @@ pub(super) fn seconds(value: Option<f64>) -> String {
     }
 }
 
+/// The page's script: it redraws the charts.
+pub(crate) const SCRIPT: &str = include_str!("routes.js");
+
+/// The charts of the routes page, as `routes.js` redraws them, after a reading.
+pub(crate) async fn charts(receiver: &Receiver, rates: &Rates) -> String {
+    let text = receiver.metrics_text().await;
+    let now = Instant::now();
+    rates.read(&samples(&text), now);
+    let names: Vec<String> = receiver
+        .routes()
+        .into_iter()
+        .map(|route| route.name)
+        .collect();
+    rates.json(&names, now)
+}
+
 /// The page's body.
 pub(crate) async fn body(receiver: &Receiver, last: &LastSeen, rates: &Rates) -> String {
     let text = receiver.metrics_text().await;
@@ -142,7 +158,8 @@ pub(crate) async fn body(receiver: &Receiver, last: &LastSeen, rates: &Rates) ->
     format!(
         "<p class=\"note\">Generation {generation}, {reload}. Rates are since this page was last shown.</p>\
          <table class=\"cards\"><thead><tr><th>Route</th><th>Path</th><th>Component</th><th>Messages</th>\
-         <th>Faults</th><th>In flight</th><th>Guest p50<br>p99</th><th>Last 15 minutes</th></tr></thead>{rows}</table>",
+         <th>Faults</th><th>In flight</th><th>Guest p50<br>p99</th><th>Last 15 minutes</th></tr></thead>{rows}</table>\
+         <script src=\"/console/routes.js\"></script>",
         generation = receiver.generation(),
         reload = scrape.reload(),
     )
@@ -211,7 +228,7 @@ impl Scrape<'_> {
              <td data-label=\"Component\">{component}<br><span class=\"note\">{serves:?}, {loaded:?} in {ms} ms; {instances}</span></td>\
              <td data-label=\"Messages\">{decisions}</td><td data-label=\"Faults\">{faults:.0}</td>\
              <td data-label=\"In flight\">{in_flight:.0}</td><td data-label=\"Guest p50, p99\">{p50}<br>{p99}</td>\
-             <td class=\"charts\">{chart}</td></tr>",
+             <td class=\"charts\" data-route=\"{name}\">{chart}</td></tr>",
             name = escape(&route.name),
             path = escape(&route.path),
             component = escape(&route.component.display().to_string()),
