@@ -949,3 +949,50 @@ async fn a_stored_value_this_host_cannot_read_is_an_error_naming_its_row() -> an
     }
     Ok(())
 }
+
+/// A host starting beside serving ones must not wait on their claims: `CREATE INDEX IF
+/// NOT EXISTS` and `ADD COLUMN IF NOT EXISTS` lock their tables even when there is
+/// nothing to make, and against another host's open claim that stalled, or deadlocked,
+/// the start. Here a session holds the lock a claim in progress holds on every table.
+#[tokio::test]
+async fn a_host_opens_a_made_postgresql_store_while_another_holds_claims() -> anyhow::Result<()> {
+    let location = fresh_store(Backend::Postgres).await?;
+    let StoreLocation::Postgres(url) = &location else {
+        unreachable!("a PostgreSQL store was asked for")
+    };
+    Store::open(&location).await?;
+    let (mut client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    let claiming = client.transaction().await?;
+    claiming
+        .batch_execute(
+            "LOCK TABLE cmq_messages, cmq_uncounted, cmq_notes, cmq_dead_letters \
+             IN ROW EXCLUSIVE MODE",
+        )
+        .await?;
+    let second = tokio::time::timeout(Duration::from_secs(10), Store::open(&location))
+        .await
+        .map_err(|_| anyhow::anyhow!("the second host waited on the first one's claims"))??;
+    claiming.rollback().await?;
+    let entry = cmq_host::DeadLetter {
+        id: 0,
+        message_id: "m-second-host".into(),
+        reason: "kept for the test".into(),
+        attempts: 1,
+        format: cmq_message::Format::Json,
+        route: Some("default".into()),
+        request_id: None,
+        message_tag: None,
+        body: b"{}".to_vec(),
+        created: std::time::UNIX_EPOCH,
+    };
+    second
+        .journal(entry, "default\u{1f}m-second-host", None)
+        .await?;
+    assert_eq!(
+        second.dead_letters().await?.len(),
+        1,
+        "the second host writes"
+    );
+    Ok(())
+}

@@ -32,6 +32,12 @@ const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 /// Serializes schema creation between hosts starting at once (any fixed number).
 const SCHEMA_LOCK: i64 = 0x636d_715f_7374_6f72;
 
+/// The schema's version, kept in `cmq_schema` once it is made: raise it with any change
+/// to the tables. A host that finds it runs no DDL at all: `CREATE INDEX IF NOT EXISTS`
+/// and `ADD COLUMN IF NOT EXISTS` lock their tables even when there is nothing to do,
+/// and against another host's claims on those tables that deadlocked a start.
+const SCHEMA_VERSION: i64 = 1;
+
 #[derive(Clone)]
 pub(super) struct PostgresStore {
     /// Claims, settlements and reads.
@@ -77,15 +83,30 @@ impl PostgresStore {
             .replace("{int}", "BIGINT")
             .replace("{bytes}", "BYTEA");
         // The statements are prepared on first use, once the tables exist.
-        connect(&durable.config)
-            .await?
-            .batch_execute(&format!(
-                "BEGIN; SELECT pg_advisory_xact_lock({SCHEMA_LOCK}); {schema} \
-                 {add_route}; COMMIT;",
-                add_route = ADD_ROUTE_COLUMN.replace("ADD COLUMN", "ADD COLUMN IF NOT EXISTS")
-            ))
-            .await
-            .map_err(|err| StoreError::new("creating the tables", err))?;
+        let mut client = connect(&durable.config).await?;
+        if !schema_is_current(&client).await? {
+            let failed = |err| StoreError::new("creating the tables", err);
+            let transaction = client.transaction().await.map_err(failed)?;
+            transaction
+                .batch_execute(&format!("SELECT pg_advisory_xact_lock({SCHEMA_LOCK})"))
+                .await
+                .map_err(failed)?;
+            // Another host may have made it while this one waited for the lock.
+            if !schema_is_current(&transaction).await? {
+                transaction
+                    .batch_execute(&format!(
+                        "{schema} {add_route}; \
+                         CREATE TABLE IF NOT EXISTS cmq_schema (version BIGINT NOT NULL); \
+                         DELETE FROM cmq_schema; \
+                         INSERT INTO cmq_schema (version) VALUES ({SCHEMA_VERSION});",
+                        add_route =
+                            ADD_ROUTE_COLUMN.replace("ADD COLUMN", "ADD COLUMN IF NOT EXISTS")
+                    ))
+                    .await
+                    .map_err(failed)?;
+            }
+            transaction.commit().await.map_err(failed)?;
+        }
         Ok(PostgresStore {
             fast: Arc::new(fast),
             durable: Arc::new(durable),
@@ -102,6 +123,30 @@ impl PostgresStore {
             }
         }
     }
+}
+
+/// Whether the database's schema is at [`SCHEMA_VERSION`] (or a later host's), read
+/// without a lock.
+async fn schema_is_current(
+    client: &impl tokio_postgres::GenericClient,
+) -> Result<bool, StoreError> {
+    let failed = |err| StoreError::new("reading the schema's version", err);
+    let marked: bool = client
+        .query_one("SELECT to_regclass('cmq_schema') IS NOT NULL", &[])
+        .await
+        .map_err(failed)?
+        .try_get(0)
+        .map_err(failed)?;
+    if !marked {
+        return Ok(false);
+    }
+    let version: Option<i64> = client
+        .query_one("SELECT max(version) FROM cmq_schema", &[])
+        .await
+        .map_err(failed)?
+        .try_get(0)
+        .map_err(failed)?;
+    Ok(version.is_some_and(|version| version >= SCHEMA_VERSION))
 }
 
 impl Backend for PostgresStore {
