@@ -159,7 +159,8 @@ async fn an_operator_logs_in_replays_purges_and_watches_live_in_a_real_browser()
         .collect();
     assert_eq!(drawn, ["ack", "retry", "drop", "fault", "p99"]);
     browser.screenshot(&shots.join("routes.png")).await?;
-    // The page redraws its charts by itself (routes.js, every 10 s): after more pushes,
+    // The page redraws its charts by itself (routes.js, from the live view's stream of
+    // charts after each reading of the metrics, every 10 s): after more pushes,
     // the points change without a reload.
     let points =
         "return document.querySelector('figure.chart polyline.ack').getAttribute('points');";

@@ -412,7 +412,7 @@ async fn the_live_view_streams_decisions_as_they_happen_filtered_with_bodies_onl
             };
             // The stream's opening, sent at once: it watches from now on.
             let first = events.next().await?;
-            anyhow::ensure!(first.contains(": watching"), "{first}");
+            anyhow::ensure!(first.starts_with("retry: 3000\n: "), "{first}");
             Ok::<_, anyhow::Error>(events)
         }
     };
@@ -420,6 +420,8 @@ async fn the_live_view_streams_decisions_as_they_happen_filtered_with_bodies_onl
     let mut retries_with_bodies = open("?decision=retry&bodies=1").await?;
     let mut this_route = open("?route=default").await?;
     let mut another_route = open("?route=elsewhere").await?;
+    // The routes page's: the charts after each reading of the metrics, no decisions.
+    let mut charts = open("?charts=1").await?;
     // A page of another site may not open one, even with the session's cookie.
     let cross_site = client
         .get(console("/live/events"))
@@ -446,6 +448,35 @@ async fn the_live_view_streams_decisions_as_they_happen_filtered_with_bodies_onl
     assert_eq!(second["status"], 503);
     assert_eq!(second["reason"], "tagged retry");
     assert!(second.get("body").is_none(), "{second}");
+
+    // The next reading (within 10 s) is sent with the ack off the floor.
+    let charted = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        loop {
+            let event = charts.next().await?;
+            if let Some(data) = event.strip_prefix("event: charts\ndata: ") {
+                return anyhow::Ok(serde_json::from_str::<serde_json::Value>(data)?);
+            }
+            anyhow::ensure!(event.starts_with(": "), "only charts and comments: {event}");
+        }
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("no charts in 20 s"))??;
+    let ack_points = charted["default"]["points"]["ack"]
+        .as_str()
+        .unwrap_or_default();
+    let ack_y: f64 = ack_points
+        .split(' ')
+        .next()
+        .and_then(|point| point.split(',').nth(1))
+        .and_then(|y| y.parse().ok())
+        .unwrap_or(f64::NAN);
+    assert!(ack_y < 59.0, "the ack's rate is drawn above 0: {charted}");
+    assert!(
+        charted["default"]["rates"]
+            .as_str()
+            .is_some_and(|rates| rates.contains("/s")),
+        "{charted}"
+    );
 
     let same_route = this_route.next_decision().await?;
     assert_eq!(same_route["message_id"], "live-ack", "{same_route}");
@@ -477,6 +508,8 @@ async fn the_live_view_streams_decisions_as_they_happen_filtered_with_bodies_onl
     }
     let (ended, _) = until_ended(&mut everything).await?;
     assert!(ended.contains("log in again"), "{ended}");
+    let (ended, _) = until_ended(&mut charts).await?;
+    assert!(ended.contains("log in again"), "{ended}");
     // The other route's view saw none of these decisions.
     let (ended, before) = until_ended(&mut another_route).await?;
     assert!(ended.contains("log in again"), "{ended}");
@@ -506,6 +539,8 @@ async fn the_live_view_streams_decisions_as_they_happen_filtered_with_bodies_onl
         "console live view closed: the session ended",
         "console live view closed: the host shuts down",
         "console live view refused: opened from another site",
+        "console charts view opened",
+        "console charts view closed: the session ended",
     ] {
         assert!(
             log.iter().any(|line| line.contains(expected)),

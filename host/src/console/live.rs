@@ -33,7 +33,7 @@ pub(crate) const SCRIPT: &str = include_str!("live.js");
 const MAX_EVENTS_PER_SECOND: u32 = 100;
 
 /// Seconds between two comments that keep a quiet stream open (and find a client gone).
-const KEEP_ALIVE_SECONDS: u32 = 15;
+pub(super) const KEEP_ALIVE_SECONDS: u32 = 15;
 
 /// How long an event may wait for room in a stream backed up (its client reads
 /// nothing) before the stream ends.
@@ -147,7 +147,7 @@ pub(crate) fn body(receiver: &Receiver, filter: &Filter) -> String {
 /// A stream of server-sent events, as a response body.
 #[derive(Debug)]
 pub(crate) struct EventStream {
-    events: mpsc::Receiver<Bytes>,
+    pub(super) events: mpsc::Receiver<Bytes>,
 }
 
 impl Body for EventStream {
@@ -188,7 +188,7 @@ pub(crate) fn stream(
 
 /// Why a stream ended.
 #[derive(Debug, Clone, Copy)]
-enum Ended {
+pub(super) enum Ended {
     /// The client went, or its stream stayed backed up for [`SEND_TIMEOUT`].
     ClientGone,
     SessionClosed,
@@ -197,7 +197,7 @@ enum Ended {
 
 impl Ended {
     /// What the page is told, if it can be told anything.
-    fn farewell(self) -> Option<&'static str> {
+    pub(super) fn farewell(self) -> Option<&'static str> {
         match self {
             Ended::ClientGone => None,
             Ended::SessionClosed => Some("The session ended: log in again."),
@@ -205,7 +205,7 @@ impl Ended {
         }
     }
 
-    fn said(self) -> &'static str {
+    pub(super) fn said(self) -> &'static str {
         match self {
             Ended::ClientGone => "the client went",
             Ended::SessionClosed => "the session ended",
@@ -229,10 +229,8 @@ async fn forward(
     // The first event says the stream is open; the browser retries after 3 s.
     let mut event = "retry: 3000\n: watching\n\n".to_owned();
     loop {
-        // A client that takes nothing for so long is let go: it holds a watcher's place.
-        match tokio::time::timeout(SEND_TIMEOUT, sender.send(Bytes::from(event))).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) | Err(_) => return Ended::ClientGone,
+        if !send(sender, event).await {
+            return Ended::ClientGone;
         }
         event = loop {
             tokio::select! {
@@ -271,4 +269,13 @@ async fn forward(
             }
         };
     }
+}
+
+/// Sends `event`, or says the client is gone: it went, or took nothing for
+/// [`SEND_TIMEOUT`] (it holds a view's place).
+pub(super) async fn send(sender: &mpsc::Sender<Bytes>, event: String) -> bool {
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, sender.send(Bytes::from(event))).await,
+        Ok(Ok(()))
+    )
 }

@@ -4,12 +4,14 @@
 //! origin; every login, refusal and action is logged with the session and the peer.
 //!
 //! - [`session`]: the admin token, sessions and their cookie, CSRF tokens;
-//! - [`routes`]: the routes page, from the metrics, and its chart ([`rates`]);
+//! - [`routes`]: the routes page, from the metrics, and its chart ([`rates`]), kept
+//!   current by a stream of its own ([`charts`]);
 //! - [`live`]: the live page, decisions as they happen;
 //! - [`dead_letters`]: the journal, one entry, replay and purge;
 //! - [`form`]: the forms and query strings it reads;
 //! - [`page`](mod@page): the HTML and the console's security headers.
 
+mod charts;
 mod dead_letter_actions;
 mod dead_letters;
 mod form;
@@ -46,6 +48,8 @@ pub(crate) struct Console {
     last_seen: routes::LastSeen,
     /// The routes page's chart's readings.
     rates: rates::Rates,
+    /// The charts after the last reading, for the routes pages that listen.
+    charts: charts::Charts,
 }
 
 impl Console {
@@ -54,11 +58,13 @@ impl Console {
             sessions: Arc::new(Sessions::new(token)),
             last_seen: routes::LastSeen::default(),
             rates: rates::Rates::default(),
+            charts: charts::Charts::default(),
         }
     }
 
     /// Reads `receiver`'s metrics for the routes page's chart every
-    /// [`rates::EVERY`], for as long as the returned task is not aborted.
+    /// [`rates::EVERY`], and sends the charts to the routes pages that listen, for as
+    /// long as the returned task is not aborted.
     pub(crate) fn read_rates(
         self: Arc<Self>,
         receiver: Arc<Receiver>,
@@ -69,8 +75,12 @@ impl Console {
             loop {
                 every.tick().await;
                 let text = receiver.metrics_text().await;
-                self.rates
-                    .read(&routes::samples(&text), std::time::Instant::now());
+                let now = std::time::Instant::now();
+                self.rates.read(&routes::samples(&text), now);
+                if self.charts.listened() {
+                    self.charts
+                        .publish(routes::charts(&receiver, &self.rates, now));
+                }
             }
         })
     }
@@ -107,7 +117,11 @@ impl Console {
             tracing::warn!(target: "cmq_host::console", %peer, "console live view refused: not logged in");
             return forbidden("log in first").map(Either::Left);
         };
-        let filter = live::Filter::of(&request.uri().query().map(Form::parse).unwrap_or_default());
+        let query = request.uri().query().map(Form::parse).unwrap_or_default();
+        if query.first("charts") == Some("1") {
+            return self.charts_events(receiver, session, peer);
+        }
+        let filter = live::Filter::of(&query);
         let Some(watch) = receiver.feed().watch(filter.bodies()) else {
             tracing::warn!(target: "cmq_host::console", session = session.number, %peer, "console live view refused: all its places are taken");
             return respond(
@@ -123,6 +137,28 @@ impl Console {
         };
         tracing::info!(target: "cmq_host::console", session = session.number, %peer, bodies = filter.bodies(), "console live view opened");
         let stream = live::stream(watch, filter, self.sessions.clone(), session, peer);
+        secured(StatusCode::OK, "text/event-stream", Either::Right(stream))
+    }
+
+    /// The routes page's stream of its charts, for a logged-in session.
+    fn charts_events(
+        &self,
+        receiver: &Receiver,
+        session: Current,
+        peer: SocketAddr,
+    ) -> Response<ConsoleBody> {
+        let Some(listening) = self.charts.listen() else {
+            tracing::warn!(target: "cmq_host::console", session = session.number, %peer, "console charts view refused: all its places are taken");
+            return respond(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain; charset=utf-8",
+                format!("{} charts views are open already\n", charts::MAX_VIEWS).into(),
+            )
+            .map(Either::Left);
+        };
+        tracing::info!(target: "cmq_host::console", session = session.number, %peer, "console charts view opened");
+        let closing = receiver.feed().closing();
+        let stream = charts::stream(listening, closing, self.sessions.clone(), session, peer);
         secured(StatusCode::OK, "text/event-stream", Either::Right(stream))
     }
 
@@ -208,11 +244,6 @@ impl Console {
                 "Routes",
                 Some(session),
                 &routes::body(receiver, &self.last_seen, &self.rates).await,
-            ),
-            "/console/routes/charts" => respond(
-                StatusCode::OK,
-                "application/json",
-                routes::charts(receiver, &self.rates).await.into(),
             ),
             "/console/live" => page(
                 StatusCode::OK,

@@ -3,8 +3,8 @@
 //! ring: one every [`EVERY`] from a task the admin listener runs while the console is
 //! on, and one when the page is shown (at most one a second), never more than [`KEEP`]
 //! and none older than [`WINDOW`], so nothing grows with uptime. The chart is inline
-//! SVG drawn here; the page's `routes.js` (embedded, served at `/console/routes.js`)
-//! asks `/console/routes/charts` for the points anew every 10 s and sets them.
+//! SVG drawn here; after each of the task's readings the points go to the pages that
+//! listen ([`super::charts`]), and their `routes.js` sets them.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;

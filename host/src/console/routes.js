@@ -1,18 +1,12 @@
-// The console's routes page: redraws each route's chart every 10 s from
-// /console/routes/charts (points and captions as JSON). Every text goes in as
+// The console's routes page: redraws each route's chart whenever the host has read its
+// metrics anew (every 10 s), from the live view's stream of charts
+// (/console/live/events?charts=1: points and captions as JSON). Every text goes in as
 // textContent, every point as an attribute, never as markup.
 "use strict";
 (() => {
-  const EVERY_MS = 10000;
-  const redraw = async () => {
-    let charts;
-    try {
-      const response = await fetch("/console/routes/charts", { credentials: "same-origin" });
-      if (!response.ok) return;
-      charts = await response.json();
-    } catch (_) {
-      return; // The host is away; the chart stays as it was.
-    }
+  const source = new EventSource("/console/live/events?charts=1");
+  source.addEventListener("charts", (event) => {
+    const charts = JSON.parse(event.data);
     for (const cell of document.querySelectorAll("td.charts[data-route]")) {
       const chart = charts[cell.dataset.route];
       if (!chart) continue;
@@ -25,6 +19,7 @@
       const p99 = cell.querySelector(".p99-caption");
       if (p99) p99.textContent = chart.p99;
     }
-  };
-  setInterval(redraw, EVERY_MS);
+  });
+  // The session ended or the host shuts down: the charts stay as they were.
+  source.addEventListener("ended", () => source.close());
 })();

@@ -106,11 +106,8 @@ pub(super) fn seconds(value: Option<f64>) -> String {
 /// The page's script: it redraws the charts.
 pub(crate) const SCRIPT: &str = include_str!("routes.js");
 
-/// The charts of the routes page, as `routes.js` redraws them, after a reading.
-pub(crate) async fn charts(receiver: &Receiver, rates: &Rates) -> String {
-    let text = receiver.metrics_text().await;
-    let now = Instant::now();
-    rates.read(&samples(&text), now);
+/// The charts of the routes page at `now`, as `routes.js` redraws them.
+pub(crate) fn charts(receiver: &Receiver, rates: &Rates, now: Instant) -> String {
     let names: Vec<String> = receiver
         .routes()
         .into_iter()

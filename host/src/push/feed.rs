@@ -156,6 +156,12 @@ impl Feed {
         self.closed.send_replace(true);
     }
 
+    /// Turns true when the feed closes (the host shuts down), for a stream that watches
+    /// something else until then.
+    pub(crate) fn closing(&self) -> watch::Receiver<bool> {
+        self.closed.subscribe()
+    }
+
     /// A new watcher, `None` when [`MAX_WATCHERS`] already watch.
     pub(crate) fn watch(&self, bodies: bool) -> Option<Watch> {
         let counts = &self.counts;

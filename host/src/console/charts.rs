@@ -1,0 +1,117 @@
+//! The routes page's charts as they change: after each reading of the metrics (every
+//! [`rates::EVERY`](super::rates::EVERY)) the charts are sent, as JSON, to every routes
+//! page that listens on the live view's stream with `charts=1`
+//! (`/console/live/events?charts=1`), and its `routes.js` sets the points and
+//! captions. Such a stream carries no decisions, so it never makes the push path
+//! publish them; at most [`MAX_VIEWS`] are open at once.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::MissedTickBehavior;
+
+use super::live::Ended;
+use super::live::{EventStream, KEEP_ALIVE_SECONDS, send};
+use super::session::{Current, Sessions};
+
+/// Routes pages listening at once.
+pub(crate) const MAX_VIEWS: usize = 16;
+
+/// The latest charts, for the streams that listen.
+#[derive(Debug)]
+pub(crate) struct Charts {
+    latest: watch::Sender<Arc<str>>,
+}
+
+impl Default for Charts {
+    fn default() -> Self {
+        Charts {
+            latest: watch::Sender::new(Arc::from("")),
+        }
+    }
+}
+
+impl Charts {
+    /// Whether any stream listens (else the charts need not be drawn).
+    pub(crate) fn listened(&self) -> bool {
+        self.latest.receiver_count() > 0
+    }
+
+    /// Sends `json`, the charts after a reading, to every stream.
+    pub(crate) fn publish(&self, json: String) {
+        self.latest.send_replace(Arc::from(json));
+    }
+
+    /// A place to listen, `None` when [`MAX_VIEWS`] listen already.
+    pub(crate) fn listen(&self) -> Option<watch::Receiver<Arc<str>>> {
+        (self.latest.receiver_count() < MAX_VIEWS).then(|| {
+            let mut listening = self.latest.subscribe();
+            // The page was drawn with the charts of now: only later ones are sent.
+            listening.mark_unchanged();
+            listening
+        })
+    }
+}
+
+/// The stream of the charts `listening` receives, for as long as `session` is open,
+/// the host serves (`closing` stays false) and `peer` reads.
+pub(crate) fn stream(
+    listening: watch::Receiver<Arc<str>>,
+    closing: watch::Receiver<bool>,
+    sessions: Arc<Sessions>,
+    session: Current,
+    peer: SocketAddr,
+) -> EventStream {
+    let (sender, events) = mpsc::channel(2);
+    tokio::spawn(async move {
+        let number = session.number;
+        let why = forward(listening, closing, &sessions, &session, &sender).await;
+        if let Some(farewell) = why.farewell() {
+            // The client may not read it: never wait for it.
+            let _ = sender.try_send(format!("event: ended\ndata: {farewell}\n\n").into());
+        }
+        tracing::info!(target: "cmq_host::console", session = number, %peer, "console charts view closed: {}", why.said());
+    });
+    EventStream { events }
+}
+
+async fn forward(
+    mut listening: watch::Receiver<Arc<str>>,
+    mut closing: watch::Receiver<bool>,
+    sessions: &Sessions,
+    session: &Current,
+    sender: &mpsc::Sender<bytes::Bytes>,
+) -> Ended {
+    let mut keep_alive = tokio::time::interval(Duration::from_secs(KEEP_ALIVE_SECONDS.into()));
+    keep_alive.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    keep_alive.reset();
+    // The first event says the stream is open; the browser retries after 3 s.
+    let mut event = "retry: 3000\n: listening\n\n".to_owned();
+    loop {
+        if !send(sender, event).await {
+            return Ended::ClientGone;
+        }
+        event = tokio::select! {
+            changed = listening.changed() => {
+                if changed.is_err() {
+                    return Ended::HostShutDown;
+                }
+                if !sessions.is_open(session) {
+                    return Ended::SessionClosed;
+                }
+                let charts = listening.borrow_and_update().clone();
+                format!("event: charts\ndata: {charts}\n\n")
+            }
+            _ = closing.wait_for(|closed| *closed) => return Ended::HostShutDown,
+            _ = keep_alive.tick() => {
+                if !sessions.is_open(session) {
+                    return Ended::SessionClosed;
+                }
+                ": still listening\n\n".to_owned()
+            }
+            () = sender.closed() => return Ended::ClientGone,
+        };
+    }
+}
