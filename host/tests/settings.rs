@@ -1,4 +1,5 @@
-//! Settings through `wasi:config/store`: one component reads one setting under
+//! Settings through `wasi:config/store`: one handler (in Rust, Python and JavaScript:
+//! `guest/fixtures/greeting`, `greeting.py`, `greeting.js`) reads one setting under
 //! `cmq-host` (`--config-var`, and a config file's `[routes.NAME.config]` with a literal,
 //! an environment variable or a file) and under the real `wasmtime serve -S config -S
 //! config-var=...` (wasmtime's own CLI, which `cargo xtask test` installs from PyPI's
@@ -27,17 +28,26 @@ async fn status(url: &str, id: &str) -> anyhow::Result<u16> {
 
 #[tokio::test]
 async fn a_setting_reads_alike_from_the_flag_and_from_wasmtime_serve() -> anyhow::Result<()> {
+    for component in ["greeting", "py_greeting", "js_greeting"] {
+        reads_alike(component).await?;
+    }
+    Ok(())
+}
+
+/// `component` (a Rust, Python or JavaScript handler reading `greeting`) answers alike
+/// under cmq-host's two entrances and under `wasmtime serve`, and as the setting says.
+async fn reads_alike(component: &str) -> anyhow::Result<()> {
     let mut seen = Vec::new();
     for value in [Some("hello"), Some("hi"), None] {
         let setting = value.map(|value| format!("greeting={value}"));
         let mut flags: Vec<&str> = vec!["--no-state"];
         flags.extend(setting.iter().flat_map(|s| ["--config-var", s.as_str()]));
-        let (host, _lines, url) = serve("greeting", &flags)?;
+        let (host, _lines, url) = serve(component, &flags)?;
         let under_host = status(&url, "s-1").await?;
         drop(host);
         // The same component's wasi:http entrance, in cmq-host and in wasmtime.
         flags.extend(["--serve-as", "incoming-handler"]);
-        let (host, _lines, url) = serve("greeting", &flags)?;
+        let (host, _lines, url) = serve(component, &flags)?;
         let under_entrance = status(&url, "s-2").await?;
         drop(host);
         let wasmtime_flag = value.map(|value| format!("config-var=greeting={value}"));
@@ -45,19 +55,20 @@ async fn a_setting_reads_alike_from_the_flag_and_from_wasmtime_serve() -> anyhow
             .iter()
             .flat_map(|f| ["-S", f.as_str()])
             .collect();
-        let wasmtime = WasmtimeServe::start(&guest("greeting"), &wasmtime_flags)?;
+        let wasmtime = WasmtimeServe::start(&guest(component), &wasmtime_flags)?;
         let under_wasmtime = status(&wasmtime.url, "s-3").await?;
         assert_eq!(
             (under_host, under_entrance),
             (under_wasmtime, under_wasmtime),
-            "greeting {value:?}: cmq-host (both entrances) and wasmtime serve differ"
+            "{component}, greeting {value:?}: cmq-host (both entrances) and wasmtime serve differ"
         );
         seen.push((value, under_host));
     }
     // `hello` is acknowledged; anything else, or nothing, retried.
     assert_eq!(
         seen,
-        vec![(Some("hello"), 200), (Some("hi"), 503), (None, 503)]
+        vec![(Some("hello"), 200), (Some("hi"), 503), (None, 503)],
+        "{component}"
     );
     Ok(())
 }

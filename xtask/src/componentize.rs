@@ -13,8 +13,8 @@ use anyhow::{Context, Result, bail};
 const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
 const COMPONENTIZE_JS: &str = "@bytecodealliance/componentize-js@0.23.0";
 
-/// The world handlers are built for.
-const WORLD: &str = "push-handler";
+/// The world handlers are built for: `push-handler`, with `wasi:config/store` for settings.
+const WORLD: &str = "push-handler-with-config";
 
 /// Debian's packages for the interpreters the tools run on.
 const PYTHON_PACKAGES: [&str; 2] = ["python3", "python3-venv"];

@@ -73,6 +73,10 @@ const JS: Template = &[
         "handler.test.js",
         include_str!("../../templates/js/handler.test.js"),
     ),
+    (
+        "wasi.test-stand-ins.js",
+        include_str!("../../templates/js/wasi.test-stand-ins.js"),
+    ),
     ("cmq.d.ts", include_str!("../../templates/js/cmq.d.ts")),
     (
         "package.json",

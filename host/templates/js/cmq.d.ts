@@ -1,5 +1,6 @@
-// The types a handler sees (the WIT contract cmq:push@0.2.0 as componentize-js maps
-// it), for an editor's completion and type checks.
+// The types a handler sees (the WIT contract cmq:push@0.2.0, world
+// push-handler-with-config, as componentize-js maps it), for an editor's completion
+// and type checks.
 export type Format = 'json' | 'simplified';
 
 export interface Message {
@@ -22,4 +23,14 @@ export type Decision =
 
 export interface Handler {
   handle(msg: Message): Decision;
+}
+
+// The handler's settings, through wasi:config/store (`cmq-host --config-var NAME=VALUE`,
+// a route's `[routes.NAME.config]`, `wasmtime serve -S config-var=NAME=VALUE`). A
+// store that fails throws.
+declare module 'wasi:config/store@0.2.0-rc.1' {
+  /** The setting `key`, or undefined when none is given. */
+  export function get(key: string): string | undefined;
+  /** Every setting, as [name, value] pairs. */
+  export function getAll(): Array<[string, string]>;
 }

@@ -2,6 +2,8 @@
 //
 // The component exports cmq:push/handler as the `handler` object; a decision is a
 // variant: { tag: 'ack' }, or { tag: 'retry' | 'drop', val: reason } (types in cmq.d.ts).
+// Its settings come through wasi:config/store (`get(name)`: a string, or undefined).
+import { get } from 'wasi:config/store@0.2.0-rc.1';
 
 /** @type {import('./cmq').Handler} */
 export const handler = {
@@ -11,7 +13,10 @@ export const handler = {
     // traps the instance: the host answers 500 and CMQ redelivers.
     if (msg.tags.includes('drop')) return { tag: 'drop', val: 'tagged drop' };
     if (msg.tags.includes('retry')) return { tag: 'retry', val: 'tagged retry' };
-    console.log(`message ${msg.messageId}: ${new TextDecoder().decode(msg.body)}`);
+    // A setting: `cmq-host --config-var greeting=hi`, a route's [routes.NAME.config],
+    // `wasmtime serve -S config-var=greeting=hi`; undefined when none is given.
+    const greeting = get('greeting') ?? 'hello';
+    console.log(`${greeting}, message ${msg.messageId}: ${new TextDecoder().decode(msg.body)}`);
     return { tag: 'ack' };
   },
 };

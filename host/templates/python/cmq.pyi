@@ -1,8 +1,9 @@
 # The types a handler sees (what componentize-py generates as `wit_world` from the WIT
-# contract cmq:push@0.2.0), for an editor's completion and type checks.
+# contract cmq:push@0.2.0, world push-handler-with-config), for an editor's completion
+# and type checks.
 from dataclasses import dataclass
 from enum import Enum
-from typing import List, Optional, Union
+from typing import List, Optional, Tuple, Union
 
 class Format(Enum):
     JSON = 0
@@ -33,3 +34,19 @@ class Decision_Drop:
     value: str
 
 Decision = Union[Decision_Ack, Decision_Retry, Decision_Drop]
+
+class store:
+    """`from wit_world.imports import store`: the handler's settings, through
+    wasi:config/store (`cmq-host --config-var NAME=VALUE`, a route's
+    `[routes.NAME.config]`, `wasmtime serve -S config-var=NAME=VALUE`)."""
+
+    @staticmethod
+    def get(key: str) -> Optional[str]:
+        """The setting `key`, or None when none is given; a store that fails raises
+        `componentize_py_types.Err`."""
+        ...
+
+    @staticmethod
+    def get_all() -> List[Tuple[str, str]]:
+        """Every setting, as (name, value) pairs."""
+        ...

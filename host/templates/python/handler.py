@@ -8,6 +8,7 @@ from wit_world.exports.handler import (
     Decision_Retry,
     Message,
 )
+from wit_world.imports import store
 
 
 class Handler(exports.Handler):
@@ -19,5 +20,9 @@ class Handler(exports.Handler):
             return Decision_Drop("tagged drop")
         if "retry" in msg.tags:
             return Decision_Retry("tagged retry")
-        print(f"message {msg.message_id}: {msg.body.decode('utf-8', 'replace')}")
+        # A setting, through wasi:config/store: `cmq-host --config-var greeting=hi`, a
+        # route's [routes.NAME.config], `wasmtime serve -S config-var=greeting=hi`;
+        # None when none is given.
+        greeting = store.get("greeting") or "hello"
+        print(f"{greeting}, message {msg.message_id}: {msg.body.decode('utf-8', 'replace')}")
         return Decision_Ack()

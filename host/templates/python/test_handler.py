@@ -1,8 +1,10 @@
 """Tests of {{module}}.py, run with `python3 -m unittest` in this folder, no toolchain:
 the handler's decisions on messages built as CMQ pushes them. The `wit_world` bindings
 componentize-py generates at build time are stood in for by the names the handler
-uses (see `cmq.pyi` for their types)."""
+uses (see `cmq.pyi` for their types); the settings it reads come from `SETTINGS`."""
 
+import contextlib
+import io
 import sys
 import types
 import unittest
@@ -57,10 +59,25 @@ for _name, _value in {
     setattr(_handler, _name, _value)
 _exports = _Exports("wit_world.exports")
 _exports.handler = _handler
+
+# The settings `store.get` reads (wasi:config/store, given by the host).
+SETTINGS = {}
+_store = types.ModuleType("wit_world.imports.store")
+_store.get = SETTINGS.get
+_imports = types.ModuleType("wit_world.imports")
+_imports.store = _store
+
 _world = types.ModuleType("wit_world")
 _world.exports = _exports
+_world.imports = _imports
 sys.modules.update(
-    {"wit_world": _world, "wit_world.exports": _exports, "wit_world.exports.handler": _handler}
+    {
+        "wit_world": _world,
+        "wit_world.exports": _exports,
+        "wit_world.exports.handler": _handler,
+        "wit_world.imports": _imports,
+        "wit_world.imports.store": _store,
+    }
 )
 
 from {{module}} import Handler  # noqa: E402  (after the stand-ins)
@@ -73,6 +90,16 @@ class HandlerTest(unittest.TestCase):
     def test_tags_ask_for_a_retry_or_a_drop(self):
         self.assertEqual(Handler().handle(Message(tags=["retry"])), Decision_Retry("tagged retry"))
         self.assertEqual(Handler().handle(Message(tags=["a", "drop"])), Decision_Drop("tagged drop"))
+
+    def test_the_greeting_is_read_from_the_settings(self):
+        for settings, printed in [({}, "hello, message"), ({"greeting": "hi"}, "hi, message")]:
+            SETTINGS.clear()
+            SETTINGS.update(settings)
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                Handler().handle(Message())
+            self.assertTrue(out.getvalue().startswith(printed), out.getvalue())
+        SETTINGS.clear()
 
 
 if __name__ == "__main__":
