@@ -23,12 +23,16 @@ pub(crate) const MAX_VIEWS: usize = 16;
 #[derive(Debug)]
 pub(crate) struct Charts {
     latest: watch::Sender<Arc<str>>,
+    /// Held while a place is counted and taken, so that two at once cannot both take
+    /// the last one.
+    places: std::sync::Mutex<()>,
 }
 
 impl Default for Charts {
     fn default() -> Self {
         Charts {
             latest: watch::Sender::new(Arc::from("")),
+            places: std::sync::Mutex::new(()),
         }
     }
 }
@@ -46,6 +50,10 @@ impl Charts {
 
     /// A place to listen, `None` when [`MAX_VIEWS`] listen already.
     pub(crate) fn listen(&self) -> Option<watch::Receiver<Arc<str>>> {
+        let _counting = self
+            .places
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         (self.latest.receiver_count() < MAX_VIEWS).then(|| {
             let mut listening = self.latest.subscribe();
             // The page was drawn with the charts of now: only later ones are sent.
@@ -113,5 +121,29 @@ async fn forward(
             }
             () = sender.closed() => return Ended::ClientGone,
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn places_are_counted_and_only_later_charts_are_sent() {
+        let charts = Charts::default();
+        assert!(!charts.listened());
+        charts.publish("before".into());
+        let mut places: Vec<_> = (0..MAX_VIEWS).map_while(|_| charts.listen()).collect();
+        assert_eq!(places.len(), MAX_VIEWS);
+        assert!(charts.listen().is_none(), "every place is taken");
+        assert!(charts.listened());
+        // The charts of before the page was drawn are not sent again.
+        assert!(!places[0].has_changed().unwrap());
+        charts.publish("after".into());
+        assert!(places[0].has_changed().unwrap());
+        assert_eq!(&**places[0].borrow_and_update(), "after");
+        // A stream that ends frees its place.
+        places.pop();
+        assert!(charts.listen().is_some());
     }
 }
