@@ -133,9 +133,18 @@ async fn a_config_file_reads_a_setting_from_a_literal_a_variable_and_a_file() ->
 
 #[tokio::test]
 async fn the_entrance_takes_its_token_from_the_setting_under_both() -> anyhow::Result<()> {
+    // The Rust handler's own entrance, and the one composed with the Python and
+    // JavaScript handlers, which shares their store.
+    for component in ["by_tag", "py_by_tag", "js_by_tag"] {
+        takes_its_token(component).await?;
+    }
+    Ok(())
+}
+
+async fn takes_its_token(component: &str) -> anyhow::Result<()> {
     let token = format!("cmq_token={TOKEN}");
     let (host, _lines, url) = serve(
-        "by_tag",
+        component,
         &[
             "--no-state",
             "--serve-as",
@@ -144,9 +153,14 @@ async fn the_entrance_takes_its_token_from_the_setting_under_both() -> anyhow::R
             &token,
         ],
     )?;
-    let wasmtime = WasmtimeServe::start(&guest("by_tag"), &["-S", &format!("config-var={token}")])?;
+    let wasmtime =
+        WasmtimeServe::start(&guest(component), &["-S", &format!("config-var={token}")])?;
     for base in [url.clone(), wasmtime.url.clone()] {
-        assert_eq!(status(&base, "t-1").await?, 404, "{base}: no token");
+        assert_eq!(
+            status(&base, "t-1").await?,
+            404,
+            "{component} {base}: no token"
+        );
         let with = format!("{base}/cgi/push/{TOKEN}");
         let client = reqwest::Client::new();
         let answer = client
@@ -155,7 +169,7 @@ async fn the_entrance_takes_its_token_from_the_setting_under_both() -> anyhow::R
             .body(DOCUMENTED_JSON_BODY.replace("6942316962", "t-2"))
             .send()
             .await?;
-        assert_eq!(answer.status().as_u16(), 200, "{with}");
+        assert_eq!(answer.status().as_u16(), 200, "{component} {with}");
     }
     drop(host);
     Ok(())
