@@ -897,26 +897,30 @@ async fn tamper(location: &StoreLocation, sql: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Journals an entry for `message_id` of the route `default` directly in `store`: its id.
+async fn journal_one(store: &Store, message_id: &str, attempts: u32) -> anyhow::Result<i64> {
+    let entry = cmq_host::DeadLetter {
+        id: 0,
+        message_id: message_id.into(),
+        reason: "kept for the test".into(),
+        attempts,
+        format: cmq_message::Format::Json,
+        route: Some("default".into()),
+        request_id: None,
+        message_tag: None,
+        body: b"{}".to_vec(),
+        created: std::time::UNIX_EPOCH,
+    };
+    let key = format!("default\u{1f}{message_id}");
+    Ok(store.journal(entry, &key, None).await?)
+}
+
 #[tokio::test]
 async fn a_stored_value_this_host_cannot_read_is_an_error_naming_its_row() -> anyhow::Result<()> {
     for backend in BACKENDS {
         let location = fresh_store(backend).await?;
         let store = Store::open(&location).await?;
-        let entry = cmq_host::DeadLetter {
-            id: 0,
-            message_id: "m-unreadable".into(),
-            reason: "kept for the test".into(),
-            attempts: 2,
-            format: cmq_message::Format::Json,
-            route: Some("default".into()),
-            request_id: None,
-            message_tag: None,
-            body: b"{}".to_vec(),
-            created: std::time::UNIX_EPOCH,
-        };
-        let id = store
-            .journal(entry, "default\u{1f}m-unreadable", None)
-            .await?;
+        let id = journal_one(&store, "m-unreadable", 2).await?;
         assert_eq!(store.dead_letters().await?.len(), 1, "{backend:?}");
 
         // A format this host does not know is refused, not read as SIMPLIFIED.
@@ -974,21 +978,7 @@ async fn a_host_opens_a_made_postgresql_store_while_another_holds_claims() -> an
         .await
         .map_err(|_| anyhow::anyhow!("the second host waited on the first one's claims"))??;
     claiming.rollback().await?;
-    let entry = cmq_host::DeadLetter {
-        id: 0,
-        message_id: "m-second-host".into(),
-        reason: "kept for the test".into(),
-        attempts: 1,
-        format: cmq_message::Format::Json,
-        route: Some("default".into()),
-        request_id: None,
-        message_tag: None,
-        body: b"{}".to_vec(),
-        created: std::time::UNIX_EPOCH,
-    };
-    second
-        .journal(entry, "default\u{1f}m-second-host", None)
-        .await?;
+    journal_one(&second, "m-second-host", 1).await?;
     assert_eq!(
         second.dead_letters().await?.len(),
         1,
