@@ -957,7 +957,9 @@ async fn a_stored_value_this_host_cannot_read_is_an_error_naming_its_row() -> an
 /// A host starting beside serving ones must not wait on their claims: `CREATE INDEX IF
 /// NOT EXISTS` and `ADD COLUMN IF NOT EXISTS` lock their tables even when there is
 /// nothing to make, and against another host's open claim that stalled, or deadlocked,
-/// the start. Here a session holds the lock a claim in progress holds on every table.
+/// the start. Here a session holds the lock a claim in progress holds on every table,
+/// while a host opens a store this version made, then one an older version made (its
+/// tables all there, no version mark: a rolling upgrade).
 #[tokio::test]
 async fn a_host_opens_a_made_postgresql_store_while_another_holds_claims() -> anyhow::Result<()> {
     let location = fresh_store(Backend::Postgres).await?;
@@ -967,22 +969,35 @@ async fn a_host_opens_a_made_postgresql_store_while_another_holds_claims() -> an
     Store::open(&location).await?;
     let (mut client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
-    let claiming = client.transaction().await?;
-    claiming
-        .batch_execute(
-            "LOCK TABLE cmq_messages, cmq_uncounted, cmq_notes, cmq_dead_letters \
-             IN ROW EXCLUSIVE MODE",
-        )
-        .await?;
-    let second = tokio::time::timeout(Duration::from_secs(10), Store::open(&location))
-        .await
-        .map_err(|_| anyhow::anyhow!("the second host waited on the first one's claims"))??;
-    claiming.rollback().await?;
-    journal_one(&second, "m-second-host", 1).await?;
-    assert_eq!(
-        second.dead_letters().await?.len(),
-        1,
-        "the second host writes"
-    );
+    for (round, made_by) in [(1, "this version"), (2, "an older version")] {
+        if round == 2 {
+            client.batch_execute("DROP TABLE cmq_schema").await?;
+        }
+        let claiming = client.transaction().await?;
+        claiming
+            .batch_execute(
+                "LOCK TABLE cmq_messages, cmq_uncounted, cmq_notes, cmq_dead_letters \
+                 IN ROW EXCLUSIVE MODE",
+            )
+            .await?;
+        let second = tokio::time::timeout(Duration::from_secs(10), Store::open(&location))
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!("made by {made_by}: the second host waited on the claims")
+            })??;
+        claiming.rollback().await?;
+        journal_one(&second, &format!("m-second-host-{round}"), 1).await?;
+        assert_eq!(
+            second.dead_letters().await?.len(),
+            round,
+            "made by {made_by}"
+        );
+    }
+    // The older version's store is marked now.
+    let marked: i64 = client
+        .query_one("SELECT max(version) FROM cmq_schema", &[])
+        .await?
+        .get(0);
+    assert_eq!(marked, 1);
     Ok(())
 }

@@ -17,7 +17,7 @@ use tokio_postgres::Config;
 
 use super::backend::{Backend, BoxFuture};
 use super::request::{ClaimRequest, Journal, Settle, millis};
-use super::sql::{ADD_ROUTE_COLUMN, MARK_REPLAYED, SCHEMA};
+use super::sql::MARK_REPLAYED;
 use super::uncounted::Note;
 use super::{
     Claim, DeadLetter, JournalQuery, ListedDeadLetter, MessageRecord, RouteCount, StoreError,
@@ -29,15 +29,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Idle time before TCP keepalives probe a connection, so a dead server is noticed.
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 
-/// Serializes schema creation between hosts starting at once (any fixed number).
-const SCHEMA_LOCK: i64 = 0x636d_715f_7374_6f72;
-
-/// The schema's version, kept in `cmq_schema` once it is made: raise it with any change
-/// to the tables. A host that finds it runs no DDL at all: `CREATE INDEX IF NOT EXISTS`
-/// and `ADD COLUMN IF NOT EXISTS` lock their tables even when there is nothing to do,
-/// and against another host's claims on those tables that deadlocked a start.
-const SCHEMA_VERSION: i64 = 1;
-
 #[derive(Clone)]
 pub(super) struct PostgresStore {
     /// Claims, settlements and reads.
@@ -47,6 +38,7 @@ pub(super) struct PostgresStore {
 }
 
 mod reads;
+mod schema;
 mod session;
 mod statements;
 
@@ -78,35 +70,8 @@ impl PostgresStore {
             synced: false,
             open: Mutex::new(None),
         };
-        let schema = SCHEMA
-            .replace("{id}", "BIGSERIAL PRIMARY KEY")
-            .replace("{int}", "BIGINT")
-            .replace("{bytes}", "BYTEA");
         // The statements are prepared on first use, once the tables exist.
-        let mut client = connect(&durable.config).await?;
-        if !schema_is_current(&client).await? {
-            let failed = |err| StoreError::new("creating the tables", err);
-            let transaction = client.transaction().await.map_err(failed)?;
-            transaction
-                .batch_execute(&format!("SELECT pg_advisory_xact_lock({SCHEMA_LOCK})"))
-                .await
-                .map_err(failed)?;
-            // Another host may have made it while this one waited for the lock.
-            if !schema_is_current(&transaction).await? {
-                transaction
-                    .batch_execute(&format!(
-                        "{schema} {add_route}; \
-                         CREATE TABLE IF NOT EXISTS cmq_schema (version BIGINT NOT NULL); \
-                         DELETE FROM cmq_schema; \
-                         INSERT INTO cmq_schema (version) VALUES ({SCHEMA_VERSION});",
-                        add_route =
-                            ADD_ROUTE_COLUMN.replace("ADD COLUMN", "ADD COLUMN IF NOT EXISTS")
-                    ))
-                    .await
-                    .map_err(failed)?;
-            }
-            transaction.commit().await.map_err(failed)?;
-        }
+        schema::make(&mut connect(&durable.config).await?).await?;
         Ok(PostgresStore {
             fast: Arc::new(fast),
             durable: Arc::new(durable),
@@ -123,30 +88,6 @@ impl PostgresStore {
             }
         }
     }
-}
-
-/// Whether the database's schema is at [`SCHEMA_VERSION`] (or a later host's), read
-/// without a lock.
-async fn schema_is_current(
-    client: &impl tokio_postgres::GenericClient,
-) -> Result<bool, StoreError> {
-    let failed = |err| StoreError::new("reading the schema's version", err);
-    let marked: bool = client
-        .query_one("SELECT to_regclass('cmq_schema') IS NOT NULL", &[])
-        .await
-        .map_err(failed)?
-        .try_get(0)
-        .map_err(failed)?;
-    if !marked {
-        return Ok(false);
-    }
-    let version: Option<i64> = client
-        .query_one("SELECT max(version) FROM cmq_schema", &[])
-        .await
-        .map_err(failed)?
-        .try_get(0)
-        .map_err(failed)?;
-    Ok(version.is_some_and(|version| version >= SCHEMA_VERSION))
 }
 
 impl Backend for PostgresStore {
