@@ -79,6 +79,10 @@ const JS: Template = &[
     ),
     ("cmq.d.ts", include_str!("../../templates/js/cmq.d.ts")),
     (
+        "wasi-config.d.ts",
+        include_str!("../../templates/js/wasi-config.d.ts"),
+    ),
+    (
         "package.json",
         include_str!("../../templates/js/package.json"),
     ),

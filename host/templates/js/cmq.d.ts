@@ -1,6 +1,7 @@
 // The types a handler sees (the WIT contract cmq:push@0.2.0, world
 // push-handler-with-config, as componentize-js maps it), for an editor's completion
-// and type checks.
+// and type checks. The settings store's types are in wasi-config.d.ts.
+/// <reference path="./wasi-config.d.ts" />
 export type Format = 'json' | 'simplified';
 
 export interface Message {
@@ -25,12 +26,3 @@ export interface Handler {
   handle(msg: Message): Decision;
 }
 
-// The handler's settings, through wasi:config/store (`cmq-host --config-var NAME=VALUE`,
-// a route's `[routes.NAME.config]`, `wasmtime serve -S config-var=NAME=VALUE`). A
-// store that fails throws.
-declare module 'wasi:config/store@0.2.0-rc.1' {
-  /** The setting `key`, or undefined when none is given. */
-  export function get(key: string): string | undefined;
-  /** Every setting, as [name, value] pairs. */
-  export function getAll(): Array<[string, string]>;
-}

@@ -14,8 +14,9 @@ export const handler = {
     if (msg.tags.includes('drop')) return { tag: 'drop', val: 'tagged drop' };
     if (msg.tags.includes('retry')) return { tag: 'retry', val: 'tagged retry' };
     // A setting: `cmq-host --config-var greeting=hi`, a route's [routes.NAME.config],
-    // `wasmtime serve -S config-var=greeting=hi`; undefined when none is given.
-    const greeting = get('greeting') ?? 'hello';
+    // `wasmtime serve -S config-var=greeting=hi`; undefined when none is given (an
+    // empty one counts as none, as Spin gives every variable a value).
+    const greeting = get('greeting') || 'hello';
     console.log(`${greeting}, message ${msg.messageId}: ${new TextDecoder().decode(msg.body)}`);
     return { tag: 'ack' };
   },

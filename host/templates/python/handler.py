@@ -22,7 +22,8 @@ class Handler(exports.Handler):
             return Decision_Retry("tagged retry")
         # A setting, through wasi:config/store: `cmq-host --config-var greeting=hi`, a
         # route's [routes.NAME.config], `wasmtime serve -S config-var=greeting=hi`;
-        # None when none is given.
+        # None when none is given (an empty one counts as none, as Spin gives every
+        # variable a value).
         greeting = store.get("greeting") or "hello"
         print(f"{greeting}, message {msg.message_id}: {msg.body.decode('utf-8', 'replace')}")
         return Decision_Ack()
