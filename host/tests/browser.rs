@@ -159,6 +159,10 @@ async fn an_operator_logs_in_replays_purges_and_watches_live_in_a_real_browser()
         .collect();
     assert_eq!(drawn, ["ack", "retry", "drop", "fault", "p99"]);
     browser.screenshot(&shots.join("routes.png")).await?;
+    // Its stream of charts is open, and the page says so.
+    browser
+        .wait_for_text("The charts are redrawn after each reading")
+        .await?;
     // The page redraws its charts by itself (routes.js, from the live view's stream of
     // charts after each reading of the metrics, every 10 s): after more pushes,
     // the points change without a reload.

@@ -4,7 +4,17 @@
 // textContent, every point as an attribute, never as markup.
 "use strict";
 (() => {
+  const status = document.getElementById("charts-status");
   const source = new EventSource("/console/live/events?charts=1");
+  source.onopen = () => {
+    status.textContent = "The charts are redrawn after each reading, every 10 s.";
+  };
+  source.onerror = () => {
+    // A stream refused (the session gone, every place taken) is not tried again.
+    status.textContent = source.readyState === EventSource.CLOSED
+      ? "The charts are not redrawn: reload the page (at most 16 routes pages redraw at once)."
+      : "The charts wait for the host…";
+  };
   source.addEventListener("charts", (event) => {
     const charts = JSON.parse(event.data);
     for (const cell of document.querySelectorAll("td.charts[data-route]")) {
@@ -21,5 +31,8 @@
     }
   });
   // The session ended or the host shuts down: the charts stay as they were.
-  source.addEventListener("ended", () => source.close());
+  source.addEventListener("ended", (event) => {
+    status.textContent = event.data;
+    source.close();
+  });
 })();

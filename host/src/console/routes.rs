@@ -156,6 +156,7 @@ pub(crate) async fn body(receiver: &Receiver, last: &LastSeen, rates: &Rates) ->
         "<p class=\"note\">Generation {generation}, {reload}. Rates are since this page was last shown.</p>\
          <table class=\"cards\"><thead><tr><th>Route</th><th>Path</th><th>Component</th><th>Messages</th>\
          <th>Faults</th><th>In flight</th><th>Guest p50<br>p99</th><th>Last 15 minutes</th></tr></thead>{rows}</table>\
+         <p id=\"charts-status\" class=\"note\"></p>\
          <script src=\"/console/routes.js\"></script>",
         generation = receiver.generation(),
         reload = scrape.reload(),
