@@ -12,8 +12,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
 
-use super::live::Ended;
-use super::live::{EventStream, KEEP_ALIVE_SECONDS, send};
+use super::live::{self, Ended, EventStream, KEEP_ALIVE_SECONDS, send};
 use super::session::{Current, Sessions};
 
 /// Routes pages listening at once.
@@ -72,17 +71,9 @@ pub(crate) fn stream(
     session: Current,
     peer: SocketAddr,
 ) -> EventStream {
-    let (sender, events) = mpsc::channel(2);
-    tokio::spawn(async move {
-        let number = session.number;
-        let why = forward(listening, closing, &sessions, &session, &sender).await;
-        if let Some(farewell) = why.farewell() {
-            // The client may not read it: never wait for it.
-            let _ = sender.try_send(format!("event: ended\ndata: {farewell}\n\n").into());
-        }
-        tracing::info!(target: "cmq_host::console", session = number, %peer, "console charts view closed: {}", why.said());
-    });
-    EventStream { events }
+    live::spawn(2, "charts", session.number, peer, |sender| async move {
+        forward(listening, closing, &sessions, &session, &sender).await
+    })
 }
 
 async fn forward(

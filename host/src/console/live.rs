@@ -8,6 +8,7 @@
 //! the host shuts down, or when its stream stays backed up for [`SEND_TIMEOUT`].
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -147,7 +148,7 @@ pub(crate) fn body(receiver: &Receiver, filter: &Filter) -> String {
 /// A stream of server-sent events, as a response body.
 #[derive(Debug)]
 pub(crate) struct EventStream {
-    pub(super) events: mpsc::Receiver<Bytes>,
+    events: mpsc::Receiver<Bytes>,
 }
 
 impl Body for EventStream {
@@ -173,15 +174,34 @@ pub(crate) fn stream(
     session: Current,
     peer: SocketAddr,
 ) -> EventStream {
-    let (sender, events) = mpsc::channel(8);
+    spawn(8, "live", session.number, peer, |sender| async move {
+        forward(watch, filter, &sessions, &session, &sender).await
+    })
+}
+
+/// A stream of `capacity` events in waiting at most, written by the future `forward`
+/// makes of its sender: when that ends, the page is told why (when it can be told
+/// anything) and the end is logged as the `view`'s of `session` (`console live view
+/// closed: the session ended`).
+pub(super) fn spawn<F>(
+    capacity: usize,
+    view: &'static str,
+    session: u64,
+    peer: SocketAddr,
+    forward: impl FnOnce(mpsc::Sender<Bytes>) -> F,
+) -> EventStream
+where
+    F: Future<Output = Ended> + Send + 'static,
+{
+    let (sender, events) = mpsc::channel(capacity);
+    let forwarding = forward(sender.clone());
     tokio::spawn(async move {
-        let number = session.number;
-        let why = forward(watch, filter, &sessions, &session, &sender).await;
+        let why = forwarding.await;
         if let Some(farewell) = why.farewell() {
             // The client may not read it: never wait for it.
             let _ = sender.try_send(Bytes::from(format!("event: ended\ndata: {farewell}\n\n")));
         }
-        tracing::info!(target: "cmq_host::console", session = number, %peer, "console live view closed: {}", why.said());
+        tracing::info!(target: "cmq_host::console", session, %peer, "console {view} view closed: {}", why.said());
     });
     EventStream { events }
 }
