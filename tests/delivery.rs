@@ -431,6 +431,83 @@ async fn claims_are_atomic_and_a_dead_hosts_claim_expires() -> anyhow::Result<()
     Ok(())
 }
 
+/// Claims and settlements that arrive together, of messages in every state, each get
+/// the answer they would get alone: the shared store runs those that wait together as
+/// one statement, and no answer may go to another message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_and_settlements_arriving_together_each_get_their_own_answer() -> anyhow::Result<()>
+{
+    const MESSAGES: usize = 80;
+    for backend in BACKENDS {
+        let location = fresh_store(backend).await?;
+        let store = Store::open(&location).await?;
+        let window = Some(Duration::from_secs(3600));
+        let lease = Duration::from_secs(60);
+        let key = |n: usize| format!("together-{n}");
+        // By n % 4: new; acknowledged before (a duplicate); running (busy); new, with
+        // two deliveries answered before its claim, written to the database.
+        for n in 0..MESSAGES {
+            let key = key(n);
+            match n % 4 {
+                1 => {
+                    let Claim::Run { token, .. } = store.claim(&key, &key, lease, window).await?
+                    else {
+                        panic!("{backend:?}: {key} did not run");
+                    };
+                    store.settle(&key, token, Settlement::Acked).await?;
+                }
+                2 => drop(store.claim(&key, &key, lease, window).await?),
+                3 => {
+                    store.note_delivery(key.clone());
+                    store.note_delivery(key);
+                }
+                _ => {}
+            }
+        }
+        store.flush().await;
+        // Another handle, whose memory holds none of the notes: they count from the
+        // database, in the claims' statement.
+        let other = Store::open(&location).await?;
+        let claims: Vec<_> = (0..MESSAGES)
+            .map(|n| {
+                let (other, key) = (other.clone(), key(n));
+                tokio::spawn(async move { (n, other.claim(&key, &key, lease, window).await) })
+            })
+            .collect();
+        let mut settlements = Vec::new();
+        for claim in claims {
+            let (n, claim) = claim.await?;
+            let claim = claim?;
+            let expected = matches!(
+                (n % 4, claim),
+                (0, Claim::Run { attempt: 1, .. })
+                    | (1, Claim::Duplicate { of: Settled::Ack })
+                    | (2, Claim::Busy { attempt: 2, .. })
+                    | (3, Claim::Run { attempt: 3, .. })
+            );
+            assert!(expected, "{backend:?}: {} was answered {claim:?}", key(n));
+            if let Claim::Run { token, .. } = claim {
+                let (other, key) = (other.clone(), key(n));
+                settlements.push(tokio::spawn(async move {
+                    other.settle(&key, token, Settlement::Acked).await
+                }));
+            }
+        }
+        for settled in settlements {
+            settled.await??;
+        }
+        for n in (0..MESSAGES).filter(|n| n % 4 != 2) {
+            assert_eq!(
+                store.claim(&key(n), &key(n), lease, window).await?,
+                Claim::Duplicate { of: Settled::Ack },
+                "{backend:?}: {} was not settled as its own",
+                key(n)
+            );
+        }
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_last_attempt_that_finds_another_push_running_is_journaled() -> anyhow::Result<()> {
     for backend in BACKENDS {

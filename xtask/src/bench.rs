@@ -171,7 +171,7 @@ pub fn run(options: &Options) -> Result<()> {
         },
         Receiver {
             name: "the same, with the PostgreSQL store (local server)".into(),
-            command: cmq_host_serve(&host, &component, &[], State::Postgres(database)),
+            command: cmq_host_serve(&host, &component, &[], State::Postgres(database.clone())),
             closes_connections: false,
             row: None,
         },
@@ -245,6 +245,12 @@ pub fn run(options: &Options) -> Result<()> {
             command: cmq_host_serve(&host, &component, REUSE, State::Sqlite(states.clone())),
             closes_connections: false,
             row: Some(Row::ReusedSqlite),
+        },
+        Receiver {
+            name: "the same, reused, with the PostgreSQL store (local server)".into(),
+            command: cmq_host_serve(&host, &component, REUSE, State::Postgres(database)),
+            closes_connections: false,
+            row: None,
         },
         Receiver {
             name: "`wasmtime serve -S cli -S config`, ack guest (fresh instance per request)"

@@ -1,11 +1,14 @@
 //! The shared store: PostgreSQL, for several hosts behind one load balancer.
 //!
-//! Claims are single `INSERT ... ON CONFLICT DO UPDATE ... WHERE` statements, so two
-//! hosts given the same push at once serialize on the message's row and only one runs
-//! the guest. Two connections: claims and settlements go over one with
-//! `synchronous_commit=off` (committed and visible at once, synced by the server a
-//! moment later), dead-letter writes over one with the server's default, synced
-//! before the commit returns. A connection that breaks is reopened by the next call.
+//! Claims are `INSERT ... ON CONFLICT DO UPDATE ... WHERE` statements, so two hosts
+//! given the same push at once serialize on the message's row and only one runs the
+//! guest. The claims that arrive while one statement is at the server go together in
+//! the next one, and so do the settlements ([`grouped`]): under load the server does
+//! one statement's work for many messages. Three connections: claims (and reads) over
+//! one, settlements over another, both with `synchronous_commit=off` (committed and
+//! visible at once, synced by the server a moment later), dead-letter writes over a
+//! third with the server's default, synced before the commit returns. A connection
+//! that breaks is reopened by the next call.
 //! Claims, settlements and journal writes read the time from the database's clock, so
 //! that leases and dedupe windows hold across hosts whose clocks differ.
 
@@ -16,7 +19,7 @@ use tokio::sync::Mutex;
 use tokio_postgres::Config;
 
 use super::backend::{Backend, BoxFuture};
-use super::request::{ClaimRequest, Journal, Settle, millis};
+use super::request::{ClaimRequest, Journal, Settle};
 use super::sql::MARK_REPLAYED;
 use super::uncounted::Note;
 use super::{
@@ -33,17 +36,28 @@ const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 pub(super) struct PostgresStore {
     /// Claims, settlements and reads.
     fast: Arc<Session>,
+    /// The claims, run in groups over `fast`.
+    claims: Arc<Grouped<Claiming, ClaimRow>>,
+    /// The settlements, run in groups over `settling`.
+    settlements: Arc<Grouped<Settle, ()>>,
+    /// Settlements, beside the claims: each connection is one process on the server,
+    /// and this way a claim's group and a settlement's run at once.
+    settling: Arc<Session>,
     /// Dead-letter writes and removals.
     durable: Arc<Session>,
 }
 
+mod grouped;
 mod reads;
 mod schema;
 mod session;
 mod statements;
+mod writes;
 
+use grouped::Grouped;
 use session::{Session, connect};
 use statements::on_database_clock;
+use writes::{ClaimRow, Claiming};
 
 impl PostgresStore {
     pub(super) async fn open(url: &str) -> Result<Self, StoreError> {
@@ -66,23 +80,32 @@ impl PostgresStore {
         };
         config.options("-c client_min_messages=warning -c synchronous_commit=off");
         let fast = Session {
-            config,
+            config: config.clone(),
             synced: false,
             open: Mutex::new(None),
         };
+        let settling = Arc::new(Session {
+            config,
+            synced: false,
+            open: Mutex::new(None),
+        });
         // The statements are prepared on first use, once the tables exist.
         schema::make(&mut connect(&durable.config).await?).await?;
+        let fast = Arc::new(fast);
         Ok(PostgresStore {
-            fast: Arc::new(fast),
+            claims: Arc::new(writes::claims(fast.clone())),
+            settlements: Arc::new(writes::settlements(settling.clone())),
+            settling,
+            fast,
             durable: Arc::new(durable),
         })
     }
 
-    /// Leaves both connections, and whatever waits on them, to be opened anew by the
+    /// Leaves every connection, and whatever waits on them, to be opened anew by the
     /// next call (after an operation that did not answer in time). A connection being
     /// opened right now is left to be.
     pub(super) fn forget_connections(&self) {
-        for session in [&self.fast, &self.durable] {
+        for session in [&self.fast, &self.settling, &self.durable] {
             if let Ok(mut open) = session.open.try_lock() {
                 *open = None;
             }
@@ -97,28 +120,8 @@ impl Backend for PostgresStore {
             if !request.notes.is_empty() {
                 self.count_uncounted(request.notes.clone()).await?;
             }
-            let session = self.fast.get().await?;
-            let lease = millis(request.lease);
-            let window = request.dedupe_window.map(millis);
-            let row = session
-                .client
-                .query_one(
-                    &session.claim,
-                    &[
-                        &request.key,
-                        &request.token.0,
-                        &lease,
-                        &window,
-                        &request.push_key,
-                        &request.earlier,
-                    ],
-                )
-                .await
-                .map_err(|err| StoreError::new("claiming", err))?;
-            // The guard's row, then the claim's (none for a duplicate).
-            let (guarded, attempts, holder): (i64, Option<i64>, Option<i64>) =
-                (row.get(0), row.get(1), row.get(2));
-            if guarded == 0 {
+            let (guarded, attempts, holder) = self.claims.run(Claiming::of(&request)).await?;
+            if !guarded {
                 return Err(StoreError(
                     "the claim was given up on, and its delivery noted".into(),
                 ));
@@ -126,12 +129,15 @@ impl Backend for PostgresStore {
             let row = attempts.map(|attempts| (attempts, holder));
             let settled = match &row {
                 Some(_) => None,
-                None => session
-                    .client
-                    .query_opt(&session.record, &[&request.key])
-                    .await
-                    .map_err(|err| StoreError::new("reading a duplicate's record", err))?
-                    .map(|record| (record.get(1), record.get(2))),
+                None => {
+                    let session = self.fast.get().await?;
+                    session
+                        .client
+                        .query_opt(&session.record, &[&request.key])
+                        .await
+                        .map_err(|err| StoreError::new("reading a duplicate's record", err))?
+                        .map(|record| (record.get(1), record.get(2)))
+                }
             };
             request.outcome(row, settled)
         })
@@ -169,18 +175,7 @@ impl Backend for PostgresStore {
     }
 
     fn settle(&self, settle: Settle) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(async move {
-            let session = self.fast.get().await?;
-            session
-                .client
-                .execute(
-                    &session.settle,
-                    &[&settle.key, &settle.state, &settle.decision, &settle.token],
-                )
-                .await
-                .map_err(|err| StoreError::new("settling", err))?;
-            Ok(())
-        })
+        Box::pin(self.settlements.run(settle))
     }
 
     fn mark_replayed(&self, key: String) -> BoxFuture<'_, Result<bool, StoreError>> {

@@ -7,8 +7,8 @@ use tokio::sync::Mutex;
 use tokio_postgres::{Client, Config, NoTls, Statement};
 
 use super::super::StoreError;
-use super::super::sql::{INSERT_DEAD_LETTER, MARK_JOURNALED, SELECT_RECORD, SETTLE};
-use super::statements::{claim_sql, count_uncounted_sql, on_database_clock};
+use super::super::sql::{INSERT_DEAD_LETTER, MARK_JOURNALED, SELECT_RECORD};
+use super::statements::{claim_sql, count_uncounted_sql, on_database_clock, settle_sql};
 
 /// One connection, reopened when it breaks, with its prepared statements.
 pub(super) struct Session {
@@ -72,7 +72,7 @@ impl Session {
         Ok(Prepared {
             claim: prepare(claim_sql()).await?,
             count_uncounted: prepare(count_uncounted_sql()).await?,
-            settle: prepare(on_database_clock(SETTLE, 4)).await?,
+            settle: prepare(settle_sql()).await?,
             journal: prepare(on_database_clock(
                 &format!(
                     "WITH entry AS ({INSERT_DEAD_LETTER}), marked AS ({MARK_JOURNALED}) \

@@ -1,54 +1,101 @@
 //! The shared statements as PostgreSQL runs them: the times read from the database's
-//! clock, and a claim, or every note at once, in one statement.
+//! clock, and a group of claims, of settlements, or every note at once, in one
+//! statement.
 
-use super::super::sql::{CLAIM, CLAIM_GUARD, NOTE, RELEASE_ABANDONED, TAKE_NOTES, TAKE_UNCOUNTED};
+use super::super::sql::{
+    CLAIM, CLAIM_GUARD, NOTE, RELEASE_ABANDONED, SETTLE, TAKE_NOTES, TAKE_UNCOUNTED,
+};
 
 /// The database's clock as the statement starts, in Unix milliseconds.
 pub(super) const NOW: &str = "(extract(epoch from statement_timestamp()) * 1000)::bigint";
 
-/// The claim statement with the times read from the database's clock, so that hosts
-/// whose clocks differ still agree on leases, guarded by the claim's token (see
-/// [`CLAIM_GUARD`]), and the deliveries noted under the push key taken in the same
-/// statement: `$1` key, `$2` the claim's token, `$3` the lease in milliseconds, `$4`
-/// the dedupe window in milliseconds (NULL: none), `$5` the push key, `$6` deliveries
-/// to add that the database does not hold. One row: whether the guard was written
-/// (0: the claim was given up on, it does nothing), then the claim's count and holder
-/// (NULL for a duplicate).
+/// A group of claims in one statement ([`super::grouped`]), with the times read from
+/// the database's clock, so that hosts whose clocks differ still agree on leases: each
+/// claim guarded by its token (see [`CLAIM_GUARD`]), and the deliveries noted under its
+/// push key taken in the same statement. Arrays, one element a claim: `$1` keys, `$2`
+/// the claims' tokens, `$3` leases in milliseconds, `$4` dedupe windows in milliseconds
+/// (NULL: none), `$5` push keys, `$6` deliveries to add that the database does not
+/// hold. No two claims of a group share a key or a push key. A row a claim, in their
+/// order: whether its guard was written (false: the claim was given up on, it does
+/// nothing), then the claim's count and holder (NULL for a duplicate). The messages are
+/// written in the order of their keys, so two hosts' groups lock rows in one order.
 pub(super) fn claim_sql() -> String {
     const VALUES: &str = "VALUES ($1, 1 + $6, 'running', $5, $3, $2)";
     debug_assert!(CLAIM.contains(VALUES));
-    let guarded = CLAIM.replace(
-        VALUES,
-        "SELECT $1, 1 + $6, 'running', $5, $3, $2 WHERE EXISTS (SELECT 1 FROM guard)",
+    let noted = |table: &str| {
+        format!(
+            "(SELECT COALESCE(sum(deliveries), 0)::bigint FROM {table} t \
+             WHERE t.push_key = g.push_key)"
+        )
+    };
+    let rows = format!(
+        "SELECT g.message_key, 1 + g.earlier + {} + {}, 'running', g.token, {NOW} + g.lease, \
+         {NOW} FROM guarded g ORDER BY g.message_key",
+        noted("taken"),
+        noted("taken_before"),
     );
-    let claim = renumbered(&guarded, |n| match n {
+    let claim = renumbered(&CLAIM.replace(VALUES, &rows), |n| match n {
         2 => NOW.to_owned(),
-        3 => format!("({NOW} + $3)"),
-        4 => format!("COALESCE({NOW} - $4, 9223372036854775807)"),
-        5 => "$2".to_owned(),
-        6 => "($6 + (SELECT COALESCE(sum(deliveries), 0)::bigint FROM taken) \
-              + (SELECT COALESCE(sum(deliveries), 0)::bigint FROM taken_before))"
-            .to_owned(),
+        3 => "EXCLUDED.lease_until_ms".to_owned(),
+        4 => format!(
+            "(SELECT COALESCE({NOW} - r.window_ms, 9223372036854775807) FROM req r \
+             WHERE r.message_key = EXCLUDED.message_id)"
+        ),
+        5 => "EXCLUDED.claim".to_owned(),
+        6 => "(EXCLUDED.attempts - 1)".to_owned(),
         n => format!("${n}"),
     });
-    let guard = renumbered(&format!("{CLAIM_GUARD} RETURNING 1"), |n| match n {
-        1 => "$2".to_owned(),
-        2 => "$5".to_owned(),
-        _ => NOW.to_owned(),
-    });
-    let only_if_guarded = " AND EXISTS (SELECT 1 FROM guard)";
-    let take = renumbered(TAKE_NOTES, |n| match n {
-        1 => "$5".to_owned(),
-        _ => NOW.to_owned(),
-    })
-    .replace("AND taken = 0", &format!("AND taken = 0{only_if_guarded}"));
-    let take_before = renumbered(TAKE_UNCOUNTED, |_| "$5".to_owned())
-        .replace(" RETURNING", &format!("{only_if_guarded} RETURNING"));
+    const RETURNING: &str = "RETURNING attempts, claim";
+    debug_assert!(claim.contains(RETURNING));
+    let claim = claim.replace(RETURNING, "RETURNING message_id, attempts, claim");
+    const ONE_GUARD: &str = "VALUES ($1, $2, 0, 1, $3)";
+    debug_assert!(CLAIM_GUARD.contains(ONE_GUARD));
+    let guard = CLAIM_GUARD.replace(
+        ONE_GUARD,
+        &format!("SELECT r.token, r.push_key, 0, 1, {NOW} FROM req r"),
+    );
+    const ONE_PUSH: &str = "push_key = $1";
+    debug_assert!(TAKE_NOTES.contains(ONE_PUSH) && TAKE_UNCOUNTED.contains(ONE_PUSH));
+    let guarded_push = "push_key IN (SELECT g.push_key FROM guarded g)";
+    let returning =
+        |sql: &str| sql.replace("RETURNING deliveries", "RETURNING push_key, deliveries");
+    let take = returning(
+        &TAKE_NOTES
+            .replace(ONE_PUSH, guarded_push)
+            .replace("$2", NOW),
+    );
+    let take_before = returning(&TAKE_UNCOUNTED.replace(ONE_PUSH, guarded_push));
     format!(
-        "WITH guard AS ({guard}), taken AS ({take}), taken_before AS ({take_before}), \
-         claimed AS ({claim}) \
-         SELECT (SELECT count(*) FROM guard), claimed.attempts, claimed.claim \
-         FROM (SELECT 1) AS one LEFT JOIN claimed ON true"
+        "WITH req AS (SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], \
+         $4::bigint[], $5::text[], $6::bigint[]) WITH ORDINALITY \
+         AS r(message_key, token, lease, window_ms, push_key, earlier, ord)), \
+         guard AS ({guard} RETURNING note_id), \
+         guarded AS (SELECT r.* FROM req r JOIN guard ON guard.note_id = r.token), \
+         taken AS ({take}), taken_before AS ({take_before}), claimed AS ({claim}) \
+         SELECT guard.note_id IS NOT NULL, claimed.attempts, claimed.claim FROM req r \
+         LEFT JOIN guard ON guard.note_id = r.token \
+         LEFT JOIN claimed ON claimed.message_id = r.message_key ORDER BY r.ord"
+    )
+}
+
+/// A group of settlements in one statement ([`super::grouped`]); arrays, one element a
+/// settlement: `$1` keys, `$2` states, `$3` decisions, `$4` the claims' tokens. Only
+/// the claim that holds a message settles it.
+pub(super) fn settle_sql() -> String {
+    const WHERE: &str = "\nWHERE";
+    debug_assert!(SETTLE.contains(WHERE));
+    let settle = renumbered(SETTLE, |n| match n {
+        1 => "s.s_key".to_owned(),
+        2 => "s.s_state".to_owned(),
+        3 => "s.s_decision".to_owned(),
+        4 => NOW.to_owned(),
+        5 => "s.s_token".to_owned(),
+        n => format!("${n}"),
+    });
+    settle.replace(
+        WHERE,
+        "\nFROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) \
+         AS s(s_key, s_state, s_decision, s_token)\nWHERE",
     )
 }
 
@@ -124,6 +171,8 @@ mod tests {
             assert!(claim.contains(&format!("${n}")), "${n} unused in {claim}");
         }
         assert!(!claim.contains("$7"));
+        let settle = settle_sql();
+        assert!(settle.contains("$4::bigint[]") && !settle.contains("$5"));
         assert!(count_uncounted_sql().contains("unnest"));
     }
 }
