@@ -85,10 +85,11 @@ async fn claim_group(
         )
         .await
         .map_err(|err| StoreError::new("claiming", err))?;
-    Ok(rows
-        .iter()
-        .map(|row| (row.get(0), row.get(1), row.get(2)))
-        .collect())
+    // Read with `try_get`: a row of unexpected types fails its group, and panics no task.
+    rows.iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .map_err(|err| StoreError::new("reading the claims' rows", err))
 }
 
 /// The settlements go in the order of their keys, as the claims do, so that a claim's
