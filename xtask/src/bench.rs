@@ -173,7 +173,7 @@ pub fn run(options: &Options) -> Result<()> {
             name: "the same, with the PostgreSQL store (local server)".into(),
             command: cmq_host_serve(&host, &component, &[], State::Postgres(database.clone())),
             closes_connections: false,
-            row: None,
+            row: Some(Row::Postgres),
         },
         Receiver {
             name: "the same guest via wasi:http (cmq-host --serve-as incoming-handler)".into(),
@@ -248,7 +248,7 @@ pub fn run(options: &Options) -> Result<()> {
         },
         Receiver {
             name: "the same, reused, with the PostgreSQL store (local server)".into(),
-            command: cmq_host_serve(&host, &component, REUSE, State::Postgres(database)),
+            command: cmq_host_serve(&host, &component, REUSE, State::Postgres(database.clone())),
             closes_connections: false,
             row: None,
         },
@@ -309,6 +309,9 @@ pub fn run(options: &Options) -> Result<()> {
                 Row::Sqlite => {
                     cmq_host_serve(baseline, &component, &[], State::Sqlite(states.clone()))
                 }
+                Row::Postgres => {
+                    cmq_host_serve(baseline, &component, &[], State::Postgres(database.clone()))
+                }
                 Row::Python => in_language(baseline, "py_by_tag.wasm", &[]),
                 Row::JavaScript => in_language(baseline, "js_by_tag.wasm", &[]),
                 Row::Native | Row::Baseline(_) | Row::Wasmtime(_) => return None,
@@ -351,7 +354,8 @@ pub fn run(options: &Options) -> Result<()> {
     report.push_str(&machine()?);
     report.push_str(&format!(
         "\nLoad: `wrk -t1 -c<C> -d{}s --latency`, the documented JSON push (POST, CMQ's headers); \
-         the receiver pinned to CPU {SERVER_CPU} and wrk to CPU {LOAD_CPU} when taskset and two CPUs are there.\n\n",
+         the receiver pinned to CPU {SERVER_CPU} and wrk to CPU {LOAD_CPU} when taskset and two CPUs are there. \
+         CPU/msg is the receiver's; a row with the PostgreSQL store adds what every `postgres` process spent (the local server, unpinned).\n\n",
         options.duration.as_secs()
     ));
     report.push_str("| path | conns | req/s | p50 | p99 | CPU/msg | peak RSS |\n|---|---|---|---|---|---|---|\n");
@@ -383,6 +387,7 @@ pub fn run(options: &Options) -> Result<()> {
         let mut loads = Vec::new();
         for &connections in &options.connections {
             let before = cpu_time(server.pid())?;
+            let database_before = database_cpu_time();
             let (load, requests) = run_wrk(
                 &wrk,
                 &script,
@@ -392,10 +397,15 @@ pub fn run(options: &Options) -> Result<()> {
                 path.closes_connections,
             )?;
             let spent = cpu_time(server.pid())?.saturating_sub(before);
-            let load = Load {
-                cpu_per_message: spent
+            let database_spent = database_cpu_time().saturating_sub(database_before);
+            let per_message = |spent: Duration| {
+                spent
                     .checked_div(requests.max(1) as u32)
-                    .unwrap_or_default(),
+                    .unwrap_or_default()
+            };
+            let load = Load {
+                cpu_per_message: per_message(spent),
+                database_cpu_per_message: per_message(database_spent),
                 ..load
             };
             loads.push((connections, load));
@@ -424,8 +434,15 @@ pub fn run(options: &Options) -> Result<()> {
             } else {
                 String::new()
             };
+            // The database's share, where a row has one (idle, it spends next to nothing).
+            let database = load.database_cpu_per_message.as_secs_f64() * 1e6;
+            let database = if database >= 1.0 {
+                format!(" + {database:.1} µs PostgreSQL")
+            } else {
+                String::new()
+            };
             report.push_str(&format!(
-                "| {} | {connections} | {:.0}{}{failed} | {} | {}{} | {:.1} µs{} | {:.1} MiB |\n",
+                "| {} | {connections} | {:.0}{}{failed} | {} | {}{} | {:.1} µs{}{database} | {:.1} MiB |\n",
                 path.name,
                 load.requests_per_sec,
                 ratio(load.requests_per_sec, base.map(|b| b.requests_per_sec)),
@@ -896,6 +913,7 @@ fn run_wrk(
             p50: p50.context("no p50 in wrk's output")?,
             p99: p99.context("no p99 in wrk's output")?,
             cpu_per_message: Duration::ZERO,
+            database_cpu_per_message: Duration::ZERO,
             failed,
         },
         requests,
@@ -924,6 +942,22 @@ pub(crate) fn show(duration: Duration) -> String {
     } else {
         format!("{:.2} ms", micros / 1000.0)
     }
+}
+
+/// The CPU time every `postgres` process on this machine has spent so far: the local
+/// server's, for the rows whose store it is. A process that ends meanwhile is left out.
+fn database_cpu_time() -> Duration {
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return Duration::ZERO;
+    };
+    processes
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim_end() == "postgres")
+        })
+        .filter_map(|pid| cpu_time(pid).ok())
+        .sum()
 }
 
 /// User plus system CPU time of process `pid` so far (its threads included).

@@ -13,6 +13,8 @@ pub(crate) enum Row {
     NoStore,
     /// The same with the default SQLite store.
     Sqlite,
+    /// The same with the PostgreSQL store on the local server.
+    Postgres,
     /// The by-tag handler built from Python.
     Python,
     /// The by-tag handler built from JavaScript.
@@ -39,6 +41,9 @@ pub(crate) struct Load {
     pub(crate) p50: Duration,
     pub(crate) p99: Duration,
     pub(crate) cpu_per_message: Duration,
+    /// The database server's CPU per message (every `postgres` process), besides the
+    /// receiver's own.
+    pub(crate) database_cpu_per_message: Duration,
     pub(crate) failed: u64,
 }
 
@@ -105,6 +110,14 @@ pub(crate) fn report(measured: &[Measured]) -> String {
         requests,
         Compare::AtLeast,
         0.4,
+    );
+    versus(
+        "the PostgreSQL store ≥ 3× the baseline build's req/s",
+        Row::Postgres,
+        Row::Baseline(Box::new(Row::Postgres)),
+        requests,
+        Compare::AtLeast,
+        3.0,
     );
     versus(
         "p99 without a store ≤ 3× native's",
@@ -277,6 +290,7 @@ mod tests {
             p50: Duration::from_micros(100),
             p99: Duration::from_micros(1000),
             cpu_per_message: Duration::from_micros(cpu_us),
+            database_cpu_per_message: Duration::ZERO,
             failed: 0,
         };
         Measured {
