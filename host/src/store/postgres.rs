@@ -78,11 +78,14 @@ impl PostgresStore {
             synced: true,
             open: Mutex::new(None),
         };
-        // Index lookups whatever the tables' sizes: a grouped statement's plan is made
-        // once and kept, and one made while a table was a page long (a new store)
-        // would scan the whole table for every group long after it has grown.
+        // One plan for each statement, made once: a grouped statement's arrays change
+        // length every time, and planning it anew cost the server more than running
+        // it. Index lookups whatever the tables' sizes: a plan made while a table was
+        // a page long (a new store) would otherwise scan the whole table for every
+        // group long after it has grown.
         config.options(
-            "-c client_min_messages=warning -c synchronous_commit=off -c enable_seqscan=off",
+            "-c client_min_messages=warning -c synchronous_commit=off \
+             -c enable_seqscan=off -c plan_cache_mode=force_generic_plan",
         );
         let fast = Session {
             config: config.clone(),
