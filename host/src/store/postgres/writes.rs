@@ -58,25 +58,16 @@ async fn claim_group(
     group: Vec<Claiming>,
 ) -> Result<Vec<ClaimRow>, StoreError> {
     let session = connection.get().await?;
-    let count = group.len();
-    let (mut keys, mut tokens, mut leases) = (
-        Vec::with_capacity(count),
-        Vec::with_capacity(count),
-        Vec::with_capacity(count),
+    // One array a column, an element a claim.
+    let column = |of: fn(&Claiming) -> i64| group.iter().map(of).collect::<Vec<_>>();
+    let (tokens, leases, earlier) = (
+        column(|claim| claim.token),
+        column(|claim| claim.lease),
+        column(|claim| claim.earlier),
     );
-    let (mut windows, mut push_keys, mut earlier) = (
-        Vec::with_capacity(count),
-        Vec::with_capacity(count),
-        Vec::with_capacity(count),
-    );
-    for claim in group {
-        keys.push(claim.key);
-        tokens.push(claim.token);
-        leases.push(claim.lease);
-        windows.push(claim.window);
-        push_keys.push(claim.push_key);
-        earlier.push(claim.earlier);
-    }
+    let keys: Vec<&str> = group.iter().map(|claim| claim.key.as_str()).collect();
+    let push_keys: Vec<&str> = group.iter().map(|claim| claim.push_key.as_str()).collect();
+    let windows: Vec<Option<i64>> = group.iter().map(|claim| claim.window).collect();
     let rows = session
         .client
         .query(
@@ -98,23 +89,17 @@ async fn claim_group(
 async fn settle_group(connection: &Session, mut group: Vec<Settle>) -> Result<Vec<()>, StoreError> {
     group.sort_unstable_by(|a, b| a.key.cmp(&b.key));
     let session = connection.get().await?;
-    let count = group.len();
-    let (mut keys, mut states, mut decisions, mut tokens) = (
-        Vec::with_capacity(count),
-        Vec::with_capacity(count),
-        Vec::with_capacity(count),
-        Vec::with_capacity(count),
-    );
-    for settle in group {
-        keys.push(settle.key);
-        states.push(settle.state);
-        decisions.push(settle.decision);
-        tokens.push(settle.token);
-    }
+    let keys: Vec<&str> = group.iter().map(|settle| settle.key.as_str()).collect();
+    let states: Vec<&str> = group.iter().map(|settle| settle.state).collect();
+    let decisions: Vec<&str> = group
+        .iter()
+        .map(|settle| settle.decision.as_str())
+        .collect();
+    let tokens: Vec<i64> = group.iter().map(|settle| settle.token).collect();
     session
         .client
         .execute(&session.settle, &[&keys, &states, &decisions, &tokens])
         .await
         .map_err(|err| StoreError::new("settling", err))?;
-    Ok(vec![(); count])
+    Ok(vec![(); group.len()])
 }
