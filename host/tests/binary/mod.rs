@@ -48,11 +48,17 @@ pub fn lines(stderr: ChildStderr) -> mpsc::Receiver<String> {
 }
 
 pub fn wait_for(lines: &mpsc::Receiver<String>, needle: &str) -> String {
+    // The lines before it, to show when it never comes (a host that exits at start
+    // says why on its last line).
+    let mut before = Vec::new();
     loop {
         match lines.recv_timeout(Duration::from_secs(60)) {
             Ok(line) if line.contains(needle) => return line,
-            Ok(_) => continue,
-            Err(err) => panic!("no line with {needle:?} from cmq-host: {err}"),
+            Ok(line) => before.push(line),
+            Err(err) => panic!(
+                "no line with {needle:?} from cmq-host: {err}; its lines before:\n{}",
+                before.join("\n")
+            ),
         }
     }
 }
