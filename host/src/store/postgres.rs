@@ -4,11 +4,12 @@
 //! given the same push at once serialize on the message's row and only one runs the
 //! guest. The claims that arrive while one statement is at the server go together in
 //! the next one, and so do the settlements ([`grouped`]): under load the server does
-//! one statement's work for many messages. Three connections: claims (and reads) over
-//! one, settlements over another, both with `synchronous_commit=off` (committed and
-//! visible at once, synced by the server a moment later), dead-letter writes over a
-//! third with the server's default, synced before the commit returns. A connection
-//! that breaks is reopened by the next call.
+//! one statement's work for many messages. Claims over one connection, settlements over
+//! another, both with `synchronous_commit=off` (committed and visible at once, synced
+//! by the server a moment later), dead-letter writes over a third with the server's
+//! default, synced before the commit returns, and the console's and the CLI's reads
+//! over a fourth, opened on the first read. A connection that breaks is reopened by
+//! the next call.
 //! Claims, settlements and journal writes read the time from the database's clock, so
 //! that leases and dedupe windows hold across hosts whose clocks differ.
 
@@ -34,7 +35,7 @@ const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
 pub(super) struct PostgresStore {
-    /// Claims, settlements and reads.
+    /// Claims, and the record of a claim's duplicate.
     fast: Arc<Session>,
     /// The claims, run in groups over `fast`.
     claims: Arc<Grouped<Claiming, ClaimRow>>,
@@ -43,6 +44,9 @@ pub(super) struct PostgresStore {
     /// Settlements, beside the claims: each connection is one process on the server,
     /// and this way a claim's group and a settlement's run at once.
     settling: Arc<Session>,
+    /// The journal's pages and the records the console and the CLI read, with the
+    /// server's planning: opened on the first such read.
+    reading: Arc<Session>,
     /// Dead-letter writes and removals.
     durable: Arc<Session>,
 }
@@ -78,7 +82,15 @@ impl PostgresStore {
             synced: true,
             open: Mutex::new(None),
         };
-        // One plan for each statement, made once: a grouped statement's arrays change
+        config.options("-c client_min_messages=warning -c synchronous_commit=off");
+        let reading = Arc::new(Session {
+            config: config.clone(),
+            synced: false,
+            open: Mutex::new(None),
+        });
+        // For the claims and settlements only (the journal's pages, read over
+        // `reading`, are planned for their filters each time, and may scan the table):
+        // one plan for each statement, made once: a grouped statement's arrays change
         // length every time, and planning it anew cost the server more than running
         // it. Index lookups whatever the tables' sizes: a plan made while a table was
         // a page long (a new store) would otherwise scan the whole table for every
@@ -105,6 +117,7 @@ impl PostgresStore {
             settlements: Arc::new(writes::settlements(settling.clone())),
             settling,
             fast,
+            reading,
             durable: Arc::new(durable),
         })
     }
@@ -113,7 +126,7 @@ impl PostgresStore {
     /// next call (after an operation that did not answer in time). A connection being
     /// opened right now is left to be.
     pub(super) fn forget_connections(&self) {
-        for session in [&self.fast, &self.settling, &self.durable] {
+        for session in [&self.fast, &self.settling, &self.reading, &self.durable] {
             if let Ok(mut open) = session.open.try_lock() {
                 *open = None;
             }
@@ -226,14 +239,14 @@ impl Backend for PostgresStore {
     }
 
     fn dead_letters(&self, id: Option<i64>) -> BoxFuture<'_, Result<Vec<DeadLetter>, StoreError>> {
-        Box::pin(async move { reads::dead_letters(&self.fast.get().await?.client, id).await })
+        Box::pin(async move { reads::dead_letters(&self.reading.get().await?.client, id).await })
     }
 
     fn journal_page(
         &self,
         query: JournalQuery,
     ) -> BoxFuture<'_, Result<(Vec<ListedDeadLetter>, u64), StoreError>> {
-        Box::pin(async move { reads::journal_page(&self.fast.get().await?.client, query).await })
+        Box::pin(async move { reads::journal_page(&self.reading.get().await?.client, query).await })
     }
 
     fn journal_after(
@@ -241,13 +254,13 @@ impl Backend for PostgresStore {
         query: JournalQuery,
         after: i64,
     ) -> BoxFuture<'_, Result<Vec<DeadLetter>, StoreError>> {
-        Box::pin(
-            async move { reads::journal_after(&self.fast.get().await?.client, query, after).await },
-        )
+        Box::pin(async move {
+            reads::journal_after(&self.reading.get().await?.client, query, after).await
+        })
     }
 
     fn dead_letter_counts(&self) -> BoxFuture<'_, Result<Vec<RouteCount>, StoreError>> {
-        Box::pin(async move { reads::dead_letter_counts(&self.fast.get().await?.client).await })
+        Box::pin(async move { reads::dead_letter_counts(&self.reading.get().await?.client).await })
     }
 
     fn remove_dead_letters(&self, ids: Option<Vec<i64>>) -> BoxFuture<'_, Result<u64, StoreError>> {
@@ -276,7 +289,7 @@ impl Backend for PostgresStore {
         message_id: String,
     ) -> BoxFuture<'_, Result<Option<MessageRecord>, StoreError>> {
         Box::pin(async move {
-            let session = self.fast.get().await?;
+            let session = self.reading.get().await?;
             reads::record(&session.client, &session.record, &message_id).await
         })
     }
