@@ -2,6 +2,7 @@
 //! records, dead letters and the journal's pages, the store's errors and file sizes.
 
 use std::fmt;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
@@ -91,12 +92,14 @@ pub struct ClaimToken(pub(super) i64);
 impl ClaimToken {
     /// A new random token: unique across hosts for all practical purposes.
     pub(super) fn new() -> Self {
-        use std::hash::BuildHasher as _;
+        use std::hash::{BuildHasher as _, RandomState};
         static COUNT: AtomicU64 = AtomicU64::new(0);
+        static KEYS: OnceLock<RandomState> = OnceLock::new();
         let count = COUNT.fetch_add(1, Ordering::Relaxed);
-        // RandomState draws fresh random keys per process; the counter makes every
-        // token of this process different.
-        let random = std::hash::RandomState::new().hash_one((count, std::process::id()));
+        // Random keys drawn once per process, and a counter that makes every token of
+        // this process different (keyed SipHash of distinct inputs). No system call a
+        // claim: the process id was one.
+        let random = KEYS.get_or_init(RandomState::new).hash_one(count);
         ClaimToken(i64::from_ne_bytes(random.to_ne_bytes()))
     }
 }
