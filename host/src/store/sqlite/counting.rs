@@ -239,8 +239,11 @@ mod tests {
     /// keeps claims looking.
     #[tokio::test]
     async fn claims_take_every_note_whether_written_now_or_found_at_open() {
-        let path = std::env::temp_dir().join(format!("cmq-untaken-{}.db", std::process::id()));
-        let _ = std::fs::remove_file(&path);
+        // A folder of its own: the store's log and its index go with it at the end.
+        let dir = std::env::temp_dir().join(format!("cmq-untaken-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a folder");
+        let path = dir.join("store.db");
         let store = SqliteStore::open(&path).await.expect("a store");
         assert!(!store.untaken.state().notes, "a new store has none");
         assert_eq!(attempt(&store, "a").await, 1);
@@ -274,6 +277,7 @@ mod tests {
             2,
             "the note found at open taken"
         );
-        let _ = std::fs::remove_file(&path);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

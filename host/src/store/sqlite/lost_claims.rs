@@ -162,8 +162,11 @@ mod tests {
     /// the result unread) counts its delivery once, though the push notes it too.
     #[tokio::test]
     async fn a_claim_whose_result_was_dropped_unread_is_not_counted_again_by_its_note() {
-        let path = std::env::temp_dir().join(format!("cmq-lost-{}.db", std::process::id()));
-        let _ = std::fs::remove_file(&path);
+        // A folder of its own: the store's log and its index go with it at the end.
+        let dir = std::env::temp_dir().join(format!("cmq-lost-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a folder");
+        let path = dir.join("store.db");
         let store = SqliteStore::open(&path).await.expect("a store");
 
         let given_up = ClaimToken::new();
@@ -191,6 +194,7 @@ mod tests {
             store.lost.0.lock().unwrap().is_empty(),
             "guarded, forgotten"
         );
-        let _ = std::fs::remove_file(&path);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
