@@ -29,9 +29,14 @@ pub struct Options {
     connections: Vec<u32>,
     /// Cold starts per path; the median is reported.
     starts: usize,
+    /// Loads per row, the rows taking turns; the median is reported.
+    rounds: usize,
     /// Another build of cmq-host, measured beside this tree's on the rows the targets
     /// compare with it (see [`crate::bench_targets`]).
     baseline: Option<PathBuf>,
+    /// The `ack` component the baseline build serves on its `ack` rows, when this
+    /// tree's guests import what that build does not offer; this tree's otherwise.
+    baseline_guest: Option<PathBuf>,
     /// Only the rows whose name holds one of these (and the native anchor).
     only: Vec<String>,
 }
@@ -42,7 +47,9 @@ impl Default for Options {
             duration: Duration::from_secs(5),
             connections: vec![1, 16, 64],
             starts: 5,
+            rounds: 1,
             baseline: None,
+            baseline_guest: None,
             only: Vec::new(),
         }
     }
@@ -68,11 +75,19 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
                     .ok_or_else(|| format!("bad --connections {value:?}"))?;
             }
             "--baseline" => options.baseline = Some(PathBuf::from(value)),
+            "--baseline-guest" => options.baseline_guest = Some(PathBuf::from(value)),
             "--only" => {
                 options.only = value
                     .split(',')
                     .map(|part| part.trim().to_owned())
                     .collect();
+            }
+            "--rounds" => {
+                options.rounds = value
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| format!("bad --rounds {value:?}"))?;
             }
             "--starts" => {
                 options.starts = value
@@ -303,14 +318,15 @@ pub fn run(options: &Options) -> Result<()> {
     ];
     if let Some(baseline) = &options.baseline {
         // Each row a target compares with the baseline, measured with it right after.
+        let component = options.baseline_guest.as_ref().unwrap_or(&component);
         let before = |row: &Row| -> Option<Box<dyn Fn(u16) -> Command>> {
             Some(match row {
-                Row::NoStore => cmq_host_serve(baseline, &component, &[], State::None),
+                Row::NoStore => cmq_host_serve(baseline, component, &[], State::None),
                 Row::Sqlite => {
-                    cmq_host_serve(baseline, &component, &[], State::Sqlite(states.clone()))
+                    cmq_host_serve(baseline, component, &[], State::Sqlite(states.clone()))
                 }
                 Row::Postgres => {
-                    cmq_host_serve(baseline, &component, &[], State::Postgres(database.clone()))
+                    cmq_host_serve(baseline, component, &[], State::Postgres(database.clone()))
                 }
                 Row::Python => in_language(baseline, "py_by_tag.wasm", &[]),
                 Row::JavaScript => in_language(baseline, "js_by_tag.wasm", &[]),
@@ -358,6 +374,12 @@ pub fn run(options: &Options) -> Result<()> {
          CPU/msg is the receiver's; a row with the PostgreSQL store adds what every `postgres` process spent (the local server, unpinned).\n\n",
         options.duration.as_secs()
     ));
+    if options.rounds > 1 {
+        report.push_str(&format!(
+            "Each row was loaded {} times, the rows taking turns; a row shows its round of median req/s (its latencies and CPU are that round's), and its highest peak RSS.\n\n",
+            options.rounds
+        ));
+    }
     report.push_str("| path | conns | req/s | p50 | p99 | CPU/msg | peak RSS |\n|---|---|---|---|---|---|---|\n");
     if let Some(baseline) = &options.baseline {
         report = report.replace(
@@ -371,48 +393,29 @@ pub fn run(options: &Options) -> Result<()> {
     let mut native_loads: Vec<Load> = Vec::new();
     let mut measured: Vec<Measured> = Vec::new();
     let mut cold_starts: Vec<(String, Duration)> = Vec::new();
-    for (index, path) in paths.iter().enumerate() {
-        eprintln!("xtask bench: {}", path.name);
-        // One start and stop first, so that a row whose component comes from the compile
-        // cache measures serving from it, not the compile that filled it (its peak RSS
-        // would be the compiler's).
-        cold_start(&*path.command)?;
-        let port = free_port()?;
-        // Its log goes to a file, as a deployed host's goes to journald or a file: what
-        // writing log lines costs is part of the cost of a message.
-        let log = out.join("server.log");
-        let mut server = Server::start((path.command)(port), port, &log)?;
-        // Warm up: connections, caches, the allocator's free lists.
-        run_wrk(&wrk, &script, port, 16, Duration::from_secs(1), true)?;
-        let mut loads = Vec::new();
-        for &connections in &options.connections {
-            let before = cpu_time(server.pid())?;
-            let database_before = database_cpu_time();
-            let (load, requests) = run_wrk(
-                &wrk,
-                &script,
-                port,
-                connections,
-                options.duration,
-                path.closes_connections,
-            )?;
-            let spent = cpu_time(server.pid())?.saturating_sub(before);
-            let database_spent = database_cpu_time().saturating_sub(database_before);
-            let per_message = |spent: Duration| {
-                spent
-                    .checked_div(requests.max(1) as u32)
-                    .unwrap_or_default()
-            };
-            let load = Load {
-                cpu_per_message: per_message(spent),
-                database_cpu_per_message: per_message(database_spent),
-                ..load
-            };
-            loads.push((connections, load));
+    // Every row once a round, the rows taking turns, so that a machine whose speed
+    // drifts over minutes slows each row alike; each row shows its median round.
+    let mut rounds: Vec<Vec<Round>> = vec![Vec::new(); paths.len()];
+    for round in 1..=options.rounds {
+        for (index, path) in paths.iter().enumerate() {
+            eprintln!(
+                "xtask bench: {} (round {round} of {})",
+                path.name, options.rounds
+            );
+            if round == 1 {
+                // One start and stop first, so that a row whose component comes from
+                // the compile cache measures serving from it, not the compile that
+                // filled it (its peak RSS would be the compiler's).
+                cold_start(&*path.command)?;
+            }
+            rounds[index].push(measure(path, &wrk, &script, &out, options)?);
         }
-        let rss = peak_rss_kib(server.pid())?;
-        server.stop();
-        let _ = std::fs::remove_file(&log);
+    }
+    for (index, path) in paths.iter().enumerate() {
+        let Round {
+            loads,
+            peak_rss_kib: rss,
+        } = median_round(&rounds[index]);
         if let Some(row) = &path.row {
             measured.push(Measured {
                 row: row.clone(),
@@ -787,6 +790,89 @@ impl Drop for Server {
     }
 }
 
+/// One round of a row: a load per connection count, and the receiver's peak RSS.
+#[derive(Clone)]
+struct Round {
+    loads: Vec<(u32, Load)>,
+    peak_rss_kib: u64,
+}
+
+/// One round of a row: the receiver started, warmed up, loaded and stopped.
+fn measure(
+    path: &Receiver,
+    wrk: &Path,
+    script: &Path,
+    out: &Path,
+    options: &Options,
+) -> Result<Round> {
+    let port = free_port()?;
+    // Its log goes to a file, as a deployed host's goes to journald or a file: what
+    // writing log lines costs is part of the cost of a message.
+    let log = out.join("server.log");
+    let mut server = Server::start((path.command)(port), port, &log)?;
+    // Warm up: connections, caches, the allocator's free lists.
+    run_wrk(wrk, script, port, 16, Duration::from_secs(1), true)?;
+    let mut loads = Vec::new();
+    for &connections in &options.connections {
+        let before = cpu_time(server.pid())?;
+        let database_before = database_cpu_time();
+        let (load, requests) = run_wrk(
+            wrk,
+            script,
+            port,
+            connections,
+            options.duration,
+            path.closes_connections,
+        )?;
+        let spent = cpu_time(server.pid())?.saturating_sub(before);
+        let database_spent = database_cpu_time().saturating_sub(database_before);
+        let per_message = |spent: Duration| {
+            spent
+                .checked_div(requests.max(1) as u32)
+                .unwrap_or_default()
+        };
+        let load = Load {
+            cpu_per_message: per_message(spent),
+            database_cpu_per_message: per_message(database_spent),
+            ..load
+        };
+        loads.push((connections, load));
+    }
+    let rss = peak_rss_kib(server.pid())?;
+    server.stop();
+    let _ = std::fs::remove_file(&log);
+    Ok(Round {
+        loads,
+        peak_rss_kib: rss,
+    })
+}
+
+/// Per connection count, the load of the round with the median req/s (the upper one of
+/// an even count), whole, so that its latencies and CPU are those of one run; and the
+/// highest peak RSS of all rounds.
+fn median_round(rounds: &[Round]) -> Round {
+    let peak_rss_kib = rounds
+        .iter()
+        .map(|round| round.peak_rss_kib)
+        .max()
+        .unwrap_or_default();
+    let counts = rounds.first().map_or(0, |round| round.loads.len());
+    let loads = (0..counts)
+        .map(|i| {
+            let mut of_count: Vec<(u32, Load)> = rounds
+                .iter()
+                .filter_map(|round| round.loads.get(i).copied())
+                .collect();
+            of_count.sort_by(|a, b| a.1.requests_per_sec.total_cmp(&b.1.requests_per_sec));
+            of_count[of_count.len() / 2]
+        })
+        .collect();
+    Round {
+        loads,
+        peak_rss_kib,
+    }
+}
+
 /// Process start to the first `200`, on a fresh port.
 fn cold_start(command: &dyn Fn(u16) -> Command) -> Result<Duration> {
     let port = free_port()?;
@@ -1057,6 +1143,38 @@ pub(crate) fn machine() -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_row_shows_its_round_of_median_requests_whole_and_its_highest_rss() {
+        let round = |requests_per_sec: f64, cpu_us: u64, peak_rss_kib: u64| Round {
+            loads: vec![(
+                16,
+                Load {
+                    requests_per_sec,
+                    p50: Duration::ZERO,
+                    p99: Duration::ZERO,
+                    cpu_per_message: Duration::from_micros(cpu_us),
+                    database_cpu_per_message: Duration::ZERO,
+                    failed: 0,
+                },
+            )],
+            peak_rss_kib,
+        };
+        let median = median_round(&[
+            round(300.0, 1, 10),
+            round(100.0, 3, 30),
+            round(200.0, 2, 20),
+        ]);
+        let (connections, load) = median.loads[0];
+        assert_eq!(connections, 16);
+        assert_eq!(load.requests_per_sec, 200.0);
+        assert_eq!(
+            load.cpu_per_message,
+            Duration::from_micros(2),
+            "the same round's CPU"
+        );
+        assert_eq!(median.peak_rss_kib, 30);
+    }
 
     #[test]
     fn a_pinned_command_keeps_its_folder_and_environment() {

@@ -40,12 +40,16 @@ Tasks:
                             built target/debug/cmq-host: `cmq-host new` in an
                             empty folder, its own tests, its build, `run` and
                             `serve` on the documented push (a step of `test`)
-  bench [--seconds S] [--connections 1,16,64] [--starts N]
-        [--baseline OTHER_CMQ_HOST] [--only TEXT,TEXT]
-                            Load the receivers side by side with wrk, with
+  bench [--seconds S] [--connections 1,16,64] [--starts N] [--rounds N]
+        [--baseline OTHER_CMQ_HOST [--baseline-guest ACK_WASM]]
+        [--only TEXT,TEXT]
+                            Load the receivers side by side with wrk (--rounds:
+                            each row N times, taking turns, the median shown), with
                             --baseline another build's cmq-host beside this one's
-                            on the rows the targets compare (--only: the rows
-                            whose name holds a TEXT, and the native one); report,
+                            on the rows the targets compare (--baseline-guest:
+                            the ack component it serves, one built from its own
+                            tree; --only: the rows whose name holds a TEXT, and
+                            the native one); report,
                             with the targets met and not, to stdout and
                             target/bench/report.md
   store-growth [--seconds 300] [--connections 16] [--every 10] [--after 30]
