@@ -408,7 +408,15 @@ pub fn run(options: &Options) -> Result<()> {
                 // filled it (its peak RSS would be the compiler's).
                 cold_start(&*path.command)?;
             }
-            rounds[index].push(measure(path, &wrk, &script, &out, options)?);
+            let round = measure(path, &wrk, &script, &out, options)?;
+            for (connections, load) in &round.loads {
+                eprintln!(
+                    "xtask bench:   {connections} connections: {:.0} req/s, {:.1} µs CPU/msg",
+                    load.requests_per_sec,
+                    load.cpu_per_message.as_secs_f64() * 1e6
+                );
+            }
+            rounds[index].push(round);
         }
     }
     for (index, path) in paths.iter().enumerate() {
