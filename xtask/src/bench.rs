@@ -82,24 +82,24 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
                     .map(|part| part.trim().to_owned())
                     .collect();
             }
-            "--rounds" => {
-                options.rounds = value
-                    .parse()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| format!("bad --rounds {value:?}"))?;
-            }
-            "--starts" => {
-                options.starts = value
-                    .parse()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| format!("bad --starts {value:?}"))?;
-            }
+            "--rounds" => options.rounds = positive(flag, value)?,
+            "--starts" => options.starts = positive(flag, value)?,
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
     Ok(options)
+}
+
+/// `value` of `flag` as a count above zero.
+pub(crate) fn positive<N: std::str::FromStr + Default + PartialOrd>(
+    flag: &str,
+    value: &str,
+) -> Result<N, String> {
+    value
+        .parse()
+        .ok()
+        .filter(|n| *n > N::default())
+        .ok_or_else(|| format!("bad {flag} {value:?}"))
 }
 
 /// One receiver under test: how to start it on a given port.

@@ -76,13 +76,7 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
             "--seconds" => options.duration = seconds(flag, value)?,
             "--every" => options.every = seconds(flag, value)?,
             "--after" => options.after = seconds(flag, value)?,
-            "--connections" => {
-                options.connections = value
-                    .parse()
-                    .ok()
-                    .filter(|c| *c > 0)
-                    .ok_or_else(|| format!("bad --connections {value:?}"))?;
-            }
+            "--connections" => options.connections = crate::bench::positive(flag, value)?,
             "--baseline" => options.baseline = Some(PathBuf::from(value)),
             "--reuse" => {
                 options.reuse = Some(
