@@ -147,8 +147,10 @@ pub fn run(options: &Options) -> Result<()> {
     let states = out.join("state");
     let _ = std::fs::remove_dir_all(&states);
     std::fs::create_dir_all(&states)?;
-    let database = crate::postgres::fresh_local_database("cmq_bench")
+    // Held to the end: a cluster this started is stopped with it.
+    let database_server = crate::postgres::fresh_local_database("cmq_bench")
         .context("the PostgreSQL store's row needs the local server")?;
+    let database = database_server.url.clone();
     // The same handler in three languages, each loaded from a compile cache primed by
     // its first start (a Python or JavaScript component takes seconds to compile).
     let languages = out.join("compile-cache-languages");

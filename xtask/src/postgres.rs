@@ -48,15 +48,23 @@ pub fn ensure() -> Result<Server> {
 }
 
 /// A new, empty database `name` on the local cluster (dropped first when it exists),
-/// owned by the test role; returns its URL.
-pub fn fresh_local_database(name: &str) -> Result<String> {
-    let port = local_cluster()?.port;
+/// owned by the test role: its URL, and the cluster stopped again when the returned
+/// [`Server`] is dropped if this started it.
+pub fn fresh_local_database(name: &str) -> Result<Server> {
+    let cluster = local_cluster()?;
+    let server = Server {
+        url: role_url(&cluster.port, name),
+        started: cluster.started.then_some(cluster.version),
+    };
     psql(
-        &port,
+        &cluster.port,
         &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
     )?;
-    psql(&port, &format!("CREATE DATABASE {name} OWNER {ROLE}"))?;
-    Ok(role_url(&port, name))
+    psql(
+        &cluster.port,
+        &format!("CREATE DATABASE {name} OWNER {ROLE}"),
+    )?;
+    Ok(server)
 }
 
 /// The local cluster, running.

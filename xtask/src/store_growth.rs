@@ -211,10 +211,15 @@ pub fn run(options: &Options) -> Result<()> {
     binaries.push(("this tree".to_owned(), root.join("target/release/cmq-host")));
     let mut runs = Vec::new();
     let mut store = None;
+    // Held to the end: a cluster the first one started is stopped with them.
+    let mut databases = Vec::new();
     for (name, binary) in binaries {
         eprintln!("xtask store-growth: {name}");
         let state = if options.postgres {
-            State::Postgres(crate::postgres::fresh_local_database("cmq_store_growth")?)
+            let database = crate::postgres::fresh_local_database("cmq_store_growth")?;
+            let url = database.url.clone();
+            databases.push(database);
+            State::Postgres(url)
         } else {
             let dir = out.join("store-growth");
             let _ = std::fs::remove_dir_all(&dir);
