@@ -77,6 +77,17 @@ WHERE NOT (m.state IN ('acked', 'journaled') AND m.updated_ms > $4)
 RETURNING attempts, claim
 ";
 
+/// The claim of a message the store has no row of, as [`CLAIM`] would insert it, and
+/// nothing when it has one (no row changed: [`CLAIM`] runs next). The SQLite store
+/// tries it first: a plain insert of one row needs neither the upsert's statement
+/// journal nor a row handed back. `$1` key, `$2` now, `$3` the lease's end, `$4` the
+/// claim's token, `$5` the deliveries answered before.
+pub(super) const CLAIM_NEW: &str = "
+INSERT INTO cmq_messages (message_id, attempts, state, claim, lease_until_ms, updated_ms)
+VALUES ($1, 1 + $5, 'running', $4, $3, $2)
+ON CONFLICT (message_id) DO NOTHING
+";
+
 /// `$1` key, `$2` state, `$3` decision, `$4` now, `$5` the claim's token: only the
 /// claim that holds the message settles it.
 pub(super) const SETTLE: &str = "

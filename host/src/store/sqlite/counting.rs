@@ -1,7 +1,8 @@
 //! Counting deliveries in the SQLite store: the claim, the notes of deliveries counted
 //! later, and what the claim must take besides its own delivery.
 //!
-//! A claim is one statement ([`CLAIM`]) when there is nothing else to take: no notes
+//! A claim writes with one statement ([`CLAIM_NEW`] for a message the store has no row
+//! of, [`CLAIM`] after it for one it has) when there is nothing else to take: no notes
 //! of its message in doubt, no lost claims to guard ([`LostClaims`]), and no notes
 //! untaken in the database ([`Untaken`]), which is the case whenever every delivery
 //! was claimed as it came. Otherwise it writes and takes them first, in a savepoint of
@@ -13,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::super::request::ClaimRequest;
 use super::super::sql::{
-    CLAIM, NOTE, RELEASE_ABANDONED, SELECT_RECORD, TAKE_NOTES, TAKE_UNCOUNTED,
+    CLAIM, CLAIM_NEW, NOTE, RELEASE_ABANDONED, SELECT_RECORD, TAKE_NOTES, TAKE_UNCOUNTED,
 };
 use super::super::uncounted::Note;
 use super::super::{Claim, StoreError};
@@ -164,13 +165,25 @@ impl Counting<'_> {
 }
 
 /// The claim statement, counting `earlier` deliveries besides this one; for a
-/// duplicate, the record's state is read too.
+/// duplicate, the record's state is read too. A message without a row is inserted by
+/// [`CLAIM_NEW`], the cheaper statement, and the claim statement runs only when it has
+/// one.
 fn claim(
     conn: &Connection,
     request: &ClaimRequest,
     earlier: i64,
 ) -> rusqlite::Result<Result<Claim, StoreError>> {
     let (now, lease_until, acked_since) = request.times();
+    let inserted = conn.prepare_cached(&numbered(CLAIM_NEW))?.execute(params![
+        request.key,
+        now,
+        lease_until,
+        request.token.0,
+        earlier
+    ])?;
+    if inserted > 0 {
+        return Ok(request.outcome(Some((1 + earlier, Some(request.token.0))), None));
+    }
     let row = conn
         .prepare_cached(&numbered(CLAIM))?
         .query_row(
