@@ -87,6 +87,9 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
+    if options.baseline_guest.is_some() && options.baseline.is_none() {
+        return Err("--baseline-guest is the baseline build's: it needs --baseline".into());
+    }
     Ok(options)
 }
 
