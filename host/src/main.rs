@@ -12,6 +12,7 @@ use tracing_subscriber::{EnvFilter, Layer as _};
 
 mod cli;
 
+use cli::log_format::{LogFields, LogTime};
 use cli::telemetry::Traces;
 use cli::{check, compile, dead_letter, log_output, new, push, run, serve};
 
@@ -162,10 +163,15 @@ fn log_lines<S>(format: LogFormat) -> Box<dyn tracing_subscriber::Layer<S> + Sen
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
-    let logs = tracing_subscriber::fmt::layer().with_writer(log_output::Stderr::start());
+    let logs = tracing_subscriber::fmt::layer()
+        .with_writer(log_output::Stderr::start())
+        .with_timer(LogTime);
     match format {
         // Colours for a person at a terminal; plain text for files, pipes and journald.
-        LogFormat::Human => logs.with_ansi(std::io::stderr().is_terminal()).boxed(),
+        LogFormat::Human => logs
+            .fmt_fields(LogFields)
+            .with_ansi(std::io::stderr().is_terminal())
+            .boxed(),
         // One JSON object per line, the event's fields at the top level.
         LogFormat::Json => logs.json().flatten_event(true).boxed(),
     }

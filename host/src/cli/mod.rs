@@ -7,6 +7,7 @@ use cmq_host::{ConfigVar, DirGrant, EnvGrant, Grants, HttpGrant, StoreLocation};
 pub(crate) mod check;
 pub(crate) mod compile;
 pub(crate) mod dead_letter;
+pub(crate) mod log_format;
 pub(crate) mod log_output;
 pub(crate) mod new;
 pub(crate) mod push;

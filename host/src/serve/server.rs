@@ -123,7 +123,9 @@ impl Server {
             let receiver = receiver.clone();
             move |request, peer| {
                 let receiver = receiver.clone();
-                async move { receiver.answer(request, peer).await }
+                // A push's future is kilobytes (every stage's state): boxed once here,
+                // hyper moves a pointer instead of copying it at each step.
+                Box::pin(async move { receiver.answer(request, peer).await })
             }
         };
         let stopping = || {
