@@ -324,6 +324,8 @@ pub fn run(options: &Options) -> Result<()> {
     if let Some(baseline) = &options.baseline {
         // Each row a target compares with the baseline, measured with it right after.
         let component = options.baseline_guest.as_ref().unwrap_or(&component);
+        // A build from before instances could be reused gets no reused rows.
+        let reuses = serves_with(baseline, REUSE[0]);
         let before = |row: &Row| -> Option<Box<dyn Fn(u16) -> Command>> {
             Some(match row {
                 Row::NoStore => cmq_host_serve(baseline, component, &[], State::None),
@@ -335,6 +337,10 @@ pub fn run(options: &Options) -> Result<()> {
                 }
                 Row::Python => in_language(baseline, "py_by_tag.wasm", &[]),
                 Row::JavaScript => in_language(baseline, "js_by_tag.wasm", &[]),
+                Row::Reused if reuses => cmq_host_serve(baseline, component, REUSE, State::None),
+                Row::ReusedSqlite if reuses => {
+                    cmq_host_serve(baseline, component, REUSE, State::Sqlite(states.clone()))
+                }
                 Row::Native | Row::Baseline(_) | Row::Wasmtime(_) => return None,
                 Row::Reused | Row::ReusedSqlite | Row::PythonReused | Row::JavaScriptReused => {
                     return None;
@@ -551,6 +557,14 @@ pub fn run(options: &Options) -> Result<()> {
 
 /// The reuse the reused rows ask for, cmq-host's and `wasmtime serve`'s flag alike.
 const REUSE: &[&str] = &["--max-instance-reuse-count", "128"];
+
+/// Whether `host serve` takes `flag` (its help names it).
+fn serves_with(host: &Path, flag: &str) -> bool {
+    Command::new(host)
+        .args(["serve", "--help"])
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains(flag))
+}
 
 /// `wasmtime serve -S cli -S config --addr 127.0.0.1:PORT FLAGS COMPONENT`: the peer,
 /// serving the component's `wasi:http/incoming-handler` as wasmtime's CLI does (`-S

@@ -46,7 +46,8 @@ Tasks:
                             Load the receivers side by side with wrk (--rounds:
                             each row N times, taking turns, the median shown), with
                             --baseline another build's cmq-host beside this one's
-                            on the rows the targets compare (--baseline-guest:
+                            on the rows the targets compare and the reused ones
+                            (--baseline-guest:
                             the ack component it serves, one built from its own
                             tree; --only: the rows whose name holds a TEXT, and
                             the native one); report,
