@@ -150,7 +150,8 @@ impl VisitFmt for FieldsVisitor<'_> {
 }
 
 /// A line's time, in UTC to the microsecond (`2026-12-03T18:07:49.370407Z`), as
-/// tracing-subscriber's `SystemTime` writes it. The date and time to the second are
+/// tracing-subscriber's `SystemTime` writes it for a clock between 1970 and 9999
+/// (outside, the line says `<unknown time>`). The date and time to the second are
 /// worked out once a second on each thread.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct LogTime;
