@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 use crate::in_flight_cap::InFlightCap;
+use crate::metrics::RouteSeries;
 use crate::options::ServeAs;
 use crate::options::{MAX_LIMIT, RouteOptions, SharedLimits};
 use crate::sandbox::engine::{EngineSizing, EpochTicker, new_engine};
@@ -37,6 +38,8 @@ pub(crate) struct Route {
     pub(crate) path: String,
     pub(crate) component: PathBuf,
     pub(crate) guest: Guest,
+    /// Its series in the receiver's metrics.
+    pub(crate) series: RouteSeries,
     pub(crate) options: RouteOptions,
     pub(crate) in_flight: Option<InFlightCap>,
     /// The load of the routes this one belongs to: 1 at start, one more per reload.
@@ -102,6 +105,7 @@ impl Route {
             in_flight: plan.options.max_in_flight.map(InFlightCap::new),
             options: plan.options.clone(),
             guest,
+            series: RouteSeries::new(&plan.name),
             generation,
             load_time: started.elapsed(),
         })

@@ -14,11 +14,14 @@ use prometheus_client::registry::Registry;
 use crate::sandbox::instance::GuestTimes;
 
 mod labels;
+mod route_series;
 
 use labels::{
     BUILD, CauseLabels, DecisionLabels, DuplicateLabels, FaultLabels, FileLabel, InstanceLabels,
     OperationLabel, ResultLabel, RouteLabel, StatusLabels,
 };
+
+pub(crate) use route_series::RouteSeries;
 
 /// The label of pushes that no route serves.
 pub(crate) const NO_ROUTE: &str = "none";
@@ -211,16 +214,9 @@ impl Metrics {
 
     /// A guest's decision on a message (`fault` when it gave none), and how long the
     /// push took.
-    pub(crate) fn message(&self, route_name: &str, decision: &'static str, seconds: f64) {
-        self.messages
-            .get_or_create(&DecisionLabels {
-                route: route_name.to_owned(),
-                decision,
-            })
-            .inc();
-        self.duration
-            .get_or_create(&route(route_name))
-            .observe(seconds);
+    pub(crate) fn message(&self, route: &RouteSeries, decision: &'static str, seconds: f64) {
+        route.decided(&self.messages, decision);
+        route.of(&route.duration, &self.duration).observe(seconds);
     }
 
     pub(crate) fn fault(&self, route_name: &str, kind: &'static str) {
@@ -233,8 +229,8 @@ impl Metrics {
     }
 
     /// Counts a message in flight on `route_name` until the guard is dropped.
-    pub(crate) fn in_flight(&self, route_name: &str) -> InFlight {
-        let gauge = self.in_flight.get_or_create(&route(route_name)).clone();
+    pub(crate) fn in_flight(&self, route: &RouteSeries) -> InFlight {
+        let gauge = route.of(&route.in_flight, &self.in_flight).clone();
         gauge.inc();
         InFlight(gauge)
     }
@@ -293,21 +289,15 @@ impl Metrics {
         self.generation.set(1);
     }
 
-    /// How long one run of a guest of `route_name` took.
-    pub(crate) fn guest_ran(&self, route_name: &str, times: GuestTimes) {
+    /// How long one run of a guest of `route` took.
+    pub(crate) fn guest_ran(&self, route: &RouteSeries, times: GuestTimes) {
         if let Some(reuse) = times.reuse {
-            let instance = if reuse.reused { "reused" } else { "made" };
-            self.instances
-                .get_or_create(&InstanceLabels {
-                    route: route_name.to_owned(),
-                    instance,
-                })
-                .inc();
+            route.instance(&self.instances, reuse.reused).inc();
             let discard = |cause: &'static str, count: u64| {
                 if count > 0 {
                     self.instances_discarded
                         .get_or_create(&CauseLabels {
-                            route: route_name.to_owned(),
+                            route: route.name().to_owned(),
                             cause,
                         })
                         .inc_by(count);
@@ -317,17 +307,16 @@ impl Metrics {
                 discard(discarded.label(), 1);
             }
             discard("idle", reuse.expired);
-            self.instances_idle
-                .get_or_create(&route(route_name))
+            route
+                .of(&route.instances_idle, &self.instances_idle)
                 .set(i64::try_from(reuse.idle).unwrap_or(i64::MAX));
         }
-        let route = route(route_name);
-        self.guest_duration
-            .get_or_create(&route)
+        route
+            .of(&route.guest_duration, &self.guest_duration)
             .observe(times.total.as_secs_f64());
         if let Some(instantiation) = times.instantiation {
-            self.instantiation
-                .get_or_create(&route)
+            route
+                .of(&route.instantiation, &self.instantiation)
                 .observe(instantiation.as_secs_f64());
         }
     }

@@ -150,7 +150,7 @@ impl Delivery<'_> {
     /// Runs the guest on `message`, and counts how long its instance and its run took.
     async fn run_guest(&self, message: cmq_message::Message) -> Result<Decision, GuestFault> {
         let (result, times) = self.route.guest.handle(Message::from(message)).await;
-        self.metrics.guest_ran(&self.route.name, times);
+        self.metrics.guest_ran(&self.route.series, times);
         result
     }
 

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::metrics::{Metrics, NO_ROUTE};
+use crate::metrics::{Metrics, NO_ROUTE, RouteSeries};
 use crate::push::intake::Refusal;
 use crate::push::verdict::{Ended, Verdict, refusal_status};
 use crate::route::Route;
@@ -70,7 +70,7 @@ pub(crate) fn ended(
     verdict: &Verdict,
     elapsed: Duration,
 ) {
-    count(metrics, &route.name, verdict, elapsed.as_secs_f64());
+    count(metrics, &route.series, verdict, elapsed.as_secs_f64());
     log(route, subject, verdict, elapsed);
 }
 
@@ -134,14 +134,14 @@ fn log(route: &Route, subject: &Subject, verdict: &Verdict, elapsed: Duration) {
 }
 
 /// The metrics of a push that ended as `verdict` says.
-fn count(metrics: &Metrics, route_name: &str, verdict: &Verdict, seconds: f64) {
+fn count(metrics: &Metrics, route: &RouteSeries, verdict: &Verdict, seconds: f64) {
     if verdict.dead_letter.is_some() {
-        metrics.dead_letter(route_name);
+        metrics.dead_letter(route.name());
     }
     match &verdict.ended {
-        Ended::Decided(_) => metrics.message(route_name, verdict.decision(), seconds),
-        Ended::Fault(fault) => fault_counted(metrics, route_name, fault, seconds),
-        Ended::Duplicate(of) => metrics.dedupe_hit(route_name, *of),
+        Ended::Decided(_) => metrics.message(route, verdict.decision(), seconds),
+        Ended::Fault(fault) => fault_counted(metrics, route, fault, seconds),
+        Ended::Duplicate(of) => metrics.dedupe_hit(route.name(), *of),
         Ended::Busy | Ended::Unclaimed => {}
     }
 }
@@ -161,12 +161,12 @@ fn log_backtrace(message_id: &str, fault: &GuestFault) {
 }
 
 /// Counts a message whose guest gave no decision, and the kind of fault.
-fn fault_counted(metrics: &Metrics, route_name: &str, fault: &GuestFault, seconds: f64) {
+fn fault_counted(metrics: &Metrics, route: &RouteSeries, fault: &GuestFault, seconds: f64) {
     let kind = match fault {
         GuestFault::Deadline(_) => "deadline",
         GuestFault::Instantiate(_) => "instantiate",
         GuestFault::Trap(_) => "trap",
     };
-    metrics.fault(route_name, kind);
-    metrics.message(route_name, "fault", seconds);
+    metrics.fault(route.name(), kind);
+    metrics.message(route, "fault", seconds);
 }

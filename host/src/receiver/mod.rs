@@ -182,7 +182,7 @@ impl Receiver {
             Ok(taken) => taken,
             Err(refused) => return refused,
         };
-        let _in_flight = self.metrics.in_flight(&route.name);
+        let _in_flight = self.metrics.in_flight(&route.series);
         let (subject, preview) = subject_and_preview(&self.feed, &work);
         record_subject(span, &route.name, &subject);
         let verdict = match work {
@@ -197,7 +197,7 @@ impl Receiver {
             Work::Request(parts, body) => {
                 let (result, times) =
                     http_delivery::pass_request(route, parts, body, &subject.message_id).await;
-                self.metrics.guest_ran(&route.name, times);
+                self.metrics.guest_ran(&route.series, times);
                 Verdict::passed(result)
             }
         };
