@@ -12,7 +12,8 @@ use tracing_subscriber::{EnvFilter, Layer as _};
 
 mod cli;
 
-use cli::log_format::{LogFields, LogTime};
+use cli::log_format::LogFields;
+use cli::log_time::LogTime;
 use cli::telemetry::Traces;
 use cli::{check, compile, dead_letter, log_output, new, push, run, serve};
 

@@ -1,22 +1,18 @@
-//! How a log line is written: the same bytes as tracing-subscriber's defaults (its
-//! `SystemTime` timer and `DefaultFields`), at a fraction of the cost for the fields a
-//! message's line is made of. Every push writes one line, and the defaults took a tenth
-//! of the host's CPU with instances reused (measured: BENCHMARKS.md): each field went
-//! through `core::fmt` and terminal styling even with colours off, and each line's time
-//! was worked out from the calendar again.
+//! How a log line's fields are written: the same bytes as tracing-subscriber's
+//! `DefaultFields`, at a fraction of the cost for the fields a message's line is made of.
+//! Every push writes one line, and the defaults took a tenth of the host's CPU with
+//! instances reused (measured: BENCHMARKS.md): each field went through `core::fmt` and
+//! terminal styling even with colours off. Its time: [`super::log_time`].
 //!
 //! Only plain text is written this way: a line in colours (a terminal), the `message`
-//! field and any value that is not a string, a whole number or a flag is written by
+//! field and any value that is not a string, a number or a flag is written by
 //! `DefaultFields` itself.
 
-use std::cell::Cell;
 use std::fmt;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
 use tracing_subscriber::field::{MakeVisitor, VisitFmt, VisitOutput};
 use tracing_subscriber::fmt::format::{DefaultVisitor, Writer};
-use tracing_subscriber::fmt::time::FormatTime;
 
 /// A line's fields: `name=value` apart by spaces, the message first and bare, as
 /// `DefaultFields` writes them.
@@ -128,6 +124,19 @@ impl Visit for FieldsVisitor<'_> {
         self.display(field, value);
     }
 
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        let abs = value.abs();
+        if self.plain(field) && (abs == 0.0 || (1e-4..1e16).contains(&abs)) {
+            let mut buffer = ryu::Buffer::new();
+            let text = buffer.format_finite(value);
+            if !ryu_may_differ(value, text) {
+                self.result = self.name(field).and_then(|()| self.writer.write_str(text));
+                return;
+            }
+        }
+        self.default(field, |visitor| visitor.record_f64(field, value));
+    }
+
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
         self.default(field, |visitor| visitor.record_error(field, value));
     }
@@ -135,6 +144,34 @@ impl Visit for FieldsVisitor<'_> {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         self.default(field, |visitor| visitor.record_debug(field, value));
     }
+}
+
+/// Whether `Debug` may write `value` otherwise than Ryū wrote it, as `text`. From 1e-4
+/// up to 1e16 both write the shortest digits that read back as the number, in decimal
+/// notation, with `.0` after a whole number (outside, `Debug` uses an exponent, and not
+/// Ryū's); they differ only on a tie, two such digits as near as each other, where one
+/// rounds half up and the other half to even. The number is then exactly midway, its
+/// exact decimal one digit longer than `text`: a number of `n` binary digits after the
+/// point has exactly `n` decimal digits after it. A push's duration, from nanoseconds,
+/// has about fifty, and never ties.
+fn ryu_may_differ(value: f64, text: &str) -> bool {
+    let bits = value.to_bits();
+    let exponent = ((bits >> 52) & 0x7ff) as i64;
+    let mantissa = bits & ((1 << 52) - 1);
+    if mantissa == 0 && exponent == 0 {
+        return false;
+    }
+    let (mantissa, exponent) = if exponent == 0 {
+        (mantissa, -1074)
+    } else {
+        (mantissa | (1 << 52), exponent - 1075)
+    };
+    let binary_after_point = -(exponent + i64::from(mantissa.trailing_zeros()));
+    let written_after_point = match text.split_once('.') {
+        Some((_, "0")) | None => 0,
+        Some((_, fraction)) => fraction.len() as i64,
+    };
+    binary_after_point == written_after_point + 1
 }
 
 impl VisitOutput<fmt::Result> for FieldsVisitor<'_> {
@@ -149,93 +186,6 @@ impl VisitFmt for FieldsVisitor<'_> {
     }
 }
 
-/// A line's time, in UTC to the microsecond (`2026-12-03T18:07:49.370407Z`), as
-/// tracing-subscriber's `SystemTime` writes it for a clock between 1970 and 9999
-/// (outside, the line says `<unknown time>`). The date and time to the second are
-/// worked out once a second on each thread.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct LogTime;
-
-/// `YYYY-MM-DDTHH:MM:SS.`, the part of a time that changes once a second.
-type SecondPrefix = [u8; 20];
-
-thread_local! {
-    /// The second last written on this thread, and its prefix.
-    static LAST_SECOND: Cell<(u64, SecondPrefix)> = const { Cell::new((u64::MAX, [0; 20])) };
-}
-
-impl FormatTime for LogTime {
-    fn format_time(&self, writer: &mut Writer<'_>) -> fmt::Result {
-        write_time(writer, SystemTime::now())
-    }
-}
-
-/// `time` as [`LogTime`] writes it.
-fn write_time(writer: &mut impl fmt::Write, time: SystemTime) -> fmt::Result {
-    let since_epoch = time.duration_since(UNIX_EPOCH).map_err(|_| fmt::Error)?;
-    let seconds = since_epoch.as_secs();
-    let prefix = LAST_SECOND.with(|last| {
-        let (second, prefix) = last.get();
-        if second == seconds {
-            return Some(prefix);
-        }
-        let prefix = second_prefix(seconds)?;
-        last.set((seconds, prefix));
-        Some(prefix)
-    });
-    let mut line = [0u8; 27];
-    line[..20].copy_from_slice(&prefix.ok_or(fmt::Error)?);
-    digits(&mut line[20..26], since_epoch.subsec_micros());
-    line[26] = b'Z';
-    writer.write_str(std::str::from_utf8(&line).map_err(|_| fmt::Error)?)
-}
-
-/// The date and time to the second of `seconds` since the epoch, with the `.` before
-/// the fraction; none past the year 9999.
-fn second_prefix(seconds: u64) -> Option<SecondPrefix> {
-    let days = seconds / 86_400;
-    let of_day = (seconds % 86_400) as u32;
-    let (year, month, day) = civil_from_days(days);
-    if year > 9999 {
-        return None;
-    }
-    let mut prefix = *b"0000-00-00T00:00:00.";
-    digits(&mut prefix[0..4], year);
-    digits(&mut prefix[5..7], month);
-    digits(&mut prefix[8..10], day);
-    digits(&mut prefix[11..13], of_day / 3600);
-    digits(&mut prefix[14..16], of_day / 60 % 60);
-    digits(&mut prefix[17..19], of_day % 60);
-    Some(prefix)
-}
-
-/// The proleptic Gregorian year, month and day `days` after 1970-01-01 (Howard
-/// Hinnant's `civil_from_days`, for days from the epoch on).
-fn civil_from_days(days: u64) -> (u32, u32, u32) {
-    let days = days + 719_468;
-    let era = days / 146_097;
-    let of_era = days % 146_097;
-    let year_of_era = (of_era - of_era / 1460 + of_era / 36_524 - of_era / 146_096) / 365;
-    let day_of_year = of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let shifted_month = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
-    let month = if shifted_month < 10 {
-        shifted_month + 3
-    } else {
-        shifted_month - 9
-    };
-    let year = year_of_era + era * 400 + u64::from(month <= 2);
-    (year as u32, month as u32, day as u32)
-}
-
-/// `value` in decimal, zero-padded to fill `out`.
-fn digits(out: &mut [u8], mut value: u32) {
-    for digit in out.iter_mut().rev() {
-        *digit = b'0' + (value % 10) as u8;
-        value /= 10;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
@@ -243,7 +193,6 @@ mod tests {
 
     use tracing_subscriber::fmt::MakeWriter;
     use tracing_subscriber::fmt::format::DefaultFields;
-    use tracing_subscriber::fmt::time::SystemTime as DefaultTime;
 
     use super::*;
 
@@ -325,39 +274,78 @@ mod tests {
         assert!(lines(LogFields, false).contains("quoted=\"say \\\"hi\\\"\\\\\""));
     }
 
-    fn ours(time: SystemTime) -> String {
-        let mut out = String::new();
-        write_time(&mut out, time).unwrap();
-        out
+    /// One event a value of `values`, each as `duration_ms`, written through `fields`.
+    fn numbers<F>(fields: F, values: &[f64]) -> String
+    where
+        F: for<'w> tracing_subscriber::fmt::FormatFields<'w> + Send + Sync + 'static,
+    {
+        let out = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(out.clone())
+            .with_ansi(false)
+            .without_time()
+            .fmt_fields(fields)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            for &duration_ms in values {
+                tracing::info!(duration_ms);
+            }
+        });
+        let written = out.0.lock().unwrap().clone();
+        String::from_utf8(written).unwrap()
     }
 
     #[test]
-    fn times_are_written_as_the_default_writes_them() {
-        let at = |seconds: u64, micros: u64| {
-            ours(UNIX_EPOCH + Duration::from_secs(seconds) + Duration::from_micros(micros))
-        };
-        // `date -u -d @SECONDS +%FT%T`
-        assert_eq!(at(0, 0), "1970-01-01T00:00:00.000000Z");
-        assert_eq!(at(951_782_400, 7), "2000-02-29T00:00:00.000007Z");
-        assert_eq!(at(1_796_320_069, 370_407), "2026-12-03T17:47:49.370407Z");
-        assert_eq!(at(1_796_320_069, 999_999), "2026-12-03T17:47:49.999999Z");
-        // The next second on the same thread: the kept prefix is not reused.
-        assert_eq!(at(1_796_320_070, 0), "2026-12-03T17:47:50.000000Z");
-        assert_eq!(at(4_107_542_399, 1), "2100-02-28T23:59:59.000001Z");
-        assert_eq!(at(253_402_300_799, 0), "9999-12-31T23:59:59.000000Z");
-        let mut past = String::new();
-        assert!(write_time(&mut past, UNIX_EPOCH + Duration::from_secs(253_402_300_800)).is_err());
-
-        // Now, between two of the default's: same width, so the text sorts as the time.
-        let default_now = || {
-            let mut out = String::new();
-            DefaultTime.format_time(&mut Writer::new(&mut out)).unwrap();
-            out
-        };
-        let before = default_now();
-        let now = ours(SystemTime::now());
-        let after = default_now();
-        assert_eq!(now.len(), before.len());
-        assert!(before <= now && now <= after, "{before} {now} {after}");
+    fn numbers_are_written_as_the_default_writes_them() {
+        let mut values = vec![
+            0.0,
+            -0.0,
+            1.0,
+            -2.5,
+            123_456.0,
+            1e-4,
+            1e-4 - 1e-19,
+            5e-5,
+            9.999_999_999_999_998e15,
+            1e16,
+            1e-7,
+            3e20,
+            f64::MIN_POSITIVE,
+            f64::MAX,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ];
+        // Durations as a push's line has them (to the nanosecond, up to an hour), and
+        // numbers of every size and precision, from a fixed sequence.
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..50_000 {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let nanos = (state >> 22) % 3_600_000_000_000;
+            let duration_ms = Duration::from_nanos(nanos).as_secs_f64() * 1000.0;
+            // A push's duration is written by Ryū (then compared with `Debug` below).
+            let mut buffer = ryu::Buffer::new();
+            assert!(!ryu_may_differ(duration_ms, buffer.format(duration_ms)) || duration_ms < 1e-4);
+            values.push(duration_ms);
+            let any = f64::from_bits(state);
+            if any.is_finite() {
+                values.push(any);
+            }
+        }
+        let ours = numbers(LogFields, &values);
+        let theirs = numbers(DefaultFields::new(), &values);
+        for (ours, theirs) in ours.lines().zip(theirs.lines()) {
+            assert_eq!(ours, theirs);
+        }
+        assert_eq!(ours.lines().count(), values.len());
+        for expected in ["=0.0001", "=1e-7", "=123456.0", "=-0.0", "=NaN"] {
+            let expected = format!("duration_ms{expected}");
+            assert!(
+                ours.lines().any(|line| line.ends_with(&expected)),
+                "{expected}"
+            );
+        }
     }
 }

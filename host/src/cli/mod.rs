@@ -9,6 +9,7 @@ pub(crate) mod compile;
 pub(crate) mod dead_letter;
 pub(crate) mod log_format;
 pub(crate) mod log_output;
+pub(crate) mod log_time;
 pub(crate) mod new;
 pub(crate) mod push;
 pub(crate) mod run;
