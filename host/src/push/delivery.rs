@@ -109,7 +109,7 @@ struct Claimed<'a> {
 impl Delivery<'_> {
     /// Claims `message`, runs the guest when the claim says so, and records how it
     /// ended. Without a store the guest simply runs.
-    pub(crate) async fn run(&self, mut message: cmq_message::Message, raw: RawPush) -> Outcome {
+    pub(crate) async fn run(&self, message: cmq_message::Message, raw: RawPush) -> Outcome {
         let Some(store) = self.store else {
             let result = self.run_guest(message).await;
             return Outcome::Ran {
@@ -118,6 +118,18 @@ impl Delivery<'_> {
                 recorded: Recorded::NoStore,
             };
         };
+        // Boxed: the store's states would double the size of the future every push
+        // builds and moves (3,240 bytes, 1,832 without them), store or none.
+        Box::pin(self.run_stored(store, message, raw)).await
+    }
+
+    /// [`Delivery::run`] with a store.
+    async fn run_stored(
+        &self,
+        store: &Store,
+        mut message: cmq_message::Message,
+        raw: RawPush,
+    ) -> Outcome {
         let claimed = match self.claim(store, &message, &raw).await {
             Ok(claimed) => claimed,
             Err(outcome) => return outcome,

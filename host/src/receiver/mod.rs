@@ -195,8 +195,15 @@ impl Receiver {
                 Verdict::of(delivery.run(message, raw).await)
             }
             Work::Request(parts, body) => {
-                let (result, times) =
-                    http_delivery::pass_request(route, parts, body, &subject.message_id).await;
+                // Boxed, as the store's part of a delivery is: every push builds and
+                // moves this future, whichever entrance its route serves.
+                let (result, times) = Box::pin(http_delivery::pass_request(
+                    route,
+                    parts,
+                    body,
+                    &subject.message_id,
+                ))
+                .await;
                 self.metrics.guest_ran(&route.series, times);
                 Verdict::passed(result)
             }
