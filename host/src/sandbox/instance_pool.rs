@@ -57,7 +57,7 @@ impl<I: Send + 'static> Pool<I> {
     pub(crate) fn take(&self) -> (Option<I>, u64) {
         let (taken, stale) = {
             let mut idle = self.inner.lock();
-            let stale = self.inner.expired_out(&mut idle);
+            let stale = self.inner.expired_out(&mut idle, Instant::now());
             (idle.pop().map(|(instance, _)| instance), stale)
         };
         self.inner.count_expired(stale.len());
@@ -70,9 +70,10 @@ impl<I: Send + 'static> Pool<I> {
     pub(crate) fn put(&self, instance: I) -> (bool, usize) {
         let (refused, stale, now_idle) = {
             let mut idle = self.inner.lock();
-            let stale = self.inner.expired_out(&mut idle);
+            let now = Instant::now();
+            let stale = self.inner.expired_out(&mut idle, now);
             let refused = if idle.len() < self.inner.reuse.max_idle {
-                idle.push((instance, Instant::now()));
+                idle.push((instance, now));
                 None
             } else {
                 Some(instance)
@@ -109,7 +110,7 @@ impl<I: Send + 'static> Pool<I> {
                 let Some(pool) = pool.upgrade() else { return };
                 let (stale, empty) = {
                     let mut idle = pool.lock();
-                    let stale = pool.expired_out(&mut idle);
+                    let stale = pool.expired_out(&mut idle, Instant::now());
                     (stale, idle.is_empty())
                 };
                 pool.count_expired(stale.len());
@@ -134,10 +135,10 @@ impl<I> Inner<I> {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Takes the expired instances out of `idle`, to be dropped once the lock is
-    /// released. Instances are in the order they became idle, so the expired ones lead.
-    fn expired_out(&self, idle: &mut Vec<(I, Instant)>) -> Vec<(I, Instant)> {
-        let now = Instant::now();
+    /// Takes the instances expired by `now` out of `idle`, to be dropped once the lock
+    /// is released. Instances are in the order they became idle, so the expired ones
+    /// lead.
+    fn expired_out(&self, idle: &mut Vec<(I, Instant)>, now: Instant) -> Vec<(I, Instant)> {
         let fresh = idle
             .iter()
             .position(|(_, since)| now.duration_since(*since) < self.reuse.idle_timeout)
