@@ -217,9 +217,9 @@ mod tests {
         }
     }
 
-    /// Events with every kind of field a line holds, strings that need escaping among
-    /// them, written through `fields` (with colours when `ansi`), without times.
-    fn lines<F>(fields: F, ansi: bool) -> String
+    /// What the events `emit` makes are written as through `fields` (with colours when
+    /// `ansi`), without times.
+    fn written<F>(fields: F, ansi: bool, emit: impl FnOnce()) -> String
     where
         F: for<'w> tracing_subscriber::fmt::FormatFields<'w> + Send + Sync + 'static,
     {
@@ -231,7 +231,18 @@ mod tests {
             .fmt_fields(fields)
             .with_max_level(tracing::Level::TRACE)
             .finish();
-        tracing::subscriber::with_default(subscriber, || {
+        tracing::subscriber::with_default(subscriber, emit);
+        let written = out.0.lock().unwrap().clone();
+        String::from_utf8(written).unwrap()
+    }
+
+    /// Events with every kind of field a line holds, strings that need escaping among
+    /// them, written through `fields` (with colours when `ansi`), without times.
+    fn lines<F>(fields: F, ansi: bool) -> String
+    where
+        F: for<'w> tracing_subscriber::fmt::FormatFields<'w> + Send + Sync + 'static,
+    {
+        written(fields, ansi, || {
             let none: Option<&str> = None;
             let error = std::io::Error::other("a disk \"full\"");
             tracing::info!(
@@ -259,9 +270,7 @@ mod tests {
             let span = tracing::info_span!("push", id = "s-1", count = 5u64);
             let _entered = span.enter();
             tracing::info!(inside = "a span");
-        });
-        let written = out.0.lock().unwrap().clone();
-        String::from_utf8(written).unwrap()
+        })
     }
 
     #[test]
@@ -279,20 +288,11 @@ mod tests {
     where
         F: for<'w> tracing_subscriber::fmt::FormatFields<'w> + Send + Sync + 'static,
     {
-        let out = Captured::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(out.clone())
-            .with_ansi(false)
-            .without_time()
-            .fmt_fields(fields)
-            .finish();
-        tracing::subscriber::with_default(subscriber, || {
+        written(fields, false, || {
             for &duration_ms in values {
                 tracing::info!(duration_ms);
             }
-        });
-        let written = out.0.lock().unwrap().clone();
-        String::from_utf8(written).unwrap()
+        })
     }
 
     #[test]
