@@ -228,7 +228,7 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts a message in flight on `route_name` until the guard is dropped.
+    /// Counts a message in flight on `route` until the guard is dropped.
     pub(crate) fn in_flight(&self, route: &RouteSeries) -> InFlight {
         let gauge = route.of(&route.in_flight, &self.in_flight).clone();
         gauge.inc();
