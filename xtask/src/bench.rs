@@ -37,8 +37,8 @@ pub struct Options {
     /// The `ack` component the baseline build serves on its `ack` rows, when this
     /// tree's guests import what that build does not offer; this tree's otherwise.
     baseline_guest: Option<PathBuf>,
-    /// Only the rows whose name holds one of these (and the native anchor).
-    only: Vec<String>,
+    /// `--only`: the rows to load besides the native anchor (see [`Only`]).
+    only: Option<String>,
 }
 
 impl Default for Options {
@@ -50,7 +50,7 @@ impl Default for Options {
             rounds: 1,
             baseline: None,
             baseline_guest: None,
-            only: Vec::new(),
+            only: None,
         }
     }
 }
@@ -76,12 +76,7 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
             }
             "--baseline" => options.baseline = Some(PathBuf::from(value)),
             "--baseline-guest" => options.baseline_guest = Some(PathBuf::from(value)),
-            "--only" => {
-                options.only = value
-                    .split(',')
-                    .map(|part| part.trim().to_owned())
-                    .collect();
-            }
+            "--only" => options.only = Some(value.clone()),
             "--rounds" => options.rounds = positive(flag, value)?,
             "--starts" => options.starts = positive(flag, value)?,
             _ => return Err(format!("unknown flag {flag}")),
@@ -91,6 +86,55 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
         return Err("--baseline-guest is the baseline build's: it needs --baseline".into());
     }
     Ok(options)
+}
+
+/// The rows `--only` names: parts separated by commas, each selecting the rows whose
+/// name holds it; but parts that together spell a row's whole name (many names hold
+/// commas) select that row alone, and its baseline build's.
+#[derive(Debug, Default, PartialEq)]
+struct Only {
+    whole: Vec<String>,
+    parts: Vec<String>,
+}
+
+impl Only {
+    /// `value` read against the rows' `names`: the longest run of parts that is a
+    /// whole name is taken first.
+    fn parse(value: &str, names: &[&str]) -> Only {
+        let pieces: Vec<&str> = value.split(',').collect();
+        let mut only = Only::default();
+        let mut at = 0;
+        while at < pieces.len() {
+            let whole = (at + 2..=pieces.len())
+                .rev()
+                .find(|&end| names.contains(&pieces[at..end].join(",").trim()));
+            match whole {
+                Some(end) => {
+                    only.whole.push(pieces[at..end].join(",").trim().to_owned());
+                    at = end;
+                }
+                None => {
+                    let part = pieces[at].trim();
+                    if !part.is_empty() {
+                        only.parts.push(part.to_owned());
+                    }
+                    at += 1;
+                }
+            }
+        }
+        only
+    }
+
+    fn selects(&self, name: &str) -> bool {
+        let baseline_of = |whole: &String| {
+            name.strip_suffix(", baseline build")
+                .is_some_and(|row| row == whole)
+        };
+        self.whole
+            .iter()
+            .any(|whole| name == whole || baseline_of(whole))
+            || self.parts.iter().any(|part| name.contains(part.as_str()))
+    }
 }
 
 /// `value` of `flag` as a count above zero.
@@ -367,14 +411,10 @@ pub fn run(options: &Options) -> Result<()> {
         paths = with_baseline;
     }
 
-    if !options.only.is_empty() {
-        paths.retain(|path| {
-            path.row == Some(Row::Native)
-                || options
-                    .only
-                    .iter()
-                    .any(|only| path.name.contains(only.as_str()))
-        });
+    if let Some(only) = &options.only {
+        let names: Vec<&str> = paths.iter().map(|path| path.name.as_str()).collect();
+        let only = Only::parse(only, &names);
+        paths.retain(|path| path.row == Some(Row::Native) || only.selects(&path.name));
     }
 
     let mut report = String::new();
@@ -1170,6 +1210,51 @@ pub(crate) fn machine() -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_takes_a_whole_name_with_its_commas_and_parts_as_substrings() {
+        let names = [
+            "native hyper + cmq-message (no sandbox)",
+            "cmq-host, ack guest, instances reused up to 128 messages, no store",
+            "the same, reused, with the SQLite store",
+            "the same, reused, with the SQLite store, baseline build",
+            "the same, with the SQLite store (dedupe, attempts)",
+            "cmq-host, by-tag in Python, instances reused up to 128",
+        ];
+        let chosen = |value: &str| -> Vec<&str> {
+            let only = Only::parse(value, &names);
+            names
+                .into_iter()
+                .filter(|name| only.selects(name))
+                .collect()
+        };
+        // A whole name: that row and its baseline's, not every row holding "reused".
+        assert_eq!(
+            chosen("native,the same, reused, with the SQLite store"),
+            [
+                "native hyper + cmq-message (no sandbox)",
+                "the same, reused, with the SQLite store",
+                "the same, reused, with the SQLite store, baseline build",
+            ]
+        );
+        // Parts as before: each selects every row holding it.
+        assert_eq!(
+            chosen("reused up to 128 messages, SQLite store"),
+            [
+                "cmq-host, ack guest, instances reused up to 128 messages, no store",
+                "the same, reused, with the SQLite store",
+                "the same, reused, with the SQLite store, baseline build",
+                "the same, with the SQLite store (dedupe, attempts)",
+            ]
+        );
+        assert_eq!(
+            Only::parse("a,,b", &names),
+            Only {
+                whole: Vec::new(),
+                parts: vec!["a".into(), "b".into()]
+            }
+        );
+    }
 
     #[test]
     fn a_row_shows_its_round_of_median_requests_whole_and_its_highest_rss() {

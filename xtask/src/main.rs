@@ -49,7 +49,8 @@ Tasks:
                             on the rows the targets compare and the reused ones
                             (--baseline-guest:
                             the ack component it serves, one built from its own
-                            tree; --only: the rows whose name holds a TEXT, and
+                            tree; --only: the rows whose name holds a TEXT, or
+                            whose whole name, commas and all, is one, and
                             the native one); report,
                             with the targets met and not, to stdout and
                             target/bench/report.md
