@@ -52,9 +52,9 @@ fn json_array(parts: &[Option<&str>]) -> String {
     out
 }
 
-/// Appends `text` as a JSON string, escaped as serde_json escapes it: `"`, `\\`, and
-/// the control characters below U+0020 (`\b`, `\t`, `\n`, `\f`, `\r` by their
-/// short forms, the others as `\u00xx`); everything else as it is.
+/// Appends `text` as a JSON string, escaped as serde_json escapes it: `"` and `\` as
+/// `\"` and `\\`, the control characters below U+0020 as `\b`, `\t`, `\n`, `\f`, `\r`
+/// where JSON has a short form and `\u00xx` otherwise; everything else as it is.
 fn push_json_string(out: &mut String, text: &str) {
     out.push('"');
     let mut plain = 0;
