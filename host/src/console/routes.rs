@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
+use crate::metrics::DECISIONS;
 use crate::receiver::Receiver;
 use crate::route::LoadedRoute;
 
@@ -192,7 +193,7 @@ impl Scrape<'_> {
 
     /// A route's messages by decision: in all, and per second since the last view.
     fn decisions(&self, route: &str) -> String {
-        ["ack", "drop", "retry", "fault"]
+        DECISIONS
             .iter()
             .map(|decision| {
                 let key = (route.to_owned(), (*decision).to_owned());

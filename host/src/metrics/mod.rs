@@ -26,6 +26,10 @@ pub(crate) use route_series::RouteSeries;
 /// The label of pushes that no route serves.
 pub(crate) const NO_ROUTE: &str = "none";
 
+/// The decisions `cmq_messages_total` counts a route's messages by: the guest's three,
+/// and `fault` when it gave none.
+pub(crate) const DECISIONS: [&str; 4] = ["ack", "drop", "retry", "fault"];
+
 type DurationFamily = Family<RouteLabel, Histogram, fn() -> Histogram>;
 
 /// Declares every metric family once: its field, its type, its name and help text in

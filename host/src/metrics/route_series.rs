@@ -12,6 +12,7 @@ use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 
+use super::DECISIONS;
 use super::labels::{DecisionLabels, InstanceLabels, RouteLabel};
 
 /// A route's handles on its series. Each route of a receiver counts into that
@@ -24,8 +25,8 @@ pub(crate) struct RouteSeries {
     pub(super) guest_duration: OnceLock<Histogram>,
     pub(super) instantiation: OnceLock<Histogram>,
     pub(super) instances_idle: OnceLock<Gauge>,
-    /// Messages by decision: ack, drop, retry, fault.
-    decisions: [OnceLock<Counter>; 4],
+    /// Messages by decision, in the order of [`DECISIONS`].
+    decisions: [OnceLock<Counter>; DECISIONS.len()],
     /// Messages by the instance they ran in: made, reused.
     instances: [OnceLock<Counter>; 2],
 }
@@ -70,10 +71,7 @@ impl RouteSeries {
             route: self.label.route.clone(),
             decision,
         };
-        match ["ack", "drop", "retry", "fault"]
-            .iter()
-            .position(|known| *known == decision)
-        {
+        match DECISIONS.iter().position(|known| *known == decision) {
             Some(at) => self.decisions[at]
                 .get_or_init(|| family.get_or_create_owned(&labels()))
                 .inc(),
